@@ -1,0 +1,44 @@
+# The two commands: `make demo` and `make test`. Both create or reuse .venv.
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+DEMO   ?= build/demo
+HOST   ?= 127.0.0.1
+PORT   ?= 5000
+
+.PHONY: venv venv-dev demo demo-pipeline test report bench clean
+
+$(VENV)/.req-stamp: requirements.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -r requirements.txt
+	touch $@
+
+$(VENV)/.dev-stamp: requirements-dev.txt $(VENV)/.req-stamp
+	$(PY) -m pip install -r requirements-dev.txt
+	touch $@
+
+venv: $(VENV)/.req-stamp
+venv-dev: $(VENV)/.dev-stamp
+
+# The machine side on the bundled demo images, then the server on the demo experiment.
+demo-pipeline: venv
+	$(PY) -m experiments demo $(DEMO)
+
+demo: demo-pipeline
+	DEMO=$(DEMO) HOST=$(HOST) PORT=$(PORT) PY=$(PY) sh scripts/demo-serve.sh
+
+# The report for the demo experiment from the answers given so far.
+report: venv
+	$(PY) -m analysis report --db sqlite:///$(abspath $(DEMO))/server.sqlite3 --experiment demo --out $(DEMO)/report
+
+test: venv-dev
+	$(PY) -m pytest
+
+bench: venv-dev
+	$(PY) benchmarks/bench_features.py
+	$(PY) benchmarks/bench_retrieval.py
+	$(PY) benchmarks/bench_server.py
+
+clean:
+	rm -rf build .pytest_cache

@@ -1,0 +1,2 @@
+"""Commands of one stage (filled in by its owner)."""
+COMMANDS: list = []
