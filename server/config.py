@@ -1,0 +1,96 @@
+"""Configuration: defaults, the instance config file, then environment variables.
+
+Environment variables read:
+- `TLL_INSTANCE`: the instance folder (secret key, config.py, default SQLite database).
+- `DATABASE_URL`: SQLAlchemy URL; `postgres://` and `postgresql://` are rewritten to
+  `postgresql+psycopg://` (psycopg 3). Default: SQLite `server.sqlite3` in the instance folder.
+- `SECRET_KEY` (or `TLL_SECRET_KEY`): required when `TLL_ENV=production`; in development
+  one is generated once and kept in `<instance>/secret_key`.
+- `TLL_PSEUDONYM_KEY`: key of the HMAC that pseudonymises participant ids in exports
+  (default: derived from the secret key).
+- `TLL_ENV`: `production` or `development` (default).
+"""
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+import secrets
+from pathlib import Path
+
+
+class ConfigError(RuntimeError):
+    """The server cannot start with this configuration."""
+
+
+def normalise_database_url(url: str) -> str:
+    """Return `url` with postgres:// and postgresql:// rewritten for psycopg 3."""
+    for prefix in ("postgres://", "postgresql://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix):]
+    return url
+
+
+def read_or_create_secret(path: Path, nbytes: int = 32) -> str:
+    """Return the secret kept in `path`, creating it atomically the first time (several
+    gunicorn workers may start at once: the first writer wins, the others read it)."""
+    if path.exists():
+        text = path.read_text().strip()
+        if text:
+            return text
+    path.parent.mkdir(parents=True, exist_ok=True)
+    value = secrets.token_hex(nbytes)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
+    tmp.write_text(value + "\n")
+    os.chmod(tmp, 0o600)
+    try:
+        os.link(tmp, path)  # fails if another process got there first
+    except FileExistsError:
+        pass
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path.read_text().strip()
+
+
+def configure(app, overrides: dict | None = None) -> None:
+    """Fill `app.config` from defaults, `<instance>/config.py`, the environment and
+    `overrides` (in that order); raise ConfigError when production lacks a SECRET_KEY."""
+    instance = Path(app.instance_path)
+    instance.mkdir(parents=True, exist_ok=True)
+    cfg = app.config
+    cfg.update(
+        TLL_ENV="development",
+        SQLALCHEMY_DATABASE_URI=f"sqlite:///{instance / 'server.sqlite3'}",
+        SQLALCHEMY_ENGINE_OPTIONS={"pool_pre_ping": True},
+        MAX_CONTENT_LENGTH=64 * 1024,
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        PERMANENT_SESSION_LIFETIME=60 * 60 * 24 * 30,
+        SQLITE_BUSY_TIMEOUT_MS=10000,
+        JSON_SORT_KEYS=False,
+    )
+    cfg.from_pyfile(str(instance / "config.py"), silent=True)
+    env = os.environ
+    if env.get("TLL_ENV"):
+        cfg["TLL_ENV"] = env["TLL_ENV"]
+    if env.get("DATABASE_URL"):
+        cfg["SQLALCHEMY_DATABASE_URI"] = env["DATABASE_URL"]
+    secret = env.get("SECRET_KEY") or env.get("TLL_SECRET_KEY")
+    if secret:
+        cfg["SECRET_KEY"] = secret
+    if env.get("TLL_PSEUDONYM_KEY"):
+        cfg["PSEUDONYM_KEY"] = env["TLL_PSEUDONYM_KEY"]
+    if overrides:
+        cfg.update(overrides)
+    cfg["SQLALCHEMY_DATABASE_URI"] = normalise_database_url(cfg["SQLALCHEMY_DATABASE_URI"])
+
+    if not cfg.get("SECRET_KEY"):
+        if cfg["TLL_ENV"] == "production":
+            raise ConfigError("SECRET_KEY is not set: production needs SECRET_KEY in the "
+                              "environment or in the instance config.py")
+        cfg["SECRET_KEY"] = read_or_create_secret(instance / "secret_key")
+    if not cfg.get("PSEUDONYM_KEY"):
+        cfg["PSEUDONYM_KEY"] = hmac.new(str(cfg["SECRET_KEY"]).encode(), b"tll-pseudonym",
+                                        hashlib.sha256).hexdigest()
+    if cfg["TLL_ENV"] == "production":
+        cfg.setdefault("SESSION_COOKIE_SECURE", True)

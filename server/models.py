@@ -1,0 +1,259 @@
+"""Database models (SQLAlchemy 2 typed style) for experiments, images, trials,
+participants, responses, admin users, and the MTurk HIT / assignment / bonus records.
+
+Table and column names listed in docs/contracts.md §6 are read with plain SQL by
+`analysis --db`: keep them. Schema changes go through Alembic (`migrations/`).
+"""
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+from decimal import Decimal
+
+from flask_sqlalchemy import SQLAlchemy
+from sqlalchemy import (Boolean, DateTime, Float, ForeignKey, Index, Integer, LargeBinary,
+                        MetaData, Numeric, String, Text, UniqueConstraint)
+from sqlalchemy.orm import DeclarativeBase, Mapped, deferred, mapped_column, relationship
+
+# Named constraints so that Alembic migrations (batch mode on SQLite) stay reproducible.
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+
+
+db = SQLAlchemy(model_class=Base)
+
+
+def utcnow() -> datetime:
+    """Return the current time, timezone-aware UTC."""
+    return datetime.now(timezone.utc)
+
+
+class Experiment(db.Model):
+    """One loaded experiment file plus its per-experiment settings."""
+    __tablename__ = "experiments"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    source_path: Mapped[str] = mapped_column(Text, default="")
+    file_sha256: Mapped[str] = mapped_column(String(64))
+    seed: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    # The experiment file's `design` and `feature_sets`, kept as JSON text.
+    design: Mapped[str] = mapped_column(Text, default="{}")
+    feature_sets: Mapped[str] = mapped_column(Text, default="[]")
+    image_width: Mapped[int] = mapped_column(Integer, default=200)
+    image_height: Mapped[int] = mapped_column(Integer, default=245)
+    # Settings (flask experiment-settings NAME ...)
+    consent_text: Mapped[str] = mapped_column(Text, default="")
+    trial_order: Mapped[str] = mapped_column(String(10), default="random")  # random|fixed
+    allow_repeats: Mapped[bool] = mapped_column(Boolean, default=False)
+    break_every: Mapped[int] = mapped_column(Integer, default=0)  # 0 = no breaks
+    practice: Mapped[bool] = mapped_column(Boolean, default=True)
+    created: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+    trials: Mapped[list[Trial]] = relationship(back_populates="experiment",
+                                               order_by="Trial.position",
+                                               cascade="all, delete-orphan")
+    images: Mapped[list[Image]] = relationship(back_populates="experiment",
+                                               cascade="all, delete-orphan")
+    participants: Mapped[list[Participant]] = relationship(back_populates="experiment",
+                                                           cascade="all, delete-orphan")
+    hits: Mapped[list[Hit]] = relationship(back_populates="experiment",
+                                           cascade="all, delete-orphan")
+
+    def feature_set_keys(self) -> list[str]:
+        """Return the experiment's machine feature-set keys, sorted."""
+        return sorted(json.loads(self.feature_sets or "[]"))
+
+
+class Image(db.Model):
+    """An image as served: re-encoded bytes without metadata, behind an opaque token."""
+    __tablename__ = "images"
+    __table_args__ = (UniqueConstraint("experiment_id", "key"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    experiment_id: Mapped[int] = mapped_column(ForeignKey("experiments.id", ondelete="CASCADE"),
+                                               index=True)
+    key: Mapped[str] = mapped_column(String(100))  # "L00018" from the experiment file
+    token: Mapped[str] = mapped_column(String(64), unique=True)
+    pair: Mapped[str] = mapped_column(String(100), default="")
+    side: Mapped[str] = mapped_column(String(10), default="")
+    source_path: Mapped[str] = mapped_column(Text, default="")
+    sha256: Mapped[str] = mapped_column(String(64))  # of the source FILE bytes
+    mime: Mapped[str] = mapped_column(String(40), default="image/jpeg")
+    width: Mapped[int] = mapped_column(Integer)
+    height: Mapped[int] = mapped_column(Integer)
+    data: Mapped[bytes] = deferred(mapped_column(LargeBinary))
+
+    experiment: Mapped[Experiment] = relationship(back_populates="images")
+
+
+class Trial(db.Model):
+    """A five-choice trial: query image and candidates in recorded display order."""
+    __tablename__ = "trials"
+    __table_args__ = (UniqueConstraint("experiment_id", "key"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    experiment_id: Mapped[int] = mapped_column(ForeignKey("experiments.id", ondelete="CASCADE"),
+                                               index=True)
+    key: Mapped[str] = mapped_column(String(100))  # "t0001"
+    position: Mapped[int] = mapped_column(Integer)  # 0-based order in the file
+    condition: Mapped[str] = mapped_column(String(50))
+    subset: Mapped[str] = mapped_column(String(100), default="")
+    pair: Mapped[str] = mapped_column(String(100), default="")
+    catch: Mapped[bool] = mapped_column(Boolean, default=False)
+    true_index: Mapped[int] = mapped_column(Integer)  # 0-based display position
+    machine_choices: Mapped[str] = mapped_column(Text, default="{}")  # JSON text
+    hit_key: Mapped[str] = mapped_column(String(100), default="")  # "h0001"
+    query_image_id: Mapped[int] = mapped_column(ForeignKey("images.id"))
+    # JSON list of the five candidate image ids (images.id), in display order.
+    candidate_image_ids: Mapped[str] = mapped_column(Text)
+
+    experiment: Mapped[Experiment] = relationship(back_populates="trials")
+    query_image: Mapped[Image] = relationship(foreign_keys=[query_image_id])
+
+    def candidate_ids(self) -> list[int]:
+        """Return the candidate image ids (images.id) in display order."""
+        return json.loads(self.candidate_image_ids)
+
+
+class Participant(db.Model):
+    """A lab participant (code), an MTurk worker on one assignment, or a simulated one."""
+    __tablename__ = "participants"
+    __table_args__ = (
+        UniqueConstraint("experiment_id", "code", "attempt"),
+        Index("ix_participants_mturk", "experiment_id", "assignment_id", "worker_id",
+              unique=True),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    experiment_id: Mapped[int] = mapped_column(ForeignKey("experiments.id", ondelete="CASCADE"),
+                                               index=True)
+    code: Mapped[str] = mapped_column(String(200))
+    attempt: Mapped[int] = mapped_column(Integer, default=1)
+    population: Mapped[str] = mapped_column(String(40), default="lab")
+    # Opaque secret that identifies the participant's session (cookie / API URL).
+    token: Mapped[str] = mapped_column(String(64), unique=True)
+    assignment_id: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    worker_id: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    hit_id: Mapped[str | None] = mapped_column(String(100), nullable=True)  # MTurk HIT id
+    hit_record_id: Mapped[int | None] = mapped_column(ForeignKey("hits.id"), nullable=True)
+    seed: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    sequence: Mapped[str] = mapped_column(Text)  # JSON list of trials.id, in order shown
+    created: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    consented_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True),
+                                                          nullable=True)
+    completed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True),
+                                                          nullable=True)
+    user_agent: Mapped[str] = mapped_column(String(300), default="")
+
+    experiment: Mapped[Experiment] = relationship(back_populates="participants")
+    responses: Mapped[list[Response]] = relationship(back_populates="participant",
+                                                     order_by="Response.trial_order",
+                                                     cascade="all, delete-orphan")
+
+    def trial_ids(self) -> list[int]:
+        """Return this participant's trial sequence (trials.id) in the order shown."""
+        return json.loads(self.sequence)
+
+
+class Response(db.Model):
+    """One answer: unique per (participant, trial), committed before the server says OK."""
+    __tablename__ = "responses"
+    __table_args__ = (UniqueConstraint("participant_id", "trial_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    participant_id: Mapped[int] = mapped_column(
+        ForeignKey("participants.id", ondelete="CASCADE"), index=True)
+    trial_id: Mapped[int] = mapped_column(ForeignKey("trials.id", ondelete="CASCADE"),
+                                          index=True)
+    trial_order: Mapped[int] = mapped_column(Integer)  # 1-based position in the sequence
+    chosen_index: Mapped[int] = mapped_column(Integer)  # 0-based display position
+    rt_ms: Mapped[float | None] = mapped_column(Float, nullable=True)
+    received_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+    participant: Mapped[Participant] = relationship(back_populates="responses")
+    trial: Mapped[Trial] = relationship()
+
+
+class AdminUser(db.Model):
+    """An admin account (password hash from werkzeug.security)."""
+    __tablename__ = "admin_users"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    username: Mapped[str] = mapped_column(String(100), unique=True)
+    password_hash: Mapped[str] = mapped_column(String(300))
+    created: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+# --------------------------------------------------------------------------- MTurk
+class Hit(db.Model):
+    """A HIT published (or to be published) for one experiment-file HIT (`h0001`)."""
+    __tablename__ = "hits"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    experiment_id: Mapped[int] = mapped_column(ForeignKey("experiments.id", ondelete="CASCADE"),
+                                               index=True)
+    key: Mapped[str] = mapped_column(String(100))  # "h0001" from the experiment file
+    mturk_hit_id: Mapped[str | None] = mapped_column(String(100), unique=True, nullable=True)
+    hit_type_id: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    environment: Mapped[str] = mapped_column(String(20), default="sandbox")  # sandbox|production|local
+    reward: Mapped[Decimal] = mapped_column(Numeric(10, 2), default=Decimal("0.05"))
+    max_assignments: Mapped[int] = mapped_column(Integer, default=1)
+    status: Mapped[str] = mapped_column(String(40), default="new")
+    unique_request_token: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    created: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+    experiment: Mapped[Experiment] = relationship(back_populates="hits")
+    assignments: Mapped[list[Assignment]] = relationship(back_populates="hit",
+                                                         cascade="all, delete-orphan")
+
+
+class Assignment(db.Model):
+    """One worker's assignment on a HIT. MTurk reuses an assignment id after a return,
+    so the key is (mturk_assignment_id, worker_id) (psiTurk #184)."""
+    __tablename__ = "assignments"
+    __table_args__ = (UniqueConstraint("mturk_assignment_id", "worker_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    mturk_assignment_id: Mapped[str] = mapped_column(String(100), index=True)
+    hit_id: Mapped[int] = mapped_column(ForeignKey("hits.id", ondelete="CASCADE"), index=True)
+    worker_id: Mapped[str] = mapped_column(String(100))
+    participant_id: Mapped[int | None] = mapped_column(ForeignKey("participants.id"),
+                                                       nullable=True)
+    status: Mapped[str] = mapped_column(String(40), default="accepted")
+    accepted_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    submitted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    approved_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    rejected_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+    hit: Mapped[Hit] = relationship(back_populates="assignments")
+    participant: Mapped[Participant | None] = relationship()
+    bonuses: Mapped[list[Bonus]] = relationship(back_populates="assignment",
+                                                cascade="all, delete-orphan")
+
+
+class Bonus(db.Model):
+    """A bonus paid (or to be paid) on an assignment."""
+    __tablename__ = "bonuses"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    assignment_id: Mapped[int] = mapped_column(ForeignKey("assignments.id", ondelete="CASCADE"),
+                                               index=True)
+    amount: Mapped[Decimal] = mapped_column(Numeric(10, 2))
+    reason: Mapped[str] = mapped_column(Text, default="")
+    unique_request_token: Mapped[str] = mapped_column(String(64), unique=True)
+    status: Mapped[str] = mapped_column(String(40), default="pending")
+    created: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    paid_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+    assignment: Mapped[Assignment] = relationship(back_populates="bonuses")
