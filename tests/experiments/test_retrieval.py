@@ -1,0 +1,145 @@
+"""Retrieval maths on hand-built and random arrays (no store needed)."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy.spatial.distance import cdist
+
+from experiments import retrieval as R
+
+
+def matrix_block(d):
+    d = np.asarray(d, dtype=float)
+    return lambda rows: d[rows]
+
+
+def test_ranks_on_hand_built_matrix():
+    # row 0: own (col 0) is nearest; row 1: two strictly closer; row 2: one closer.
+    d = [[0.1, 0.5, 0.9],
+         [0.2, 0.8, 0.3],
+         [0.4, 0.1, 0.7]]
+    ranks = R.true_match_ranks(matrix_block(d), 3, ties="mean")
+    assert ranks.tolist() == [1, 3, 3]
+    assert R.recall_at_k(ranks, [1, 2, 3]) == {1: pytest.approx(1 / 3), 2: pytest.approx(1 / 3),
+                                               3: pytest.approx(1.0)}
+
+
+def test_each_tie_rule():
+    # own distance 0.5 ties with two others; one strictly closer.
+    d = [[0.5, 0.5, 0.2, 0.5, 0.9]] + [[0.0] * 5] * 4
+    block = matrix_block(d)
+    assert R.true_match_ranks(block, 5, "optimistic")[0] == 2
+    assert R.true_match_ranks(block, 5, "pessimistic")[0] == 4
+    assert R.true_match_ranks(block, 5, "mean")[0] == 3
+    with pytest.raises(ValueError):
+        R.true_match_ranks(block, 5, "random")
+
+
+def test_chunked_equals_argsort_reference():
+    rng = np.random.default_rng(1)
+    left = rng.normal(size=(300, 16)).astype(np.float32)
+    right = left + rng.normal(scale=1.5, size=left.shape).astype(np.float32)
+    for metric in ("cosine", "euclidean"):
+        d = cdist(left.astype(float), right.astype(float), metric)
+        ref = np.array([np.where(np.argsort(d[i], kind="stable") == i)[0][0] + 1
+                        for i in range(len(d))])
+        for chunk in (7, 64, 1000):
+            got = R.feature_ranks(left, right, metric, "optimistic", chunk=chunk)
+            assert np.array_equal(got, ref), (metric, chunk)
+        for k in (1, 5, 10, 50):
+            assert R.recall_at_k(got, [k])[k] == pytest.approx(np.mean(ref <= k))
+        curve = R.recall_curve(got)
+        assert curve[-1] == pytest.approx(1.0)
+        assert all(curve[k - 1] == pytest.approx(np.mean(ref <= k)) for k in (1, 3, 17, 300))
+
+
+def test_matmul_distances_match_cdist():
+    rng = np.random.default_rng(2)
+    a, b = rng.normal(size=(20, 8)), rng.normal(size=(30, 8))
+    assert np.allclose(R.cosine_distances(a, b), cdist(a, b, "cosine"))
+    assert np.allclose(R.euclidean_distances(a, b), cdist(a, b, "euclidean"))
+    assert np.allclose(R.generic_block(a, b, "euclidean")(np.arange(5, 9)),
+                       cdist(a[5:9], b, "euclidean"))
+
+
+def test_cosine_equals_euclidean_on_unit_vectors():
+    rng = np.random.default_rng(3)
+    left = R.unit_rows(rng.normal(size=(200, 12)))
+    right = R.unit_rows(left + rng.normal(scale=0.8, size=left.shape))
+    cos = R.feature_ranks(left, right, "cosine")
+    euc = R.feature_ranks(left, right, "euclidean")
+    assert np.array_equal(cos, euc)
+    assert np.allclose(R.cosine_minus_euclidean_curve(left, right), 0)
+    # Without normalisation the two differ (scaled rows change Euclidean, not cosine).
+    scaled = right * rng.uniform(0.1, 10, size=(200, 1))
+    assert np.array_equal(R.feature_ranks(left, scaled, "cosine"), cos)
+    assert not np.array_equal(R.feature_ranks(left, scaled, "euclidean"), euc)
+
+
+def test_face_set_minimum_and_infinity():
+    # left: image 0 has two faces, image 1 none, image 2 one face.
+    lv = np.array([[0.0, 0.0], [10.0, 0.0], [0.0, 5.0]])
+    lo = np.array([0, 2, 2, 3])
+    # right: image 0 one face, image 1 two faces, image 2 none.
+    rv = np.array([[9.0, 0.0], [0.0, 4.0], [100.0, 100.0]])
+    ro = np.array([0, 1, 3, 3])
+    d = R.face_set_distances(lv, lo, rv, ro)
+    assert d[0, 0] == pytest.approx(1.0)          # min over (10,0)-(9,0)
+    assert d[0, 1] == pytest.approx(4.0)          # (0,0)-(0,4)
+    assert d[2, 1] == pytest.approx(1.0)          # (0,5)-(0,4)
+    assert np.isinf(d[1]).all() and np.isinf(d[:, 2]).all()
+    blk = R.face_block(lv, lo, rv, ro)
+    assert np.array_equal(blk(np.array([2, 0])), d[[2, 0]])
+    ranks = R.true_match_ranks(blk, 3, "pessimistic")
+    assert ranks[0] == 1                          # 1.0 vs 4.0, inf
+    assert ranks[2] == 3                          # own is inf: ties with all the infs
+    assert R.set_distance(lv[:2], rv[:1], "euclidean") == pytest.approx(1.0)
+    assert R.set_distance(lv[:0], rv, "euclidean") == np.inf
+
+
+def test_select_faces():
+    v = np.arange(10, dtype=float).reshape(5, 2)
+    o = np.array([0, 2, 2, 5])
+    sv, so = R.select_faces(v, o, [2, 1, 0])
+    assert so.tolist() == [0, 3, 3, 5]
+    assert sv.tolist() == v[[2, 3, 4, 0, 1]].tolist()
+
+
+def test_associative_recall():
+    rng = np.random.default_rng(4)
+    left = rng.normal(size=(120, 8))
+    right = left + rng.normal(scale=2.0, size=left.shape)
+    blk = R.generic_block(left, right)
+    res = R.associative_recall(blk, 120, ms=[1, 2, 5, 20, 500], repetitions=3, seed=0)
+    assert set(res) == {1, 2, 5, 20}
+    assert res[1] == 1.0
+    assert res[2] >= res[5] >= res[20]
+    assert res == R.associative_recall(blk, 120, ms=[1, 2, 5, 20], repetitions=3, seed=0)
+    # m = N with one repetition is recall@1 (the set is everything).
+    full = R.associative_recall(blk, 120, ms=[120], repetitions=1, seed=5, ties="optimistic")
+    assert full[120] == pytest.approx(R.recall_at_k(R.true_match_ranks(blk, 120, "optimistic"), [1])[1])
+    # Perfect features: everything correct for every m.
+    perfect = R.generic_block(left, left)
+    assert set(R.associative_recall(perfect, 120, ms=[2, 10], repetitions=2).values()) == {1.0}
+
+
+def test_nearest_other_and_pair_distances():
+    d = np.array([[0.0, 0.3, 0.2], [0.5, 0.0, 0.9], [0.1, 0.4, 0.0]])
+    idx, dist = R.nearest_other(matrix_block(d), 3)
+    assert idx.tolist() == [2, 0, 0] and dist.tolist() == [0.2, 0.5, 0.1]
+    assert R.pair_distances(matrix_block(d), 3).tolist() == [0, 0, 0]
+
+
+def test_votes_correlation():
+    rng = np.random.default_rng(5)
+    dist = rng.uniform(size=50)
+    up = 100 - 80 * dist + rng.normal(size=50)
+    down = rng.integers(0, 5, size=50)
+    res = R.votes_correlation(up, down, dist)
+    assert res["n"] == 50
+    assert res["up"]["pearson_r"] < -0.9 and res["up"]["pearson_p"] < 1e-6
+    assert res["up"]["spearman_r"] < -0.9
+    assert abs(res["down"]["pearson_r"]) < 0.5
+    inf_dist = dist.copy()
+    inf_dist[:10] = np.inf
+    assert R.votes_correlation(up, down, inf_dist)["n"] == 40
