@@ -1,0 +1,159 @@
+"""Command line: ``python -m analysis {report,accuracy,agreement,position,participants,
+simulate} ...``. Bad input prints one line per problem and exits with status 2."""
+from __future__ import annotations
+
+import argparse
+import sys
+
+import pandas as pd
+
+from analysis.errors import AnalysisError
+
+
+def _source_args(p: argparse.ArgumentParser) -> None:
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--db", metavar="URL",
+                     help="database URL, e.g. sqlite:////abs/path/server.sqlite3")
+    src.add_argument("--csv", metavar="FILE", help="answers export (docs/contracts.md §6)")
+    p.add_argument("--experiment", metavar="NAME",
+                   help="experiment name (needed when the source holds several)")
+    p.add_argument("--population", metavar="NAME", action="append",
+                   help="keep only this population (lab, mturk, simulated or a label); "
+                        "repeat or comma-separate for several")
+    p.add_argument("--include-catch", action="store_true",
+                   help="count catch trials in accuracy, agreement and position tables")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Return the argument parser of ``python -m analysis``."""
+    parser = argparse.ArgumentParser(
+        prog="python -m analysis",
+        description="Accuracy, agreement, position bias and a report for a TLL experiment.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    p = sub.add_parser("report", help="every table, figure and one HTML report into --out")
+    _source_args(p)
+    p.add_argument("--out", required=True, metavar="DIR", help="folder to write the report to")
+    for name, text in (("accuracy", "Table 2b: accuracy with machine rows"),
+                       ("agreement", "agreement between participants (Fig. 5)"),
+                       ("position", "answers per display position, chi-square test"),
+                       ("participants", "per-participant accuracy, times and flags")):
+        _source_args(sub.add_parser(name, help=text))
+    s = sub.add_parser("simulate", help="answer through the server's HTTP endpoints as "
+                                        "simulated participants")
+    s.add_argument("--server", required=True, metavar="URL", help="e.g. http://127.0.0.1:5000")
+    s.add_argument("--experiment", required=True, metavar="NAME")
+    s.add_argument("--participants", required=True, type=int, metavar="N")
+    s.add_argument("--accuracy", type=float, default=0.75, metavar="P",
+                   help="probability of choosing the true match (default 0.75)")
+    s.add_argument("--position-bias", metavar="w1,w2,w3,w4,w5",
+                   help="relative weights of the display positions for wrong or guessed "
+                        "answers (default: equal)")
+    s.add_argument("--seed", type=int, default=0, metavar="S")
+    s.add_argument("--admin-password", metavar="PASSWORD",
+                   help="admin password, when the server needs it to start a session")
+    return parser
+
+
+def _populations(values: list[str] | None) -> list[str] | None:
+    if not values:
+        return None
+    return [p.strip() for v in values for p in v.split(",") if p.strip()]
+
+
+def _load(args):
+    from analysis.load import load_answers, require_answers
+    answers = load_answers(db=args.db, csv=args.csv, experiment=args.experiment,
+                           populations=_populations(args.population))
+    require_answers(answers)
+    df = answers.df if args.include_catch else answers.without_catch()
+    return answers, df
+
+
+def _print(title: str, df: pd.DataFrame) -> None:
+    print(f"== {title}")
+    with pd.option_context("display.max_rows", 500, "display.max_columns", 50,
+                           "display.width", 200):
+        print(df.to_string(float_format=lambda v: f"{v:.3f}") if len(df) else "(empty)")
+    print()
+
+
+def cmd_accuracy(args) -> None:
+    from analysis import accuracy
+    answers, df = _load(args)
+    long = accuracy.accuracy_long(df)
+    _print(f"accuracy (%), experiment {answers.experiment}", accuracy.accuracy_table(long))
+    _print("accuracy with 95 % Wilson intervals", accuracy.accuracy_table(long, "text"))
+    catch = accuracy.catch_summary(answers.catch_only())
+    if len(catch):
+        _print("catch trials", catch)
+
+
+def cmd_agreement(args) -> None:
+    from analysis import agreement
+    answers, df = _load(args)
+    for pop, per_trial in agreement.by_population(df).items():
+        s = agreement.summarize(per_trial)
+        _print(f"agreement, population {pop}", pd.DataFrame([s.as_dict()]).T.rename(
+            columns={0: "value"}))
+        hist = agreement.agreement_histogram(per_trial)
+        _print(f"k of n agreed, population {pop}", hist)
+
+
+def cmd_position(args) -> None:
+    from analysis import position
+    answers, df = _load(args)
+    per_pos, tests = position.position_table(df)
+    _print(f"answers per display position, experiment {answers.experiment}", per_pos)
+    _print("chi-square goodness of fit against no bias", tests)
+
+
+def cmd_participants(args) -> None:
+    from analysis import participants
+    answers, _ = _load(args)
+    _print(f"participants, experiment {answers.experiment}",
+           participants.participant_table(answers.df))
+
+
+def cmd_report(args) -> None:
+    from analysis.load import load_answers
+    from analysis.report import write_report
+    answers = load_answers(db=args.db, csv=args.csv, experiment=args.experiment,
+                           populations=_populations(args.population))
+    path = write_report(answers, args.out, include_catch=args.include_catch)
+    print(f"report written: {path}")
+
+
+def cmd_simulate(args) -> None:
+    from analysis.simulate import simulate
+    weights = None
+    if args.position_bias:
+        try:
+            weights = [float(w) for w in args.position_bias.split(",")]
+        except ValueError:
+            raise AnalysisError(f"--position-bias: not numbers: {args.position_bias!r}") from None
+    result = simulate(args.server, args.experiment, args.participants,
+                      accuracy=args.accuracy, position_bias=weights, seed=args.seed,
+                      admin_password=args.admin_password)
+    print(f"{result['participants']} simulated participants gave {result['answers']} "
+          f"answers ({result['correct']} correct) to experiment {args.experiment!r} "
+          f"at {args.server}")
+
+
+COMMANDS = {"report": cmd_report, "accuracy": cmd_accuracy, "agreement": cmd_agreement,
+            "position": cmd_position, "participants": cmd_participants,
+            "simulate": cmd_simulate}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the command line; return the exit status (0 ok, 2 bad input)."""
+    args = build_parser().parse_args(argv)
+    try:
+        COMMANDS[args.command](args)
+    except AnalysisError as exc:
+        for line in exc.problems:
+            print(f"error: {line}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    return 0

@@ -1,0 +1,331 @@
+"""Loading answers: one row per answer, from a database URL or from the CSV export.
+
+The table returned (``Answers.df``) has the columns of the CSV export of
+docs/contracts.md §6, with proper types:
+
+``experiment, participant, population, trial, trial_order, condition, subset, pair,
+catch (bool), chosen_position (1..5), true_position (1..5), correct (bool),
+rt_ms (float, NaN where unknown), received_at, hit_id, assignment_id, worker_id``
+and one ``machine:<key>`` column per feature set (nullable Int64, 1-based position that
+feature set would choose, <NA> where it has none).
+
+The database is read with plain SQL through SQLAlchemy Core (never the server's models),
+so an analyst needs only the URL.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from analysis import N_CANDIDATES
+from analysis.errors import AnalysisError
+
+BASE_COLUMNS = ["experiment", "participant", "population", "trial", "trial_order",
+                "condition", "subset", "pair", "catch", "chosen_position", "true_position",
+                "correct", "rt_ms", "received_at", "hit_id", "assignment_id", "worker_id"]
+# Without these an analysis cannot be made; the rest may be absent from hand-made CSVs.
+REQUIRED_CSV_COLUMNS = ["experiment", "participant", "population", "trial", "condition",
+                        "subset", "pair", "catch", "chosen_position", "true_position",
+                        "correct", "rt_ms"]
+MACHINE_PREFIX = "machine:"
+KNOWN_POPULATIONS = ("lab", "mturk", "simulated")
+DB_TABLES = ("experiments", "trials", "participants", "responses")
+
+
+@dataclass
+class Answers:
+    """Answers of one experiment: ``df`` (one row per answer), the machine feature-set
+    keys (sorted), where they came from, and the catch-trial policy applied later."""
+
+    df: pd.DataFrame
+    experiment: str
+    source: str
+    machine_keys: list[str] = field(default_factory=list)
+
+    @property
+    def populations(self) -> list[str]:
+        """Populations present, in a stable order (lab, mturk, simulated, then labels)."""
+        return order_populations(self.df["population"].unique())
+
+    def without_catch(self) -> pd.DataFrame:
+        """Answers to ordinary trials only (what accuracy, agreement and position use)."""
+        return self.df[~self.df["catch"]]
+
+    def catch_only(self) -> pd.DataFrame:
+        """Answers to catch trials only."""
+        return self.df[self.df["catch"]]
+
+
+def order_populations(pops) -> list[str]:
+    """Return populations with the known ones first (lab, mturk, simulated), then labels."""
+    pops = [str(p) for p in pops]
+    known = [p for p in KNOWN_POPULATIONS if p in pops]
+    return known + sorted(p for p in set(pops) if p not in KNOWN_POPULATIONS)
+
+
+# --------------------------------------------------------------------------- public API
+def load_answers(db: str | None = None, csv: str | Path | None = None,
+                 experiment: str | None = None,
+                 populations: list[str] | None = None) -> Answers:
+    """Return the answers of one experiment from a database URL or a CSV export.
+
+    ``experiment`` may be omitted when the source holds exactly one experiment.
+    ``populations`` keeps only those populations (an unknown one is an error).
+    Raises AnalysisError with one line per problem on bad input or when there are no
+    answers.
+    """
+    if (db is None) == (csv is None):
+        raise AnalysisError("give exactly one of --db URL or --csv FILE")
+    answers = _from_db(db, experiment) if db is not None else _from_csv(Path(csv), experiment)
+    if populations:
+        present = answers.populations
+        unknown = [p for p in populations if p not in present]
+        if unknown:
+            raise AnalysisError(*[f"unknown population {p!r}: experiment "
+                                  f"{answers.experiment!r} has answers from "
+                                  f"{', '.join(present) or 'nobody'}" for p in unknown])
+        answers.df = answers.df[answers.df["population"].isin(populations)].reset_index(drop=True)
+    return answers
+
+
+def machine_columns(df: pd.DataFrame) -> list[str]:
+    """Return the ``machine:<key>`` column names of an answers table, sorted by key."""
+    return sorted(c for c in df.columns if c.startswith(MACHINE_PREFIX))
+
+
+# --------------------------------------------------------------------------- CSV
+def _from_csv(path: Path, experiment: str | None) -> Answers:
+    if not path.is_file():
+        raise AnalysisError(f"CSV file not found: {path}")
+    try:
+        raw = pd.read_csv(path, dtype=str, keep_default_na=False)
+    except pd.errors.EmptyDataError:
+        raise AnalysisError(f"{path}: the file is empty (expected the answers export "
+                            f"with a header row)") from None
+    except (pd.errors.ParserError, UnicodeDecodeError) as exc:
+        raise AnalysisError(f"{path}: not a readable CSV file ({str(exc).strip()})") from None
+    missing = [c for c in REQUIRED_CSV_COLUMNS if c not in raw.columns]
+    if missing:
+        raise AnalysisError(f"{path}: missing column{'s' if len(missing) > 1 else ''} "
+                            f"{', '.join(missing)} (the answers export of docs/contracts.md "
+                            f"§6 has {', '.join(BASE_COLUMNS)}, then machine:<key> columns)")
+    names = sorted(set(raw["experiment"]))
+    if not names:
+        raise AnalysisError(f"{path}: no answers (the file has a header row only)")
+    name = _pick_experiment(names, experiment, where=str(path))
+    raw = raw[raw["experiment"] == name]
+    df = _typed(raw, where=str(path))
+    keys = [c[len(MACHINE_PREFIX):] for c in machine_columns(df)]
+    return Answers(df=df, experiment=name, source=f"CSV {path}", machine_keys=keys)
+
+
+def _typed(raw: pd.DataFrame, where: str) -> pd.DataFrame:
+    """Convert the string columns of a CSV export to the types of ``Answers.df``."""
+    df = pd.DataFrame(index=range(len(raw)))
+    raw = raw.reset_index(drop=True)
+    problems: list[str] = []
+    for col in BASE_COLUMNS:
+        if col not in raw.columns:
+            df[col] = pd.NA if col != "rt_ms" else np.nan
+            continue
+        s = raw[col].str.strip()
+        if col in ("chosen_position", "true_position", "trial_order"):
+            num = pd.to_numeric(s.replace("", None), errors="coerce")
+            bad = num.isna() if col != "trial_order" else (num.isna() & (s != ""))
+            if col != "trial_order":
+                bad |= ~num.between(1, N_CANDIDATES)
+            if bad.any():
+                problems.append(f"{where}: column {col}: {int(bad.sum())} row(s) with a value "
+                                f"that is not a position 1..{N_CANDIDATES} (first: "
+                                f"row {int(np.flatnonzero(bad)[0]) + 2}, {s[bad].iloc[0]!r})")
+                continue
+            df[col] = num.astype("Int64") if col == "trial_order" else num.astype(int)
+        elif col in ("catch", "correct"):
+            low = s.str.lower()
+            ok = low.isin(["0", "1", "true", "false"])
+            if not ok.all():
+                problems.append(f"{where}: column {col}: {int((~ok).sum())} row(s) not 0/1 "
+                                f"(first: {s[~ok].iloc[0]!r})")
+                continue
+            df[col] = low.isin(["1", "true"])
+        elif col == "rt_ms":
+            num = pd.to_numeric(s.replace("", None), errors="coerce")
+            bad = num.isna() & (s != "")
+            if bad.any():
+                problems.append(f"{where}: column rt_ms: {int(bad.sum())} row(s) not a number "
+                                f"(first: {s[bad].iloc[0]!r})")
+                continue
+            df[col] = num.astype(float)
+        else:
+            df[col] = s.replace("", None).astype(object)
+    for col in machine_columns(raw):
+        s = raw[col].str.strip()
+        num = pd.to_numeric(s.replace("", None), errors="coerce")
+        bad = (num.isna() & (s != "")) | (num.notna() & ~num.between(1, N_CANDIDATES))
+        if bad.any():
+            problems.append(f"{where}: column {col}: {int(bad.sum())} row(s) with a value that "
+                            f"is not a position 1..{N_CANDIDATES} or empty")
+            continue
+        df[col] = num.astype("Int64")
+    if problems:
+        raise AnalysisError(*problems)
+    # `correct` is what the participant did; recompute it so that the two cannot disagree.
+    df["correct"] = df["chosen_position"] == df["true_position"]
+    return df
+
+
+# --------------------------------------------------------------------------- database
+def _engine(url: str):
+    from sqlalchemy import create_engine
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        raise AnalysisError(f"not a database URL: {url!r} (e.g. sqlite:////abs/path/server.sqlite3 "
+                            f"or postgresql+psycopg://user@host/db)") from None
+    if parsed.get_backend_name() == "sqlite":
+        db = parsed.database
+        # SQLite would silently create an empty file: say the file is missing instead.
+        if not db or db == ":memory:" or not Path(db).is_file():
+            raise AnalysisError(f"database file not found: {db or '(none given)'} "
+                                f"(URL {url}); run the server once or check the path")
+    try:
+        return create_engine(url)
+    except Exception as exc:  # unknown dialect, missing driver
+        raise AnalysisError(f"cannot use database URL {url!r}: {exc}") from None
+
+
+def _from_db(url: str, experiment: str | None) -> Answers:
+    from sqlalchemy import inspect, text
+    from sqlalchemy.exc import SQLAlchemyError
+
+    engine = _engine(url)
+    try:
+        with engine.connect() as conn:
+            tables = set(inspect(conn).get_table_names())
+            missing = [t for t in DB_TABLES if t not in tables]
+            if missing:
+                if not tables & set(DB_TABLES):
+                    raise AnalysisError(f"database {_safe(url)} is empty: no experiment tables "
+                                        f"(is it the server's database? create it with "
+                                        f"`flask --app server db upgrade`)")
+                raise AnalysisError(f"database {_safe(url)} lacks table(s) "
+                                    f"{', '.join(missing)}")
+            exps = pd.read_sql(text("SELECT id, name FROM experiments ORDER BY name"), conn)
+            if exps.empty:
+                raise AnalysisError(f"database {_safe(url)} holds no experiments yet "
+                                    f"(load one with the server's admin page or CLI)")
+            name = _pick_experiment(list(exps["name"]), experiment, where=_safe(url))
+            exp_id = int(exps.loc[exps["name"] == name, "id"].iloc[0])
+            trials = pd.read_sql(text("SELECT machine_choices FROM trials "
+                                      "WHERE experiment_id = :e"), conn, params={"e": exp_id})
+            rows = pd.read_sql(text(_ANSWERS_SQL), conn, params={"e": exp_id})
+    except SQLAlchemyError as exc:
+        raise AnalysisError(f"cannot read database {_safe(url)}: "
+                            f"{str(exc).splitlines()[0]}") from None
+    finally:
+        engine.dispose()
+    keys = sorted({k for mc in trials["machine_choices"] for k in _json(mc)})
+    return Answers(df=_db_frame(rows, name, keys), experiment=name,
+                   source=f"database {_safe(url)}", machine_keys=keys)
+
+
+_ANSWERS_SQL = """
+SELECT p.id AS participant_id, p.population AS population,
+       t.key AS trial, r.trial_order AS trial_order, t.condition AS condition,
+       t.subset AS subset, t.pair AS pair, t.catch AS catch,
+       r.chosen_index AS chosen_index, t.true_index AS true_index, r.rt_ms AS rt_ms,
+       r.received_at AS received_at, p.hit_id AS hit_id, p.assignment_id AS assignment_id,
+       p.worker_id AS worker_id, t.machine_choices AS machine_choices
+FROM responses r
+JOIN participants p ON p.id = r.participant_id
+JOIN trials t ON t.id = r.trial_id
+WHERE t.experiment_id = :e
+ORDER BY p.id, r.trial_order, t.key
+"""
+
+
+def _db_frame(rows: pd.DataFrame, name: str, keys: list[str]) -> pd.DataFrame:
+    """Turn the joined rows into the CSV-export shape (1-based positions, pseudonyms)."""
+    n = len(rows)
+    df = pd.DataFrame({
+        "experiment": [name] * n,
+        # Database ids, not codes or worker ids: a report gets emailed around.
+        "participant": [f"P{int(i):04d}" for i in rows["participant_id"]],
+        "population": rows["population"].fillna("unknown").astype(str).to_numpy(),
+        "trial": rows["trial"].astype(str).to_numpy(),
+        "trial_order": pd.array(rows["trial_order"], dtype="Int64"),
+        "condition": rows["condition"].astype(str).to_numpy(),
+        "subset": rows["subset"].astype(str).to_numpy(),
+        "pair": rows["pair"].astype(str).to_numpy(),
+        "catch": rows["catch"].astype(bool).to_numpy(),
+        "chosen_position": rows["chosen_index"].astype(int).to_numpy() + 1,
+        "true_position": rows["true_index"].astype(int).to_numpy() + 1,
+    })
+    df["correct"] = df["chosen_position"] == df["true_position"]
+    df["rt_ms"] = pd.to_numeric(rows["rt_ms"], errors="coerce").astype(float).to_numpy()
+    df["received_at"] = [_iso(v) for v in rows["received_at"]]
+    for col in ("hit_id", "assignment_id"):
+        df[col] = rows[col].astype(object).where(rows[col].notna(), None).to_numpy()
+    # Worker ids identify people; keep only whether there was one, like the pseudonym.
+    df["worker_id"] = [None if pd.isna(w) else "W" + f"{int(p):04d}"
+                       for w, p in zip(rows["worker_id"], rows["participant_id"])]
+    choices = [_json(mc) for mc in rows["machine_choices"]]
+    for key in keys:
+        vals = [c.get(key) for c in choices]
+        df[MACHINE_PREFIX + key] = pd.array([None if v is None else int(v) + 1 for v in vals],
+                                            dtype="Int64")
+    return df
+
+
+def _json(value) -> dict:
+    if value is None or (isinstance(value, float) and np.isnan(value)):
+        return {}
+    if isinstance(value, dict):
+        return value
+    return json.loads(value) or {}
+
+
+def _iso(value) -> str | None:
+    if value is None or (not isinstance(value, str) and pd.isna(value)):
+        return None
+    if isinstance(value, str):
+        return value
+    return pd.Timestamp(value).isoformat()
+
+
+def _safe(url: str) -> str:
+    """The URL without its password, for messages and reports."""
+    from sqlalchemy.engine import make_url
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:
+        return "(database)"
+
+
+def _pick_experiment(names: list[str], experiment: str | None, where: str) -> str:
+    """Return the experiment to analyse, or raise naming the ones that exist."""
+    if experiment is not None:
+        if experiment not in names:
+            raise AnalysisError(f"no experiment named {experiment!r} in {where}; "
+                                f"experiments there: {', '.join(names)}")
+        return experiment
+    if len(names) > 1:
+        raise AnalysisError(f"{where} holds several experiments; choose one with "
+                            f"--experiment: {', '.join(names)}")
+    return names[0]
+
+
+def require_answers(answers: Answers) -> None:
+    """Raise a clear AnalysisError when the experiment has no answers yet."""
+    if answers.df.empty:
+        raise AnalysisError(
+            f"experiment {answers.experiment!r} has no answers yet ({answers.source}); "
+            f"answer some trials, or add simulated participants with `python -m analysis "
+            f"simulate --server URL --experiment {answers.experiment} --participants 20`")
