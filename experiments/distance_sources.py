@@ -1,0 +1,156 @@
+"""From feature sets (docs/contracts.md §3) to the distance blocks of `retrieval`.
+
+Duck-typed on the store's `FeatureSet`: it needs `kind`, `key`, `ids`, and `left` /
+`right` that are arrays (generic) or face sets with `vectors` and `offsets` (face kinds).
+Also the choice of default feature sets (which generic model, which face detector).
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+
+from experiments import retrieval
+
+FACE_KINDS = ("face", "face_generic")
+PREFERRED_GENERIC = ("densenet121", "efficientnet_lite0")
+PREFERRED_DETECTORS = ("cnn", "hog")
+
+
+class FeatureAccessError(Exception):
+    """A feature set needed for a computation is missing or does not cover the pairs."""
+
+
+def default_metric(kind: str) -> str:
+    """Return the distance a feature kind uses: cosine for generic CNN features (also on
+    face crops), Euclidean for dlib face descriptors (paper §4.1)."""
+    return "euclidean" if kind == "face" else "cosine"
+
+
+def features_command(key: str, workdir: str = "STUDY_DIR") -> str:
+    """Return the `features` command that computes feature set `key`."""
+    kind, name = key.split("/", 1)
+    if kind == "generic":
+        return f"python -m experiments features {workdir} --kind generic --model {name}"
+    if kind == "face":
+        det = name.removeprefix("dlib_")
+        return f"python -m experiments features {workdir} --kind face --detector {det}"
+    model, _, det = name.rpartition("_")
+    return (f"python -m experiments features {workdir} --kind face_generic "
+            f"--model {model} --detector {det}")
+
+
+def rows_for(fs, ids: Sequence[str]) -> np.ndarray:
+    """Return the row index in feature set `fs` of each pair id; raise FeatureAccessError
+    naming the features command when some are missing (features older than the manifest)."""
+    pos = {pid: i for i, pid in enumerate(fs.ids)}
+    missing = [pid for pid in ids if pid not in pos]
+    if missing:
+        raise FeatureAccessError(
+            f"feature set {fs.key} lacks {len(missing)} pair(s) of the manifest "
+            f"(e.g. {', '.join(missing[:3])}): run `{features_command(fs.key)}` again")
+    return np.array([pos[pid] for pid in ids], dtype=np.int64)
+
+
+def _side(fs, side: str):
+    return fs.left if side == "left" else fs.right
+
+
+def block_for(fs, left_rows: np.ndarray, right_rows: np.ndarray, metric: str | None = None,
+              left_side: str = "left", right_side: str = "right") -> retrieval.DistanceBlock:
+    """Return a distance block from images `left_rows` of side `left_side` to images
+    `right_rows` of side `right_side` of `fs` (block rows/columns are positions in these
+    index arrays)."""
+    metric = metric or default_metric(fs.kind)
+    a, b = _side(fs, left_side), _side(fs, right_side)
+    if fs.kind == "generic":
+        return retrieval.generic_block(np.asarray(a)[left_rows], np.asarray(b)[right_rows], metric)
+    lv, lo = retrieval.select_faces(a.vectors, a.offsets, left_rows)
+    rv, ro = retrieval.select_faces(b.vectors, b.offsets, right_rows)
+    return retrieval.face_block(lv, lo, rv, ro, metric)
+
+
+def has_feature(fs, side: str, rows: np.ndarray) -> np.ndarray:
+    """Return a bool per image: whether it has a feature (always for generic; a face for
+    face kinds)."""
+    if fs.kind == "generic":
+        return np.ones(len(rows), dtype=bool)
+    offsets = np.asarray(_side(fs, side).offsets)
+    rows = np.asarray(rows, dtype=np.int64)
+    return (offsets[rows + 1] - offsets[rows]) > 0
+
+
+def face_counts(fs, side: str, rows: np.ndarray) -> np.ndarray:
+    """Return the number of faces per image for a face-kind feature set."""
+    offsets = np.asarray(_side(fs, side).offsets)
+    rows = np.asarray(rows, dtype=np.int64)
+    return offsets[rows + 1] - offsets[rows]
+
+
+def image_vectors(fs, side: str, row: int) -> np.ndarray:
+    """Return the vectors of one image as a 2-D array (one row for generic, one per face)."""
+    s = _side(fs, side)
+    if fs.kind == "generic":
+        return np.asarray(s)[row:row + 1]
+    return np.asarray(s.vectors)[s.offsets[row]:s.offsets[row + 1]]
+
+
+# --------------------------------------------------------------------------- defaults
+def generic_key(keys: Sequence[str], model: str | None = None) -> str:
+    """Return the generic feature-set key to use: `generic/<model>` when a model is named,
+    else DenseNet121 if present, else EfficientNet-Lite0, else the first generic set."""
+    if model:
+        key = model if model.startswith("generic/") else f"generic/{model}"
+        if key not in keys:
+            raise FeatureAccessError(
+                f"no generic features for model {key.split('/', 1)[1]!r} in the store: run "
+                f"`{features_command(key)}` (available: {', '.join(keys) or 'none'})")
+        return key
+    for name in PREFERRED_GENERIC:
+        if f"generic/{name}" in keys:
+            return f"generic/{name}"
+    generic = [k for k in keys if k.startswith("generic/")]
+    if not generic:
+        raise FeatureAccessError("no generic features in the store: run "
+                                 f"`{features_command('generic/efficientnet_lite0')}`")
+    return generic[0]
+
+
+def face_key(keys: Sequence[str], detector: str | None = None) -> str:
+    """Return the face feature-set key: `face/dlib_<detector>`, by default the CNN
+    detector's if present (the notebook's), else HOG's."""
+    if detector:
+        key = f"face/dlib_{detector}"
+        if key not in keys:
+            raise FeatureAccessError(f"no face features for detector {detector!r} in the store: "
+                                     f"run `{features_command(key)}`")
+        return key
+    for det in PREFERRED_DETECTORS:
+        if f"face/dlib_{det}" in keys:
+            return f"face/dlib_{det}"
+    raise FeatureAccessError("no face features in the store: run "
+                             f"`{features_command('face/dlib_hog')}`")
+
+
+def face_generic_key(keys: Sequence[str], model: str | None = None,
+                     detector: str | None = None) -> str:
+    """Return the face-generic key `face_generic/<model>_<detector>`; unnamed parts are
+    taken from the sets present (preferring DenseNet121 and the CNN detector)."""
+    cands = [k for k in keys if k.startswith("face_generic/")]
+    if model:
+        model = model.split("/", 1)[-1]
+        cands = [k for k in cands if k.split("/", 1)[1].rpartition("_")[0] == model]
+    if detector:
+        cands = [k for k in cands if k.rpartition("_")[2] == detector]
+    if not cands:
+        want = f"face_generic/{model or 'efficientnet_lite0'}_{detector or 'hog'}"
+        raise FeatureAccessError("no face-generic features in the store"
+                                 + (f" for model {model!r}" if model else "")
+                                 + (f" and detector {detector!r}" if detector else "")
+                                 + f": run `{features_command(want)}`")
+
+    def pref(k: str) -> tuple:
+        m, _, d = k.split("/", 1)[1].rpartition("_")
+        return (PREFERRED_GENERIC.index(m) if m in PREFERRED_GENERIC else 9,
+                PREFERRED_DETECTORS.index(d) if d in PREFERRED_DETECTORS else 9, k)
+    return sorted(cands, key=pref)[0]

@@ -1,0 +1,117 @@
+"""Near-duplicate rules on a crafted study: each rule triggered by a pair built for it."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from experiments import subsets as S
+
+IDS = [f"p{i:02d}" for i in range(14)]
+
+
+def unit(k, dim=40):
+    v = np.zeros(dim)
+    v[k] = 1.0
+    return v
+
+
+def faces(per_image, dim=40):
+    """(vectors, offsets) from a list of lists of face vectors."""
+    counts = [len(f) for f in per_image]
+    offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+    vecs = [v for f in per_image for v in f]
+    return (np.array(vecs) if vecs else np.zeros((0, dim))), offsets
+
+
+@pytest.fixture(scope="module")
+def crafted():
+    n = len(IDS)
+    left = np.array([unit(2 * i) for i in range(n)])
+    right = np.array([unit(2 * i + 1) for i in range(n)])
+    left[1] = left[0] + 0.1 * unit(39)          # p00 ~ p01 (left): cos dist ~0.005
+    right[3] = right[2] + 0.1 * unit(39)        # p02 ~ p03 (right)
+    right[5] = left[4] + 0.2 * unit(38)         # left p04 ~ right p05: cross
+    right[7] = right[6] + 0.5397 * unit(37)     # p06 ~ p07 (right) at cos dist 0.12
+    far = [10 * unit(k) for k in range(40)]
+    lf = [[] for _ in range(n)]
+    rf = [[] for _ in range(n)]
+    lf[8] = [far[0]]
+    lf[9] = [far[0] + 0.3 * unit(5)]            # face left duplicate, 0.3
+    rf[10] = [far[1], far[2]]
+    rf[11] = [far[2] + 0.35 * unit(5)]          # face right duplicate, 0.35
+    lf[12] = [far[3]]
+    rf[13] = [far[3] + 0.2 * unit(5)]           # face cross duplicate, 0.2
+    return left, right, faces(lf), faces(rf)
+
+
+def test_each_rule_triggers(crafted):
+    left, right, fl, fr = crafted
+    reasons = S.near_duplicate_reasons(IDS, left, right, fl, fr)
+    by_rule = {}
+    for r in reasons:
+        by_rule.setdefault(r["rule"], {})[r["id"]] = r
+    assert set(by_rule["left_duplicate"]) == {"p00", "p01"}
+    assert by_rule["left_duplicate"]["p00"]["other"] == "Lp01"
+    assert by_rule["left_duplicate"]["p00"]["distance"] == pytest.approx(1 - 1 / np.sqrt(1.01), abs=1e-5)
+    assert set(by_rule["right_duplicate"]) == {"p02", "p03"}
+    assert by_rule["right_duplicate"]["p03"]["other"] == "Rp02"
+    assert set(by_rule["cross_duplicate"]) == {"p04"}
+    assert by_rule["cross_duplicate"]["p04"]["other"] == "Rp05"
+    assert set(by_rule["face_left_duplicate"]) == {"p08", "p09"}
+    assert by_rule["face_left_duplicate"]["p09"]["distance"] == pytest.approx(0.3)
+    assert set(by_rule["face_right_duplicate"]) == {"p10", "p11"}
+    assert by_rule["face_right_duplicate"]["p11"]["other"] == "Rp10"
+    assert set(by_rule["face_cross_duplicate"]) == {"p12"}
+    assert by_rule["face_cross_duplicate"]["p12"] | {} == {
+        "id": "p12", "rule": "face_cross_duplicate", "other": "Rp13", "distance": pytest.approx(0.2)}
+    assert set(by_rule["face"]) == {"p08", "p09", "p10", "p11", "p12", "p13"}
+    assert set(by_rule["one_face"]) == {"p08", "p09", "p11", "p12", "p13"}   # p10 has 2 faces
+
+
+def test_subsets_from_rules(crafted):
+    left, right, fl, fr = crafted
+    params = S.SubsetParams()
+    docs = S.build_subsets(IDS, S.near_duplicate_reasons(IDS, left, right, fl, fr, params),
+                           params, ["generic/x", "face/dlib_hog"])
+    assert docs["TLL_d"]["ids"] == ["p05", "p06", "p07", "p13"]
+    assert docs["TLL_obj_strict"]["ids"] == ["p04", "p05", "p06", "p07"]
+    assert docs["TLL_obj_notebook"]["ids"] == ["p04", "p05", "p06", "p07", "p10"]
+    assert docs["TLL_obj"]["ids"] == docs["TLL_obj_notebook"]["ids"]
+    dropped_d = {r["id"] for r in docs["TLL_d"]["dropped"]}
+    assert dropped_d == set(IDS) - set(docs["TLL_d"]["ids"])
+    assert all(r["rule"] in S.D_RULES for r in docs["TLL_d"]["dropped"])
+
+
+def test_thresholds_are_parameters(crafted):
+    left, right, fl, fr = crafted
+    loose = S.SubsetParams(within_cosine=0.13, within_face=0.32, obj_definition="strict")
+    reasons = S.near_duplicate_reasons(IDS, left, right, fl, fr, loose)
+    docs = S.build_subsets(IDS, reasons, loose, [])
+    assert "p06" not in docs["TLL_d"]["ids"] and "p07" not in docs["TLL_d"]["ids"]
+    # 0.35 > 0.32: the right-face pair is no longer a duplicate.
+    assert {"p10", "p11"} <= set(docs["TLL_d"]["ids"])
+    assert docs["TLL_obj"]["ids"] == docs["TLL_obj_strict"]["ids"] == ["p04", "p05"]
+    strict = S.near_duplicate_reasons(IDS, left, right, fl, fr, S.SubsetParams(cross_cosine=0.0))
+    assert not [r for r in strict if r["rule"] == "cross_duplicate"]
+    with pytest.raises(S.SubsetError):
+        S.obj_rules("loose")
+
+
+def test_load_subset_by_name_and_file(tmp_path):
+    ids = ["a", "b", "c", "d"]
+    S.write_json(tmp_path / "subsets" / "TLL_d.json", {"name": "TLL_d", "ids": ["c", "a"]})
+    assert S.load_subset(tmp_path, "TLL_d", ids) == ("TLL_d", ["a", "c"])
+    assert S.load_subset(tmp_path, "all", ids) == ("all", ids)
+    (tmp_path / "mine.txt").write_text("# my pairs\nd\nb\n")
+    assert S.load_subset(tmp_path, str(tmp_path / "mine.txt"), ids) == ("mine", ["b", "d"])
+    (tmp_path / "list.json").write_text(json.dumps(["b"]))
+    assert S.load_subset(tmp_path, str(tmp_path / "list.json"), ids)[1] == ["b"]
+    (tmp_path / "bad.json").write_text(json.dumps(["b", "zz"]))
+    with pytest.raises(S.SubsetError, match="zz"):
+        S.load_subset(tmp_path, str(tmp_path / "bad.json"), ids)
+    with pytest.raises(S.SubsetError, match="experiments subsets"):
+        S.load_subset(tmp_path, "TLL_obj", ids)
+    with pytest.raises(S.SubsetError, match="unknown subset"):
+        S.load_subset(tmp_path, "nope", ids)
