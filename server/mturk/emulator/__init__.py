@@ -1,0 +1,66 @@
+"""A local, MTurk-compatible endpoint: the requester API that the real boto3 client talks
+to through `endpoint_url`, and a simulated worker site. For tests and for dry runs before
+the sandbox; see `flask --app server mturk emulate --help`."""
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+from flask import Flask
+from werkzeug.serving import make_server
+
+from .state import EmulatorState, MTurkError  # noqa: F401  (public API)
+
+TEMPLATES = Path(__file__).resolve().parents[3] / "templates"
+
+
+def create_emulator(environment: str = "sandbox", allow_http_localhost: bool = False,
+                    balance: str | None = None, state_path: str | Path | None = None,
+                    public_url: str | None = None, clock=None) -> Flask:
+    """Return the endpoint's Flask app; its state is `app.extensions['mturk_emulator']`.
+
+    `balance=None` reads $10,000.00 forever like the sandbox; a figure is spent by what
+    is published. `state_path` mirrors the state to a JSON file (reloaded on start)."""
+    app = Flask(__name__, template_folder=str(TEMPLATES))
+    kwargs = {"clock": clock} if clock else {}
+    app.extensions["mturk_emulator"] = EmulatorState(
+        environment=environment, allow_http_localhost=allow_http_localhost,
+        balance=balance, path=state_path, **kwargs)
+    app.config["PUBLIC_URL"] = public_url.rstrip("/") if public_url else None
+    from . import api, site
+    app.register_blueprint(api.bp)
+    app.register_blueprint(site.bp)
+    return app
+
+
+class RunningEmulator:
+    """An emulator served over real HTTP from a thread (tests, in-process dry runs)."""
+
+    def __init__(self, app: Flask, host: str = "127.0.0.1", port: int = 0):
+        self.app = app
+        self.server = make_server(host, port, app, threaded=True)
+        self.url = f"http://{host}:{self.server.server_port}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    @property
+    def state(self) -> EmulatorState:
+        return self.app.extensions["mturk_emulator"]
+
+    def start(self) -> "RunningEmulator":
+        self.thread.start()
+        return self
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.thread.join(timeout=10)
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()
+
+
+def serve_in_thread(app: Flask, host: str = "127.0.0.1", port: int = 0) -> RunningEmulator:
+    """Start serving `app` on host:port (0 = a free port) in a daemon thread; return it."""
+    return RunningEmulator(app, host, port).start()
