@@ -1,0 +1,41 @@
+"""The web side: a Flask application factory for the lab flow, the JSON answer API, the
+image server, the admin area and (through `server.mturk`) the MTurk worker flow.
+
+Production: `gunicorn "server:create_app()"`. Never imports torch or dlib.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from flask import Flask
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def create_app(config: dict | None = None, instance_path: str | os.PathLike | None = None) -> Flask:
+    """Return a configured Flask application.
+
+    `instance_path` (or env `TLL_INSTANCE`) chooses the instance folder; `config`
+    overrides any setting (e.g. `SQLALCHEMY_DATABASE_URI` in tests)."""
+    from .config import configure
+
+    inst = instance_path or os.environ.get("TLL_INSTANCE") or (ROOT / "instance")
+    app = Flask(__name__, instance_path=str(Path(inst).resolve()),
+                template_folder=str(ROOT / "templates"), static_folder=str(ROOT / "static"))
+    configure(app, config)
+
+    from .database import init_db
+    init_db(app)
+
+    from . import errors, lab, api, images, manage, cli
+    errors.init_app(app)
+    app.register_blueprint(lab.bp)
+    app.register_blueprint(api.bp)
+    app.register_blueprint(images.bp)
+    app.register_blueprint(manage.bp)
+    cli.init_app(app)
+
+    from . import mturk
+    mturk.init_app(app)
+    return app

@@ -1,0 +1,122 @@
+"""Answers export (docs/contracts.md §6): one row per answer joined with the trial's
+metadata, as CSV or JSON, usable without HTTP (inside an app context)."""
+from __future__ import annotations
+
+import csv
+import hashlib
+import hmac
+import io
+import json
+
+from flask import current_app
+from sqlalchemy import select
+
+from .models import Experiment, Participant, Response, Trial, db
+
+COLUMNS = ["experiment", "participant", "population", "trial", "trial_order", "condition",
+           "subset", "pair", "catch", "chosen_position", "true_position", "correct", "rt_ms",
+           "received_at", "hit_id", "assignment_id", "worker_id"]
+
+
+def pseudonym(value: str | None, key: str | None = None) -> str:
+    """Return the HMAC-SHA256 pseudonym (16 hex digits) of `value` under the instance's
+    pseudonym key; '' for None."""
+    if value is None or value == "":
+        return ""
+    k = (key or current_app.config["PSEUDONYM_KEY"]).encode()
+    return hmac.new(k, value.encode(), hashlib.sha256).hexdigest()[:16]
+
+
+def participant_label(p: Participant) -> str:
+    """Return the raw identifier of a participant: the code, with the attempt number for
+    repeated codes."""
+    return p.code if p.attempt == 1 else f"{p.code}#{p.attempt}"
+
+
+def columns(experiment: Experiment) -> list[str]:
+    """Return the export's columns: the fixed ones, then `machine:<key>` sorted."""
+    return COLUMNS + [f"machine:{k}" for k in experiment.feature_set_keys()]
+
+
+def _iso(dt) -> str:
+    if dt is None:
+        return ""
+    if dt.tzinfo is None:  # SQLite hands back naive datetimes; they are stored as UTC
+        return dt.isoformat(timespec="milliseconds") + "Z"
+    return dt.astimezone(__import__("datetime").timezone.utc).isoformat(
+        timespec="milliseconds").replace("+00:00", "Z")
+
+
+def export_rows(experiment: Experiment, raw: bool = False) -> list[dict]:
+    """Return one dict per answer of `experiment` with exactly `columns(experiment)` keys,
+    ordered by participant then trial order. Participant and worker ids are pseudonymised
+    unless `raw`."""
+    keys = experiment.feature_set_keys()
+    q = (select(Response, Participant, Trial)
+         .join(Participant, Response.participant_id == Participant.id)
+         .join(Trial, Response.trial_id == Trial.id)
+         .where(Participant.experiment_id == experiment.id)
+         .order_by(Participant.id, Response.trial_order))
+    rows = []
+    for r, p, t in db.session.execute(q).all():
+        label = participant_label(p)
+        mc = json.loads(t.machine_choices or "{}")
+        row = {
+            "experiment": experiment.name,
+            "participant": label if raw else pseudonym(label),
+            "population": p.population,
+            "trial": t.key,
+            "trial_order": r.trial_order,
+            "condition": t.condition,
+            "subset": t.subset,
+            "pair": t.pair,
+            "catch": int(bool(t.catch)),
+            "chosen_position": r.chosen_index + 1,
+            "true_position": t.true_index + 1,
+            "correct": int(r.chosen_index == t.true_index),
+            "rt_ms": "" if r.rt_ms is None else r.rt_ms,
+            "received_at": _iso(r.received_at),
+            "hit_id": p.hit_id or "",
+            "assignment_id": p.assignment_id or "",
+            "worker_id": (p.worker_id or "") if raw else pseudonym(p.worker_id),
+        }
+        for k in keys:
+            v = mc.get(k)
+            row[f"machine:{k}"] = "" if v is None else v + 1
+        rows.append(row)
+    return rows
+
+
+def to_csv(experiment: Experiment, raw: bool = False) -> str:
+    """Return the CSV export of `experiment` as text (header + one line per answer)."""
+    out = io.StringIO()
+    w = csv.DictWriter(out, fieldnames=columns(experiment), lineterminator="\n")
+    w.writeheader()
+    w.writerows(export_rows(experiment, raw))
+    return out.getvalue()
+
+
+def trial_rows(experiment: Experiment) -> list[dict]:
+    """Return the experiment's trials (ids, condition, subset, pair, catch, 1-based true
+    and machine positions, HIT) in file order."""
+    out = []
+    for t in experiment.trials:
+        mc = json.loads(t.machine_choices or "{}")
+        out.append({"trial": t.key, "condition": t.condition, "subset": t.subset,
+                    "pair": t.pair, "catch": int(bool(t.catch)),
+                    "true_position": t.true_index + 1, "hit": t.hit_key,
+                    "machine": {k: (None if v is None else v + 1) for k, v in sorted(mc.items())}})
+    return out
+
+
+def to_json(experiment: Experiment, raw: bool = False) -> dict:
+    """Return the JSON export: {"experiment": {...}, "trials": [...], "answers": [...]}."""
+    return {
+        "experiment": {"name": experiment.name, "file_sha256": experiment.file_sha256,
+                       "seed": experiment.seed, "design": json.loads(experiment.design or "{}"),
+                       "feature_sets": experiment.feature_set_keys(),
+                       "trial_order": experiment.trial_order,
+                       "participant_ids": "raw" if raw else "pseudonymised"},
+        "trials": trial_rows(experiment),
+        "answers": export_rows(experiment, raw),
+    }

@@ -1,0 +1,197 @@
+"""The lab flow: landing (participant code) → consent → instructions with a practice
+trial → the trials (plain HTML forms, POST-redirect-GET; JavaScript only improves them)
+→ completion. The participant is remembered by a session cookie holding an opaque token;
+typing the same code again also resumes at the first unanswered trial."""
+from __future__ import annotations
+
+import json
+import random
+
+from flask import (Blueprint, abort, jsonify, redirect, render_template, request, session,
+                   url_for)
+from sqlalchemy import select
+
+from . import recording as rec
+from .errors import wants_json
+from .models import Experiment, Image, Trial, db
+from .recording import RecordingError
+
+bp = Blueprint("lab", __name__)
+
+
+def _session_key(exp: Experiment) -> str:
+    return f"lab:{exp.id}"
+
+
+def current_participant(exp: Experiment):
+    """Return this browser's participant in `exp`, or None."""
+    token = session.get(_session_key(exp))
+    if not token:
+        return None
+    try:
+        p = rec.participant_by_token(token)
+    except RecordingError:
+        session.pop(_session_key(exp), None)
+        return None
+    if p.experiment_id != exp.id:
+        session.pop(_session_key(exp), None)
+        return None
+    return p
+
+
+def _require(name: str):
+    exp = rec.get_experiment(name)
+    p = current_participant(exp)
+    return exp, p
+
+
+def _img(token: str) -> str:
+    return url_for("images.image", token=token)
+
+
+@bp.get("/")
+def index():
+    exps = db.session.execute(select(Experiment).order_by(Experiment.name)).scalars().all()
+    return render_template("index.html", experiments=exps)
+
+
+@bp.get("/lab/<name>/")
+def landing(name: str):
+    exp = rec.get_experiment(name)
+    p = current_participant(exp)
+    return render_template("landing.html", exp=exp, participant=p,
+                           error=request.args.get("error"))
+
+
+@bp.post("/lab/<name>/start")
+def start(name: str):
+    exp = rec.get_experiment(name)
+    code = None if request.form.get("generate") else request.form.get("code", "")
+    try:
+        p, _ = rec.start_participant(exp, code=code, population="lab",
+                                     user_agent=request.headers.get("User-Agent", ""))
+    except RecordingError as e:
+        return render_template("landing.html", exp=exp, participant=None,
+                               error=e.reason), e.status
+    session.permanent = True
+    session[_session_key(exp)] = p.token
+    return redirect(url_for("lab.flow", name=name), 303)
+
+
+@bp.get("/lab/<name>/go")
+def flow(name: str):
+    """Send the participant to the step they are at."""
+    exp, p = _require(name)
+    if p is None:
+        return redirect(url_for("lab.landing", name=name), 303)
+    if p.consented_at is None:
+        return redirect(url_for("lab.consent", name=name), 303)
+    answered, total = rec.progress(p)
+    if answered >= total:
+        return redirect(url_for("lab.done", name=name), 303)
+    if answered == 0 and exp.practice and not session.get(f"practised:{p.token}"):
+        return redirect(url_for("lab.instructions", name=name), 303)
+    return redirect(url_for("lab.trial", name=name), 303)
+
+
+@bp.route("/lab/<name>/consent", methods=["GET", "POST"])
+def consent(name: str):
+    exp, p = _require(name)
+    if p is None:
+        return redirect(url_for("lab.landing", name=name), 303)
+    if request.method == "POST":
+        if request.form.get("agree") != "yes":
+            return render_template("consent.html", exp=exp, participant=p,
+                                   error="Please tick the box to agree, or close the page "
+                                         "to leave."), 400
+        rec.give_consent(p)
+        return redirect(url_for("lab.flow", name=name), 303)
+    return render_template("consent.html", exp=exp, participant=p, error=None)
+
+
+def practice_trial(exp: Experiment) -> tuple[str, list[str], int]:
+    """Return (query token, candidate tokens, true position) of the practice trial: one
+    image shown again among four others, so it teaches the task without showing the
+    answer to any real trial."""
+    rng = random.Random(f"practice:{exp.id}")
+    trials = db.session.execute(select(Trial.candidate_image_ids).where(
+        Trial.experiment_id == exp.id).order_by(Trial.position)).scalars().all()
+    pool = sorted({i for c in trials for i in json.loads(c)})
+    chosen = rng.sample(pool, 5)
+    true = rng.randrange(5)
+    toks = dict(db.session.execute(select(Image.id, Image.token).where(Image.id.in_(chosen))).all())
+    cands = [toks[i] for i in chosen]
+    return cands[true], cands, true
+
+
+@bp.route("/lab/<name>/instructions", methods=["GET", "POST"])
+def instructions(name: str):
+    exp, p = _require(name)
+    if p is None:
+        return redirect(url_for("lab.landing", name=name), 303)
+    if p.consented_at is None:
+        return redirect(url_for("lab.consent", name=name), 303)
+    feedback = None
+    q, cands, true = practice_trial(exp) if exp.practice else (None, [], None)
+    if request.method == "POST":
+        choice = request.form.get("choice", "")
+        if not (choice.isdigit() and 0 <= int(choice) <= 4):
+            abort(400, "choice must be one of the five candidates (1-5)")
+        session[f"practised:{p.token}"] = True
+        feedback = "right" if int(choice) == true else "wrong"
+    return render_template("instructions.html", exp=exp, participant=p, feedback=feedback,
+                           query=_img(q) if q else None, candidates=[_img(c) for c in cands],
+                           true_position=(true + 1) if feedback else None)
+
+
+@bp.get("/lab/<name>/trial")
+def trial(name: str):
+    exp, p = _require(name)
+    if p is None:
+        return redirect(url_for("lab.landing", name=name), 303)
+    if p.consented_at is None:
+        return redirect(url_for("lab.consent", name=name), 303)
+    view = rec.next_trial(p)
+    if view is None:
+        return redirect(url_for("lab.done", name=name), 303)
+    answered = view["answered"]
+    if request.args.get("resume"):
+        session[f"break:{p.token}"] = answered
+    if (exp.break_every and answered and answered % exp.break_every == 0
+            and session.get(f"break:{p.token}") != answered):
+        return render_template("break.html", exp=exp, answered=answered, total=view["total"],
+                               resume=url_for("lab.trial", name=name, resume=answered))
+    nxt = view["next"]
+    preload = [] if not nxt else [_img(nxt["query"])] + [_img(t) for t in nxt["candidates"]]
+    return render_template("trial.html", exp=exp, n=view["n"], total=view["total"],
+                           answered=answered, query=_img(view["query"]),
+                           candidates=[_img(t) for t in view["candidates"]], preload=preload,
+                           action=url_for("lab.answer", name=name))
+
+
+@bp.post("/lab/<name>/answer")
+def answer(name: str):
+    exp, p = _require(name)
+    if p is None:
+        raise RecordingError(403, "no participant in this browser session: start again from "
+                                  "the experiment's first page")
+    resp, created = rec.record_answer(p, request.form.get("n", ""), request.form.get("choice", ""),
+                                      request.form.get("rt_ms") or None)
+    target = url_for("lab.trial", name=name)
+    if wants_json():
+        answered, total = rec.progress(p)
+        return jsonify(stored=True, duplicate=not created, n=resp.trial_order,
+                       choice=resp.chosen_index, answered=answered, total=total,
+                       redirect=target), 201 if created else 200
+    return redirect(target, 303)
+
+
+@bp.get("/lab/<name>/done")
+def done(name: str):
+    exp, p = _require(name)
+    if p is None:
+        return redirect(url_for("lab.landing", name=name), 303)
+    answered, total = rec.progress(p)
+    if answered < total:
+        return redirect(url_for("lab.flow", name=name), 303)
+    return render_template("done.html", exp=exp, participant=p, total=total)

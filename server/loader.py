@@ -1,0 +1,300 @@
+"""Validate an experiment file (docs/contracts.md §5) and load it into the database.
+
+Images are re-encoded at load time (PIL → RGB JPEG, one pixel size for the whole
+experiment, no metadata) and stored with an opaque random token, so serving never touches
+the study folder and no file name, format or size tells a candidate apart.
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import secrets
+from collections import Counter
+from pathlib import Path
+
+from sqlalchemy import func, select
+
+from .models import Experiment, Hit, Image, Participant, Response, Trial, db
+
+JPEG_QUALITY = 90
+# Catch trials show the query again among the candidates: the query's copy gets its own
+# token and a different encoding so that neither URL nor bytes pair it with the candidate.
+CATCH_QUERY_QUALITY = 92
+SETTING_NAMES = ("consent_text", "trial_order", "allow_repeats", "break_every", "practice")
+DEFAULT_CONSENT = (
+    "You are invited to take part in a study on how people judge the similarity of images. "
+    "In each trial you will see one image and five candidates, and choose the candidate "
+    "that looks most like it. It takes about 10 to 20 minutes. Your answers are recorded "
+    "under a code, not your name, and you may stop at any time without giving a reason.")
+
+
+class LoadError(Exception):
+    """The experiment file cannot be loaded; `problems` lists one message per problem."""
+
+    def __init__(self, problems: list[str]):
+        super().__init__("\n".join(problems))
+        self.problems = problems
+
+
+def file_sha256(path: Path) -> str:
+    """Return the hex sha256 of the bytes of the file at `path`."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def read_experiment_file(path: Path) -> tuple[dict, Path, list[str]]:
+    """Return (document, image root, problems) for the experiment file at `path`; the
+    problems list is empty when the file follows the schema and every image is present
+    with the recorded sha256."""
+    problems: list[str] = []
+    path = Path(path)
+    if not path.is_file():
+        return {}, path.parent, [f"{path}: no such file"]
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        return {}, path.parent, [f"{path}: not valid JSON ({e})"]
+    if not isinstance(doc, dict):
+        return {}, path.parent, [f"{path}: top level must be a JSON object"]
+    if doc.get("format") != "tll-experiment":
+        problems.append(f"format must be 'tll-experiment', found {doc.get('format')!r}")
+    if doc.get("schema_version") != 1:
+        problems.append(f"schema_version must be 1, found {doc.get('schema_version')!r}")
+    root_rel = doc.get("image_root")
+    if not isinstance(root_rel, str):
+        problems.append("image_root must be a string (the study folder relative to this file)")
+        root_rel = "."
+    root = (path.parent / root_rel).resolve()
+    images = doc.get("images")
+    trials = doc.get("trials")
+    hits = doc.get("hits", [])
+    for name, val in (("images", images), ("trials", trials), ("hits", hits)):
+        if not isinstance(val, list):
+            problems.append(f"{name} must be a list")
+    if problems:
+        return doc, root, problems
+    if not trials:
+        problems.append("trials is empty")
+    fs = doc.get("feature_sets", [])
+    if not isinstance(fs, list) or not all(isinstance(k, str) for k in fs):
+        problems.append("feature_sets must be a list of strings")
+
+    ids: set[str] = set()
+    for i, im in enumerate(images):
+        where = f"images[{i}]"
+        if not isinstance(im, dict):
+            problems.append(f"{where} must be an object")
+            continue
+        iid, rel, sha = im.get("id"), im.get("path"), im.get("sha256")
+        if not isinstance(iid, str) or not iid:
+            problems.append(f"{where}: id must be a non-empty string")
+            continue
+        where = f"image {iid}"
+        if iid in ids:
+            problems.append(f"{where}: duplicate id")
+        ids.add(iid)
+        if not isinstance(rel, str) or not rel:
+            problems.append(f"{where}: path must be a non-empty string")
+            continue
+        if not isinstance(sha, str) or len(sha) != 64:
+            problems.append(f"{where}: sha256 must be 64 hex digits")
+            continue
+        f = (root / rel).resolve()
+        if not f.is_file():
+            problems.append(f"{where}: file {f} is missing")
+        elif file_sha256(f) != sha.lower():
+            problems.append(f"{where}: file {f} does not match the recorded sha256")
+
+    keys: set[str] = set()
+    for i, t in enumerate(trials):
+        where = f"trials[{i}]"
+        if not isinstance(t, dict):
+            problems.append(f"{where} must be an object")
+            continue
+        tid = t.get("id")
+        if not isinstance(tid, str) or not tid:
+            problems.append(f"{where}: id must be a non-empty string")
+            continue
+        where = f"trial {tid}"
+        if tid in keys:
+            problems.append(f"{where}: duplicate id")
+        keys.add(tid)
+        if not isinstance(t.get("condition"), str) or not t.get("condition"):
+            problems.append(f"{where}: condition must be a non-empty string")
+        if t.get("query") not in ids:
+            problems.append(f"{where}: query {t.get('query')!r} is not among the images")
+        c = t.get("candidates")
+        if not isinstance(c, list) or len(c) != 5:
+            problems.append(f"{where}: candidates must be a list of five image ids")
+        else:
+            for cid in c:
+                if cid not in ids:
+                    problems.append(f"{where}: candidate {cid!r} is not among the images")
+            if len(set(map(str, c))) != 5:
+                problems.append(f"{where}: candidates must be five different images")
+        ti = t.get("true_index")
+        if isinstance(ti, bool) or not isinstance(ti, int) or not 0 <= ti <= 4:
+            problems.append(f"{where}: true_index must be an integer 0..4")
+        mc = t.get("machine_choices", {})
+        if not isinstance(mc, dict) or any(
+                v is not None and (isinstance(v, bool) or not isinstance(v, int) or not 0 <= v <= 4)
+                for v in mc.values()):
+            problems.append(f"{where}: machine_choices must map keys to 0..4 or null")
+        if "catch" in t and not isinstance(t["catch"], bool):
+            problems.append(f"{where}: catch must be true or false")
+
+    in_hits: dict[str, str] = {}
+    for i, h in enumerate(hits):
+        if not isinstance(h, dict) or not isinstance(h.get("id"), str) \
+                or not isinstance(h.get("trials"), list):
+            problems.append(f"hits[{i}] must be an object with id and a list of trials")
+            continue
+        for tk in h["trials"]:
+            if tk not in keys:
+                problems.append(f"hit {h['id']}: trial {tk!r} is not among the trials")
+            elif tk in in_hits:
+                problems.append(f"hit {h['id']}: trial {tk} is already in hit {in_hits[tk]}")
+            else:
+                in_hits[tk] = h["id"]
+    return doc, root, problems
+
+
+def _encode(src: Path, size: tuple[int, int], quality: int) -> bytes:
+    from PIL import Image as PILImage
+
+    with PILImage.open(src) as im:
+        im = im.convert("RGB")
+        if im.size != size:
+            im = im.resize(size, PILImage.Resampling.LANCZOS)
+        out = io.BytesIO()
+        # No exif/icc/comment passed: the output carries pixels only.
+        im.save(out, "JPEG", quality=quality, optimize=False, progressive=False)
+        return out.getvalue()
+
+
+def _image_size(paths: list[Path]) -> tuple[int, int]:
+    from PIL import Image as PILImage
+
+    sizes = Counter()
+    for p in paths:
+        with PILImage.open(p) as im:
+            sizes[im.size] += 1
+    return sorted(sizes.items(), key=lambda kv: (-kv[1], kv[0]))[0][0]
+
+
+def validate_settings(settings: dict) -> list[str]:
+    """Return one message per invalid experiment setting."""
+    problems = []
+    if "trial_order" in settings and settings["trial_order"] not in ("random", "fixed"):
+        problems.append("trial order must be 'random' or 'fixed'")
+    if "break_every" in settings and (not isinstance(settings["break_every"], int)
+                                      or settings["break_every"] < 0):
+        problems.append("break every must be an integer >= 0 (0 = no breaks)")
+    unknown = set(settings) - set(SETTING_NAMES)
+    if unknown:
+        problems.append(f"unknown settings: {', '.join(sorted(unknown))}")
+    return problems
+
+
+def response_count(experiment: Experiment) -> int:
+    """Return how many responses the experiment has."""
+    return int(db.session.execute(
+        select(func.count(Response.id)).join(Participant)
+        .where(Participant.experiment_id == experiment.id)).scalar_one())
+
+
+def load_experiment(path: Path, name: str | None = None, settings: dict | None = None,
+                    progress=None) -> tuple[Experiment, str]:
+    """Validate and load the experiment file at `path` under `name` (default: the file's
+    stem); return (experiment, outcome) with outcome 'created', 'replaced' or 'unchanged'.
+    Raises LoadError; an experiment with responses is never overwritten."""
+    path = Path(path).resolve()
+    name = name or path.stem
+    settings = {k: v for k, v in (settings or {}).items() if v is not None}
+    problems = validate_settings(settings)
+    if not name or len(name) > 100 or "/" in name or name != name.strip():
+        problems.append(f"experiment name {name!r} must be 1-100 characters without '/'")
+    if problems:
+        raise LoadError(problems)
+    doc, root, problems = read_experiment_file(path)
+    if problems:
+        raise LoadError([f"{path.name}: {p}" for p in problems])
+    sha = file_sha256(path)
+    existing = db.session.execute(select(Experiment).where(Experiment.name == name)).scalar_one_or_none()
+    outcome = "created"
+    if existing is not None:
+        if existing.file_sha256 == sha:
+            if settings:
+                for k, v in settings.items():
+                    setattr(existing, k, v)
+                db.session.commit()
+            return existing, "unchanged"
+        n = response_count(existing)
+        if n:
+            raise LoadError([f"experiment {name!r} already has {n} responses and is never "
+                             "overwritten: load the new file under another --name"])
+        published = db.session.execute(select(func.count(Hit.id)).where(
+            Hit.experiment_id == existing.id, Hit.mturk_hit_id.is_not(None))).scalar_one()
+        if published:
+            raise LoadError([f"experiment {name!r} has published HITs and is never "
+                             "overwritten: load the new file under another --name"])
+        kept = {k: getattr(existing, k) for k in SETTING_NAMES}
+        settings = {**kept, **settings}
+        db.session.delete(existing)
+        db.session.flush()
+        outcome = "replaced"
+
+    images = doc["images"]
+    used = {t["query"] for t in doc["trials"]} | {c for t in doc["trials"] for c in t["candidates"]}
+    size = _image_size([(root / im["path"]).resolve() for im in images if im["id"] in used])
+    exp = Experiment(name=name, source_path=str(path), file_sha256=sha, seed=doc.get("seed"),
+                     design=json.dumps(doc.get("design", {}), sort_keys=True),
+                     feature_sets=json.dumps(sorted(doc.get("feature_sets", []))),
+                     image_width=size[0], image_height=size[1],
+                     consent_text=DEFAULT_CONSENT, trial_order="random", allow_repeats=False,
+                     break_every=0, practice=True)
+    for k, v in settings.items():
+        setattr(exp, k, v)
+    db.session.add(exp)
+    db.session.flush()
+
+    by_key: dict[str, Image] = {}
+    todo = [im for im in images if im["id"] in used]
+    it = progress(todo) if progress else todo
+    for im in it:
+        src = (root / im["path"]).resolve()
+        data = _encode(src, size, JPEG_QUALITY)
+        row = Image(experiment_id=exp.id, key=im["id"], token=secrets.token_urlsafe(24),
+                    pair=str(im.get("pair", "")), side=str(im.get("side", "")),
+                    source_path=str(src), sha256=im["sha256"].lower(), mime="image/jpeg",
+                    width=size[0], height=size[1], data=data)
+        db.session.add(row)
+        by_key[im["id"]] = row
+    db.session.flush()
+    src_of = {im["id"]: (root / im["path"]).resolve() for im in images}
+
+    hit_of = {tk: h["id"] for h in doc.get("hits", []) for tk in h["trials"]}
+    for pos, t in enumerate(doc["trials"]):
+        query = by_key[t["query"]]
+        if t["query"] in t["candidates"]:
+            alias = Image(experiment_id=exp.id, key=f"{t['query']}@{t['id']}",
+                          token=secrets.token_urlsafe(24), pair=query.pair, side=query.side,
+                          source_path=query.source_path, sha256=query.sha256,
+                          mime="image/jpeg", width=size[0], height=size[1],
+                          data=_encode(src_of[t["query"]], size, CATCH_QUERY_QUALITY))
+            db.session.add(alias)
+            db.session.flush()
+            query = alias
+        db.session.add(Trial(
+            experiment_id=exp.id, key=t["id"], position=pos, condition=t["condition"],
+            subset=str(t.get("subset", "")), pair=str(t.get("pair", "")),
+            catch=bool(t.get("catch", False)), true_index=t["true_index"],
+            machine_choices=json.dumps(t.get("machine_choices", {}), sort_keys=True),
+            hit_key=hit_of.get(t["id"], ""), query_image_id=query.id,
+            candidate_image_ids=json.dumps([by_key[c].id for c in t["candidates"]])))
+    db.session.commit()
+    return exp, outcome

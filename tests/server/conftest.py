@@ -1,0 +1,176 @@
+"""Fixtures for the server tests: a small hand-made experiment file with its images
+(docs/contracts.md §5), apps on SQLite or PostgreSQL, and helpers to drive participants."""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def write_experiment(folder: Path, n_trials: int = 6, n_pairs: int = 8, catch: bool = True,
+                     feature_sets=("face/dlib_hog", "generic/efficientnet_lite0")) -> Path:
+    """Write a study folder with PNG images (different sizes and shades, so that a leak
+    through sizes would show) and `experiments/small.json`; return the JSON path."""
+    from PIL import Image, ImageDraw
+
+    folder.mkdir(parents=True, exist_ok=True)
+    images = []
+    for side in ("left", "right"):
+        (folder / "images" / side).mkdir(parents=True, exist_ok=True)
+        for k in range(n_pairs):
+            pid = f"{k:05d}"
+            # Sizes vary per image: the server must serve all at one size.
+            w, h = (200, 245) if k % 3 else (180 + k, 230 + 2 * k)
+            im = Image.new("RGB", (w, h), (40 * k % 256, 90 if side == "left" else 160, 30 * k % 256))
+            d = ImageDraw.Draw(im)
+            d.ellipse([10 + 5 * k, 20, 120 + 5 * k, 150 + 3 * k], fill=(255 - 20 * k, 200, 10 * k))
+            d.text((10, 200), f"{side} {pid}", fill=(255, 255, 255))
+            path = folder / "images" / side / f"{pid}.png"
+            im.save(path, pnginfo=None)
+            images.append({"id": ("L" if side == "left" else "R") + pid,
+                           "path": f"images/{side}/{pid}.png",
+                           "sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
+                           "pair": pid, "side": side})
+    conditions = ["random", "generic", "face", "face_generic"]
+    trials, hits = [], []
+    for t in range(n_trials):
+        pid = f"{t % n_pairs:05d}"
+        true_index = (t * 2 + 1) % 5
+        others = [f"R{(t + j) % n_pairs:05d}" for j in range(1, n_pairs) if (t + j) % n_pairs != t % n_pairs][:4]
+        cands = others[:true_index] + [f"R{pid}"] + others[true_index:]
+        is_catch = catch and t == n_trials - 1
+        if is_catch:
+            cands[true_index] = f"L{pid}"
+        trials.append({"id": f"t{t + 1:04d}", "condition": "catch" if is_catch else conditions[t % 4],
+                       "subset": "TLL_d" if t % 2 else "TLL_obj", "pair": pid,
+                       "query": f"L{pid}", "candidates": cands, "true_index": true_index,
+                       "catch": is_catch,
+                       "machine_choices": {"face/dlib_hog": None if t % 3 == 0 else (t % 5),
+                                           "generic/efficientnet_lite0": (t + 2) % 5}})
+        hits.append({"id": f"h{t + 1:04d}", "trials": [f"t{t + 1:04d}"]})
+    doc = {"format": "tll-experiment", "schema_version": 1, "seed": 0, "image_root": "..",
+           "manifest_sha256": "0" * 64,
+           "design": {"name": "test", "conditions": [], "trials_per_hit": 1, "catch_trials": int(catch)},
+           "feature_sets": list(feature_sets), "images": images, "trials": trials, "hits": hits}
+    out = folder / "experiments" / "small.json"
+    out.parent.mkdir(exist_ok=True)
+    out.write_text(json.dumps(doc, sort_keys=True, indent=2) + "\n")
+    return out
+
+
+@pytest.fixture(scope="session")
+def small_experiment(tmp_path_factory) -> Path:
+    """A hand-made experiment file (6 trials, the last a catch trial) with its PNGs."""
+    return write_experiment(tmp_path_factory.mktemp("small-study"))
+
+
+def make_app(tmp_path: Path, db_url: str | None = None, **config):
+    """Return a fresh app on `db_url` (default: SQLite in tmp_path) with its schema
+    created through the Alembic migrations."""
+    from flask_migrate import upgrade
+
+    from server import create_app
+
+    cfg = {"SQLALCHEMY_DATABASE_URI": db_url or f"sqlite:///{tmp_path / 'server.sqlite3'}"}
+    cfg.update(config)
+    app = create_app(cfg, instance_path=tmp_path / "instance")
+    with app.app_context():
+        upgrade()
+    return app
+
+
+@pytest.fixture
+def app(tmp_path, small_experiment):
+    """An app on SQLite with the small experiment loaded as `small` (order fixed) and the
+    admin password `correct horse`."""
+    from server.loader import load_experiment
+    from server.manage import set_password
+
+    app = make_app(tmp_path)
+    with app.app_context():
+        load_experiment(small_experiment, name="small", settings={"trial_order": "fixed"})
+        set_password("correct horse")
+    return app
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def any_app(request, tmp_path, small_experiment):
+    """The same as `app`, once on SQLite and once on a real PostgreSQL server."""
+    from server.loader import load_experiment
+    from server.manage import set_password
+
+    url = None
+    if request.param == "postgres":
+        url = request.getfixturevalue("postgres_url")
+    app = make_app(tmp_path, url)
+    with app.app_context():
+        load_experiment(small_experiment, name="small", settings={"trial_order": "fixed"})
+        set_password("correct horse")
+    yield app
+    with app.app_context():
+        from server.models import db
+        db.engine.dispose()
+
+
+def server_env(tmp_path: Path, db_url: str) -> dict:
+    """Environment for a server subprocess using its own instance folder."""
+    env = dict(os.environ)
+    env.update({"PYTHONPATH": str(ROOT), "DATABASE_URL": db_url,
+                "TLL_INSTANCE": str(tmp_path / "instance")})
+    return env
+
+
+def flask_cli(env: dict, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    """Run `flask --app server ARGS` in a subprocess; return the completed process."""
+    proc = subprocess.run([sys.executable, "-m", "flask", "--app", "server", *args], env=env,
+                          cwd=ROOT, capture_output=True, text=True, timeout=120)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"flask {args} failed ({proc.returncode}): {proc.stderr}")
+    return proc
+
+
+def wait_http(url: str, timeout: float = 30.0, proc=None) -> None:
+    """Wait until `url` answers (any HTTP status); fail if `proc` exits first."""
+    import urllib.error
+    import urllib.request
+
+    end = time.time() + timeout
+    while time.time() < end:
+        if proc is not None and proc.poll() is not None:
+            raise AssertionError(f"server exited with {proc.returncode}")
+        try:
+            urllib.request.urlopen(url, timeout=2)
+            return
+        except urllib.error.HTTPError:
+            return
+        except OSError:
+            time.sleep(0.1)
+    raise AssertionError(f"{url} did not answer within {timeout} s")
+
+
+def stop(proc: subprocess.Popen, sig=signal.SIGTERM) -> None:
+    """Stop a server subprocess (its whole process group)."""
+    if proc.poll() is None:
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            pass
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
