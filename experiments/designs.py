@@ -1,0 +1,367 @@
+"""Designs: which conditions, on which subsets, how many trials, how trials group into
+HITs, catch trials, and the build of an experiment from a study.
+
+``paper``: TLL_obj x {random, generic} and TLL_d x {random, face, face_generic, generic},
+20 trials each (120 pairs, none used twice), one trial per HIT, no catch trials.
+
+``custom``: a JSON spec::
+
+    {"name": "pilot",
+     "conditions": [{"condition": "random", "subset": "TLL_d", "count": 10}, ...],
+     "trials_per_hit": 1,        # or K: blocks of K trials per HIT
+     "catch_trials": 0,          # trials whose candidates include the query itself
+     "disjoint": true,           # no pair is the query of two trials (default)
+     "feature_sets": {"generic": "generic/densenet121"}}   # optional overrides
+
+``subset`` is a subset name (``all``, ``TLL_d``, ...) or the path of a file of pair ids.
+
+Randomness: every draw comes from ``numpy.random.default_rng([seed, stage])``: queries
+(stage 1, the conditions with the fewest eligible pairs first, so a disjoint design
+fits when it can), candidates and display order (stage 2, in design order), trial order
+and catch-trial places (stage 3). Trials are shuffled across conditions before they are
+cut into HITs; catch trials (condition ``catch``, subset of the first condition) take
+random places among them.
+"""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+
+from experiments import distance_sources as ds
+from experiments import distractors, retrieval
+from experiments import experiment_file as ef
+
+CONDITION_KIND = {"generic": "generic", "face": "face", "face_generic": "face_generic"}
+DESIGNS = ("paper", "custom")
+
+
+class DesignError(Exception):
+    """A design cannot be built from this study; one line per problem."""
+
+
+@dataclass(frozen=True)
+class ConditionSpec:
+    """One sub-experiment: ``count`` trials of ``condition`` on ``subset``."""
+
+    condition: str
+    subset: str
+    count: int
+
+
+@dataclass
+class Design:
+    """What to build: the sub-experiments, HIT grouping, catch trials, feature overrides."""
+
+    name: str
+    conditions: list[ConditionSpec]
+    trials_per_hit: int = 1
+    catch_trials: int = 0
+    disjoint: bool = True
+    feature_sets: dict[str, str] = field(default_factory=dict)
+
+    def to_json(self, feature_sets: dict[str, str]) -> dict:
+        """Return the design as the experiment file records it (with resolved keys)."""
+        return {"name": self.name,
+                "conditions": [{"condition": c.condition, "subset": c.subset, "count": c.count}
+                               for c in self.conditions],
+                "trials_per_hit": self.trials_per_hit, "catch_trials": self.catch_trials,
+                "disjoint": self.disjoint, "feature_sets": dict(sorted(feature_sets.items()))}
+
+
+def paper_design() -> Design:
+    """Return the design of paper §4.3 (120 pairs, 20 per sub-experiment, one per HIT)."""
+    conds = [ConditionSpec("random", "TLL_obj", 20), ConditionSpec("generic", "TLL_obj", 20)]
+    conds += [ConditionSpec(c, "TLL_d", 20) for c in ("random", "face", "face_generic", "generic")]
+    return Design("paper", conds)
+
+
+def design_from_spec(spec: dict, where: str = "spec") -> Design:
+    """Return the Design of a custom JSON spec; raise DesignError listing every problem."""
+    problems: list[str] = []
+    if not isinstance(spec, dict):
+        raise DesignError(f"{where}: a design spec is a JSON object with `conditions`")
+    conds = spec.get("conditions")
+    if not isinstance(conds, list) or not conds:
+        problems.append(f"{where}: `conditions` must be a non-empty list of "
+                        "{condition, subset, count}")
+        conds = []
+    out: list[ConditionSpec] = []
+    for i, c in enumerate(conds):
+        if not isinstance(c, dict):
+            problems.append(f"{where}: conditions[{i}] is not an object")
+            continue
+        cond, subset, count = c.get("condition"), c.get("subset", "all"), c.get("count")
+        if cond not in distractors.CONDITIONS:
+            problems.append(f"{where}: conditions[{i}]: unknown condition {cond!r} "
+                            f"(use one of {', '.join(distractors.CONDITIONS)})")
+        if not isinstance(count, int) or isinstance(count, bool) or count < 1:
+            problems.append(f"{where}: conditions[{i}]: count must be a positive integer")
+        if not isinstance(subset, str) or not subset:
+            problems.append(f"{where}: conditions[{i}]: subset must be a name or a path")
+        out.append(ConditionSpec(str(cond), str(subset), count if isinstance(count, int) else 0))
+    tph, catch = spec.get("trials_per_hit", 1), spec.get("catch_trials", 0)
+    if not isinstance(tph, int) or isinstance(tph, bool) or tph < 1:
+        problems.append(f"{where}: trials_per_hit must be a positive integer")
+    if not isinstance(catch, int) or isinstance(catch, bool) or catch < 0:
+        problems.append(f"{where}: catch_trials must be a non-negative integer")
+    fsets = spec.get("feature_sets", {}) or {}
+    if not isinstance(fsets, dict) or any(k not in CONDITION_KIND for k in fsets):
+        problems.append(f"{where}: feature_sets maps generic/face/face_generic to store keys")
+        fsets = {}
+    for cond, key in fsets.items():
+        if not str(key).startswith(CONDITION_KIND[cond] + "/"):
+            problems.append(f"{where}: feature_sets.{cond} must be a {CONDITION_KIND[cond]}/... key")
+    if problems:
+        raise DesignError("\n".join(problems))
+    return Design(str(spec.get("name", "custom")), out, tph, catch,
+                  bool(spec.get("disjoint", True)), {k: str(v) for k, v in fsets.items()})
+
+
+def load_design(kind: str, spec_path: str | None) -> Design:
+    """Return the paper design, or the custom design read from ``spec_path``."""
+    if kind == "paper":
+        return paper_design()
+    if kind != "custom":
+        raise DesignError(f"unknown design {kind!r} (use paper or custom)")
+    if not spec_path:
+        raise DesignError("--design custom needs --spec FILE (a JSON design spec)")
+    try:
+        spec = json.loads(Path(spec_path).read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise DesignError(f"{spec_path}: cannot read the design spec ({exc})") from None
+    return design_from_spec(spec, str(spec_path))
+
+
+# --------------------------------------------------------------------------- building
+def resolve_feature_sets(design: Design, keys: Sequence[str],
+                         generic_model: str | None = None) -> dict[str, str]:
+    """Return ``{condition: feature-set key}`` for the feature conditions of ``design``,
+    from its overrides or the store's defaults; raise DesignError naming the `features`
+    command for what is missing."""
+    used = {c.condition for c in design.conditions if c.condition != "random"}
+    out: dict[str, str] = {}
+    problems: list[str] = []
+    for cond in sorted(used):
+        try:
+            if cond in design.feature_sets:
+                key = design.feature_sets[cond]
+                if key not in keys:
+                    raise ds.FeatureAccessError(
+                        f"feature set {key} is not in the store: run `{ds.features_command(key)}`")
+            elif cond == "generic":
+                key = ds.generic_key(keys, generic_model)
+            elif cond == "face":
+                key = ds.face_key(keys)
+            else:
+                model = generic_model.split("/")[-1] if generic_model else None
+                try:
+                    key = ds.face_generic_key(keys, model)
+                except ds.FeatureAccessError:
+                    key = ds.face_generic_key(keys)
+            out[cond] = key
+        except ds.FeatureAccessError as exc:
+            problems.append(f"condition {cond}: {exc}")
+    if problems:
+        raise DesignError("\n".join(problems))
+    return out
+
+
+def eligible_queries(condition: str, subset_ids: Sequence[str], fs) -> list[str]:
+    """Return the pairs of a subset that can be queries of ``condition``: all for random
+    and generic; for face kinds, pairs whose own distance is finite (a face both sides)."""
+    if condition == "random" or fs is None or fs.kind == "generic":
+        return list(subset_ids)
+    rows = ds.rows_for(fs, subset_ids)
+    ok = ds.has_feature(fs, "left", rows) & ds.has_feature(fs, "right", rows)
+    return [pid for pid, k in zip(subset_ids, ok) if k]
+
+
+def select_queries(design: Design, eligible: list[list[str]], seed: int) -> list[list[str]]:
+    """Return the query pairs of each condition (same order as ``design.conditions``);
+    raise DesignError saying which conditions fall short and by how many."""
+    rng = np.random.default_rng([seed, 1])
+    order = sorted(range(len(design.conditions)), key=lambda i: (len(eligible[i]), i))
+    used: set[str] = set()
+    chosen: list[list[str]] = [[] for _ in design.conditions]
+    problems = []
+    for i in order:
+        spec = design.conditions[i]
+        avail = [p for p in eligible[i] if not (design.disjoint and p in used)]
+        if len(avail) < spec.count:
+            taken = len(eligible[i]) - len(avail)
+            why = f" ({taken} taken by other conditions: no pair is used twice)" if taken else ""
+            extra = " with a face on both sides" if spec.condition in ("face", "face_generic") else ""
+            problems.append(f"condition {spec.condition} on {spec.subset}: {spec.count} trials "
+                            f"asked, {len(avail)} pairs{extra} available{why}: short by "
+                            f"{spec.count - len(avail)}")
+            continue
+        pick = sorted(rng.choice(len(avail), spec.count, replace=False).tolist())
+        chosen[i] = [avail[j] for j in pick]
+        used.update(chosen[i])
+    if problems:
+        raise DesignError("\n".join(problems))
+    return chosen
+
+
+def _machine_choices(feature_sets: dict, rows: dict, query: str,
+                     candidates: Sequence[tuple[str, str]]) -> dict:
+    """``{key: position}`` of the candidate nearest the query for every feature set."""
+    out = {}
+    for key, fs in feature_sets.items():
+        metric = ds.default_metric(fs.kind)
+        q = ds.image_vectors(fs, "left", rows[key][query])
+        d = [retrieval.set_distance(q, ds.image_vectors(fs, side, rows[key][pid]), metric)
+             for pid, side in candidates]
+        out[key] = distractors.machine_choice(d)
+    return out
+
+
+def build_trials(design: Design, seed: int, subsets: dict[str, list[str]],
+                 feature_sets: dict, condition_keys: dict[str, str],
+                 content_keys: dict[tuple[str, str], str]) -> tuple[list[dict], list[dict]]:
+    """Return ``(trials, hits)`` of the experiment file.
+
+    ``subsets``: subset name -> pair ids (manifest order); ``feature_sets``: every feature
+    set of the store by key; ``condition_keys``: the feature set of each feature
+    condition; ``content_keys``: (pair, side) -> content hash, so that no image appears
+    twice among a trial's candidates."""
+    all_ids = sorted({p for ids in subsets.values() for p in ids})
+    rows = {key: dict(zip(all_ids, ds.rows_for(fs, all_ids).tolist()))
+            for key, fs in feature_sets.items()}
+    eligible, problems = [], []
+    for spec in design.conditions:
+        fs = feature_sets.get(condition_keys.get(spec.condition, ""))
+        el = eligible_queries(spec.condition, subsets[spec.subset], fs)
+        if spec.condition in ("face", "face_generic") and not el:
+            problems.append(f"condition {spec.condition} on {spec.subset}: no pair of the subset "
+                            f"has a face on both sides in {fs.key}; a face condition needs faces")
+        if len(subsets[spec.subset]) < distractors.N_CANDIDATES:
+            problems.append(f"subset {spec.subset} holds {len(subsets[spec.subset])} pairs; "
+                            f"a trial needs {distractors.N_CANDIDATES} candidates")
+        eligible.append(el)
+    if problems:
+        raise DesignError("\n".join(problems))
+    queries = select_queries(design, eligible, seed)
+
+    rng = np.random.default_rng([seed, 2])
+    trials: list[dict] = []
+    for spec, qs in zip(design.conditions, queries):
+        pool = subsets[spec.subset]
+        col = {p: j for j, p in enumerate(pool)}
+        keys = [content_keys[(p, "right")] for p in pool]
+        dist = None
+        if spec.condition != "random":
+            key = condition_keys[spec.condition]
+            fs = feature_sets[key]
+            block = ds.block_for(fs, ds.rows_for(fs, qs), ds.rows_for(fs, pool))
+            dist = block(np.arange(len(qs))) if qs else None
+        for i, q in enumerate(qs):
+            try:
+                shown, true_index = distractors.choose_candidates(
+                    spec.condition, len(pool), col[q], rng,
+                    None if dist is None else dist[i], keys)
+            except distractors.DistractorError as exc:
+                raise DesignError(f"condition {spec.condition} on {spec.subset}: {exc}") from None
+            cands = [(pool[j], "right") for j in shown]
+            trials.append(_trial(spec, q, cands, true_index, False,
+                                 condition_keys.get(spec.condition), feature_sets, rows))
+
+    rng_order = np.random.default_rng([seed, 3])
+    trials = [trials[i] for i in rng_order.permutation(len(trials))]
+    if design.catch_trials:
+        trials = _insert_catch(design, trials, subsets, queries, feature_sets, rows,
+                               content_keys, rng_order)
+    for n, t in enumerate(trials, 1):
+        t["id"] = f"t{n:04d}"
+    k = design.trials_per_hit
+    hits = [{"id": f"h{n:04d}", "trials": [t["id"] for t in trials[s:s + k]]}
+            for n, s in enumerate(range(0, len(trials), k), 1)]
+    return trials, hits
+
+
+def _trial(spec: ConditionSpec, query: str, cands: list[tuple[str, str]], true_index: int,
+           catch: bool, key: str | None, feature_sets: dict, rows: dict) -> dict:
+    return {"id": "", "condition": "catch" if catch else spec.condition, "subset": spec.subset,
+            "pair": query, "query": ef.image_id(query, "left"),
+            "candidates": [ef.image_id(p, s) for p, s in cands], "true_index": true_index,
+            "catch": catch, "feature_set": key,
+            "machine_choices": _machine_choices(feature_sets, rows, query, cands)}
+
+
+def _insert_catch(design, trials, subsets, queries, feature_sets, rows, content_keys, rng):
+    """Put ``design.catch_trials`` attention checks at random places: the query image
+    itself among four random right images of the first condition's subset."""
+    spec = design.conditions[0]
+    pool = subsets[spec.subset]
+    used = {p for qs in queries for p in qs}
+    fresh = [p for p in pool if p not in used] or list(pool)
+    picks = [fresh[i] for i in rng.choice(len(fresh), design.catch_trials,
+                                          replace=design.catch_trials > len(fresh))]
+    col = {p: j for j, p in enumerate(pool)}
+    catch = []
+    for q in picks:
+        keys = [content_keys[(p, "right")] for p in pool]
+        keys[col[q]] = content_keys[(q, "left")]
+        cands = distractors.random_candidates(len(pool), col[q], rng, keys)
+        shown, true_index = distractors.shuffle_display(cands, col[q], rng)
+        pairs = [(q, "left") if j == col[q] else (pool[j], "right") for j in shown]
+        catch.append(_trial(spec, q, pairs, true_index, True, None, feature_sets, rows))
+    total = len(trials) + len(catch)
+    places = set(rng.choice(total, len(catch), replace=False).tolist())
+    out, it_r, it_c = [], iter(trials), iter(catch)
+    for pos in range(total):
+        out.append(next(it_c) if pos in places else next(it_r))
+    return out
+
+
+# --------------------------------------------------------------------------- from a study
+def build_experiment(workdir: str | os.PathLike, design: Design, seed: int,
+                     out: str | os.PathLike, generic_model: str | None = None,
+                     sha256_of: Callable[[Path], str] = ef.file_sha256) -> dict:
+    """Build the experiment document of ``design`` from a study (manifest, store,
+    subsets) with ``seed``; nothing is written. Raise DesignError (or the store's,
+    manifest's or subsets' errors) on bad input."""
+    from experiments.manifest import load_manifest
+    from experiments.store import FeatureStore
+    from experiments.subsets import load_subset
+
+    workdir = Path(workdir)
+    manifest = load_manifest(workdir)
+    store = FeatureStore(workdir)
+    keys = store.keys()
+    condition_keys = resolve_feature_sets(design, keys, generic_model)
+    subsets: dict[str, list[str]] = {}
+    names: dict[str, str] = {}
+    for spec in design.conditions:
+        if spec.subset not in names:
+            names[spec.subset], ids = load_subset(workdir, spec.subset, manifest.ids)
+            subsets[names[spec.subset]] = ids
+    # A subset given as a file is recorded by its name, so the file stays portable.
+    design = replace(design, conditions=[ConditionSpec(c.condition, names[c.subset], c.count)
+                                         for c in design.conditions])
+    feature_sets = {key: store.load(key) for key in keys}
+    by_id = manifest.by_id()
+    content = {(p.id, side): p.side(side).sha256 for p in manifest.pairs
+               for side in ("left", "right")}
+    trials, hits = build_trials(design, seed, subsets, feature_sets, condition_keys, content)
+    used = sorted({(t["pair"], "left") for t in trials}
+                  | {(iid[1:], "left" if iid[0] == "L" else "right")
+                     for t in trials for iid in t["candidates"]})
+    images = []
+    for pid, side in used:
+        ref = by_id[pid].side(side)
+        path = ref.abspath(workdir)
+        if not path.is_file():
+            raise DesignError(f"image {ref.path} of pair {pid} is missing from {workdir}: "
+                              f"run `python -m experiments ingest` again")
+        images.append({"id": ef.image_id(pid, side), "path": ref.path,
+                       "sha256": sha256_of(path), "pair": pid, "side": side})
+    return ef.make_document(seed=seed, image_root=ef.relative_root(workdir, out),
+                            manifest_sha256=manifest.sha256,
+                            design=design.to_json(condition_keys), feature_sets=list(keys),
+                            images=images, trials=trials, hits=hits)
