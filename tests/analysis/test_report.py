@@ -1,0 +1,50 @@
+"""The report end to end: CSV tables, PNG figures, one self-contained HTML."""
+from __future__ import annotations
+
+import base64
+import re
+
+import pandas as pd
+
+from analysis.cli import main
+
+
+def test_report_from_csv(tmp_path, small_export, capsys):
+    out = tmp_path / "report"
+    assert main(["report", "--csv", str(small_export), "--out", str(out)]) == 0
+    assert "report written" in capsys.readouterr().out
+    names = {p.name for p in out.iterdir()}
+    for csv in ("overview.csv", "accuracy.csv", "accuracy_table.csv", "agreement_summary.csv",
+                "agreement_histogram.csv", "agreement_per_trial.csv", "position.csv",
+                "position_tests.csv", "participants.csv", "response_times.csv", "catch.csv",
+                "answers.csv"):
+        assert csv in names, csv
+    pngs = sorted(n for n in names if n.endswith(".png"))
+    assert pngs == ["accuracy.png", "agreement_hist_lab.png", "agreement_hist_mturk.png",
+                    "agreement_vs_correct_lab.png", "agreement_vs_correct_mturk.png",
+                    "position.png", "response_times.png"]
+
+    html = (out / "report.html").read_text()
+    images = re.findall(r'src="data:image/png;base64,([A-Za-z0-9+/=]+)"', html)
+    assert len(images) == len(pngs)
+    decoded = {base64.b64decode(i) for i in images}
+    assert decoded == {(out / p).read_bytes() for p in pngs}  # the very files, embedded
+    assert all(d.startswith(b"\x89PNG\r\n\x1a\n") for d in decoded)
+    assert 'src="' not in re.sub(r'src="data:[^"]*"', "", html)  # nothing fetched from outside
+    assert "Accuracy (Table 2b)" in html and "machine: face/dlib_hog" in html
+    assert "Catch trials" in html and "Position bias" in html
+
+    table = pd.read_csv(out / "accuracy_table.csv", header=[0, 1], index_col=0)
+    assert table.loc["lab", ("TLL_obj", "random")] == 87.5
+    summary = pd.read_csv(out / "agreement_summary.csv").set_index("population")
+    assert summary.loc["lab", "trials"] == 4 and summary.loc["mturk", "answers"] == 24
+    participants = pd.read_csv(out / "participants.csv")
+    assert len(participants) == 10
+    assert participants.set_index("participant").loc["L003", "failed_catch"]
+    assert len(pd.read_csv(out / "answers.csv")) == 44
+
+    # A second run replaces the earlier report in place.
+    assert main(["report", "--csv", str(small_export), "--out", str(out),
+                 "--population", "mturk"]) == 0
+    assert "agreement_hist_lab.png" not in {p.name for p in out.iterdir()}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["answers.csv", "report"]
