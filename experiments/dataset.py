@@ -387,25 +387,25 @@ def _process(c: Candidate, layout: str, staging: Path,
             half = combined.crop(box)
             rel = f"images/{side}/{c.id}.png"
             half.save(staging / rel, format="PNG")
-            refs[side] = ImageRef(rel, pixel_sha256(half), half.size, str(c.left.resolve()),
+            refs[side] = ImageRef(rel, pixel_sha256(half), half.size, os.path.abspath(c.left),
                                   tuple(box))
         return Pair(c.id, refs["left"], refs["right"], c.votes), []
+    decoded = {}
     for side, path, label in (("left", c.left, c.left_label), ("right", c.right, c.right_label)):
         try:
             data = path.read_bytes()
-            img = _decode(data)
+            decoded[side] = (path, data, _decode(data))
         except FileNotFoundError:
             problems.append(f"{label}: file not found ({path})")
-            continue
         except (OSError, ValueError) as exc:
             problems.append(f"{label}: {_reason(exc)}")
-            continue
+    if problems:
+        return None, problems  # nothing copied: a half-good pair leaves no file behind
+    for side, (path, data, img) in decoded.items():
         ext = path.suffix.lower() if path.suffix.lower() in IMAGE_EXTS else ".img"
         rel = f"images/{side}/{c.id}{ext}"
         (staging / rel).write_bytes(data)
-        refs[side] = ImageRef(rel, pixel_sha256(img), img.size, str(path.resolve()), None)
-    if problems:
-        return None, problems
+        refs[side] = ImageRef(rel, pixel_sha256(img), img.size, os.path.abspath(path), None)
     return Pair(c.id, refs["left"], refs["right"], c.votes), []
 
 
@@ -427,8 +427,8 @@ def ingest(source: str | os.PathLike, workdir: str | os.PathLike, layout: str = 
     left, raise IngestError and leave `workdir` as it was."""
     from tqdm import tqdm
 
-    source = Path(source).absolute()
-    workdir = Path(workdir).absolute()
+    source = Path(os.path.abspath(source))
+    workdir = Path(os.path.abspath(workdir))
     if layout == "auto":
         layout = detect_layout(source)
     elif layout not in LAYOUTS:
@@ -443,10 +443,7 @@ def ingest(source: str | os.PathLike, workdir: str | os.PathLike, layout: str = 
         vote_map, vote_problems = read_votes(Path(votes))
         problems += vote_problems
         notes += _join_votes(candidates, vote_map)
-    if strict and problems:
-        raise IngestError(_problem_text(problems, source, layout)
-                          + "\n--strict: stopped, nothing written", problems)
-
+    # even with --strict every image is checked, so that one run lists every problem
     created = not workdir.exists()
     workdir.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".ingest-", dir=workdir))
