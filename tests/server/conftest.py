@@ -88,18 +88,35 @@ def make_app(tmp_path: Path, db_url: str | None = None, **config):
     return app
 
 
-@pytest.fixture
-def app(tmp_path, small_experiment):
-    """An app on SQLite with the small experiment loaded as `small` (order fixed) and the
-    admin password `correct horse`."""
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory, small_experiment) -> Path:
+    """A SQLite database migrated, with `small` loaded and the admin password set, built
+    once per session; tests get a copy."""
     from server.loader import load_experiment
     from server.manage import set_password
 
-    app = make_app(tmp_path)
+    folder = tmp_path_factory.mktemp("sqlite-template")
+    app = make_app(folder)
     with app.app_context():
         load_experiment(small_experiment, name="small", settings={"trial_order": "fixed"})
         set_password("correct horse")
-    return app
+        from server.models import db
+        db.session.execute(db.text("PRAGMA wal_checkpoint(TRUNCATE)"))
+        db.engine.dispose()
+    return folder / "server.sqlite3"
+
+
+@pytest.fixture
+def app(tmp_path, sqlite_template):
+    """An app on SQLite with the small experiment loaded as `small` (order fixed) and the
+    admin password `correct horse`."""
+    import shutil
+
+    from server import create_app
+
+    shutil.copy(sqlite_template, tmp_path / "server.sqlite3")
+    return create_app({"SQLALCHEMY_DATABASE_URI": f"sqlite:///{tmp_path / 'server.sqlite3'}"},
+                      instance_path=tmp_path / "instance")
 
 
 @pytest.fixture
@@ -113,10 +130,10 @@ def any_app(request, tmp_path, small_experiment):
     from server.loader import load_experiment
     from server.manage import set_password
 
-    url = None
-    if request.param == "postgres":
-        url = request.getfixturevalue("postgres_url")
-    app = make_app(tmp_path, url)
+    if request.param == "sqlite":
+        yield request.getfixturevalue("app")
+        return
+    app = make_app(tmp_path, request.getfixturevalue("postgres_url"))
     with app.app_context():
         load_experiment(small_experiment, name="small", settings={"trial_order": "fixed"})
         set_password("correct horse")
