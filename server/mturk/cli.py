@@ -1,0 +1,500 @@
+"""`flask --app server mturk COMMAND`: the requester's commands.
+
+Sandbox is the default; `--production` prints the full cost and asks before anything is
+created (or `--yes`). `--endpoint-url` (env MTURK_ENDPOINT_URL) points every command at
+another endpoint, e.g. the local one started by `mturk emulate`. Credentials come from
+boto3's standard chain and are never printed. Bad input: one line per problem, exit 2;
+an MTurk failure: its reason, exit 1.
+"""
+from __future__ import annotations
+
+import csv
+import os
+import sys
+from decimal import Decimal
+
+import click
+from flask import current_app
+from flask.cli import AppGroup
+
+from ..recording import RecordingError
+from . import publishing as pub
+from . import reviewing as rv
+from .fees import FeeError, dollars, parse_amount
+from .requester import MTurkFailure, Requester
+
+mturk = AppGroup("mturk", help="Mechanical Turk: publish HITs, follow, review and pay "
+                               "them (sandbox by default), or run a local endpoint.")
+
+
+def fail(problems, code: int = 2) -> None:
+    """Print each problem on its own line to stderr and exit with `code`."""
+    for p in ([problems] if isinstance(problems, str) else problems):
+        click.echo(f"error: {p}", err=True)
+    sys.exit(code)
+
+
+def endpoint_options(fn):
+    """--production, --endpoint-url."""
+    fn = click.option("--endpoint-url", envvar="MTURK_ENDPOINT_URL", default=None,
+                      help="Requester endpoint instead of MTurk's (e.g. the local one "
+                           "from `mturk emulate`); env MTURK_ENDPOINT_URL.")(fn)
+    fn = click.option("--production", is_flag=True,
+                      help="Use the production marketplace (real money). Default: sandbox.")(fn)
+    return fn
+
+
+def make_requester(production: bool, endpoint_url: str | None) -> Requester:
+    """Return the Requester for the chosen environment (retry delay from
+    MTURK_RETRY_BACKOFF seconds, default 0.5)."""
+    backoff = float(os.environ.get("MTURK_RETRY_BACKOFF", "0.5"))
+    return Requester("production" if production else "sandbox", endpoint_url or None,
+                     backoff=backoff)
+
+
+def _experiment(name: str):
+    from ..recording import get_experiment
+    try:
+        return get_experiment(name)
+    except RecordingError as exc:
+        fail(exc.reason)
+
+
+def _hits(exp, requester: Requester, keys) -> list:
+    try:
+        hits = pub.recorded_hits(exp, requester.label, list(keys) or None)
+    except pub.PublishError as exc:
+        fail(exc.problems)
+    if not hits:
+        fail(f"experiment {exp.name!r} has no HITs published in {requester.label}: run "
+             "`flask --app server mturk publish` first")
+    return hits
+
+
+def _where(requester: Requester) -> str:
+    return f"{requester.label} ({requester.endpoint_url})"
+
+
+def _report(results, verb: str) -> None:
+    bad = 0
+    for h, err in results:
+        if err:
+            bad += 1
+            click.echo(f"{h.key} {h.mturk_hit_id}: FAILED: {err}")
+        else:
+            click.echo(f"{h.key} {h.mturk_hit_id}: {verb}")
+    click.echo(f"{len(results) - bad} of {len(results)} HITs {verb}.")
+    if bad:
+        sys.exit(1)
+
+
+def _confirm(requester: Requester, yes: bool, question: str) -> None:
+    if requester.environment != "production" or yes:
+        return
+    if not click.confirm(question, default=False):
+        click.echo("Nothing was created.")
+        sys.exit(1)
+
+
+# --------------------------------------------------------------------------- balance
+@mturk.command("balance")
+@endpoint_options
+def balance_cmd(production, endpoint_url):
+    """Print the requester account's available balance."""
+    r = make_requester(production, endpoint_url)
+    try:
+        click.echo(f"{_where(r)}: available balance {dollars(parse_amount(r.balance()))}")
+    except MTurkFailure as exc:
+        fail(str(exc), 1)
+
+
+# --------------------------------------------------------------------------- publish
+def _duration(ctx, param, value):
+    try:
+        return pub.parse_duration(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
+def _money(ctx, param, value):
+    try:
+        return parse_amount(value)
+    except FeeError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
+@mturk.command("publish")
+@click.argument("experiment")
+@endpoint_options
+@click.option("--base-url", envvar="TLL_PUBLIC_URL", default=None,
+              help="Public HTTPS address of this server (env TLL_PUBLIC_URL).")
+@click.option("--reward", default="0.05", callback=_money, show_default=True,
+              help="Reward per assignment in dollars.")
+@click.option("--assignments", default=20, type=int, show_default=True,
+              help="Assignments (different workers) per HIT.")
+@click.option("--lifetime", default="7d", callback=_duration, show_default=True,
+              help="How long the HITs stay on the market (s, m, h, d, w).")
+@click.option("--duration", default="1h", callback=_duration, show_default=True,
+              help="Time a worker has for one assignment.")
+@click.option("--auto-approve", default="3d", callback=_duration, show_default=True,
+              help="Submitted assignments are approved automatically after this delay.")
+@click.option("--title", default=pub.HitSettings.title, show_default=True)
+@click.option("--description", default=pub.HitSettings.description)
+@click.option("--keywords", default=pub.HitSettings.keywords, show_default=True)
+@click.option("--masters/--no-masters", default=False, show_default=True,
+              help="Only Masters workers (+5 % fee); the paper used Masters.")
+@click.option("--min-approval-rate", type=int, default=None,
+              help="Minimum percentage of the worker's HITs approved.")
+@click.option("--min-approved", type=int, default=None,
+              help="Minimum number of the worker's HITs approved.")
+@click.option("--locale", "locales", multiple=True,
+              help="Allowed worker country (US, or US-NY); repeatable.")
+@click.option("--frame-height", default=0, type=int, show_default=True,
+              help="ExternalQuestion FrameHeight in pixels (0 = full height).")
+@click.option("--hit", "keys", multiple=True, help="Publish only this HIT key; repeatable.")
+@click.option("--dry-run", is_flag=True, help="Print the plan and cost; create nothing.")
+@click.option("--yes", is_flag=True, help="Do not ask before publishing to production.")
+def publish_cmd(experiment, production, endpoint_url, base_url, reward, assignments,
+                lifetime, duration, auto_approve, title, description, keywords, masters,
+                min_approval_rate, min_approved, locales, frame_height, keys, dry_run, yes):
+    """Publish one HIT per HIT key of EXPERIMENT (as grouped in the experiment file)."""
+    r = make_requester(production, endpoint_url)
+    exp = _experiment(experiment)
+    base_url = base_url or current_app.config.get("PUBLIC_URL")
+    settings = pub.HitSettings(base_url=base_url or "", reward=reward,
+                               assignments=assignments, lifetime=lifetime, duration=duration,
+                               auto_approval=auto_approve, title=title,
+                               description=description, keywords=keywords, masters=masters,
+                               min_approval_rate=min_approval_rate,
+                               min_approved=min_approved, locales=list(locales),
+                               frame_height=frame_height)
+    try:
+        plan = pub.plan_publish(exp, settings, r, list(keys) or None)
+    except pub.PublishError as exc:
+        fail(exc.problems)
+    click.echo(f"Experiment {exp.name!r} on {_where(r)}")
+    if plan.already:
+        click.echo(f"{len(plan.already)} HIT(s) already published there (skipped).")
+    if not plan.todo:
+        click.echo("Nothing to publish.")
+        return
+    click.echo(f"Task pages: {pub.task_url(settings.base_url, exp.name, plan.todo[0][0])} …")
+    for line in plan.cost.lines():
+        click.echo(line)
+    if dry_run:
+        click.echo("Dry run: nothing was created.")
+        return
+    try:
+        available = parse_amount(r.balance())
+    except MTurkFailure as exc:
+        fail(str(exc), 1)
+    if plan.cost.total_cents > available:
+        fail(f"insufficient funds: the balance is {dollars(available)} and these HITs cost "
+             f"{dollars(plan.cost.total)}. Nothing was created.", 1)
+    _confirm(r, yes, f"Publish {len(plan.todo)} HITs to PRODUCTION for "
+                     f"{dollars(plan.cost.total)}?")
+    from tqdm import tqdm
+
+    made: list = []
+    try:
+        def progress(items):
+            for item in tqdm(items, desc="publishing", unit="HIT", file=sys.stderr):
+                yield item
+        made, found = pub.publish(plan, r, progress)
+    except MTurkFailure as exc:
+        done = pub.recorded_hits(exp, r.label)
+        fail([str(exc), f"{len(done)} HIT(s) of {exp.name!r} are published and recorded; "
+                        "fix the cause and run publish again to create the rest."], 1)
+    click.echo(f"Published {len(made)} HITs"
+               + (f" ({found} found already created by an earlier, interrupted run)"
+                  if found else "") + ".")
+    if r.local:
+        click.echo(f"Workers' site: {r.endpoint_url.rstrip('/')}/")
+
+
+# --------------------------------------------------------------------------- status
+@mturk.command("status")
+@click.argument("experiment", required=False)
+@endpoint_options
+def status_cmd(experiment, production, endpoint_url):
+    """Each HIT with its assignments per status (every HIT of the account when no
+    EXPERIMENT is given)."""
+    r = make_requester(production, endpoint_url)
+    exp = _experiment(experiment) if experiment else None
+    try:
+        rows, seen = pub.status(r, exp)
+    except MTurkFailure as exc:
+        fail(str(exc), 1)
+    cols = ("Available", "Pending", "Submitted", "Approved", "Rejected")
+    click.echo(f"{'key':8} {'HIT':30} {'status':12} " + " ".join(f"{c:>9}" for c in cols))
+    total = dict.fromkeys(cols, 0)
+    for s in rows:
+        click.echo(f"{(s.key or '-'):8} {s.hit_id:30} {s.status:12} "
+                   + " ".join(f"{s.counts[c]:>9}" for c in cols))
+        for c in cols:
+            total[c] += s.counts[c]
+    click.echo(f"{'total':8} {len(rows):<30} {'':12} " + " ".join(f"{total[c]:>9}" for c in cols))
+    click.echo(f"{seen} HITs on the account ({_where(r)}), {len(rows)} listed.")
+
+
+# --------------------------------------------------------------------------- sync
+@mturk.command("sync")
+@click.argument("experiment")
+@endpoint_options
+def sync_cmd(experiment, production, endpoint_url):
+    """Pull the assignments from MTurk, update the database and report mismatches."""
+    r = make_requester(production, endpoint_url)
+    exp = _experiment(experiment)
+    try:
+        rep = rv.sync(r, _hits(exp, r, ()))
+    except MTurkFailure as exc:
+        fail(str(exc), 1)
+    for m in rep.mismatches:
+        click.echo(f"MISMATCH {m}")
+    click.echo(f"{rep.hits} HITs, {rep.assignments} assignments on MTurk, {rep.updated} "
+               f"updated here, {len(rep.mismatches)} mismatch(es).")
+
+
+# --------------------------------------------------------------------------- review
+def _describe(item: rv.Review) -> list[str]:
+    catch = (f"catch {item.catch_total - item.catch_failed}/{item.catch_total} passed"
+             if item.catch_total else "no catch trials")
+    state = "" if item.complete else \
+        f"  INCOMPLETE: {len(item.answers)} of {item.expected or '?'} answers here"
+    lines = [f"{item.hit.key} {item.assignment_id} worker {item.worker_id} "
+             f"[{item.status}] {catch}{state}"]
+    for a in item.answers:
+        mark = "correct" if a.correct else "wrong"
+        lines.append(f"    {a.trial} {a.condition}{' (catch)' if a.catch else ''}: chose "
+                     f"{a.chosen_position}, match at {a.true_position}: {mark}")
+    return lines
+
+
+@mturk.command("review")
+@click.argument("experiment")
+@endpoint_options
+@click.option("--status", "statuses", multiple=True, default=("Submitted",),
+              type=click.Choice(["Submitted", "Approved", "Rejected"]), show_default=True,
+              help="Assignment status to list; repeatable.")
+@click.option("--csv", "csv_path", type=click.Path(dir_okay=False), default=None,
+              help="Also write one row per answer to this CSV file.")
+def review_cmd(experiment, production, endpoint_url, statuses, csv_path):
+    """Submitted assignments with the worker's answers and catch-trial results."""
+    r = make_requester(production, endpoint_url)
+    exp = _experiment(experiment)
+    try:
+        items = rv.review(r, _hits(exp, r, ()), tuple(statuses))
+    except MTurkFailure as exc:
+        fail(str(exc), 1)
+    for item in items:
+        for line in _describe(item):
+            click.echo(line)
+    failed = sum(1 for i in items if i.catch_failed)
+    click.echo(f"{len(items)} assignment(s); {failed} failed a catch trial.")
+    if csv_path:
+        with open(csv_path, "w", newline="", encoding="utf-8") as fh:
+            w = csv.writer(fh)
+            w.writerow(["hit", "assignment_id", "worker_id", "status", "trial", "condition",
+                        "catch", "chosen_position", "true_position", "correct"])
+            for i in items:
+                for a in i.answers:
+                    w.writerow([i.hit.key, i.assignment_id, i.worker_id, i.status, a.trial,
+                                a.condition, int(a.catch), a.chosen_position,
+                                a.true_position, int(a.correct)])
+
+
+# --------------------------------------------------------------------------- decide
+def _select(r: Requester, exp, ids, rule) -> list:
+    hits = _hits(exp, r, ())
+    if ids and rule:
+        fail("give assignment IDs or a rule, not both")
+    if not ids and not rule:
+        fail("give assignment IDs or a rule (see --help)")
+    if ids:
+        items, unknown = [], []
+        for aid in ids:
+            item = rv.find_review(r, hits, aid)
+            (items.append(item) if item else unknown.append(aid))
+        if unknown:
+            fail([f"assignment {a} is not an assignment of {exp.name!r} in {r.label}"
+                  for a in unknown])
+        return items
+    items = rv.review(r, hits, ("Submitted",))
+    return [i for i in items if rule(i)]
+
+
+def _decided(results, verb: str) -> None:
+    bad = 0
+    for item, err in results:
+        if err:
+            bad += 1
+            click.echo(f"{item.assignment_id}: FAILED: {err}")
+        else:
+            click.echo(f"{item.assignment_id} worker {item.worker_id}: {item.status}")
+    click.echo(f"{len(results) - bad} of {len(results)} assignment(s) {verb}.")
+    if bad:
+        sys.exit(1)
+
+
+@mturk.command("approve")
+@click.argument("experiment")
+@click.argument("assignment_ids", nargs=-1)
+@endpoint_options
+@click.option("--all-submitted", is_flag=True, help="Every submitted assignment.")
+@click.option("--passed-catch", is_flag=True,
+              help="Every submitted assignment with all answers here and no failed catch trial.")
+@click.option("--feedback", default=None, help="Message to the workers (optional).")
+def approve_cmd(experiment, assignment_ids, production, endpoint_url, all_submitted,
+                passed_catch, feedback):
+    """Approve assignments by ID, or in bulk by a rule."""
+    r = make_requester(production, endpoint_url)
+    exp = _experiment(experiment)
+    rule = None
+    if all_submitted:
+        rule = lambda i: True  # noqa: E731
+    elif passed_catch:
+        rule = lambda i: i.complete and not i.catch_failed  # noqa: E731
+    try:
+        items = _select(r, exp, assignment_ids, rule)
+        _decided(rv.decide(r, items, True, feedback), "approved")
+    except MTurkFailure as exc:
+        fail(str(exc), 1)
+
+
+@mturk.command("reject")
+@click.argument("experiment")
+@click.argument("assignment_ids", nargs=-1)
+@endpoint_options
+@click.option("--failed-catch", is_flag=True,
+              help="Every submitted assignment that failed at least one catch trial.")
+@click.option("--feedback", required=True,
+              help="Why: the worker reads this (required by MTurk).")
+def reject_cmd(experiment, assignment_ids, production, endpoint_url, failed_catch, feedback):
+    """Reject assignments by ID, or in bulk by a rule, with feedback."""
+    r = make_requester(production, endpoint_url)
+    exp = _experiment(experiment)
+    if not feedback.strip():
+        fail("--feedback must say why the work is rejected")
+    rule = (lambda i: i.catch_failed > 0) if failed_catch else None
+    try:
+        items = _select(r, exp, assignment_ids, rule)
+        _decided(rv.decide(r, items, False, feedback), "rejected")
+    except MTurkFailure as exc:
+        fail(str(exc), 1)
+
+
+# --------------------------------------------------------------------------- bonus
+@mturk.command("bonus")
+@click.argument("experiment")
+@click.argument("assignment_id")
+@endpoint_options
+@click.option("--amount", required=True, callback=_money, help="Bonus in dollars.")
+@click.option("--reason", required=True, help="Why (the worker reads this).")
+@click.option("--again", is_flag=True, help="Pay although this assignment has a bonus.")
+@click.option("--yes", is_flag=True, help="Do not ask before paying in production.")
+def bonus_cmd(experiment, assignment_id, production, endpoint_url, amount, reason, again, yes):
+    """Pay a bonus on an assignment (idempotent: a rerun never pays twice)."""
+    r = make_requester(production, endpoint_url)
+    exp = _experiment(experiment)
+    if amount <= 0:
+        fail("--amount must be positive")
+    try:
+        item = rv.find_review(r, _hits(exp, r, ()), assignment_id)
+        if item is None:
+            fail(f"assignment {assignment_id} is not an assignment of {exp.name!r} in "
+                 f"{r.label}")
+        click.echo(f"Bonus {dollars(amount)} + fee = {dollars(rv.bonus_cost(amount))} to "
+                   f"worker {item.worker_id}")
+        _confirm(r, yes, "Pay this bonus in PRODUCTION?")
+        bonus, fresh = rv.pay_bonus(r, item, amount, reason, again)
+    except ValueError as exc:
+        fail(str(exc))
+    except MTurkFailure as exc:
+        fail(str(exc), 1)
+    click.echo(("Paid" if fresh else "Already paid earlier (same request token)")
+               + f": {dollars(Decimal(bonus.amount))} on {assignment_id}.")
+
+
+# --------------------------------------------------------------------------- HIT life
+@mturk.command("expire")
+@click.argument("experiment")
+@endpoint_options
+@click.option("--hit", "keys", multiple=True, help="Only this HIT key; repeatable.")
+def expire_cmd(experiment, production, endpoint_url, keys):
+    """Expire HITs now (works with pending assignments; those may still submit)."""
+    r = make_requester(production, endpoint_url)
+    exp = _experiment(experiment)
+    _report(pub.expire(r, _hits(exp, r, keys)), "expired")
+
+
+@mturk.command("extend")
+@click.argument("experiment")
+@endpoint_options
+@click.option("--hit", "keys", multiple=True, help="Only this HIT key; repeatable.")
+@click.option("--by", "by", default=None, callback=lambda c, p, v: None if v is None
+              else _duration(c, p, v), help="New expiry: now plus this (e.g. 2d).")
+@click.option("--assignments", type=click.IntRange(min=1), default=None,
+              help="Add this many assignments to each HIT.")
+@click.option("--yes", is_flag=True, help="Do not ask before paying in production.")
+def extend_cmd(experiment, production, endpoint_url, keys, by, assignments, yes):
+    """Extend HITs: a later expiry and/or more assignments."""
+    if not by and not assignments:
+        fail("give --by DURATION and/or --assignments N")
+    r = make_requester(production, endpoint_url)
+    exp = _experiment(experiment)
+    hits = _hits(exp, r, keys)
+    if assignments:
+        from .fees import publish_cost
+        total = sum(publish_cost(h.reward, h.max_assignments + assignments, 1).fee_per_assignment
+                    * assignments + Decimal(h.reward) * assignments for h in hits)
+        click.echo(f"{assignments} more assignment(s) on {len(hits)} HIT(s): "
+                   f"{dollars(total)} before any Masters fee")
+        _confirm(r, yes, "Add these assignments in PRODUCTION?")
+    _report(pub.extend(r, hits, by, assignments), "extended")
+
+
+@mturk.command("delete")
+@click.argument("experiment")
+@endpoint_options
+@click.option("--hit", "keys", multiple=True, help="Only this HIT key; repeatable.")
+def delete_cmd(experiment, production, endpoint_url, keys):
+    """Delete HITs on MTurk (each must be expired with every assignment decided)."""
+    r = make_requester(production, endpoint_url)
+    exp = _experiment(experiment)
+    _report(pub.delete(r, _hits(exp, r, keys)), "deleted")
+
+
+# --------------------------------------------------------------------------- emulate
+@mturk.command("emulate", with_appcontext=False)
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=5050, type=int, show_default=True)
+@click.option("--allow-http-localhost", is_flag=True,
+              help="Accept http://127.0.0.1 / localhost ExternalURLs (local runs).")
+@click.option("--environment", type=click.Choice(["sandbox", "production"]),
+              default="sandbox", show_default=True,
+              help="Which marketplace to imitate (Masters qualification ID, balance).")
+@click.option("--balance", default=None,
+              help="Track a balance that publishing spends (default: the sandbox's "
+                   "$10,000.00, never spent).")
+@click.option("--state", "state_path", type=click.Path(dir_okay=False), default=None,
+              help="Keep the state in this JSON file (reloaded on start).")
+def emulate_cmd(host, port, allow_http_localhost, environment, balance, state_path):
+    """Run a local MTurk-compatible endpoint (requester API + simulated worker site)."""
+    from werkzeug.serving import run_simple
+
+    from .emulator import create_emulator
+    from .question import is_loopback_url
+
+    if not is_loopback_url(f"http://{host}/"):
+        click.echo(f"warning: listening on {host}, not only on this machine", err=True)
+    if balance is not None:
+        try:
+            parse_amount(balance)
+        except FeeError as exc:
+            fail(str(exc))
+    app = create_emulator(environment, allow_http_localhost, balance, state_path)
+    url = f"http://{host}:{port}"
+    click.echo(f"Local MTurk endpoint ({environment}) on {url}\n"
+               f"  requester commands: --endpoint-url {url}  (or MTURK_ENDPOINT_URL={url})\n"
+               f"  worker site:        {url}/")
+    run_simple(host, port, app, threaded=True, use_reloader=False)

@@ -1,0 +1,248 @@
+"""After the workers: pull assignments from MTurk and reconcile them with the database,
+show each submitted assignment with its answers and catch-trial results, approve,
+reject and pay bonuses. Call inside an app context.
+
+The database never claims an assignment was submitted before MTurk says so: the worker
+page records 'finished' (every answer stored); `sync` records what MTurk reports.
+"""
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from decimal import Decimal
+
+from sqlalchemy import select
+
+from ..models import Assignment, Bonus, Hit, Participant, Response, Trial, db
+from .fees import bonus_fee, parse_amount
+from .requester import MTurkFailure, Requester, request_token
+
+LOCAL_STATUS = {"Submitted": "submitted", "Approved": "approved", "Rejected": "rejected"}
+
+
+def _utc(value):
+    if value is None:
+        return None
+    if isinstance(value, (int, float)):
+        return datetime.fromtimestamp(value, timezone.utc)
+    return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+
+
+@dataclass
+class Answer:
+    """One stored answer, as the requester reviews it."""
+    trial: str
+    condition: str
+    catch: bool
+    chosen_position: int   # 1-based, as on screen
+    true_position: int
+    correct: bool
+
+
+@dataclass
+class Review:
+    """A submitted (or decided) assignment with the worker's answers."""
+    hit: Hit
+    assignment_id: str
+    worker_id: str
+    status: str                       # MTurk's AssignmentStatus
+    local: Assignment | None
+    answers: list[Answer] = field(default_factory=list)
+    expected: int = 0
+
+    @property
+    def catch_total(self) -> int:
+        return sum(a.catch for a in self.answers)
+
+    @property
+    def catch_failed(self) -> int:
+        return sum(a.catch and not a.correct for a in self.answers)
+
+    @property
+    def complete(self) -> bool:
+        return self.expected > 0 and len(self.answers) >= self.expected
+
+
+def local_assignment(assignment_id: str, worker_id: str) -> Assignment | None:
+    """Return the database row for (assignment ID, worker), or None."""
+    return db.session.execute(select(Assignment).where(
+        Assignment.mturk_assignment_id == assignment_id,
+        Assignment.worker_id == worker_id)).scalar_one_or_none()
+
+
+def answers_of(participant: Participant | None) -> list[Answer]:
+    """Return the participant's answers in the order given."""
+    if participant is None:
+        return []
+    rows = db.session.execute(
+        select(Response, Trial).join(Trial, Trial.id == Response.trial_id)
+        .where(Response.participant_id == participant.id)
+        .order_by(Response.trial_order)).all()
+    return [Answer(t.key, t.condition, bool(t.catch), r.chosen_index + 1, t.true_index + 1,
+                   r.chosen_index == t.true_index) for r, t in rows]
+
+
+def _review(hit: Hit, a: dict) -> Review:
+    row = local_assignment(a["AssignmentId"], a["WorkerId"])
+    participant = row.participant if row is not None else None
+    expected = len(participant.trial_ids()) if participant is not None else 0
+    return Review(hit, a["AssignmentId"], a["WorkerId"], a["AssignmentStatus"], row,
+                  answers_of(participant), expected)
+
+
+def _apply(row: Assignment, a: dict) -> None:
+    row.status = LOCAL_STATUS.get(a["AssignmentStatus"], row.status)
+    row.submitted_at = _utc(a.get("SubmitTime")) or row.submitted_at
+    row.approved_at = _utc(a.get("ApprovalTime")) or row.approved_at
+    row.rejected_at = _utc(a.get("RejectionTime")) or row.rejected_at
+
+
+@dataclass
+class SyncReport:
+    """What `sync` found: counts and one line per mismatch."""
+    hits: int = 0
+    assignments: int = 0
+    updated: int = 0
+    mismatches: list[str] = field(default_factory=list)
+
+
+def sync(requester: Requester, hits: list[Hit]) -> SyncReport:
+    """Pull every assignment of `hits` from MTurk, update the database rows, and report
+    each mismatch: on MTurk but unknown here, submitted on MTurk but not finished here,
+    finished here but not submitted on MTurk."""
+    rep = SyncReport()
+    for hit in hits:
+        rep.hits += 1
+        info = requester.hit(hit.mturk_hit_id)
+        hit.status = info.get("HITStatus", hit.status)
+        hit.expires_at = _utc(info.get("Expiration")) or hit.expires_at
+        seen = set()
+        for a in requester.assignments(hit.mturk_hit_id):
+            rep.assignments += 1
+            seen.add((a["AssignmentId"], a["WorkerId"]))
+            row = local_assignment(a["AssignmentId"], a["WorkerId"])
+            if row is None:
+                rep.mismatches.append(
+                    f"{hit.key} {a['AssignmentId']} worker {a['WorkerId']}: "
+                    f"{a['AssignmentStatus']} on MTurk but unknown here")
+                continue
+            if row.status != LOCAL_STATUS.get(a["AssignmentStatus"]):
+                rep.updated += 1
+            _apply(row, a)
+            p = row.participant
+            if p is None or p.completed_at is None:
+                done = len(answers_of(p))
+                total = len(p.trial_ids()) if p is not None else "?"
+                rep.mismatches.append(
+                    f"{hit.key} {a['AssignmentId']} worker {a['WorkerId']}: "
+                    f"{a['AssignmentStatus']} on MTurk but not finished here "
+                    f"({done} of {total} answers)")
+        rows = db.session.execute(select(Assignment).where(Assignment.hit_id == hit.id)).scalars()
+        for row in rows:
+            if (row.mturk_assignment_id, row.worker_id) in seen or row.status == "returned":
+                continue
+            p = row.participant
+            if p is not None and p.completed_at is not None:
+                rep.mismatches.append(
+                    f"{hit.key} {row.mturk_assignment_id} worker {row.worker_id}: "
+                    "finished here but not submitted on MTurk")
+        db.session.commit()
+    return rep
+
+
+def review(requester: Requester, hits: list[Hit],
+           statuses=("Submitted",)) -> list[Review]:
+    """Return the assignments of `hits` in `statuses` on MTurk, with their answers
+    (database rows are brought up to date on the way)."""
+    out = []
+    for hit in hits:
+        for a in requester.assignments(hit.mturk_hit_id, statuses):
+            r = _review(hit, a)
+            if r.local is not None:
+                _apply(r.local, a)
+            out.append(r)
+    db.session.commit()
+    return out
+
+
+def decide(requester: Requester, items: list[Review], approve: bool,
+           feedback: str | None = None) -> list[tuple[Review, str | None]]:
+    """Approve or reject each review item; return (item, error or None) per item. An
+    item MTurk already shows in the wanted state counts as done (safe to rerun)."""
+    out = []
+    want = "Approved" if approve else "Rejected"
+    for r in items:
+        try:
+            current = requester.assignment(r.assignment_id)
+            if current.get("WorkerId") != r.worker_id:
+                raise MTurkFailure(f"assignment {r.assignment_id} now belongs to another "
+                                   "worker")
+            if current["AssignmentStatus"] != want:
+                if approve:
+                    requester.approve(r.assignment_id, feedback)
+                else:
+                    requester.reject(r.assignment_id, feedback or "")
+                current = requester.assignment(r.assignment_id)
+            r.status = current["AssignmentStatus"]
+            if r.local is not None:
+                _apply(r.local, current)
+            out.append((r, None))
+        except MTurkFailure as exc:
+            out.append((r, str(exc)))
+        db.session.commit()
+    return out
+
+
+def find_review(requester: Requester, hits: list[Hit], assignment_id: str) -> Review | None:
+    """Return the Review of one assignment of `hits` (any status), or None."""
+    by_id = {h.mturk_hit_id: h for h in hits}
+    try:
+        a = requester.assignment(assignment_id)
+    except MTurkFailure:
+        return None
+    hit = by_id.get(a.get("HITId"))
+    return _review(hit, a) if hit is not None else None
+
+
+def bonus_cost(amount) -> Decimal:
+    """Return what paying a bonus of `amount` costs including MTurk's fee."""
+    amount = parse_amount(amount)
+    return amount + bonus_fee(amount)
+
+
+def pay_bonus(requester: Requester, r: Review, amount, reason: str,
+              again: bool = False) -> tuple[Bonus, bool]:
+    """Pay a bonus on a reviewed assignment; return (bonus row, newly paid).
+
+    The row and its UniqueRequestToken are stored before MTurk is called: a rerun after
+    a crash or a timeout uses the same token, so the worker is never paid twice. A bonus
+    already paid on the assignment is refused unless `again`."""
+    amount = parse_amount(amount)
+    if amount <= 0:
+        raise ValueError("bonus amount must be positive")
+    if not reason.strip():
+        raise ValueError("a bonus needs a reason (the worker reads it)")
+    row = r.local
+    if row is None:
+        raise ValueError(f"assignment {r.assignment_id} is not recorded here: run sync")
+    existing = [b for b in row.bonuses]
+    pending = [b for b in existing if b.status == "pending" and b.amount == amount]
+    paid = [b for b in existing if b.status == "paid"]
+    if pending:
+        b = pending[0]
+    elif paid and not again:
+        raise ValueError(f"assignment {r.assignment_id} already has a bonus of "
+                         f"${paid[0].amount}: add --again to pay another")
+    else:
+        b = Bonus(assignment_id=row.id, amount=amount, reason=reason,
+                  unique_request_token=request_token("tll-bonus", r.assignment_id,
+                                                     r.worker_id, secrets.token_hex(8)),
+                  status="pending")
+        db.session.add(b)
+        db.session.commit()
+    fresh = requester.send_bonus(r.worker_id, r.assignment_id, f"{amount:.2f}", b.reason,
+                                 b.unique_request_token)
+    b.status, b.paid_at = "paid", datetime.now(timezone.utc)
+    db.session.commit()
+    return b, fresh

@@ -1,0 +1,192 @@
+"""The worker's side: the ExternalQuestion page MTurk frames, the answers posted from it,
+and the final form that submits the assignment to `turkSubmitTo`.
+
+`GET /mturk/task/<experiment>/<hit key>?assignmentId&hitId&workerId&turkSubmitTo`
+(no "ad" in the path: ad blockers blank such pages). In preview
+(`assignmentId=ASSIGNMENT_ID_NOT_AVAILABLE`) the first trial is shown with answering
+disabled and nothing is recorded. Accepted, the worker gets a participant keyed by
+(assignment, worker) and the HIT's trials, answered and resumed through the same
+recording core as the lab. The participant is identified by its token in the URL, not
+by a cookie: MTurk's iframe is a third-party context where cookies are blocked.
+"""
+from __future__ import annotations
+
+import os
+from urllib.parse import urlencode
+
+from flask import Blueprint, current_app, jsonify, redirect, render_template, request, url_for
+from sqlalchemy import exists, select
+from sqlalchemy.exc import IntegrityError
+
+from .. import recording as rec
+from ..errors import wants_json
+from ..models import Assignment, Experiment, Hit, Participant, Response, Trial, db
+from ..recording import RecordingError
+from .question import checked_submit_to, frame_ancestors
+
+PREVIEW_ID = "ASSIGNMENT_ID_NOT_AVAILABLE"
+MTURK_PARAMS = ("assignmentId", "hitId", "workerId", "turkSubmitTo")
+
+bp = Blueprint("mturk_worker", __name__)
+
+
+def local_endpoint() -> str | None:
+    """The configured local MTurk endpoint (config or env MTURK_ENDPOINT_URL), if any."""
+    return current_app.config.get("MTURK_ENDPOINT_URL") or os.environ.get("MTURK_ENDPOINT_URL")
+
+
+@bp.after_request
+def _frame_policy(resp):
+    # Only MTurk's worker sites (and a loopback emulator when configured) may frame these.
+    resp.headers["Content-Security-Policy"] = frame_ancestors(local_endpoint())
+    resp.headers.setdefault("Cache-Control", "no-store")
+    return resp
+
+
+def _img(token: str) -> str:
+    return url_for("images.image", token=token)
+
+
+def _hit_trials(exp: Experiment, hit_key: str) -> list[str]:
+    keys = list(db.session.execute(select(Trial.key).where(
+        Trial.experiment_id == exp.id, Trial.hit_key == hit_key)
+        .order_by(Trial.position)).scalars())
+    if not keys:
+        raise RecordingError(404, f"experiment {exp.name!r} has no HIT {hit_key!r}")
+    return keys
+
+
+def _params() -> dict:
+    return {k: request.args.get(k, "") for k in MTURK_PARAMS}
+
+
+def _task_url(name: str, hit_key: str, params: dict) -> str:
+    return url_for(".task", name=name, hit_key=hit_key) + "?" + urlencode(params)
+
+
+def _preview(exp: Experiment, hit_key: str, trial_keys: list[str]):
+    first = db.session.execute(select(Trial).where(
+        Trial.experiment_id == exp.id, Trial.key == trial_keys[0])).scalar_one()
+    from ..models import Image
+    toks = dict(db.session.execute(select(Image.id, Image.token).where(
+        Image.id.in_([first.query_image_id, *first.candidate_ids()]))).all())
+    return render_template("mturk/task.html", exp=exp, preview=True, n=1,
+                           total=len(trial_keys), answered=0,
+                           query=_img(toks[first.query_image_id]),
+                           candidates=[_img(toks[i]) for i in first.candidate_ids()],
+                           preload=[], action="#")
+
+
+def _took_part_elsewhere(exp: Experiment, worker_id: str, assignment_id: str) -> bool:
+    answered = exists().where(Response.participant_id == Participant.id)
+    return db.session.execute(select(Participant.id).where(
+        Participant.experiment_id == exp.id, Participant.worker_id == worker_id,
+        Participant.assignment_id != assignment_id, answered).limit(1)).first() is not None
+
+
+def _record_assignment(hit: Hit, assignment_id: str, worker_id: str,
+                       participant: Participant) -> Assignment:
+    """Return the (assignment, worker) row, creating it; rows of earlier workers on a
+    reused assignment ID are marked returned (MTurk reuses the ID after a return)."""
+    for _ in range(3):
+        rows = list(db.session.execute(select(Assignment).where(
+            Assignment.mturk_assignment_id == assignment_id)).scalars())
+        mine = next((r for r in rows if r.worker_id == worker_id), None)
+        for r in rows:
+            if r is not mine and r.status in ("accepted", "finished"):
+                r.status = "returned"
+        if mine is None:
+            mine = Assignment(mturk_assignment_id=assignment_id, hit_id=hit.id,
+                              worker_id=worker_id, participant_id=participant.id,
+                              status="accepted")
+            db.session.add(mine)
+        try:
+            db.session.commit()
+            return mine
+        except IntegrityError:
+            db.session.rollback()  # the same worker's other request won: read it back
+    raise RecordingError(409, "this assignment is being opened twice at once: reload")
+
+
+def _accepted(exp: Experiment, hit_key: str, trial_keys: list[str], params: dict):
+    aid, wid, hit_id = params["assignmentId"], params["workerId"], params["hitId"]
+    if not wid or not hit_id:
+        raise RecordingError(400, "the MTurk parameters workerId and hitId are missing")
+    submit_to = checked_submit_to(params["turkSubmitTo"], local_endpoint())
+    if submit_to is None:
+        raise RecordingError(400, "turkSubmitTo is not one of MTurk's hosts "
+                                  "(https://www.mturk.com, https://workersandbox.mturk.com): "
+                                  "this page only submits to Mechanical Turk")
+    hit = db.session.execute(select(Hit).where(
+        Hit.mturk_hit_id == hit_id, Hit.experiment_id == exp.id,
+        Hit.key == hit_key)).scalar_one_or_none()
+    if hit is None:
+        raise RecordingError(404, f"HIT {hit_id} is not a HIT of this experiment")
+    existing = db.session.execute(select(Participant).where(
+        Participant.experiment_id == exp.id, Participant.assignment_id == aid,
+        Participant.worker_id == wid)).scalar_one_or_none()
+    if existing is None and not exp.allow_repeats and _took_part_elsewhere(exp, wid, aid):
+        return render_template("mturk/message.html", exp=exp, title="Thank you for your "
+                               "interest", message="You have already taken part in this "
+                               "study, and each person may take part only once. Please "
+                               "return this HIT; you will not be penalised. Thank you!"), 409
+    p, _created = rec.start_participant(exp, population="mturk", assignment_id=aid,
+                                        worker_id=wid, hit_id=hit_id, hit_record=hit,
+                                        trial_keys=trial_keys, consent=True,
+                                        user_agent=request.headers.get("User-Agent", ""))
+    row = _record_assignment(hit, aid, wid, p)
+    view = rec.next_trial(p)
+    if view is None:
+        if row.status == "accepted":
+            row.status = "finished"
+            db.session.commit()
+        answered, total = rec.progress(p)
+        fields = {"assignmentId": aid, "experiment": exp.name, "hit": hit_key,
+                  "answered": f"{answered} of {total}"}
+        return render_template("mturk/finish.html", exp=exp, total=total,
+                               action=submit_to + "/mturk/externalSubmit", fields=fields)
+    nxt = view["next"]
+    preload = [] if not nxt else [_img(nxt["query"])] + [_img(t) for t in nxt["candidates"]]
+    action = url_for(".answer", name=exp.name, hit_key=hit_key) + "?" + urlencode(
+        {"p": p.token, **params})
+    return render_template("mturk/task.html", exp=exp, preview=False, n=view["n"],
+                           total=view["total"], answered=view["answered"],
+                           query=_img(view["query"]),
+                           candidates=[_img(t) for t in view["candidates"]],
+                           preload=preload, action=action)
+
+
+@bp.get("/mturk/task/<name>/<hit_key>")
+def task(name: str, hit_key: str):
+    """The ExternalQuestion page: preview, the next trial, or the submit form."""
+    exp = rec.get_experiment(name)
+    trial_keys = _hit_trials(exp, hit_key)
+    params = _params()
+    if params["assignmentId"] in ("", PREVIEW_ID):
+        return _preview(exp, hit_key, trial_keys)
+    return _accepted(exp, hit_key, trial_keys, params)
+
+
+@bp.post("/mturk/task/<name>/<hit_key>/answer")
+def answer(name: str, hit_key: str):
+    """Store one answer (idempotent) and send the worker on to the next page."""
+    exp = rec.get_experiment(name)
+    params = _params()
+    if params["assignmentId"] in ("", PREVIEW_ID):
+        raise RecordingError(403, "this is a preview: accept the HIT to answer")
+    p = rec.participant_by_token(request.args.get("p", ""))
+    if (p.experiment_id != exp.id or p.assignment_id != params["assignmentId"]
+            or p.worker_id != params["workerId"]):
+        raise RecordingError(403, "this answer does not belong to this assignment")
+    if checked_submit_to(params["turkSubmitTo"], local_endpoint()) is None:
+        raise RecordingError(400, "turkSubmitTo is not one of MTurk's hosts")
+    resp, created = rec.record_answer(p, request.form.get("n", ""),
+                                      request.form.get("choice", ""),
+                                      request.form.get("rt_ms") or None)
+    target = _task_url(name, hit_key, params)
+    if wants_json():
+        answered, total = rec.progress(p)
+        return jsonify(stored=True, duplicate=not created, n=resp.trial_order,
+                       choice=resp.chosen_index, answered=answered, total=total,
+                       redirect=target), 201 if created else 200
+    return redirect(target, 303)
