@@ -143,3 +143,46 @@ def test_votes_correlation():
     inf_dist = dist.copy()
     inf_dist[:10] = np.inf
     assert R.votes_correlation(up, down, inf_dist)["n"] == 40
+
+
+def test_evaluation_tables_and_files(tmp_path):
+    """evaluate's tables and files from synthetic feature sets (no store)."""
+    from types import SimpleNamespace
+
+    from experiments.evaluate import evaluate_feature_sets, write_evaluation
+
+    rng = np.random.default_rng(6)
+    n = 40
+    ids = [f"{i:03d}" for i in range(n)]
+    left = rng.normal(size=(n, 8))
+    generic = SimpleNamespace(key="generic/toy", kind="generic", ids=ids, left=left,
+                              right=left + rng.normal(scale=0.5, size=left.shape))
+    offs = np.arange(n + 1)
+    offs[21:] = 20                                   # images 20.. have no face
+    fv = rng.normal(size=(20, 4))
+    face = SimpleNamespace(key="face/dlib_hog", kind="face", ids=ids,
+                           left=SimpleNamespace(vectors=fv, offsets=offs),
+                           right=SimpleNamespace(vectors=fv + 0.01, offsets=offs))
+    votes = {pid: {"up": int(i), "down": 1 + i % 3} for i, pid in enumerate(ids)}
+    ev = evaluate_feature_sets({"face/dlib_hog": face, "generic/toy": generic}, ids, votes,
+                               repetitions=2, subset="all")
+    t1 = ev.table1.set_index("feature_set")
+    assert list(t1.index) == ["toy", "face/dlib_hog"]
+    ranks = R.feature_ranks(generic.left, generic.right, "cosine")
+    assert t1.loc["toy", "R@5"] == round(100 * np.mean(ranks <= 5), 2)
+    # Faces: the 20 pairs with a face match exactly; the others tie at +inf.
+    assert t1.loc["face/dlib_hog", "R@1"] == 50.0
+    assert t1.loc["face/dlib_hog", "pairs_with_feature"] == 20
+    assert (ev.table2a["m=1"] == 100.0).all()
+    assert ev.votes is not None and set(ev.votes["feature_set"]) == {"toy", "face/dlib_hog"}
+    assert ev.votes.set_index("feature_set").loc["face/dlib_hog", "n"] == 20
+    files = write_evaluation(ev, tmp_path / "ev")
+    names = {f.name for f in files}
+    assert {"table1.csv", "table1.md", "table2a.csv", "index.html", "recall_curves.png",
+            "recall_zoom.png", "cosine_minus_euclidean.png", "votes.csv"} <= names
+    assert (tmp_path / "ev" / "recall_curves.png").read_bytes()[:4] == b"\x89PNG"
+    page = (tmp_path / "ev" / "index.html").read_text()
+    assert "recall_zoom.png" in page and "R@100" in page
+    ev2 = evaluate_feature_sets({"generic/toy": generic}, ids, None, repetitions=1)
+    write_evaluation(ev2, tmp_path / "ev2")
+    assert "No votes" in (tmp_path / "ev2" / "votes.md").read_text()
