@@ -140,8 +140,8 @@ def run_build(study_dir: Path, design, seed: int, out: Path,
     write_experiment(out, doc)
     per = Counter((t["condition"], t["subset"]) for t in doc["trials"])
     click.echo(f"experiment {design.name!r}: {len(doc['trials'])} trials in {len(doc['hits'])} "
-               f"HITs, {len(doc['images'])} images, seed {seed}")
-    for (cond, sub), n in per.items():
+               f"HITs of up to {design.trials_per_hit}, {len(doc['images'])} images, seed {seed}")
+    for (cond, sub), n in sorted(per.items(), key=lambda kv: (kv[0][0] == "catch", kv[0])):
         click.echo(f"  {cond:<13} on {sub:<12} {n:>4} trials")
     for cond, key in doc["design"]["feature_sets"].items():
         click.echo(f"  {cond} distractors from {key}")

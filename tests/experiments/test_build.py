@@ -1,0 +1,175 @@
+"""`subsets`, `evaluate` and `build` on the demo study, through the real CLI: the
+experiment file, its determinism, and every bad input (exit 2, one message, no file)."""
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from experiments.experiment_file import file_sha256
+from tests.conftest import run_cli
+
+
+@pytest.fixture(scope="module")
+def study(demo_study, tmp_path_factory) -> Path:
+    """A copy of the demo study with its subsets computed (read-only for the tests)."""
+    work = tmp_path_factory.mktemp("build") / "study"
+    shutil.copytree(demo_study, work)
+    proc = run_cli("experiments", "subsets", str(work))
+    assert "TLL_d" in proc.stdout and "TLL_obj_strict" in proc.stdout
+    return work
+
+
+@pytest.fixture(scope="module")
+def faces(study):
+    """Pair ids with a face on both sides, and pair ids with no face at all (HOG)."""
+    from experiments.manifest import load_manifest
+    from experiments.store import FeatureStore
+
+    ids = load_manifest(study).ids
+    fs = FeatureStore(study).load("face/dlib_hog")
+    rows = {p: i for i, p in enumerate(fs.ids)}
+    both = [p for p in ids if fs.left.has_face[rows[p]] and fs.right.has_face[rows[p]]]
+    none = [p for p in ids if not fs.left.has_face[rows[p]] and not fs.right.has_face[rows[p]]]
+    return both, none
+
+
+def spec_file(tmp_path: Path, spec: dict) -> Path:
+    path = tmp_path / "spec.json"
+    path.write_text(json.dumps(spec))
+    return path
+
+
+def fails(args: list[str], out: Path, *needles: str) -> str:
+    proc = run_cli("experiments", *args, check=False)
+    assert proc.returncode == 2, (proc.returncode, proc.stdout, proc.stderr)
+    assert "Traceback" not in proc.stderr
+    for needle in needles:
+        assert needle in proc.stderr, (needle, proc.stderr)
+    assert not out.exists()
+    return proc.stderr
+
+
+def test_subset_files(study, faces):
+    doc = json.loads((study / "subsets" / "TLL_d.json").read_text())
+    assert set(doc) >= {"name", "params", "feature_sets", "ids", "dropped"}
+    assert doc["params"]["within_cosine"] == 0.10 and doc["params"]["cross_face"] == 0.4
+    strict = json.loads((study / "subsets" / "TLL_obj_strict.json").read_text())
+    both, none = faces
+    # Strict TLL_obj keeps no pair with a face.
+    assert not set(strict["ids"]) & set(both)
+    assert {r["rule"] for r in strict["dropped"]} <= {"left_duplicate", "right_duplicate", "face"}
+    for r in doc["dropped"]:
+        assert r["id"] not in doc["ids"] and r["rule"]
+    obj = json.loads((study / "subsets" / "TLL_obj.json").read_text())
+    nb = json.loads((study / "subsets" / "TLL_obj_notebook.json").read_text())
+    assert obj["ids"] == nb["ids"]
+
+
+def test_build_is_byte_identical_and_loadable(study, tmp_path, faces):
+    from server.loader import read_experiment_file
+
+    spec = spec_file(tmp_path, {"name": "t", "conditions": [
+        {"condition": "random", "subset": "TLL_d", "count": 4},
+        {"condition": "generic", "subset": "all", "count": 4},
+        {"condition": "face", "subset": "all", "count": 3},
+        {"condition": "face_generic", "subset": "all", "count": 3}],
+        "trials_per_hit": 5, "catch_trials": 1})
+    a, b = tmp_path / "out" / "a.json", tmp_path / "b.json"
+    for out in (a, b):
+        run_cli("experiments", "build", str(study), "--design", "custom", "--spec", str(spec),
+                "--seed", "5", "--out", str(out))
+    doc = json.loads(a.read_text())
+    # image_root differs with the folder; everything else is the same bytes.
+    other = json.loads(b.read_text())
+    assert other["image_root"] != doc["image_root"]
+    other["image_root"] = doc["image_root"]
+    assert json.dumps(other, sort_keys=True, indent=2) + "\n" == a.read_text()
+    c = tmp_path / "out" / "c.json"
+    run_cli("experiments", "build", str(study), "--design", "custom", "--spec", str(spec),
+            "--seed", "5", "--out", str(c))
+    assert c.read_bytes() == a.read_bytes()
+    d = tmp_path / "out" / "d.json"
+    run_cli("experiments", "build", str(study), "--design", "custom", "--spec", str(spec),
+            "--seed", "6", "--out", str(d))
+    assert d.read_bytes() != a.read_bytes()
+
+    assert (a.parent / doc["image_root"]).resolve() == study.resolve()
+    assert len(doc["trials"]) == 15 and [len(h["trials"]) for h in doc["hits"]] == [5, 5, 5]
+    assert doc["feature_sets"] == sorted(["generic/efficientnet_lite0", "face/dlib_hog",
+                                          "face_generic/efficientnet_lite0_hog"])
+    for im in doc["images"]:
+        assert file_sha256(study / im["path"]) == im["sha256"]
+    both, _ = faces
+    for t in doc["trials"]:
+        assert set(t["machine_choices"]) == set(doc["feature_sets"])
+        if t["catch"]:
+            assert t["candidates"][t["true_index"]] == t["query"]
+        else:
+            assert t["candidates"][t["true_index"]] == "R" + t["pair"]
+        if t["condition"] in ("face", "face_generic"):
+            assert t["pair"] in both
+    _, root, problems = read_experiment_file(a)
+    assert problems == [] and root == study.resolve()
+
+
+def test_evaluate_writes_tables_and_plots(study, tmp_path):
+    out = tmp_path / "ev"
+    proc = run_cli("experiments", "evaluate", str(study), "--subset", "all", "--out", str(out),
+                   "--repetitions", "2")
+    assert "| efficientnet_lite0 | cosine |" in proc.stdout and "R@100" in proc.stdout
+    assert "face/dlib_hog" in proc.stdout and "face_generic/efficientnet_lite0_hog" in proc.stdout
+    for name in ("table1.csv", "table1.md", "table2a.csv", "table2a.md", "votes.md",
+                 "recall_curves.png", "recall_zoom.png", "cosine_minus_euclidean.png",
+                 "index.html", "ranks.csv"):
+        assert (out / name).is_file(), name
+    import pandas as pd
+    t1 = pd.read_csv(out / "table1.csv")
+    ranks = pd.read_csv(out / "ranks.csv")
+    g = ranks["generic/efficientnet_lite0"].to_numpy()
+    row = t1[t1.feature_set == "efficientnet_lite0"].iloc[0]
+    assert row["R@1"] == round(100 * np.mean(g <= 1), 2) and row["N"] == len(g)
+    # The demo set's pairs look alike: generic features beat chance (1/N) clearly.
+    assert row["R@5"] > 100 * 5 / len(g) * 2
+
+
+def test_bad_inputs(study, tmp_path, faces):
+    out = tmp_path / "x.json"
+    base = ["build", str(study), "--seed", "1", "--out", str(out)]
+    fails(base + ["--design", "paper"], out, "condition", "short by")
+    big = spec_file(tmp_path, {"conditions": [{"condition": "random", "subset": "all", "count": 10_000}]})
+    fails(base + ["--design", "custom", "--spec", str(big)], out,
+          "condition random on all: 10000 trials asked", "short by")
+    bad = spec_file(tmp_path, {"conditions": [{"condition": "colour", "subset": "all", "count": 2}]})
+    fails(base + ["--design", "custom", "--spec", str(bad)], out, "unknown condition 'colour'")
+    ok = spec_file(tmp_path, {"conditions": [{"condition": "generic", "subset": "all", "count": 2}]})
+    fails(base + ["--design", "custom", "--spec", str(ok), "--generic-model", "resnet50"], out,
+          "python -m experiments features", "--model resnet50")
+    fails(base + ["--design", "custom"], out, "--spec")
+    _, none = faces
+    nofaces = tmp_path / "nofaces.txt"
+    nofaces.write_text("\n".join(none) + "\n")
+    nf = spec_file(tmp_path, {"conditions": [{"condition": "face", "subset": str(nofaces), "count": 2}]})
+    fails(base + ["--design", "custom", "--spec", str(nf)], out, "no pair of the subset has a face")
+    unknown = spec_file(tmp_path, {"conditions": [{"condition": "random", "subset": "TLL_x", "count": 2}]})
+    fails(base + ["--design", "custom", "--spec", str(unknown)], out, "unknown subset 'TLL_x'")
+
+
+def test_missing_features_and_subsets(demo_study, copy_study, tmp_path):
+    work = copy_study(demo_study)
+    out = tmp_path / "y.json"
+    spec = spec_file(tmp_path, {"conditions": [{"condition": "random", "subset": "TLL_d", "count": 2}]})
+    fails(["build", str(work), "--design", "custom", "--spec", str(spec), "--seed", "0",
+           "--out", str(out)], out, "python -m experiments subsets")
+    shutil.rmtree(work / "features" / "face_generic")
+    fg = spec_file(tmp_path, {"conditions": [{"condition": "face_generic", "subset": "all", "count": 2}]})
+    fails(["build", str(work), "--design", "custom", "--spec", str(fg), "--seed", "0",
+           "--out", str(out)], out, "python -m experiments features", "--kind face_generic")
+    shutil.rmtree(work / "features" / "face")
+    proc = run_cli("experiments", "subsets", str(work), check=False)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "--kind face" in proc.stderr
+    assert not (work / "subsets").exists()
