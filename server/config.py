@@ -9,6 +9,7 @@ Environment variables read:
 - `TLL_PSEUDONYM_KEY`: key of the HMAC that pseudonymises participant ids in exports
   (default: derived from the secret key).
 - `TLL_ENV`: `production` or `development` (default).
+- `TLL_COOKIE_SECURE=0`: in production, allow the session cookie over plain HTTP.
 """
 from __future__ import annotations
 
@@ -92,5 +93,7 @@ def configure(app, overrides: dict | None = None) -> None:
     if not cfg.get("PSEUDONYM_KEY"):
         cfg["PSEUDONYM_KEY"] = hmac.new(str(cfg["SECRET_KEY"]).encode(), b"tll-pseudonym",
                                         hashlib.sha256).hexdigest()
-    if cfg["TLL_ENV"] == "production":
-        cfg.setdefault("SESSION_COOKIE_SECURE", True)
+    if cfg["TLL_ENV"] == "production" and env.get("TLL_COOKIE_SECURE", "1") != "0":
+        # Production serves over HTTPS (MTurk requires it); TLL_COOKIE_SECURE=0 for a
+        # plain-HTTP set-up behind a trusted proxy.
+        cfg["SESSION_COOKIE_SECURE"] = True

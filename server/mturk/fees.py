@@ -25,7 +25,7 @@ def parse_amount(value) -> Decimal:
         amount = Decimal(str(value).strip().lstrip("$"))
     except (InvalidOperation, ValueError):
         raise FeeError(f"not a dollar amount: {value!r}") from None
-    if not amount.is_finite() or amount < 0:
+    if not amount.is_finite() or amount < 0 or amount > 10**9:
         raise FeeError(f"not a dollar amount: {value!r}")
     if amount != amount.quantize(CENT):
         raise FeeError(f"dollar amounts have at most two decimals: {value!r}")

@@ -90,6 +90,7 @@ def _operation(state: EmulatorState, op: str, p: dict) -> dict:
         return {"HIT": hit_shape(state, state.create_hit(p))}
     if op == "GetHIT":
         with state.lock:
+            state.tick()
             return {"HIT": hit_shape(state, state.hit(p.get("HITId")))}
     if op == "ListHITs":
         with state.lock:
