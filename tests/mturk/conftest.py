@@ -139,7 +139,7 @@ def stack(tmp_path):
         flask_migrate.upgrade()
     server = make_server("127.0.0.1", 0, app, threaded=True)
     import threading
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
     thread.start()
     try:
         yield Stack(emulator, app, f"http://127.0.0.1:{server.server_port}")
