@@ -45,7 +45,7 @@
     }).catch(function () {
       var wait = Math.min(10000, 300 * Math.pow(2, attempt));
       say("The connection to the server is lost. Your answer is kept and will be sent again in "
-          + Math.round(wait / 1000) + " s (attempt " + (attempt + 1) + ").", true);
+          + (wait / 1000).toFixed(1) + " s (attempt " + (attempt + 1) + ").", true);
       setTimeout(function () { post(body, attempt + 1); }, wait);
     });
   }
