@@ -49,8 +49,15 @@ def build_parser() -> argparse.ArgumentParser:
                    help="relative weights of the display positions for wrong or guessed "
                         "answers (default: equal)")
     s.add_argument("--seed", type=int, default=0, metavar="S")
-    s.add_argument("--admin-password", metavar="PASSWORD",
-                   help="admin password, when the server needs it to start a session")
+    s.add_argument("--concurrency", type=int, default=4, metavar="K",
+                   help="participants answering at the same time (default 4)")
+    pw = s.add_mutually_exclusive_group()
+    pw.add_argument("--admin-password", metavar="PASSWORD",
+                    help="the server's admin password: the answer key is read from the admin "
+                         "API (or set env TLL_ADMIN_PASSWORD)")
+    pw.add_argument("--admin-password-file", metavar="FILE",
+                    help="read the admin password from FILE (make demo keeps it in "
+                         "build/demo/instance/admin_password)")
     return parser
 
 
@@ -131,9 +138,16 @@ def cmd_simulate(args) -> None:
             weights = [float(w) for w in args.position_bias.split(",")]
         except ValueError:
             raise AnalysisError(f"--position-bias: not numbers: {args.position_bias!r}") from None
+    password = args.admin_password
+    if args.admin_password_file:
+        try:
+            password = open(args.admin_password_file, encoding="utf-8").read().strip()
+        except OSError as exc:
+            raise AnalysisError(f"--admin-password-file: cannot read "
+                                f"{args.admin_password_file}: {exc.strerror}") from None
     result = simulate(args.server, args.experiment, args.participants,
                       accuracy=args.accuracy, position_bias=weights, seed=args.seed,
-                      admin_password=args.admin_password)
+                      admin_password=password, concurrency=args.concurrency)
     print(f"{result['participants']} simulated participants gave {result['answers']} "
           f"answers ({result['correct']} correct) to experiment {args.experiment!r} "
           f"at {args.server}")

@@ -225,15 +225,33 @@ def _from_db(url: str, experiment: str | None) -> Answers:
             exp_id = int(exps.loc[exps["name"] == name, "id"].iloc[0])
             trials = pd.read_sql(text("SELECT machine_choices FROM trials "
                                       "WHERE experiment_id = :e"), conn, params={"e": exp_id})
+            declared = _declared_feature_sets(conn, exp_id)
             rows = pd.read_sql(text(_ANSWERS_SQL), conn, params={"e": exp_id})
     except SQLAlchemyError as exc:
         raise AnalysisError(f"cannot read database {_safe(url)}: "
                             f"{str(exc).splitlines()[0]}") from None
     finally:
         engine.dispose()
-    keys = sorted({k for mc in trials["machine_choices"] for k in _json(mc)})
+    keys = sorted({k for mc in trials["machine_choices"] for k in _json(mc)} | declared)
     return Answers(df=_db_frame(rows, name, keys), experiment=name,
                    source=f"database {_safe(url)}", machine_keys=keys)
+
+
+def _declared_feature_sets(conn, exp_id: int) -> set[str]:
+    """The experiment's feature-set keys where the server keeps them (experiments.
+    feature_sets, JSON list): a feature set that never chose still gets its machine row,
+    as in the CSV export. Absent column: the keys seen in trials.machine_choices only."""
+    from sqlalchemy import inspect, text
+    cols = {c["name"] for c in inspect(conn).get_columns("experiments")}
+    if "feature_sets" not in cols:
+        return set()
+    value = conn.execute(text("SELECT feature_sets FROM experiments WHERE id = :e"),
+                         {"e": exp_id}).scalar()
+    try:
+        keys = json.loads(value or "[]")
+    except ValueError:
+        return set()
+    return {str(k) for k in keys} if isinstance(keys, list) else set()
 
 
 _ANSWERS_SQL = """
@@ -293,11 +311,15 @@ def _json(value) -> dict:
 
 
 def _iso(value) -> str | None:
+    """ISO 8601 UTC like the CSV export (SQLite hands back naive text, stored as UTC)."""
     if value is None or (not isinstance(value, str) and pd.isna(value)):
         return None
-    if isinstance(value, str):
-        return value
-    return pd.Timestamp(value).isoformat()
+    try:
+        ts = pd.Timestamp(value)
+    except (ValueError, TypeError):
+        return str(value)
+    ts = ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
+    return ts.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def _safe(url: str) -> str:

@@ -35,7 +35,8 @@ def accuracy_plot(long: pd.DataFrame, path: Path) -> Path:
         lo = 100 * sel["ci_low"].to_numpy(float)
         hi = 100 * sel["ci_high"].to_numpy(float)
         ax.bar(x + (i - (len(rows) - 1) / 2) * width, acc, width, label=r,
-               yerr=np.vstack([acc - lo, hi - acc]), capsize=2,
+               # clip: the interval may miss an accuracy of 0 or 1 by a rounding error
+               yerr=np.clip(np.vstack([acc - lo, hi - acc]), 0, None), capsize=2,
                hatch="//" if r.startswith("machine") else None, alpha=0.85)
     ax.axhline(100 / N_CANDIDATES, color="grey", lw=0.8, ls="--", label="chance")
     ax.set_xticks(x, [f"{s}\n{c}" for s, c in cols], fontsize=8)

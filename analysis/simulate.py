@@ -34,13 +34,16 @@ def check_args(participants: int, accuracy: float,
 
 def simulate(server: str, experiment: str, participants: int, accuracy: float = 0.75,
              position_bias: list[float] | None = None, seed: int = 0,
-             admin_password: str | None = None) -> dict:
+             admin_password: str | None = None, concurrency: int = 4) -> dict:
     """Run ``participants`` simulated participants against the server at ``server``;
     each chooses the true match with probability ``accuracy``, otherwise a wrong
     position drawn with the ``position_bias`` weights. Returns {"participants" (count),
-    "codes", "answers", "correct"}. The answer key comes from the admin API, so the
+    "codes", "answers", "correct"}; ``concurrency`` participants answer at a time
+    (each participant's choices depend only on the seed, so the result does not). The answer key comes from the admin API, so the
     admin password is needed (``--admin-password`` or env TLL_ADMIN_PASSWORD)."""
     problems = check_args(participants, accuracy, position_bias)
+    if not 1 <= concurrency <= 64:
+        problems.append(f"--concurrency must be between 1 and 64, got {concurrency}")
     if not server.startswith(("http://", "https://")):
         problems.append(f"--server must be an http:// or https:// URL, got {server!r}")
     password = admin_password or os.environ.get(PASSWORD_ENV)
@@ -57,7 +60,8 @@ def simulate(server: str, experiment: str, participants: int, accuracy: float = 
         key = simclient.fetch_answer_key(server, experiment, password)
         result = simclient.simulate(server, experiment, participants, key=key,
                                     accuracy=accuracy, position_bias=position_bias,
-                                    seed=seed, population="simulated", code_prefix="sim")
+                                    seed=seed, concurrency=concurrency,
+                                    population="simulated", code_prefix="sim")
     except simclient.SimError as exc:
         msg = str(exc)
         if "HTTP 401" in msg or "HTTP 403" in msg:

@@ -60,7 +60,7 @@ def run_analysis(*args: str, timeout: float = 120) -> subprocess.CompletedProces
 def kit():
     """The builders above, for test modules (conftest cannot be imported directly)."""
     return SimpleNamespace(answer_rows=answer_rows, write_csv=write_csv,
-                           run_analysis=run_analysis)
+                           run_analysis=run_analysis, start_server=start_server)
 
 
 @pytest.fixture
@@ -92,3 +92,75 @@ def free_port_here() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+# --------------------------------------------------------------------------- a real server
+def server_helpers():
+    """The server tests' helpers (write_experiment, make_app, server_env, wait_http, stop),
+    loaded from tests/server/conftest.py by path: reused, not copied."""
+    import importlib.util
+    name = "_tll_server_test_helpers"
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(name, ROOT / "tests" / "server" / "conftest.py")
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[name] = mod
+    spec.loader.exec_module(mod)
+    return mod
+
+
+ADMIN_PASSWORD = "analysis-pw-123"
+
+
+def start_server(folder: Path, db_url: str, n_trials: int) -> SimpleNamespace:
+    """Create the schema (Alembic), load a small experiment (n_trials, the last a catch
+    trial) as `small` in fixed order and again as `empty`, set the admin password, and
+    start `flask --app server run` on a free 127.0.0.1 port; return url, db_url, study,
+    stop."""
+    import socket
+    h = server_helpers()
+    study = h.write_experiment(folder / "study", n_trials=n_trials)
+    # Schema, experiments and password in this process (each `flask` CLI call would cost
+    # seconds of start-up); the server then runs as its own process on the same database.
+    from server.loader import load_experiment
+    from server.manage import set_password
+    from server.models import db
+
+    app = h.make_app(folder, db_url)
+    with app.app_context():
+        load_experiment(study, name="small", settings={"trial_order": "fixed",
+                                                        "practice": False})
+        # A second copy that never gets answers: the "no answers yet" case.
+        load_experiment(study, name="empty")
+        set_password(ADMIN_PASSWORD)
+        db.engine.dispose()
+    env = h.server_env(folder, db_url)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    log = open(folder / "server.log", "w")
+    proc = subprocess.Popen([sys.executable, "-m", "flask", "--app", "server", "run",
+                             "--host", "127.0.0.1", "--port", str(port)],
+                            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+                            start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        h.wait_http(url + "/", timeout=60, proc=proc)
+    except AssertionError:
+        h.stop(proc)
+        raise AssertionError((folder / "server.log").read_text()[-3000:]) from None
+
+    def stop():
+        h.stop(proc)
+        log.close()
+
+    return SimpleNamespace(url=url, db_url=db_url, study=study, proc=proc, stop=stop)
+
+
+@pytest.fixture(scope="session")
+def sqlite_server(tmp_path_factory):
+    """A real server on SQLite (10 trials, the last a catch trial), for the session."""
+    folder = tmp_path_factory.mktemp("analysis-server")
+    srv = start_server(folder, f"sqlite:///{folder / 'server.sqlite3'}", n_trials=10)
+    yield srv
+    srv.stop()

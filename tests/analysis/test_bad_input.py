@@ -135,7 +135,7 @@ def test_a_failing_report_leaves_the_earlier_one_intact(tmp_path, small_export, 
     def boom(*a, **k):
         raise RuntimeError("disk full")
 
-    monkeypatch.setattr(report_mod.plots, "rt_plot", boom)
+    monkeypatch.setattr(report_mod.plots, "accuracy_plot", boom)
     with pytest.raises(RuntimeError, match="disk full"):
         main(["report", "--csv", str(small_export), "--out", str(out)])
     assert sorted(p.name for p in out.iterdir()) == before
