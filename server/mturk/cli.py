@@ -53,11 +53,18 @@ def make_requester(production: bool, endpoint_url: str | None) -> Requester:
 
 
 def _experiment(name: str):
+    from sqlalchemy.exc import OperationalError, ProgrammingError
+
+    from ..models import db
     from ..recording import get_experiment
     try:
         return get_experiment(name)
     except RecordingError as exc:
         fail(exc.reason)
+    except (OperationalError, ProgrammingError):
+        db.session.rollback()
+        fail("the database has no tables yet: run `flask --app server db upgrade` and load "
+             "the experiment (`flask --app server load-experiment FILE`) first")
 
 
 def _hits(exp, requester: Requester, keys) -> list:

@@ -113,8 +113,9 @@ class Requester:
             # botocore's own retries would repeat any call; ours repeat only safe ones.
             cfg = Config(retries={"mode": "standard", "total_max_attempts": 1},
                          connect_timeout=10, read_timeout=60)
-            self._client = boto3.client("mturk", region_name="us-east-1",
-                                        endpoint_url=self.endpoint_url, config=cfg)
+            # A session of its own: credentials are resolved now, not cached process-wide.
+            self._client = boto3.session.Session().client(
+                "mturk", region_name="us-east-1", endpoint_url=self.endpoint_url, config=cfg)
         return self._client
 
     # ------------------------------------------------------------------ calls

@@ -122,31 +122,47 @@ class Stack:
 
 
 @pytest.fixture
-def stack(tmp_path):
-    """A fresh emulator (http://127.0.0.1 ExternalURLs allowed) and a fresh server on a
-    SQLite file, both served over HTTP; the server trusts the emulator as worker site."""
+def stack_factory(tmp_path):
+    """Return make(environment='sandbox', balance=None): a fresh emulator
+    (http://127.0.0.1 ExternalURLs allowed) and a fresh server on a SQLite file, both
+    served over HTTP; the server trusts the emulator as worker site."""
+    import threading
+
     import flask_migrate
     from werkzeug.serving import make_server
 
     from server import create_app
     from server.mturk.emulator import create_emulator, serve_in_thread
 
-    emulator = serve_in_thread(create_emulator(allow_http_localhost=True))
-    app = create_app({"SQLALCHEMY_DATABASE_URI": f"sqlite:///{tmp_path / 'db.sqlite3'}",
-                      "MTURK_ENDPOINT_URL": emulator.url, "TESTING": True},
-                     instance_path=tmp_path / "instance")
-    with app.app_context():
-        flask_migrate.upgrade()
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    import threading
-    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
+    stops = []
+
+    def make(environment: str = "sandbox", balance: str | None = None) -> Stack:
+        n = len(stops)
+        emulator = serve_in_thread(create_emulator(environment, allow_http_localhost=True,
+                                                   balance=balance))
+        stops.append(emulator.stop)
+        app = create_app({"SQLALCHEMY_DATABASE_URI": f"sqlite:///{tmp_path / f'db{n}.sqlite3'}",
+                          "MTURK_ENDPOINT_URL": emulator.url, "TESTING": True},
+                         instance_path=tmp_path / f"instance{n}")
+        with app.app_context():
+            flask_migrate.upgrade()
+        server = make_server("127.0.0.1", 0, app, threaded=True)
+        thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
+        thread.start()
+        stops.append(server.shutdown)
+        return Stack(emulator, app, f"http://127.0.0.1:{server.server_port}")
+
     try:
-        yield Stack(emulator, app, f"http://127.0.0.1:{server.server_port}")
+        yield make
     finally:
-        server.shutdown()
-        thread.join(5)
-        emulator.stop()
+        for stop in reversed(stops):
+            stop()
+
+
+@pytest.fixture
+def stack(stack_factory):
+    """A sandbox emulator and a server (see stack_factory)."""
+    return stack_factory()
 
 
 # --------------------------------------------------------------------------- workers

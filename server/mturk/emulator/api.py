@@ -157,6 +157,8 @@ def requester_api():
         return _reply({"__type": "SerializationException",
                        "message": "request body is not JSON"}, 400)
     state = _state()
+    with state.lock:
+        state.calls[op] += 1
     try:
         state.check_fault(op)
         return _reply(_operation(state, op, params))

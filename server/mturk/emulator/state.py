@@ -10,6 +10,7 @@ import secrets
 import string
 import threading
 import time
+from collections import Counter
 from dataclasses import asdict, dataclass, field
 from decimal import Decimal
 from pathlib import Path
@@ -122,6 +123,7 @@ class EmulatorState:
         self.tracked = balance is not None
         self.balance = parse_amount(balance if balance is not None else "10000.00")
         self.faults: list[dict] = []              # injected errors, for tests
+        self.calls: Counter = Counter()           # requests per operation, for tests
         if self.path and self.path.exists():
             self._load()
 
