@@ -58,6 +58,7 @@ def agreement_histogram_plot(hist: pd.DataFrame, population: str, path: Path) ->
         h = hist[hist["n"] == n]
         ax.bar(h["k"].to_numpy() + (i - (len(ns) - 1) / 2) * width, h["share"], width,
                label=f"n = {n} answers ({int(h['trials'].sum())} trials)")
+    ax.xaxis.get_major_locator().set_params(integer=True)
     ax.set_xlabel("k: answers agreeing with the most chosen candidate")
     ax.set_ylabel("share of trials")
     ax.set_title(f"Agreement ({population}): k of n agreed")

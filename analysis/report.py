@@ -32,14 +32,18 @@ def _fmt(x, digits=3):
     return str(x)
 
 
-def _table_html(df: pd.DataFrame, index: bool = False) -> str:
-    return df.to_html(index=index, escape=True, na_rep="–", float_format=lambda v: f"{v:.3f}",
-                      border=0, classes="t")
+def _table_html(df: pd.DataFrame, index: bool = False, digits: int = 3) -> str:
+    if index:
+        df = df.rename_axis(index=None)  # no empty header row for the index name
+    return ('<div class="scroll">' + df.to_html(index=index, escape=True, na_rep="–",
+                                                float_format=lambda v: f"{v:.{digits}f}",
+                                                border=0, classes="t") + "</div>")
 
 
-def _img(path: Path, alt: str) -> str:
+def _img(path: Path, alt: str, cls: str = "") -> str:
     data = base64.b64encode(path.read_bytes()).decode("ascii")
-    return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{data}">'
+    c = f' class="{cls}"' if cls else ""
+    return f'<img alt="{html.escape(alt)}"{c} src="data:image/png;base64,{data}">'
 
 
 def write_report(answers: Answers, out: Path, include_catch: bool = False) -> Path:
@@ -101,7 +105,7 @@ def _write(answers: Answers, d: Path, include_catch: bool) -> None:
         "<h2>Accuracy (Table 2b)</h2><p>% choosing the true match, rows = populations and "
         "machine feature sets (machine correct = its top-ranked candidate is the true match, "
         "each trial once; a feature set with no choice, e.g. no face found, counts as "
-        "wrong), columns = subset × condition.</p>" + _table_html(pct, index=True) +
+        "wrong), columns = subset × condition.</p>" + _table_html(pct, index=True, digits=1) +
         "<p>With 95 % Wilson intervals and counts:</p>" + _table_html(text, index=True) +
         (_img(figs["accuracy"], "accuracy") if "accuracy" in figs else ""))
 
@@ -127,7 +131,8 @@ def _write(answers: Answers, d: Path, include_catch: bool) -> None:
             f"{_pct(s.total_share)}; mean agreement {_pct(s.mean_agreement)}. Pearson r "
             f"(agreement vs share correct) = {_fmt(s.pearson_r)}, p = {_fmt(s.pearson_p)}."
             + (f" Note: {html.escape(s.note)}." if s.note else "") + "</p>"
-            + _img(fa, f"agreement histogram {pop}") + _img(fb, f"agreement vs correct {pop}"))
+            + _img(fa, f"agreement histogram {pop}", "half")
+            + _img(fb, f"agreement vs correct {pop}", "half"))
     pd.DataFrame(summaries).to_csv(d / "agreement_summary.csv", index=False)
     _concat(hists).to_csv(d / "agreement_histogram.csv", index=False)
     _concat(per_trials).to_csv(d / "agreement_per_trial.csv", index=False)
@@ -164,7 +169,7 @@ def _write(answers: Answers, d: Path, include_catch: bool) -> None:
     conds = accuracy._order(df["condition"].unique(), accuracy.CONDITION_ORDER)
     if not df.empty:
         figs["rt"] = plots.rt_plot(df, conds, answers.populations, d / "response_times.png")
-    sections.append("<h2>Response times by condition</h2>" + _table_html(rt) +
+    sections.append("<h2>Response times by condition</h2>" + _table_html(rt, digits=0) +
                     (_img(figs["rt"], "response times") if "rt" in figs else ""))
 
     # Catch trials
@@ -203,5 +208,7 @@ table.t{border-collapse:collapse;margin:.6em 0;font-size:.85em}
 table.t th,table.t td{border:1px solid #ccc;padding:.2em .5em;text-align:right}
 table.t th{background:#f3f3f3}
 img{max-width:100%;margin:.5em 0;display:block}
+img.half{max-width:49%;display:inline-block;vertical-align:top}
+div.scroll{overflow-x:auto}
 h2{border-bottom:1px solid #ddd;margin-top:1.8em}
 """
