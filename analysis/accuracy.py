@@ -12,7 +12,8 @@ from analysis.stats import wilson_interval
 # generic}; other subsets and conditions follow alphabetically.
 SUBSET_ORDER = ["TLL_obj", "TLL_d", "all"]
 CONDITION_ORDER = ["random", "face", "face_generic", "generic"]
-ALL = "all"
+# The pooled cell's labels; "all" alone is a real subset name (every pair), contracts §4.
+POOLED = ("all subsets", "all conditions")
 
 
 def _order(values, preferred) -> list[str]:
@@ -46,20 +47,21 @@ def accuracy_long(df: pd.DataFrame) -> pd.DataFrame:
     answers; a machine row counts each distinct trial those answers cover once
     (machine correct = machine position == true position). ``no_choice`` is how many of
     those trials the feature set could not rank (no face found): they count as wrong, as
-    the machine did not rank the true match highest. Cells ``(all, all)`` pool everything.
+    the machine did not rank the true match highest. The cell POOLED ("all subsets",
+    "all conditions") pools everything.
     """
     rows: list[dict] = []
     trials = df.drop_duplicates("trial")
-    grid = cells(df) + [(ALL, ALL)]
+    grid = [(s, c, False) for s, c in cells(df)] + [(*POOLED, True)]
     for pop in order_populations(df["population"].unique()):
         d = df[df["population"] == pop]
-        for s, c in grid:
-            sel = d if s == ALL else d[(d["subset"] == s) & (d["condition"] == c)]
+        for s, c, pooled in grid:
+            sel = d if pooled else d[(d["subset"] == s) & (d["condition"] == c)]
             rows.append(_row(pop, "human", s, c, int(sel["correct"].sum()), len(sel)))
     for col in machine_columns(df):
         key = col[len(MACHINE_PREFIX):]
-        for s, c in grid:
-            sel = trials if s == ALL else trials[(trials["subset"] == s) & (trials["condition"] == c)]
+        for s, c, pooled in grid:
+            sel = trials if pooled else trials[(trials["subset"] == s) & (trials["condition"] == c)]
             choice = sel[col]
             k = int((choice == sel["true_position"]).fillna(False).sum())
             rows.append(_row(f"machine: {key}", "machine", s, c, k, len(sel),

@@ -76,11 +76,11 @@ def _load(args):
     return answers, df
 
 
-def _print(title: str, df: pd.DataFrame) -> None:
+def _print(title: str, df: pd.DataFrame, digits: int = 3) -> None:
     print(f"== {title}")
     with pd.option_context("display.max_rows", 500, "display.max_columns", 50,
                            "display.width", 200):
-        print(df.to_string(float_format=lambda v: f"{v:.3f}") if len(df) else "(empty)")
+        print(df.to_string(float_format=lambda v: f"{v:.{digits}f}") if len(df) else "(empty)")
     print()
 
 
@@ -88,7 +88,8 @@ def cmd_accuracy(args) -> None:
     from analysis import accuracy
     answers, df = _load(args)
     long = accuracy.accuracy_long(df)
-    _print(f"accuracy (%), experiment {answers.experiment}", accuracy.accuracy_table(long))
+    _print(f"accuracy (%), experiment {answers.experiment}", accuracy.accuracy_table(long),
+           digits=1)
     _print("accuracy with 95 % Wilson intervals", accuracy.accuracy_table(long, "text"))
     catch = accuracy.catch_summary(answers.catch_only())
     if len(catch):

@@ -22,7 +22,8 @@ def _save(fig: Figure, path: Path) -> Path:
 def accuracy_plot(long: pd.DataFrame, path: Path) -> Path:
     """Bar chart of accuracy (%) with 95 % Wilson intervals per subset x condition cell,
     one bar per row (population or machine feature set). Returns the path written."""
-    d = long[long["subset"] != "all"]
+    from analysis.accuracy import POOLED
+    d = long[(long["subset"] != POOLED[0]) | (long["condition"] != POOLED[1])]
     cols = list(dict.fromkeys(zip(d["subset"], d["condition"])))
     rows = list(dict.fromkeys(d["row"]))
     fig = Figure(figsize=(max(6, 1.4 * len(cols) + 2), 4.2))

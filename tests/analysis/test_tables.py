@@ -38,7 +38,7 @@ def test_accuracy_by_cell_population_and_machine_rows(small_export):
     assert got[("lab", "TLL_d", "generic")] == (3, 8)
     assert got[("mturk", "TLL_obj", "random")] == (11, 12)
     assert got[("mturk", "TLL_d", "generic")] == (6, 12)
-    assert got[("lab", "all", "all")] == (10, 16)  # the catch trial is left out
+    assert got[("lab", *accuracy.POOLED)] == (10, 16)  # the catch trial is left out
     # Machine rows count each trial once; no choice (no face) counts as wrong.
     assert got[("machine: face/dlib_hog", "TLL_obj", "random")] == (0, 2)
     assert got[("machine: face/dlib_hog", "TLL_d", "generic")] == (2, 2)
@@ -54,12 +54,30 @@ def test_accuracy_by_cell_population_and_machine_rows(small_export):
     assert table.index.tolist() == ["lab", "mturk", "machine: face/dlib_hog",
                                     "machine: generic/g"]
     assert table.columns.tolist() == [("TLL_obj", "random"), ("TLL_d", "generic"),
-                                      ("all", "all")]
+                                      ("all subsets", "all conditions")]
     assert table.loc["lab", ("TLL_obj", "random")] == 87.5
     assert table.loc["machine: face/dlib_hog", ("TLL_d", "generic")] == 100.0
     text = accuracy.accuracy_table(long, "text")
     assert text.loc["mturk", ("TLL_d", "generic")].startswith("50.0 [") and \
         text.loc["mturk", ("TLL_d", "generic")].endswith("n=12")
+
+
+def test_a_subset_named_all_is_a_subset_like_any_other(tmp_path, kit):
+    # The demo builds every condition on subset "all" (every pair, contracts §4): its
+    # cells must not be mistaken for the pooled cell.
+    rows = (kit.answer_rows("t0001", [4, 0, 0, 0, 0], 1, subset="all", condition="random",
+                            machine={"g": 1})
+            + kit.answer_rows("t0002", [0, 4, 0, 0, 0], 1, subset="all", condition="face",
+                              machine={"g": 2}))
+    long = accuracy.accuracy_long(load_answers(csv=kit.write_csv(rows, tmp_path / "a.csv")).df)
+    got = {(r, s, c): (k, n) for r, s, c, k, n in
+           long[["row", "subset", "condition", "correct", "n"]].itertuples(index=False)}
+    assert got[("mturk", "all", "random")] == (4, 4)
+    assert got[("mturk", "all", "face")] == (0, 4)
+    assert got[("mturk", *accuracy.POOLED)] == (4, 8)
+    assert got[("machine: g", "all", "random")] == (1, 1)
+    assert got[("machine: g", "all", "face")] == (0, 1)
+    assert got[("machine: g", *accuracy.POOLED)] == (1, 2)
 
 
 def test_paper_column_order():
@@ -81,7 +99,8 @@ def test_catch_trials_reported_separately(small_export):
         "ci_high": pytest.approx(wilson_interval(3, 4)[1]),
         "participants": 4, "participants_failed": 1}
     with_catch = accuracy.accuracy_long(answers.df)
-    lab_all = with_catch[(with_catch["row"] == "lab") & (with_catch["subset"] == "all")]
+    lab_all = with_catch[(with_catch["row"] == "lab")
+                         & (with_catch["subset"] == accuracy.POOLED[0])]
     assert lab_all["n"].iloc[0] == 20
 
 
