@@ -15,7 +15,7 @@ from analysis import N_CANDIDATES
 def _save(fig: Figure, path: Path) -> Path:
     FigureCanvasAgg(fig)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=110, bbox_inches="tight")  # keeps a legend placed outside
     return path
 
 
@@ -43,7 +43,7 @@ def accuracy_plot(long: pd.DataFrame, path: Path) -> Path:
     ax.set_xticks(x, [f"{s}\n{c}" for s, c in cols], fontsize=8)
     ax.set_ylabel("% choosing the true match")
     ax.set_ylim(0, 105)
-    ax.legend(fontsize=7, ncols=2)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     ax.set_title("Accuracy by subset × condition (95 % Wilson intervals)")
     return _save(fig, path)
 
