@@ -38,6 +38,16 @@ THROTTLE_CODES = {"Throttling", "ThrottlingException", "TooManyRequestsException
 log = logging.getLogger(__name__)
 
 
+_LOADER = []
+
+
+def _shared_loader():
+    if not _LOADER:
+        from botocore.loaders import create_loader
+        _LOADER.append(create_loader())
+    return _LOADER[0]
+
+
 class MTurkFailure(Exception):
     """A call MTurk refused, with a message fit for the researcher (no credentials)."""
 
@@ -113,8 +123,13 @@ class Requester:
             # botocore's own retries would repeat any call; ours repeat only safe ones.
             cfg = Config(retries={"mode": "standard", "total_max_attempts": 1},
                          connect_timeout=10, read_timeout=60)
-            # A session of its own: credentials are resolved now, not cached process-wide.
-            self._client = boto3.session.Session().client(
+            # A session of its own, so credentials are resolved now and not cached for the
+            # process; the service-model loader is shared, as re-reading it is slow.
+            import botocore.session
+
+            core = botocore.session.get_session()
+            core.register_component("data_loader", _shared_loader())
+            self._client = boto3.session.Session(botocore_session=core).client(
                 "mturk", region_name="us-east-1", endpoint_url=self.endpoint_url, config=cfg)
         return self._client
 

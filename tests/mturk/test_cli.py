@@ -239,6 +239,19 @@ def test_credentials_never_printed_or_logged(stack, tmp_path, caplog):
     assert FAKE_SECRET[:12] not in text and FAKE_KEY_ID[4:] not in text
 
 
+def test_database_without_tables(tmp_path):
+    from server import create_app
+
+    app = create_app({"SQLALCHEMY_DATABASE_URI": f"sqlite:///{tmp_path / 'empty.sqlite3'}"},
+                     instance_path=tmp_path / "instance")
+    res = app.test_cli_runner().invoke(args=["mturk", "publish", "missing", "--endpoint-url",
+                                             "http://127.0.0.1:9"])
+    assert res.exit_code == 2
+    assert res.output.strip().splitlines() == [
+        "error: the database has no tables yet: run `flask --app server db upgrade` and "
+        "load the experiment (`flask --app server load-experiment FILE`) first"]
+
+
 def _flask(*args, env, timeout=60):
     return subprocess.run([sys.executable, "-m", "flask", "--app", "server", "mturk", *args],
                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
@@ -269,11 +282,6 @@ def test_entry_points_in_subprocesses(tmp_path):
         res = _flask("balance", env={**env, "MTURK_ENDPOINT_URL": url})
         assert res.returncode == 0, res.stderr
         assert f"local-sandbox ({url}): available balance $10,000.00" in res.stdout
-        res = _flask("publish", "missing", "--endpoint-url", url, env=env)
-        assert res.returncode == 2, res.stderr
-        assert res.stderr.strip().splitlines() == [
-            "error: the database has no tables yet: run `flask --app server db upgrade` and "
-            "load the experiment (`flask --app server load-experiment FILE`) first"]
     finally:
         proc.terminate()
         proc.wait(10)
