@@ -14,8 +14,8 @@ from analysis import N_CANDIDATES
 
 def _save(fig: Figure, path: Path) -> Path:
     FigureCanvasAgg(fig)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110, bbox_inches="tight")  # keeps a legend placed outside
+    fig.tight_layout()  # also makes room for a legend placed outside the axes
+    fig.savefig(path, dpi=100)
     return path
 
 
