@@ -113,42 +113,53 @@ def sync(requester: Requester, hits: list[Hit]) -> SyncReport:
     finished here but not submitted on MTurk."""
     rep = SyncReport()
     for hit in hits:
+        if hit.status == "deleted":
+            continue  # MTurk no longer lists a deleted HIT's assignments
         rep.hits += 1
-        info = requester.hit(hit.mturk_hit_id)
-        hit.status = info.get("HITStatus", hit.status)
-        hit.expires_at = _utc(info.get("Expiration")) or hit.expires_at
-        seen = set()
-        for a in requester.assignments(hit.mturk_hit_id):
-            rep.assignments += 1
-            seen.add((a["AssignmentId"], a["WorkerId"]))
-            row = local_assignment(a["AssignmentId"], a["WorkerId"])
-            if row is None:
-                rep.mismatches.append(
-                    f"{hit.key} {a['AssignmentId']} worker {a['WorkerId']}: "
-                    f"{a['AssignmentStatus']} on MTurk but unknown here")
-                continue
-            if row.status != LOCAL_STATUS.get(a["AssignmentStatus"]):
-                rep.updated += 1
-            _apply(row, a)
-            p = row.participant
-            if p is None or p.completed_at is None:
-                done = len(answers_of(p))
-                total = len(p.trial_ids()) if p is not None else "?"
-                rep.mismatches.append(
-                    f"{hit.key} {a['AssignmentId']} worker {a['WorkerId']}: "
-                    f"{a['AssignmentStatus']} on MTurk but not finished here "
-                    f"({done} of {total} answers)")
-        rows = db.session.execute(select(Assignment).where(Assignment.hit_id == hit.id)).scalars()
-        for row in rows:
-            if (row.mturk_assignment_id, row.worker_id) in seen or row.status == "returned":
-                continue
-            p = row.participant
-            if p is not None and p.completed_at is not None:
-                rep.mismatches.append(
-                    f"{hit.key} {row.mturk_assignment_id} worker {row.worker_id}: "
-                    "finished here but not submitted on MTurk")
+        try:
+            _sync_hit(requester, hit, rep)
+        except MTurkFailure as exc:
+            db.session.rollback()
+            rep.mismatches.append(f"{hit.key} {hit.mturk_hit_id}: cannot be read on MTurk "
+                                  f"({exc})")
         db.session.commit()
     return rep
+
+
+def _sync_hit(requester: Requester, hit: Hit, rep: SyncReport) -> None:
+    info = requester.hit(hit.mturk_hit_id)
+    hit.status = info.get("HITStatus", hit.status)
+    hit.expires_at = _utc(info.get("Expiration")) or hit.expires_at
+    seen = set()
+    for a in requester.assignments(hit.mturk_hit_id):
+        rep.assignments += 1
+        seen.add((a["AssignmentId"], a["WorkerId"]))
+        row = local_assignment(a["AssignmentId"], a["WorkerId"])
+        if row is None:
+            rep.mismatches.append(
+                f"{hit.key} {a['AssignmentId']} worker {a['WorkerId']}: "
+                f"{a['AssignmentStatus']} on MTurk but unknown here")
+            continue
+        if row.status != LOCAL_STATUS.get(a["AssignmentStatus"]):
+            rep.updated += 1
+        _apply(row, a)
+        p = row.participant
+        if p is None or p.completed_at is None:
+            done = len(answers_of(p))
+            total = len(p.trial_ids()) if p is not None else "?"
+            rep.mismatches.append(
+                f"{hit.key} {a['AssignmentId']} worker {a['WorkerId']}: "
+                f"{a['AssignmentStatus']} on MTurk but not finished here "
+                f"({done} of {total} answers)")
+    rows = db.session.execute(select(Assignment).where(Assignment.hit_id == hit.id)).scalars()
+    for row in rows:
+        if (row.mturk_assignment_id, row.worker_id) in seen or row.status == "returned":
+            continue
+        p = row.participant
+        if p is not None and p.completed_at is not None:
+            rep.mismatches.append(
+                f"{hit.key} {row.mturk_assignment_id} worker {row.worker_id}: "
+                "finished here but not submitted on MTurk")
 
 
 def review(requester: Requester, hits: list[Hit],

@@ -123,7 +123,7 @@ class Stack:
 
 @pytest.fixture
 def stack_factory(tmp_path):
-    """Return make(environment='sandbox', balance=None): a fresh emulator
+    """Return make(environment='sandbox', balance=None, database_url=None): a fresh emulator
     (http://127.0.0.1 ExternalURLs allowed) and a fresh server on a SQLite file, both
     served over HTTP; the server trusts the emulator as worker site."""
     import threading
@@ -136,12 +136,14 @@ def stack_factory(tmp_path):
 
     stops = []
 
-    def make(environment: str = "sandbox", balance: str | None = None) -> Stack:
+    def make(environment: str = "sandbox", balance: str | None = None,
+             database_url: str | None = None) -> Stack:
         n = len(stops)
         emulator = serve_in_thread(create_emulator(environment, allow_http_localhost=True,
                                                    balance=balance))
         stops.append(emulator.stop)
-        app = create_app({"SQLALCHEMY_DATABASE_URI": f"sqlite:///{tmp_path / f'db{n}.sqlite3'}",
+        url = database_url or f"sqlite:///{tmp_path / f'db{n}.sqlite3'}"
+        app = create_app({"SQLALCHEMY_DATABASE_URI": url,
                           "MTURK_ENDPOINT_URL": emulator.url, "TESTING": True},
                          instance_path=tmp_path / f"instance{n}")
         with app.app_context():

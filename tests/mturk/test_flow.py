@@ -256,3 +256,65 @@ def test_real_mturk_hosts_are_accepted(stack, block):
             page = requests.post(stack.server_url + forms(page)["trial-form"][0],
                                  data={"n": str(n + 1), "choice": "0"}, timeout=10).text
         assert forms(page)["submit-form"][0] == host + "/mturk/externalSubmit"
+
+
+def test_bad_task_parameters_record_nothing(stack, block):
+    w = Worker(stack)
+    a = w.accept(block["h0001"])
+    url = a["taskUrl"]
+    cases = [
+        (url.replace(f"workerId={w.worker_id}", "workerId="), 400),
+        (url.replace(block["h0001"], block["h0002"]), 404),       # HIT of another key
+        (url.replace(block["h0001"], "3NOSUCHHIT00000000000000000000"), 404),
+        (url.replace("/task/block/", "/task/nope/"), 404),
+        (url.replace("/h0001?", "/h0099?"), 404),
+    ]
+    for bad, status in cases:
+        r = w.http.get(bad, timeout=10)
+        assert r.status_code == status, (bad, r.text)
+        assert "<html" in r.text.lower() and "Traceback" not in r.text
+    assert count(stack, Participant) == 0 and count(stack, Assignment) == 0
+    # Someone else's participant token cannot answer for this assignment.
+    w.open()
+    other = Worker(stack)
+    other.accept(block["h0001"])
+    action, _ = forms(other.open().text)["trial-form"]
+    stolen = action.replace(other.assignment["assignmentId"], a["assignmentId"])
+    r = w.http.post(stack.server_url + stolen, data={"n": "1", "choice": "0"}, timeout=10)
+    assert r.status_code == 403 and count(stack, Response) == 0
+
+
+def test_review_csv(stack, block, tmp_path):
+    w = Worker(stack, "ACSVWORKER0001")
+    w.accept(block["h0002"])
+    w.submit(w.answer([3, 4, 0]))  # t0004..t0006: matches at 3, 4, 0
+    out = stack.ok("review", "block", "--csv", str(tmp_path / "review.csv"))
+    assert "1 assignment(s); 0 failed a catch trial." in out
+    import csv
+    rows = list(csv.DictReader(open(tmp_path / "review.csv")))
+    assert [(r["trial"], r["chosen_position"], r["correct"], r["catch"]) for r in rows] == \
+        [("t0004", "4", "1", "0"), ("t0005", "5", "1", "0"), ("t0006", "1", "1", "1")]
+    assert {r["worker_id"] for r in rows} == {"ACSVWORKER0001"}
+
+
+@pytest.mark.postgres
+def test_flow_on_postgresql(stack_factory, postgres_url, tmp_path):
+    stack = stack_factory(database_url=postgres_url)
+    path = write_experiment(tmp_path / "study", [2, 2], catch_last=True)
+    stack.load(path, "pg")
+    stack.publish("pg")
+    ids = stack.hit_ids("pg")
+    first = Worker(stack)
+    first.accept(ids["h0001"])
+    first.answer([0])
+    first.give_back()
+    workers = [Worker(stack) for _ in range(3)]
+    for w, choice in zip(workers, (1, 0, 1)):
+        w.accept(ids["h0001"])
+        w.submit(w.answer([0, choice]))
+    assert workers[0].assignment["assignmentId"] == first.assignment["assignmentId"]
+    out = stack.ok("sync", "pg")
+    assert "3 assignments on MTurk" in out and "0 mismatch" in out
+    out = stack.ok("approve", "pg", "--passed-catch")
+    assert "2 of 2 assignment(s) approved" in out
+    assert count(stack, Response) == 7 and count(stack, Participant) == 4
