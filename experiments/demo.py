@@ -8,8 +8,6 @@ build STUDY_DIR/experiments/demo.json with a design sized to the demo set.
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import click
@@ -30,14 +28,19 @@ def _step(title: str) -> None:
 
 
 def _run(*args: str) -> None:
-    """Run `python -m experiments ARGS` (output shown as it comes); raise on failure."""
-    env = dict(os.environ)
-    root = str(Path(__file__).resolve().parents[1])
-    env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
-    proc = subprocess.run([sys.executable, "-m", "experiments", *args], env=env)
-    if proc.returncode != 0:
-        raise DemoStepError(f"`python -m experiments {' '.join(args)}` failed "
-                            f"(exit {proc.returncode}); see its message above")
+    """Run the command `python -m experiments ARGS` in this process (one interpreter for
+    every step, so torch is imported once); raise DemoStepError if it fails."""
+    from experiments.cli import cli
+
+    try:
+        cli.main(list(args), prog_name="python -m experiments", standalone_mode=False)
+    except click.ClickException as exc:
+        raise DemoStepError(f"`python -m experiments {' '.join(args)}` failed: "
+                            f"{exc.format_message()}") from None
+    except SystemExit as exc:  # a command that exits by itself
+        if exc.code not in (0, None):
+            raise DemoStepError(f"`python -m experiments {' '.join(args)}` failed "
+                                f"(exit {exc.code})") from None
 
 
 def demo_design(face_pairs: int):

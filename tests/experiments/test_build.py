@@ -164,6 +164,13 @@ def test_missing_features_and_subsets(demo_study, copy_study, tmp_path):
     spec = spec_file(tmp_path, {"conditions": [{"condition": "random", "subset": "TLL_d", "count": 2}]})
     fails(["build", str(work), "--design", "custom", "--spec", str(spec), "--seed", "0",
            "--out", str(out)], out, "python -m experiments subsets")
+    run_cli("experiments", "subsets", str(work), "--obj-definition", "strict",
+            "--within-cosine", "0.05")
+    obj = json.loads((work / "subsets" / "TLL_obj.json").read_text())
+    strict = json.loads((work / "subsets" / "TLL_obj_strict.json").read_text())
+    assert obj["ids"] == strict["ids"] and obj["params"]["obj_definition"] == "strict"
+    assert obj["params"]["within_cosine"] == 0.05
+    shutil.rmtree(work / "subsets")
     shutil.rmtree(work / "features" / "face_generic")
     fg = spec_file(tmp_path, {"conditions": [{"condition": "face_generic", "subset": "all", "count": 2}]})
     fails(["build", str(work), "--design", "custom", "--spec", str(fg), "--seed", "0",

@@ -8,7 +8,7 @@ import shutil
 from tests.conftest import run_cli
 
 
-def test_demo_pipeline_end_to_end_and_rerun(demo_study, demo_images, copy_study):
+def test_demo_pipeline_end_to_end(demo_study, demo_images, copy_study):
     from server.loader import read_experiment_file
 
     work = copy_study(demo_study)
@@ -31,6 +31,16 @@ def test_demo_pipeline_end_to_end_and_rerun(demo_study, demo_images, copy_study)
     assert len(doc["hits"]) == -(-len(doc["trials"]) // doc["design"]["trials_per_hit"])
     _, root, problems = read_experiment_file(exp)
     assert problems == [] and root == work.resolve()
-    first = exp.read_bytes()
-    run_cli("experiments", "demo", str(work))
-    assert exp.read_bytes() == first
+    # Same study and seed, same file (a rerun of the last step, without the features).
+    run_cli("experiments", "build", str(work), "--design", "custom", "--spec",
+            str(_spec(work, doc)), "--seed", str(doc["seed"]), "--out", str(exp.with_name("again.json")))
+    assert exp.with_name("again.json").read_bytes() == exp.read_bytes()
+
+
+def _spec(work, doc):
+    path = work / "demo-spec.json"
+    d = doc["design"]
+    path.write_text(json.dumps({"name": d["name"], "conditions": d["conditions"],
+                                "trials_per_hit": d["trials_per_hit"],
+                                "catch_trials": d["catch_trials"]}))
+    return path
