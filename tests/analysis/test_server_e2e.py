@@ -3,7 +3,6 @@ are read back from its database (SQLite and PostgreSQL) and from its CSV export.
 from __future__ import annotations
 
 import base64
-import io
 import json
 import urllib.request
 
@@ -18,7 +17,7 @@ from analysis.simulate import simulate
 PW = "analysis-pw-123"
 
 
-def _export_csv(url: str, name: str) -> pd.DataFrame:
+def _export_csv(url: str, name: str) -> str:
     req = urllib.request.Request(f"{url}/manage/experiments/{name}/answers.csv")
     req.add_header("Authorization", "Basic " + base64.b64encode(f"admin:{PW}".encode()).decode())
     with urllib.request.urlopen(req, timeout=30) as r:
