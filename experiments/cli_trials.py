@@ -37,6 +37,8 @@ def clean_errors(fn):
             return fn(*args, **kwargs)
         except _user_errors() as exc:
             raise ExperimentsError(str(exc)) from None
+        except OSError as exc:  # unreadable input, unwritable output folder, full disk
+            raise ExperimentsError(f"{exc.strerror or exc}: {exc.filename or ''}".rstrip(": ")) from None
     return wrapper
 
 

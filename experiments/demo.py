@@ -30,8 +30,10 @@ def _step(title: str) -> None:
 def _run(*args: str) -> None:
     """Run the command `python -m experiments ARGS` in this process (one interpreter for
     every step, so torch is imported once); raise DemoStepError if it fails."""
-    from experiments.cli import cli
+    from experiments.cli import _register, cli
 
+    if "ingest" not in cli.commands:   # called as a library, not through the CLI
+        _register()
     try:
         cli.main(list(args), prog_name="python -m experiments", standalone_mode=False)
     except click.ClickException as exc:
