@@ -22,6 +22,7 @@ import re
 from flask import Blueprint, jsonify, request, url_for
 
 from . import recording as rec
+from .models import iso_utc
 from .recording import RecordingError
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
@@ -40,8 +41,10 @@ def json_body() -> dict:
 
 def image_urls(view: dict) -> dict:
     """Return a trial view with its image tokens turned into URLs."""
+    prefix = url_for("images.image", token="T")[:-1]  # tokens are URL-safe already
+
     def url(t):
-        return url_for("images.image", token=t)
+        return prefix + t
     out = dict(view)
     out["query"] = url(view["query"])
     out["candidates"] = [url(t) for t in view["candidates"]]
@@ -57,7 +60,7 @@ def answer_payload(resp, created: bool, participant) -> dict:
     answered, total = rec.progress(participant)
     return {"stored": True, "duplicate": not created, "n": resp.trial_order,
             "choice": resp.chosen_index, "rt_ms": resp.rt_ms,
-            "received_at": resp.received_at.isoformat(), "answered": answered,
+            "received_at": iso_utc(resp.received_at), "answered": answered,
             "total": total, "done": answered >= total}
 
 
@@ -93,7 +96,7 @@ def status(token: str):
 
 @bp.get("/participants/<token>/next")
 def next_(token: str):
-    p = rec.participant_by_token(token)
+    p = rec.participant_ref(token)
     view = rec.next_trial(p)
     if view is None:
         return jsonify(done=True)
@@ -102,13 +105,13 @@ def next_(token: str):
 
 @bp.get("/participants/<token>/trials/<n>")
 def trial(token: str, n: str):
-    p = rec.participant_by_token(token)
+    p = rec.participant_ref(token)
     return jsonify(trial=image_urls(rec.trial_view(p, n)))
 
 
 @bp.post("/participants/<token>/answers")
 def answer(token: str):
-    p = rec.participant_by_token(token)
+    p = rec.participant_ref(token)
     body = json_body()
     if "n" not in body or "choice" not in body:
         raise RecordingError(400, "the body needs 'n' (trial position) and 'choice' (0..4)")

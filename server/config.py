@@ -67,6 +67,9 @@ def configure(app, overrides: dict | None = None) -> None:
         SESSION_COOKIE_HTTPONLY=True,
         SESSION_COOKIE_SAMESITE="Lax",
         PERMANENT_SESSION_LIFETIME=60 * 60 * 24 * 30,
+        # Only responses that change the session set the cookie: images and API answers
+        # then carry identical headers whatever the clock says.
+        SESSION_REFRESH_EACH_REQUEST=False,
         SQLITE_BUSY_TIMEOUT_MS=10000,
         JSON_SORT_KEYS=False,
     )
@@ -84,6 +87,11 @@ def configure(app, overrides: dict | None = None) -> None:
     if overrides:
         cfg.update(overrides)
     cfg["SQLALCHEMY_DATABASE_URI"] = normalise_database_url(cfg["SQLALCHEMY_DATABASE_URI"])
+    if cfg["SQLALCHEMY_DATABASE_URI"].startswith("sqlite"):
+        # A local file cannot drop the connection: skip the ping per checkout.
+        opts = dict(cfg.get("SQLALCHEMY_ENGINE_OPTIONS") or {})
+        opts.pop("pool_pre_ping", None)
+        cfg["SQLALCHEMY_ENGINE_OPTIONS"] = opts
 
     if not cfg.get("SECRET_KEY"):
         if cfg["TLL_ENV"] == "production":

@@ -11,7 +11,7 @@ import json
 from flask import current_app
 from sqlalchemy import select
 
-from .models import Experiment, Participant, Response, Trial, db
+from .models import Experiment, Participant, Response, Trial, db, iso_utc
 
 COLUMNS = ["experiment", "participant", "population", "trial", "trial_order", "condition",
            "subset", "pair", "catch", "chosen_position", "true_position", "correct", "rt_ms",
@@ -38,13 +38,7 @@ def columns(experiment: Experiment) -> list[str]:
     return COLUMNS + [f"machine:{k}" for k in experiment.feature_set_keys()]
 
 
-def _iso(dt) -> str:
-    if dt is None:
-        return ""
-    if dt.tzinfo is None:  # SQLite hands back naive datetimes; they are stored as UTC
-        return dt.isoformat(timespec="milliseconds") + "Z"
-    return dt.astimezone(__import__("datetime").timezone.utc).isoformat(
-        timespec="milliseconds").replace("+00:00", "Z")
+_iso = iso_utc
 
 
 def export_rows(experiment: Experiment, raw: bool = False) -> list[dict]:

@@ -244,7 +244,9 @@ def load_experiment(path: Path, name: str | None = None, settings: dict | None =
                              "overwritten: load the new file under another --name"])
         kept = {k: getattr(existing, k) for k in SETTING_NAMES}
         settings = {**kept, **settings}
-        db.session.delete(existing)
+        # The new rows are inserted before the old ones are deleted (old name moved aside),
+        # so that no row id is ever reused: the servers cache trials' image tokens by id.
+        existing.name = f"{name}~replaced~{existing.id}"
         db.session.flush()
         outcome = "replaced"
 
@@ -296,5 +298,8 @@ def load_experiment(path: Path, name: str | None = None, settings: dict | None =
             machine_choices=json.dumps(t.get("machine_choices", {}), sort_keys=True),
             hit_key=hit_of.get(t["id"], ""), query_image_id=query.id,
             candidate_image_ids=json.dumps([by_key[c].id for c in t["candidates"]])))
+    db.session.flush()
+    if existing is not None:
+        db.session.delete(existing)
     db.session.commit()
     return exp, outcome

@@ -29,12 +29,23 @@ class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING)
 
 
-db = SQLAlchemy(model_class=Base)
+# Objects stay usable after commit without a reload (fewer queries per answer).
+db = SQLAlchemy(model_class=Base, session_options={"expire_on_commit": False})
 
 
 def utcnow() -> datetime:
     """Return the current time, timezone-aware UTC."""
     return datetime.now(timezone.utc)
+
+
+def iso_utc(dt: datetime | None) -> str:
+    """Return `dt` as ISO 8601 UTC with milliseconds and a Z ('' for None); naive values
+    (SQLite hands them back) are UTC as stored."""
+    if dt is None:
+        return ""
+    if dt.tzinfo is not None:
+        dt = dt.astimezone(timezone.utc).replace(tzinfo=None)
+    return dt.isoformat(timespec="milliseconds") + "Z"
 
 
 class Experiment(db.Model):

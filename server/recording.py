@@ -13,7 +13,9 @@ API
   The sequence is the experiment's trials (or `trial_keys`), shuffled with a recorded seed
   when the experiment's order is "random".
 - `give_consent(participant)`: stamps `consented_at` (answers are refused before).
-- `participant_by_token(token) -> Participant` (404 when unknown).
+- `participant_by_token(token) -> Participant` (404 when unknown);
+  `participant_ref(token) -> ParticipantRef`, a light read-only record accepted by the
+  functions below (the JSON API uses it: one small query per request).
 - `progress(participant) -> (answered, total)`.
 - `next_trial(participant) -> dict | None`: the first unanswered trial as
   `{"n", "total", "answered", "query", "candidates", "next"}` where `n` is the 1-based
@@ -36,7 +38,9 @@ import time
 
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.orm import make_transient_to_detached
 
+from . import fastsql
 from .models import Experiment, Image, Participant, Response, Trial, db, utcnow
 
 CODE_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"
@@ -163,31 +167,88 @@ def give_consent(participant: Participant) -> None:
         db.session.commit()
 
 
-def participant_by_token(token) -> Participant:
-    """Return the participant with this session token; RecordingError(404) otherwise."""
+class ParticipantRef:
+    """The few columns of a participant that the answer path needs (one light query)."""
+
+    __slots__ = ("id", "experiment_id", "token", "code", "population", "sequence",
+                 "consented_at", "completed_at", "_ids", "__dict__")
+
+    def __init__(self, row):
+        (self.id, self.experiment_id, self.token, self.code, self.population, self.sequence,
+         self.consented_at, self.completed_at) = row
+        self._ids = None
+
+    def trial_ids(self) -> list[int]:
+        """Return the trial sequence (trials.id) in the order shown."""
+        if self._ids is None:
+            self._ids = json.loads(self.sequence)
+        return self._ids
+
+
+_P = Participant.__table__.c
+_R = Response.__table__
+_REF_COLUMNS = (_P.id, _P.experiment_id, _P.token, _P.code, _P.population, _P.sequence,
+                _P.consented_at, _P.completed_at)
+
+
+def _check_token(token) -> None:
     if not isinstance(token, str) or not token or len(token) > 64:
         raise RecordingError(404, "unknown participant")
+
+
+def participant_by_token(token) -> Participant:
+    """Return the participant with this session token; RecordingError(404) otherwise."""
+    _check_token(token)
     p = db.session.execute(select(Participant).where(Participant.token == token)).scalar_one_or_none()
     if p is None:
         raise RecordingError(404, "unknown participant")
     return p
 
 
-def _answered_ids(participant: Participant) -> set[int]:
-    return set(db.session.execute(select(Response.trial_id).where(
-        Response.participant_id == participant.id)).scalars())
+def participant_ref(token) -> ParticipantRef:
+    """Return a light record (id, sequence, consent...) of the participant with this token,
+    usable wherever the functions below take a participant; RecordingError(404) otherwise."""
+    _check_token(token)
+    row = fastsql.execute("SELECT id, experiment_id, token, code, population, sequence, "
+                          "consented_at, completed_at FROM participants WHERE token = ?",
+                          (token,)).fetchone()
+    if row is None:
+        raise RecordingError(404, "unknown participant")
+    return ParticipantRef(row)
+
+
+def _answered_ids(participant) -> set[int]:
+    return {r[0] for r in fastsql.execute(
+        "SELECT trial_id FROM responses WHERE participant_id = ?", (participant.id,)).fetchall()}
+
+
+def _count(participant_id: int) -> int:
+    return int(fastsql.execute("SELECT count(*) FROM responses WHERE participant_id = ?",
+                               (participant_id,)).fetchone()[0])
 
 
 def progress(participant: Participant) -> tuple[int, int]:
     """Return (answered, total) for the participant's sequence."""
-    n = db.session.execute(select(func.count(Response.id)).where(
-        Response.participant_id == participant.id)).scalar_one()
-    return int(n), len(participant.trial_ids())
+    cached = participant.__dict__.get("_answered_now")
+    if cached is not None:  # counted by record_answer in this request
+        return cached, len(participant.trial_ids())
+    return _count(participant.id), len(participant.trial_ids())
+
+
+# Trials and images never change once loaded, and row ids are never reused (the loader
+# inserts a replacement before deleting), so a trial's tokens can be kept per process.
+_TOKEN_CACHE: dict[tuple[str, int], tuple[str, list[str]]] = {}
+_TOKEN_CACHE_MAX = 100_000
 
 
 def _tokens(trial_ids: list[int]) -> dict[int, tuple[str, list[str]]]:
+    url = str(db.engine.url)
+    out = {t: _TOKEN_CACHE[(url, t)] for t in trial_ids if (url, t) in _TOKEN_CACHE}
+    todo = [t for t in trial_ids if t not in out]
+    if not todo:
+        return out
     trials = db.session.execute(select(Trial.id, Trial.query_image_id, Trial.candidate_image_ids)
-                                .where(Trial.id.in_(trial_ids))).all()
+                                .where(Trial.id.in_(todo))).all()
     image_ids: set[int] = set()
     parsed = {}
     for tid, qid, cands in trials:
@@ -197,7 +258,11 @@ def _tokens(trial_ids: list[int]) -> dict[int, tuple[str, list[str]]]:
         image_ids.update(c)
     tok = dict(db.session.execute(select(Image.id, Image.token)
                                   .where(Image.id.in_(image_ids))).all())
-    return {tid: (tok[q], [tok[i] for i in c]) for tid, (q, c) in parsed.items()}
+    if len(_TOKEN_CACHE) > _TOKEN_CACHE_MAX:
+        _TOKEN_CACHE.clear()
+    for tid, (q, c) in parsed.items():
+        out[tid] = _TOKEN_CACHE[(url, tid)] = (tok[q], [tok[i] for i in c])
+    return out
 
 
 def _view(participant: Participant, n: int, answered: set[int]) -> dict:
@@ -289,32 +354,51 @@ def record_answer(participant: Participant, n, choice, rt_ms=None) -> tuple[Resp
         raise RecordingError(403, "consent has not been given")
     trial_id = participant.trial_ids()[n - 1]
     pid = participant.id
-    old = _existing(pid, trial_id)
-    if old is not None:
-        return old, False
     total = len(participant.trial_ids())
+    participant.__dict__.pop("_answered_now", None)
+    now = utcnow()
+    integrity_error, operational_error = fastsql.dbapi_errors()
     for attempt in range(5):
-        resp = Response(participant_id=pid, trial_id=trial_id, trial_order=n,
-                        chosen_index=choice, rt_ms=rt, received_at=utcnow())
-        db.session.add(resp)
         try:
-            db.session.flush()
-            count = db.session.execute(select(func.count(Response.id)).where(
-                Response.participant_id == pid)).scalar_one()
-            if count >= total:
-                participant.completed_at = utcnow()
+            # One short write transaction: insert, count, completion stamp, commit.
+            cur = fastsql.cursor()
+            cur.execute(fastsql.sql(
+                "INSERT INTO responses (participant_id, trial_id, trial_order, chosen_index, "
+                "rt_ms, received_at) VALUES (?, ?, ?, ?, ?, ?) RETURNING id"),
+                (pid, trial_id, n, choice, rt, fastsql.dt_param(now)))
+            new_id = cur.fetchone()[0]
+            cur.execute(fastsql.sql("SELECT count(*) FROM responses WHERE participant_id = ?"),
+                        (pid,))
+            count = int(cur.fetchone()[0])
+            completes = count >= total and participant.completed_at is None
+            if completes:
+                cur.execute(fastsql.sql("UPDATE participants SET completed_at = ? WHERE id = ? "
+                                        "AND completed_at IS NULL"), (fastsql.dt_param(now), pid))
             db.session.commit()
-            return resp, True
-        except IntegrityError:
+            break
+        except (IntegrityError, integrity_error):
             db.session.rollback()
             old = _existing(pid, trial_id)
             if old is None:
-                raise
+                raise RecordingError(404, "unknown participant or trial") from None
             return old, False
-        except OperationalError:
+        except (OperationalError, operational_error):
             # SQLite under heavy concurrent writing: wait and try again.
             db.session.rollback()
             if attempt == 4:
                 raise
             time.sleep(0.05 * (attempt + 1))
-    raise RuntimeError("unreachable")
+    resp = Response(id=new_id, participant_id=pid, trial_id=trial_id, trial_order=n,
+                    chosen_index=choice, rt_ms=rt, received_at=now)
+    # Attach the row as already stored so relationships (resp.trial) load on demand.
+    make_transient_to_detached(resp)
+    db.session.add(resp)
+    if completes:
+        if isinstance(participant, Participant):
+            # Already written: keep the instance in step without another flush.
+            from sqlalchemy.orm.attributes import set_committed_value
+            set_committed_value(participant, "completed_at", now)
+        else:
+            participant.completed_at = now
+    participant.__dict__["_answered_now"] = count
+    return resp, True

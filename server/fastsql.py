@@ -1,0 +1,45 @@
+"""Plain DBAPI statements for the answer path, on the Flask-SQLAlchemy session's own
+connection and transaction (SQLite or psycopg 3). SQLAlchemy's statement machinery costs
+about a millisecond per statement; the recording path runs a handful per answer, so it
+speaks SQL directly here. Every statement is written with `?` placeholders."""
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+from .models import db
+
+
+def _is_sqlite() -> bool:
+    return db.engine.dialect.name == "sqlite"
+
+
+def sql(statement: str) -> str:
+    """Return `statement` with its ? placeholders in the driver's style."""
+    return statement if _is_sqlite() else statement.replace("?", "%s")
+
+
+def cursor():
+    """Return a DBAPI cursor on the session's connection (inside its transaction)."""
+    return db.session.connection().connection.driver_connection.cursor()
+
+
+def execute(statement: str, params: tuple = ()):
+    """Execute `statement` (with ? placeholders) in the session's transaction; return the
+    cursor."""
+    cur = cursor()
+    cur.execute(sql(statement), params)
+    return cur
+
+
+def dbapi_errors():
+    """Return (IntegrityError, OperationalError) of the database driver in use."""
+    mod = db.engine.dialect.dbapi
+    return mod.IntegrityError, mod.OperationalError
+
+
+def dt_param(dt: datetime):
+    """Return `dt` as the database stores it: SQLAlchemy's SQLite text format (naive UTC)
+    or the aware datetime for PostgreSQL."""
+    if _is_sqlite():
+        return dt.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%S.%f")
+    return dt
