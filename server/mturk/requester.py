@@ -139,7 +139,7 @@ class Requester:
         only when the call is read-only/absolute or carries a UniqueRequestToken.
         Raise MTurkFailure with a readable message on any error."""
         from botocore.exceptions import (BotoCoreError, ClientError, NoCredentialsError,
-                                         PartialCredentialsError)
+                                         ParamValidationError, PartialCredentialsError)
 
         from botocore import xform_name
 
@@ -168,6 +168,9 @@ class Requester:
                     continue
                 raise MTurkFailure(_readable(operation, code, turk, message, throttled, safe),
                                    code, turk) from None
+            except ParamValidationError as exc:
+                raise MTurkFailure(f"{operation}: invalid parameters: {exc}",
+                                   "ParamValidation") from None
             except BotoCoreError as exc:
                 raise MTurkFailure(f"{operation}: cannot reach MTurk at {self.endpoint_url}: "
                                    f"{type(exc).__name__}", "Connection") from None

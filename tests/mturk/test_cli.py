@@ -291,3 +291,18 @@ def test_entry_points_in_subprocesses(tmp_path):
     assert FAKE_SECRET not in text and FAKE_KEY_ID not in text
     assert (tmp_path / "state.json").exists() is False or FAKE_SECRET not in \
         (tmp_path / "state.json").read_text()
+
+
+def test_requester_errors_are_readable(stack):
+    from server.mturk.requester import MTurkFailure, Requester
+
+    r = Requester("sandbox", stack.em, backoff=0.001)
+    with pytest.raises(MTurkFailure, match="invalid parameters"):
+        r.call("GetHIT")  # HITId missing: refused by botocore before sending
+    with pytest.raises(MTurkFailure, match=r"GetHIT: Hit 3X+ does not exist. "
+                                           r"\[AWS.MechanicalTurk.HITDoesNotExist\]"):
+        r.hit("3" + "X" * 29)
+    with pytest.raises(MTurkFailure, match="cannot reach MTurk at http://127.0.0.1:9"):
+        Requester("sandbox", "http://127.0.0.1:9").balance()
+    assert Requester("sandbox").label == "sandbox"
+    assert Requester("production", stack.em).label == "local-production"
