@@ -39,7 +39,25 @@ def _row(group: str, kind: str, subset: str, condition: str, k: int, n: int,
             "ci_low": lo, "ci_high": hi, "no_choice": no_choice}
 
 
-def accuracy_long(df: pd.DataFrame) -> pd.DataFrame:
+PAPER_MACHINE_ROW = "machine: the condition's own features"
+
+
+def condition_machine_choice(trials: pd.DataFrame, condition_features: dict[str, str]
+                             ) -> pd.Series:
+    """Return, per trial row, the position chosen by the feature set that built that
+    trial's distractors (condition_features[condition]); `random` trials, which no
+    feature set built, use the `generic` one. <NA> where there is none."""
+    out = pd.Series(pd.NA, index=trials.index, dtype="Int64")
+    for cond, idx in trials.groupby("condition").groups.items():
+        key = condition_features.get(cond) or condition_features.get("generic")
+        col = MACHINE_PREFIX + key if key else None
+        if col and col in trials.columns:
+            out.loc[idx] = trials.loc[idx, col]
+    return out
+
+
+def accuracy_long(df: pd.DataFrame, condition_features: dict[str, str] | None = None
+                  ) -> pd.DataFrame:
     """Return one row per (row, subset, condition): human populations and machine feature
     sets, with n, correct, accuracy (0..1), Wilson 95 % interval (ci_low, ci_high).
 
@@ -49,6 +67,9 @@ def accuracy_long(df: pd.DataFrame) -> pd.DataFrame:
     those trials the feature set could not rank (no face found): they count as wrong, as
     the machine did not rank the true match highest. The cell POOLED ("all subsets",
     "all conditions") pools everything.
+    With ``condition_features`` (the design's condition -> feature set) one more row,
+    PAPER_MACHINE_ROW, is the paper's single "machine" row: each column judged by the
+    features that built its distractors (random: the generic ones).
     """
     rows: list[dict] = []
     trials = df.drop_duplicates("trial")
@@ -58,13 +79,17 @@ def accuracy_long(df: pd.DataFrame) -> pd.DataFrame:
         for s, c, pooled in grid:
             sel = d if pooled else d[(d["subset"] == s) & (d["condition"] == c)]
             rows.append(_row(pop, "human", s, c, int(sel["correct"].sum()), len(sel)))
-    for col in machine_columns(df):
-        key = col[len(MACHINE_PREFIX):]
+    machines = [(f"machine: {col[len(MACHINE_PREFIX):]}", trials[col])
+                for col in machine_columns(df)]
+    if condition_features:
+        machines.append((PAPER_MACHINE_ROW,
+                         condition_machine_choice(trials, condition_features)))
+    for label, choices in machines:
         for s, c, pooled in grid:
             sel = trials if pooled else trials[(trials["subset"] == s) & (trials["condition"] == c)]
-            choice = sel[col]
+            choice = choices.loc[sel.index]
             k = int((choice == sel["true_position"]).fillna(False).sum())
-            rows.append(_row(f"machine: {key}", "machine", s, c, k, len(sel),
+            rows.append(_row(label, "machine", s, c, k, len(sel),
                              no_choice=int(choice.isna().sum())))
     out = pd.DataFrame(rows, columns=["row", "kind", "subset", "condition", "n", "correct",
                                       "accuracy", "ci_low", "ci_high", "no_choice"])

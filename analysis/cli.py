@@ -87,7 +87,7 @@ def _print(title: str, df: pd.DataFrame, digits: int = 3) -> None:
 def cmd_accuracy(args) -> None:
     from analysis import accuracy
     answers, df = _load(args)
-    long = accuracy.accuracy_long(df)
+    long = accuracy.accuracy_long(df, answers.condition_features)
     _print(f"accuracy (%), experiment {answers.experiment}", accuracy.accuracy_table(long),
            digits=1)
     _print("accuracy with 95 % Wilson intervals", accuracy.accuracy_table(long, "text"))

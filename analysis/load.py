@@ -45,6 +45,9 @@ class Answers:
     experiment: str
     source: str
     machine_keys: list[str] = field(default_factory=list)
+    # The design's condition -> feature-set key that built its distractors (experiment
+    # file `design.feature_sets`), where the source keeps it (the database does).
+    condition_features: dict[str, str] = field(default_factory=dict)
 
     @property
     def populations(self) -> list[str]:
@@ -226,6 +229,7 @@ def _from_db(url: str, experiment: str | None) -> Answers:
             trials = pd.read_sql(text("SELECT machine_choices FROM trials "
                                       "WHERE experiment_id = :e"), conn, params={"e": exp_id})
             declared = _declared_feature_sets(conn, exp_id)
+            by_condition = _condition_features(conn, exp_id)
             rows = pd.read_sql(text(_ANSWERS_SQL), conn, params={"e": exp_id})
     except SQLAlchemyError as exc:
         raise AnalysisError(f"cannot read database {_safe(url)}: "
@@ -234,7 +238,8 @@ def _from_db(url: str, experiment: str | None) -> Answers:
         engine.dispose()
     keys = sorted({k for mc in trials["machine_choices"] for k in _json(mc)} | declared)
     return Answers(df=_db_frame(rows, name, keys), experiment=name,
-                   source=f"database {_safe(url)}", machine_keys=keys)
+                   source=f"database {_safe(url)}", machine_keys=keys,
+                   condition_features={c: k for c, k in by_condition.items() if k in keys})
 
 
 def _declared_feature_sets(conn, exp_id: int) -> set[str]:
@@ -252,6 +257,21 @@ def _declared_feature_sets(conn, exp_id: int) -> set[str]:
     except ValueError:
         return set()
     return {str(k) for k in keys} if isinstance(keys, list) else set()
+
+
+def _condition_features(conn, exp_id: int) -> dict[str, str]:
+    """The design's {condition: feature-set key} (experiments.design JSON,
+    `feature_sets`), or {} where the server does not keep it."""
+    from sqlalchemy import inspect, text
+    if "design" not in {c["name"] for c in inspect(conn).get_columns("experiments")}:
+        return {}
+    value = conn.execute(text("SELECT design FROM experiments WHERE id = :e"),
+                         {"e": exp_id}).scalar()
+    try:
+        fs = (json.loads(value or "{}") or {}).get("feature_sets") or {}
+    except (ValueError, AttributeError):
+        return {}
+    return {str(c): str(k) for c, k in fs.items()} if isinstance(fs, dict) else {}
 
 
 _ANSWERS_SQL = """

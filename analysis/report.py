@@ -94,20 +94,27 @@ def _write(answers: Answers, d: Path, include_catch: bool) -> None:
         "they are reported in their own section.</p>"))
 
     # Accuracy (Table 2b)
-    long = accuracy.accuracy_long(df)
+    long = accuracy.accuracy_long(df, answers.condition_features)
     long.to_csv(d / "accuracy.csv", index=False)
     pct = accuracy.accuracy_table(long, "percent")
     text = accuracy.accuracy_table(long, "text")
     pct.to_csv(d / "accuracy_table.csv")
     if not df.empty:
         figs["accuracy"] = plots.accuracy_plot(long, d / "accuracy.png")
+    paper_row = ""
+    if answers.condition_features:
+        used = ", ".join(f"{c}: {k}" for c, k in sorted(answers.condition_features.items()))
+        paper_row = (f" The row <i>{html.escape(accuracy.PAPER_MACHINE_ROW)}</i> is the paper's "
+                     f"machine row: each column judged by the feature set that built its "
+                     f"distractors ({html.escape(used)}; random: the generic one).")
     sections.append(
         "<h2>Accuracy (Table 2b)</h2><p>% choosing the true match, rows = populations and "
         "machine feature sets (machine correct = its top-ranked candidate is the true match, "
         "each trial once; a feature set with no choice, e.g. no face found, counts as "
-        "wrong), columns = subset × condition.</p>" + _table_html(pct, index=True, digits=1) +
-        "<p>With 95 % Wilson intervals and counts:</p>" + _table_html(text, index=True) +
-        (_img(figs["accuracy"], "accuracy") if "accuracy" in figs else ""))
+        f"wrong), columns = subset × condition.{paper_row}</p>"
+        + _table_html(pct, index=True, digits=1)
+        + "<p>With 95 % Wilson intervals and counts:</p>" + _table_html(text, index=True)
+        + (_img(figs["accuracy"], "accuracy") if "accuracy" in figs else ""))
 
     # Agreement (Fig. 5)
     summaries, hists, per_trials = [], [], []

@@ -48,8 +48,19 @@ def test_simulate_then_report_from_the_servers_database(sqlite_server, kit, tmp_
     assert proc.returncode == 0, proc.stderr
     assert "12 simulated participants gave 120 answers" in proc.stdout
 
+    # The design's condition -> feature set, as `experiments build` writes it.
+    from sqlalchemy import create_engine, text
+    design = {"name": "test", "feature_sets": {"generic": "generic/efficientnet_lite0",
+                                               "face": "face/dlib_hog"}}
+    engine = create_engine(srv.db_url)
+    with engine.begin() as conn:
+        conn.execute(text("UPDATE experiments SET design = :d WHERE name = 'small'"),
+                     {"d": json.dumps(design)})
+    engine.dispose()
+
     answers = load_answers(db=srv.db_url, experiment="small")
     df = answers.df
+    assert answers.condition_features == design["feature_sets"]
     assert len(df) == 12 * 10
     assert answers.populations == ["simulated"]
     assert df["participant"].nunique() == 12
@@ -67,6 +78,13 @@ def test_simulate_then_report_from_the_servers_database(sqlite_server, kit, tmp_
             got = row[f"machine:{key}"]
             assert (pd.isna(got) and choice is None) or got == choice + 1
     assert answers.machine_keys == ["face/dlib_hog", "generic/efficientnet_lite0"]
+    long = accuracy.accuracy_long(answers.without_catch(), answers.condition_features)
+    paper = long[long["row"] == accuracy.PAPER_MACHINE_ROW].set_index("condition")
+    for cond, key in (("face", "face/dlib_hog"), ("random", "generic/efficientnet_lite0"),
+                      ("generic", "generic/efficientnet_lite0")):
+        trials = [t for t in doc["trials"] if t["condition"] == cond]
+        want = sum(t["machine_choices"][key] == t["true_index"] for t in trials)
+        assert paper.loc[cond, ["correct", "n"]].tolist() == [want, len(trials)]
     # Roughly the requested accuracy, and the requested bias among the wrong answers.
     assert 0.58 <= df["correct"].mean() <= 0.82
     wrong = df[~df["correct"] & (df["true_position"] != 1)]

@@ -62,6 +62,22 @@ def test_accuracy_by_cell_population_and_machine_rows(small_export):
         text.loc["mturk", ("TLL_d", "generic")].endswith("n=12")
 
 
+@pytest.mark.parametrize("mapping,random_k,generic_k", [
+    ({"generic": "face/dlib_hog"}, 0, 2),                      # random uses generic's
+    ({"random": "generic/g", "generic": "face/dlib_hog"}, 1, 2),
+])
+def test_the_papers_machine_row_uses_each_conditions_own_features(small_export, mapping,
+                                                                   random_k, generic_k):
+    answers = load_answers(csv=small_export)
+    long = accuracy.accuracy_long(answers.without_catch(), mapping)
+    row = long[long["row"] == accuracy.PAPER_MACHINE_ROW].set_index("condition")
+    assert row.loc["random", ["correct", "n"]].tolist() == [random_k, 2]
+    assert row.loc["generic", ["correct", "n"]].tolist() == [generic_k, 2]
+    assert row.loc["all conditions", "correct"] == random_k + generic_k
+    assert row.loc["random", "no_choice"] == (1 if mapping.get("random") is None else 0)
+    assert accuracy.PAPER_MACHINE_ROW not in set(accuracy.accuracy_long(answers.df)["row"])
+
+
 def test_a_subset_named_all_is_a_subset_like_any_other(tmp_path, kit):
     # The demo builds every condition on subset "all" (every pair, contracts §4): its
     # cells must not be mistaken for the pooled cell.
