@@ -32,6 +32,27 @@ def position_test(observed) -> dict:
             "p": float(res.pvalue), "dof": len(obs) - 1}
 
 
+def wrong_answer_test(chosen, true, n_candidates: int = N_CANDIDATES) -> dict:
+    """Position bias among wrong answers only, which does not depend on where the true
+    match was shown: without bias a wrong answer is any of the K-1 other positions alike,
+    so position p expects (wrong answers whose true match is not at p) / (K-1).
+    Returns observed and expected counts per position and scipy's chi-square over the
+    positions that can receive a wrong answer."""
+    chosen = np.asarray(chosen, dtype=int)
+    true = np.asarray(true, dtype=int)
+    wrong = chosen != true
+    obs = position_counts(chosen[wrong], n_candidates).astype(float)
+    true_w = position_counts(true[wrong], n_candidates)
+    expected = (wrong.sum() - true_w) / (n_candidates - 1)
+    usable = expected > 0  # a position that always held the true match gets no wrong answer
+    if usable.sum() < 2:
+        return {"observed": obs, "expected": expected, "chi2": np.nan, "p": np.nan,
+                "dof": 0, "answers": int(wrong.sum())}
+    res = stats.chisquare(obs[usable], expected[usable])
+    return {"observed": obs, "expected": expected, "chi2": float(res.statistic),
+            "p": float(res.pvalue), "dof": int(usable.sum()) - 1, "answers": int(wrong.sum())}
+
+
 def position_table(df: pd.DataFrame, n_candidates: int = N_CANDIDATES
                    ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Return (per_position, tests) for each population.
@@ -39,7 +60,10 @@ def position_table(df: pd.DataFrame, n_candidates: int = N_CANDIDATES
     per_position: population, position, chosen (answers choosing it), expected (n / K),
     ratio (chosen / expected), true (how often the true match was shown there: if it is
     itself unbalanced, accurate answers alone look biased).
-    tests: population, answers, chi2, dof, p.
+    wrong_chosen / wrong_expected: the same among wrong answers only (see
+    wrong_answer_test), which stays fair when the true match was not shown evenly.
+    tests: population, answers, chi2, dof, p, then wrong_answers, chi2_wrong, dof_wrong,
+    p_wrong.
     """
     rows, tests = [], []
     for pop in order_populations(df["population"].unique()):
@@ -47,12 +71,17 @@ def position_table(df: pd.DataFrame, n_candidates: int = N_CANDIDATES
         obs = position_counts(d["chosen_position"], n_candidates)
         true = position_counts(d["true_position"], n_candidates)
         t = position_test(obs)
+        w = wrong_answer_test(d["chosen_position"], d["true_position"], n_candidates)
         for i in range(n_candidates):
             rows.append({"population": pop, "position": i + 1, "chosen": int(obs[i]),
                          "expected": float(t["expected"][i]), "ratio": float(t["ratio"][i]),
-                         "true": int(true[i])})
+                         "true": int(true[i]), "wrong_chosen": int(w["observed"][i]),
+                         "wrong_expected": float(w["expected"][i])})
         tests.append({"population": pop, "answers": int(obs.sum()), "chi2": t["chi2"],
-                      "dof": t["dof"], "p": t["p"]})
+                      "dof": t["dof"], "p": t["p"], "wrong_answers": w["answers"],
+                      "chi2_wrong": w["chi2"], "dof_wrong": w["dof"], "p_wrong": w["p"]})
     return (pd.DataFrame(rows, columns=["population", "position", "chosen", "expected",
-                                        "ratio", "true"]),
-            pd.DataFrame(tests, columns=["population", "answers", "chi2", "dof", "p"]))
+                                        "ratio", "true", "wrong_chosen", "wrong_expected"]),
+            pd.DataFrame(tests, columns=["population", "answers", "chi2", "dof", "p",
+                                         "wrong_answers", "chi2_wrong", "dof_wrong",
+                                         "p_wrong"]))

@@ -154,7 +154,10 @@ def _write(answers: Answers, d: Path, include_catch: bool) -> None:
     sections.append(
         "<h2>Position bias</h2><p>Answers per display position against n/5 each (no bias); "
         "ratio = chosen / expected; <i>true</i> = how often the true match was shown "
-        "there. Chi-square goodness of fit against uniform:</p>" + _table_html(tests) +
+        "there. Chi-square goodness of fit against uniform (chi2, p). When the true match "
+        "was not shown evenly, accurate answers alone look biased: the <i>wrong</i> columns "
+        "test wrong answers only, where each of the four other positions is expected alike "
+        "(chi2_wrong, p_wrong).</p>" + _table_html(tests) +
         _table_html(per_pos) + (_img(figs["position"], "position bias")
                                 if "position" in figs else ""))
 

@@ -116,3 +116,32 @@ def test_trials_with_different_numbers_of_answers_are_handled_and_reported(tmp_p
     assert sum(h.values()) == 4
     assert s.pearson_r == pytest.approx(stats.pearsonr(per_trial["agreement"],
                                                        per_trial["share_correct"]).statistic)
+
+
+def test_wrong_answer_test_separates_layout_from_bias(tmp_path, kit):
+    # The true match always at position 1, half the answers right, wrong answers spread
+    # evenly over 2..5: position 1 is chosen far above 1/5, yet nobody prefers a position.
+    rows = []
+    for t in range(40):
+        rows += kit.answer_rows(f"t{t:04d}", [4, 1, 1, 1, 1], true_position=1)
+    df = load_answers(csv=kit.write_csv(rows, tmp_path / "layout.csv")).df
+    per_pos, tests = position.position_table(df)
+    row = tests.iloc[0]
+    assert row["p"] < 1e-10  # against uniform: "biased"
+    assert per_pos["wrong_chosen"].tolist() == [0, 40, 40, 40, 40]
+    assert per_pos["wrong_expected"].tolist() == [0.0, 40.0, 40.0, 40.0, 40.0]
+    assert row["wrong_answers"] == 160 and row["dof_wrong"] == 3
+    assert row["chi2_wrong"] == 0.0 and row["p_wrong"] == 1.0
+
+    # Wrong answers that favour position 2: the wrong-answer test sees it; by hand.
+    rows = []
+    for t in range(40):
+        rows += kit.answer_rows(f"t{t:04d}", [0, 3, 1, 0, 0], true_position=(4 if t % 2 else 5))
+    df = load_answers(csv=kit.write_csv(rows, tmp_path / "bias.csv")).df
+    per_pos, tests = position.position_table(df)
+    obs = np.array([0, 120, 40, 0, 0], float)   # all 160 answers are wrong
+    exp = np.array([160, 160, 160, 80, 80], float) / 4
+    assert per_pos["wrong_chosen"].tolist() == obs.tolist()
+    assert per_pos["wrong_expected"].tolist() == exp.tolist()
+    assert tests.iloc[0]["chi2_wrong"] == pytest.approx(np.sum((obs - exp) ** 2 / exp))
+    assert tests.iloc[0]["dof_wrong"] == 4
