@@ -43,5 +43,5 @@ cat <<MSG
   Stop with Ctrl-C.
 
 MSG
-exec "$PY" -m gunicorn --bind "$HOST:$PORT" --workers 2 --graceful-timeout 3 \
+exec "$PY" -m gunicorn --bind "$HOST:$PORT" --workers 2 --threads 4 --graceful-timeout 3 \
   --access-logfile - "server:create_app()"
