@@ -248,7 +248,7 @@ def _optimize(name: str, module):
         from torch.fx.experimental.optimization import fuse
 
         try:
-            module = fuse(module)
+            module = fuse(module, inplace=True)
         except Exception:  # tracing is an optimisation only: keep the plain module
             pass
     return module.to(memory_format=torch.channels_last)
