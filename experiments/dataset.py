@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import csv
 import io
+import math
 import os
 import re
 import shutil
@@ -121,6 +122,10 @@ def detect_layout(source: Path) -> str:
         raise IngestError(f"{source} does not exist")
     if (source / "left").is_dir() and (source / "right").is_dir():
         return "tll"
+    for have, lack in (("left", "right"), ("right", "left")):
+        if (source / have).is_dir() and not (source / lack).is_dir():
+            raise IngestError(f"{source} has a {have}/ folder but no {lack}/ folder: the tll "
+                              "layout needs both, with matching file names")
     if (source / "Images").is_dir():
         return "combined"
     images, others = _list_images(source)
@@ -217,10 +222,12 @@ def scan_combined(root: Path) -> tuple[list[Candidate], list[str], list[str], in
 
 
 def _int_or_none(value: str | None) -> int | None:
+    """Return the count in a CSV cell (None when empty); raise ValueError unless it is a
+    whole number >= 0 (spreadsheets write 12 as 12.0)."""
     if value is None or value.strip() == "":
         return None
     v = float(value)
-    if v != int(v) or v < 0:
+    if not math.isfinite(v) or v != int(v) or v < 0:
         raise ValueError(value)
     return int(v)
 

@@ -194,10 +194,11 @@ def test_votes_join_by_pair_id(tmp_path):
 def test_bad_votes_rows_are_listed(tmp_path):
     src = make_tll(tmp_path / "tll", ["00001", "00002"])
     votes = tmp_path / "votes.csv"
-    votes.write_text("id,wins,fails\n00001,many,3\n00002,4,1\n00002,5,5\n")
+    votes.write_text("id,wins,fails\n00001,many,3\n00002,4,1\n00002,5,5\n00001,inf,-1\n")
     work = tmp_path / "study"
     proc = fails("ingest", src, "--workdir", work, "--votes", votes, "--strict")
-    assert "votes.csv line 2" in proc.stderr and "votes.csv line 4" in proc.stderr
+    for line in (2, 4, 5):
+        assert f"votes.csv line {line}" in proc.stderr
     assert not work.exists()
     ok("ingest", src, "--workdir", work, "--votes", votes)
     assert [p.votes for p in load_manifest(work).pairs] == [None, {"up": 4, "down": 1}]
@@ -313,6 +314,10 @@ def test_layout_flag_mismatch_and_bad_csv(tmp_path):
     assert "--layout csv needs a CSV file" in proc.stderr
     proc = fails("ingest", src / "left", "--workdir", tmp_path / "s", "--layout", "tll")
     assert "no left/ folder" in proc.stderr
+    (src / "right" / "00001.png").unlink()
+    (src / "right").rmdir()
+    proc = fails("ingest", src, "--workdir", tmp_path / "s")
+    assert "has a left/ folder but no right/ folder" in proc.stderr
     bad = tmp_path / "pairs.csv"
     bad.write_text("first,second\na.png,b.png\n")
     proc = fails("ingest", bad, "--workdir", tmp_path / "s")
