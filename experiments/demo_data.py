@@ -319,9 +319,16 @@ def write_demo_data(out_dir: str | os.PathLike, progress: bool = True) -> list[d
         for side, recipe in (("left", pair.left), ("right", pair.right)):
             (out / side / f"{pid}.jpg").write_bytes(_jpeg_bytes(recipe.render()))
         rows.append({"id": pid, "kind": pair.kind, "note": pair.note,
-                     "left": pair.left.describe(), "right": pair.right.describe()})
+                     "left_source": pair.left.describe(),
+                     "right_source": pair.right.describe()})
+    # a folder written by an older, larger demo set must not keep its extra pairs
+    written = {f"{r['id']}.jpg" for r in rows}
+    for side in ("left", "right"):
+        for stale in (out / side).glob("[0-9][0-9][0-9][0-9][0-9].jpg"):
+            if stale.name not in written:
+                stale.unlink()
     with open(out / "provenance.csv", "w", newline="", encoding="utf-8") as fh:
-        writer = csv.DictWriter(fh, fieldnames=["id", "kind", "note", "left", "right"],
+        writer = csv.DictWriter(fh, fieldnames=["id", "kind", "note", "left_source", "right_source"],
                                 lineterminator="\n")
         writer.writeheader()
         writer.writerows(rows)

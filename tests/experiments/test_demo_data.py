@@ -26,6 +26,9 @@ def _files(folder: Path) -> dict[str, bytes]:
 
 
 def test_same_bytes_every_run(demo_images, tmp_path):
+    # a stale pair from an older, larger set in the folder is removed
+    (tmp_path / "again" / "left").mkdir(parents=True)
+    (tmp_path / "again" / "left" / "99999.jpg").write_bytes(b"old")
     proc = _cli("demo-data", tmp_path / "again")
     assert proc.returncode == 0, proc.stderr
     first, second = _files(demo_images), _files(tmp_path / "again")
