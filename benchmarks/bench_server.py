@@ -8,7 +8,7 @@ second, p50/p99 answer latency, and the ratio of answers/s to the trivial app's
 (target >= 0.5; p99 < 100 ms at 50 participants).
 
     .venv/bin/python benchmarks/bench_server.py [--levels 10 50 100] [--trials 30]
-        [--threads 4] [--database-url URL] [--out build/bench]
+        [--threads 4] [--think-ms 0] [--database-url URL] [--out build/bench]
 """
 from __future__ import annotations
 
@@ -147,13 +147,15 @@ def percentile(values: list[float], q: float) -> float:
     return v[k]
 
 
-def run_level(base: str, experiment: str, participants: int, trials: int, key, seed: int) -> dict:
+def run_level(base: str, experiment: str, participants: int, trials: int, key, seed: int,
+              think_ms: float = 0.0) -> dict:
     """Run `participants` simulated participants at once, each answering `trials` trials."""
     from server.simclient import simulate
 
     t0 = time.perf_counter()
     res = simulate(base, experiment, participants=participants, key=key, accuracy=0.8,
-                   seed=seed, concurrency=participants, code_prefix=f"bench{participants}")
+                   seed=seed, concurrency=participants, code_prefix=f"bench{participants}",
+                   think_ms=think_ms)
     wall = time.perf_counter() - t0
     lat = res["latencies_ms"]
     return {"answers": res["answers"], "seconds": wall, "answers_per_s": res["answers"] / wall,
@@ -165,10 +167,14 @@ def main(argv=None) -> int:
     ap.add_argument("--levels", type=int, nargs="+", default=[10, 50, 100])
     ap.add_argument("--trials", type=int, default=30, help="trials per participant")
     ap.add_argument("--threads", type=int, default=4, help="gunicorn threads per worker")
+    ap.add_argument("--repeat", type=int, default=2, help="runs per level and app (best kept)")
+    ap.add_argument("--think-ms", type=float, default=0.0,
+                    help="mean time a participant looks at a trial before answering "
+                         "(0: answer back to back, a saturation test)")
     ap.add_argument("--database-url", default=None, help="default: SQLite in a temp folder")
     ap.add_argument("--out", default=str(ROOT / "build" / "bench"))
     a = ap.parse_args(argv)
-    if max(a.levels) > 500 or a.trials > 200:
+    if max(a.levels) > 500 or a.trials > 200 or not 1 <= a.repeat <= 5:
         ap.error("levels are bounded to 500 participants and 200 trials")
 
     from tqdm import tqdm
@@ -186,22 +192,31 @@ def main(argv=None) -> int:
     rows = []
     targets = [("server", "server:create_app()"), ("trivial", "benchmarks.bench_server:trivial_app()")]
     results: dict[tuple[str, int], dict] = {}
-    with tqdm(total=len(targets) * len(a.levels), desc="bench", unit="level") as bar:
+    procs, bases = {}, {}
+    try:
         for name, target in targets:
             port = free_port()
-            base = f"http://127.0.0.1:{port}"
-            proc = gunicorn(env, target, port, a.threads)
-            try:
-                key = fetch_answer_key(base, "bench", "bench-password") if name == "server" else None
-                for level in a.levels:
-                    if name == "server":
-                        r = run_level(base, "bench", level, a.trials, key, seed=level)
-                    else:
-                        r = run_trivial(base, level, a.trials)
-                    results[(name, level)] = r
-                    bar.update(1)
-            finally:
-                stop(proc)
+            bases[name] = f"http://127.0.0.1:{port}"
+            procs[name] = gunicorn(env, target, port, a.threads)
+        key = fetch_answer_key(bases["server"], "bench", "bench-password")
+        # The two apps take turns level by level, best of --repeat: this machine's load
+        # drifts, and alternating keeps both measured under the same conditions.
+        with tqdm(total=len(a.levels) * a.repeat * 2, desc="bench", unit="run") as bar:
+            for level in a.levels:
+                for rep in range(a.repeat):
+                    for name, _ in targets:
+                        if name == "server":
+                            r = run_level(bases[name], "bench", level, a.trials, key,
+                                          seed=level * 10 + rep, think_ms=a.think_ms)
+                        else:
+                            r = run_trivial(bases[name], level, a.trials, a.think_ms)
+                        best = results.get((name, level))
+                        if best is None or r["answers_per_s"] > best["answers_per_s"]:
+                            results[(name, level)] = r
+                        bar.update(1)
+    finally:
+        for proc in procs.values():
+            stop(proc)
     for level in a.levels:
         s, t = results[("server", level)], results[("trivial", level)]
         rows.append({"participants": level, "answers": s["answers"],
@@ -212,23 +227,25 @@ def main(argv=None) -> int:
                      "ratio": round(s["answers_per_s"] / t["answers_per_s"], 2)})
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
-    with open(out / "bench_server.csv", "w", newline="") as fh:
+    name = "bench_server.csv" if not a.think_ms else f"bench_server_think{a.think_ms:g}.csv"
+    with open(out / name, "w", newline="") as fh:
         w = csv.DictWriter(fh, fieldnames=list(rows[0]))
         w.writeheader()
         w.writerows(rows)
     db_kind = "PostgreSQL" if (a.database_url or "").startswith("postgres") else "SQLite (WAL)"
     print(f"\nserver: gunicorn 2 workers x {a.threads} threads, {db_kind}, {a.trials} trials per "
-          f"participant; baseline: trivial Flask app, same gunicorn, same run")
+          f"participant, think time {a.think_ms:g} ms, best of {a.repeat}; baseline: trivial Flask app, same "
+          f"gunicorn, same run")
     print("| participants | answers | answers/s | p50 ms | p99 ms | trivial answers/s | ratio |")
     print("|---|---|---|---|---|---|---|")
     for r in rows:
         print(f"| {r['participants']} | {r['answers']} | {r['answers_per_s']} | {r['p50_ms']} | "
               f"{r['p99_ms']} | {r['trivial_answers_per_s']} | {r['ratio']} |")
-    print(f"\nwritten: {out / 'bench_server.csv'}")
+    print(f"\nwritten: {out / name}")
     return 0
 
 
-def run_trivial(base: str, participants: int, trials: int) -> dict:
+def run_trivial(base: str, participants: int, trials: int, think_ms: float = 0.0) -> dict:
     """The same simulated participants against the trivial app (bounded by `trials`)."""
     import threading
     from concurrent.futures import ThreadPoolExecutor
@@ -241,7 +258,7 @@ def run_trivial(base: str, participants: int, trials: int) -> dict:
     def one(i):
         local: list[float] = []
         r = run_participant(base, "bench", key=None, accuracy=0.0, seed=i, max_trials=trials,
-                            latencies=local)
+                            latencies=local, think_ms=think_ms)
         with lock:
             lat.extend(local)
         return r["answers"]

@@ -4,6 +4,8 @@ about a millisecond per statement; the recording path runs a handful per answer,
 speaks SQL directly here. Every statement is written with `?` placeholders."""
 from __future__ import annotations
 
+import contextlib
+import threading
 from datetime import datetime, timezone
 
 from .models import db
@@ -43,3 +45,13 @@ def dt_param(dt: datetime):
     if _is_sqlite():
         return dt.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%S.%f")
     return dt
+
+
+_WRITE_LOCK = threading.Lock()
+
+
+def write_lock():
+    """Return a context manager that serialises this process's SQLite writers: threads then
+    queue on a Python lock (handed over at once) instead of SQLite's busy handler, which
+    sleeps in growing steps. PostgreSQL needs none."""
+    return _WRITE_LOCK if _is_sqlite() else contextlib.nullcontext()

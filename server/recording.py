@@ -361,20 +361,26 @@ def record_answer(participant: Participant, n, choice, rt_ms=None) -> tuple[Resp
     for attempt in range(5):
         try:
             # One short write transaction: insert, count, completion stamp, commit.
-            cur = fastsql.cursor()
-            cur.execute(fastsql.sql(
-                "INSERT INTO responses (participant_id, trial_id, trial_order, chosen_index, "
-                "rt_ms, received_at) VALUES (?, ?, ?, ?, ?, ?) RETURNING id"),
-                (pid, trial_id, n, choice, rt, fastsql.dt_param(now)))
-            new_id = cur.fetchone()[0]
-            cur.execute(fastsql.sql("SELECT count(*) FROM responses WHERE participant_id = ?"),
-                        (pid,))
-            count = int(cur.fetchone()[0])
-            completes = count >= total and participant.completed_at is None
-            if completes:
-                cur.execute(fastsql.sql("UPDATE participants SET completed_at = ? WHERE id = ? "
-                                        "AND completed_at IS NULL"), (fastsql.dt_param(now), pid))
-            db.session.commit()
+            with fastsql.write_lock():
+                cur = fastsql.cursor()
+                try:
+                    cur.execute(fastsql.sql(
+                        "INSERT INTO responses (participant_id, trial_id, trial_order, "
+                        "chosen_index, rt_ms, received_at) VALUES (?, ?, ?, ?, ?, ?) RETURNING id"),
+                        (pid, trial_id, n, choice, rt, fastsql.dt_param(now)))
+                    new_id = cur.fetchone()[0]
+                    cur.execute(fastsql.sql(
+                        "SELECT count(*) FROM responses WHERE participant_id = ?"), (pid,))
+                    count = int(cur.fetchone()[0])
+                    completes = count >= total and participant.completed_at is None
+                    if completes:
+                        cur.execute(fastsql.sql(
+                            "UPDATE participants SET completed_at = ? WHERE id = ? "
+                            "AND completed_at IS NULL"), (fastsql.dt_param(now), pid))
+                    db.session.commit()
+                except BaseException:
+                    db.session.rollback()  # release SQLite's lock before the Python one
+                    raise
             break
         except (IntegrityError, integrity_error):
             db.session.rollback()

@@ -117,9 +117,10 @@ def run_participant(base_url: str, experiment: str, key: dict[str, int] | None =
                     accuracy: float = 0.8, position_bias: list[float] | None = None,
                     seed: int | None = None, code: str | None = None,
                     population: str = "simulated", max_trials: int | None = None,
-                    latencies: list | None = None) -> dict:
+                    latencies: list | None = None, think_ms: float = 0.0) -> dict:
     """Run one participant to the end; return {"code", "answers", "correct"}.
-    `latencies` (a list) collects each answer's round-trip time in ms."""
+    `latencies` (a list) collects each answer's round-trip time in ms; `think_ms` is the
+    mean time spent looking at a trial before answering (exponentially distributed)."""
     rng = random.Random(seed)
     p = Participant(base_url, experiment, code=code, population=population)
     answers = correct = 0
@@ -129,6 +130,8 @@ def run_participant(base_url: str, experiment: str, key: dict[str, int] | None =
             break
         true = None if key is None else key.get("|".join([trial["query"], *trial["candidates"]]))
         c = choose(rng, true, accuracy, position_bias)
+        if think_ms > 0:
+            time.sleep(min(rng.expovariate(1.0 / think_ms), 10 * think_ms) / 1000)
         t0 = time.perf_counter()
         p.answer(trial["n"], c, rt_ms=round(rng.uniform(600, 3000), 1))
         if latencies is not None:
@@ -141,7 +144,8 @@ def run_participant(base_url: str, experiment: str, key: dict[str, int] | None =
 def simulate(base_url: str, experiment: str, participants: int, key: dict[str, int] | None = None,
              password: str | None = None, accuracy: float = 0.8,
              position_bias: list[float] | None = None, seed: int = 0, concurrency: int = 1,
-             population: str = "simulated", code_prefix: str = "sim") -> dict:
+             population: str = "simulated", code_prefix: str = "sim",
+             think_ms: float = 0.0) -> dict:
     """Run `participants` simulated participants (`concurrency` at a time); return
     {"participants": codes, "answers", "correct", "latencies_ms"}. The answer key is
     fetched with `password` when `key` is not given (needed for accuracy to mean anything)."""
@@ -157,7 +161,7 @@ def simulate(base_url: str, experiment: str, participants: int, key: dict[str, i
         local: list[float] = []
         r = run_participant(base_url, experiment, key, accuracy, position_bias,
                             seed=seed * 100003 + i, code=f"{tag}-{i:05d}",
-                            population=population, latencies=local)
+                            population=population, latencies=local, think_ms=think_ms)
         with lock:
             lat.extend(local)
         return r
