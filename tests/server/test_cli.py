@@ -9,7 +9,7 @@ import sqlite3
 
 import pytest
 
-from .conftest import flask_cli, make_app, server_env, write_experiment
+from .conftest import ROOT, flask_cli, make_app, server_env, write_experiment
 
 
 class Result:
@@ -153,6 +153,14 @@ def test_cli_subprocess(tmp_path, small_experiment):
     assert "unchanged" in flask_cli(e, "load-experiment", str(small_experiment)).stdout
     # Development keeps one generated key in the instance folder.
     assert key.read_text() == first and len(first.strip()) == 64
+    # The web side never imports torch or dlib.
+    import subprocess
+    import sys
+    probe = subprocess.run([sys.executable, "-c", "import sys, server; server.create_app(); "
+                            "bad = [m for m in ('torch', 'torchvision', 'dlib') if m in sys.modules]; "
+                            "print(bad); sys.exit(1 if bad else 0)"],
+                           env=e, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert probe.returncode == 0, probe.stdout + probe.stderr
 
 
 def test_production_needs_secret_key(tmp_path, monkeypatch):
