@@ -24,14 +24,15 @@ DETECTORS = ("hog", "cnn")
 @click.option("--upsample", type=click.IntRange(0, 4), default=None,
               help="Times the detector upsamples the image [default: 1 for hog, 0 for cnn, "
                    "or what the existing face set used].")
-@click.option("--batch-size", type=click.IntRange(1, 1024), default=16, show_default=True,
+@click.option("--batch-size", type=click.IntRange(1, 1024), default=8, show_default=True,
               help="Images per forward pass; results are saved after each batch.")
 @click.option("--weights", type=click.Path(dir_okay=False), default=None,
               help="Weights file of the backbone instead of the packaged one / the torch "
                    "hub cache (torchvision's ImageNet state dict).")
 @click.option("--workers", type=click.IntRange(0, 64), default=None,
-              help="Decoding processes for the CNN (default 1 on small machines) or face "
-                   "processes for dlib (default: one per CPU).")
+              help="CNN: DataLoader processes that decode ahead of the model (default 0 "
+                   "on up to 4 cores, where they slow it down); face: dlib processes "
+                   "(default: one per CPU).")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def features(study_dir, kind, model, detector, upsample, batch_size, weights, workers, quiet):
     """Compute one feature set of STUDY_DIR into STUDY_DIR/features/<kind>/<name>/.

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Callable, Iterator, Sequence
+from typing import Iterator, Sequence
 
 from PIL import Image
 
@@ -109,37 +109,40 @@ def normalize_batch(batch, prep: dict, channels_last: bool):
     return x.mul_(1.0 / (255.0 * std)).sub_(mean / std)
 
 
-def iter_features(backbone, items: Sequence[ImageItem], batch_size: int = 16,
-                  workers: int = 1, progress=None) -> Iterator[tuple[list[int], "object"]]:
+def iter_features(backbone, items: Sequence[ImageItem], batch_size: int = 8,
+                  workers: int = 0, progress=None) -> Iterator[tuple[list[int], "object"]]:
     """Yield (item indices, float32 ndarray len x dim) batch by batch, in item order:
-    the backbone's features of each image (or crop). `progress`, if given, is a tqdm bar
-    updated by the batch size."""
+    the backbone's features of each image (or crop), computed under inference_mode.
+    `workers` > 0 DataLoader processes decode and resize ahead of the model (0: in this
+    process). `progress`, if given, is a tqdm bar updated by the batch size."""
     import torch
-    from torch.utils.data import DataLoader
 
     if not items:
         return
+    batches = [list(range(i, min(i + batch_size, len(items))))
+               for i in range(0, len(items), batch_size)]
+    from torch.utils.data import DataLoader
+
     dataset = _ImageDataset(items, backbone.preprocessing)
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False,
                         num_workers=max(0, workers), persistent_workers=False,
                         prefetch_factor=4 if workers > 0 else None)
-    start = 0
     with torch.inference_mode():
-        for batch in loader:
+        for idx, batch in zip(batches, loader):
             x = normalize_batch(batch, backbone.preprocessing, backbone.channels_last)
             feats = backbone.module(x).float().cpu().numpy()
-            n = feats.shape[0]
-            yield list(range(start, start + n)), feats
-            start += n
+            yield idx, feats
             if progress is not None:
-                progress.update(n)
+                progress.update(len(idx))
 
 
-def naive_features(backbone_module, paths: Sequence[str], prep: dict,
-                   on_image: Callable | None = None):
+def naive_features(backbone_module, paths: Sequence[str], prep: dict, grad: bool = False):
     """Return the features of `paths` computed the way the authors' notebook does it:
     PIL open, transform, unsqueeze, forward, one image at a time (the benchmark's
-    baseline)."""
+    baseline). `grad` True runs the forward with autograd on, as the notebook's
+    `m(Variable(x))` did; False under torch.no_grad()."""
+    import contextlib
+
     import numpy as np
     import torch
     from torchvision import transforms
@@ -147,10 +150,8 @@ def naive_features(backbone_module, paths: Sequence[str], prep: dict,
     tf = transforms.Compose([transforms.Resize(prep["resize"]), transforms.CenterCrop(prep["crop"]),
                              transforms.ToTensor(), transforms.Normalize(prep["mean"], prep["std"])])
     out = []
-    with torch.no_grad():
+    with contextlib.nullcontext() if grad else torch.no_grad():
         for p in paths:
             x = tf(Image.open(p).convert("RGB")).unsqueeze(0)
-            out.append(backbone_module(x).squeeze(0).numpy())
-            if on_image is not None:
-                on_image()
+            out.append(backbone_module(x).squeeze(0).detach().numpy())
     return np.stack(out)

@@ -126,7 +126,7 @@ def test_pipeline_features_equal_the_notebooks_one_by_one_loop(tmp_path):
     fast = backbones.build_backbone("efficientnet_lite0")
     plain = backbones.build_backbone("efficientnet_lite0", optimize=False)
     got = np.concatenate([f for _, f in iter_features(fast, [ImageItem(p) for p in paths],
-                                                      batch_size=2, workers=0)])
+                                                      batch_size=2, workers=1)])
     ref = naive_features(plain.module, paths, plain.preprocessing)
     assert got.shape == (3, 1280)
     np.testing.assert_allclose(got, ref, rtol=1e-3, atol=1e-3 * np.abs(ref).max())
