@@ -173,8 +173,10 @@ def test_missing_weights_name_the_file_and_folder(tmp_path, copy_study, demo_stu
     assert "Traceback" not in proc.stderr
 
 
-def test_weights_from_hub_cache_and_from_path(tmp_path, small_study, copy_study):
+def test_weights_from_hub_cache_and_from_path(tmp_path, small_study, copy_study, monkeypatch):
     import torchvision
+
+    from experiments.features import extract
 
     torch.manual_seed(3)
     net = torchvision.models.resnet18()
@@ -182,8 +184,10 @@ def test_weights_from_hub_cache_and_from_path(tmp_path, small_study, copy_study)
     (home / "hub" / "checkpoints").mkdir(parents=True)
     torch.save(net.state_dict(), home / "hub" / "checkpoints" / "resnet18-f37072fd.pth")
     study = copy_study(small_study)
-    run_cli("experiments", "features", str(study), "--kind", "generic", "--model", "resnet18",
-            "--quiet", env={"TORCH_HOME": str(home)})
+    monkeypatch.setenv("TORCH_HOME", str(home))
+    assert weights.hub_checkpoints_dir() == home / "hub" / "checkpoints"
+    summary = extract.extract_generic(study, model="resnet18", progress=False)
+    assert summary.computed == 6
     fs = FeatureStore(study).load("generic/resnet18")
     assert fs.left.shape == (3, 512) and fs.right.shape == (3, 512)
     assert fs.meta["weights"]["file"] == "resnet18-f37072fd.pth"
@@ -198,9 +202,8 @@ def test_weights_from_hub_cache_and_from_path(tmp_path, small_study, copy_study)
     torch.manual_seed(4)
     other = tmp_path / "my-resnet18.pth"
     torch.save(torchvision.models.resnet18().state_dict(), other)
-    proc = run_cli("experiments", "features", str(study), "--kind", "generic", "--model",
-                   "resnet18", "--weights", str(other), "--quiet", env={"TORCH_HOME": str(home)})
-    assert "6 computed" in proc.stdout
+    summary = extract.extract_generic(study, model="resnet18", weights=other, progress=False)
+    assert summary.computed == 6
     fs2 = FeatureStore(study).load("generic/resnet18")
     assert fs2.meta["weights"]["file"] == "my-resnet18.pth"
     assert not np.allclose(fs.left, fs2.left)

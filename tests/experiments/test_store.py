@@ -174,8 +174,8 @@ def test_rerun_computes_nothing_and_keeps_the_arrays(demo_study, copy_study):
 
 def test_changed_image_is_the_only_one_recomputed(tmp_path, small_study):
     src, study = small_study
-    run_cli("experiments", "features", str(study), "--kind", "generic", "--quiet")
-    run_cli("experiments", "features", str(study), "--kind", "face", "--quiet")
+    extract.extract_generic(study, progress=False)
+    extract.extract_faces(study, workers=0, progress=False)
     old = FeatureStore(study).load("generic/efficientnet_lite0")
     old_face = FeatureStore(study).load("face/dlib_hog")
 
