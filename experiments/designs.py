@@ -35,6 +35,7 @@ import numpy as np
 from experiments import distance_sources as ds
 from experiments import distractors, retrieval
 from experiments import experiment_file as ef
+from experiments.manifest import file_sha256
 
 CONDITION_KIND = {"generic": "generic", "face": "face", "face_generic": "face_generic"}
 DESIGNS = ("paper", "custom")
@@ -322,7 +323,7 @@ def _insert_catch(design, trials, subsets, queries, feature_sets, rows, content_
 # --------------------------------------------------------------------------- from a study
 def build_experiment(workdir: str | os.PathLike, design: Design, seed: int,
                      out: str | os.PathLike, generic_model: str | None = None,
-                     sha256_of: Callable[[Path], str] = ef.file_sha256) -> dict:
+                     sha256_of: Callable[[Path], str] = file_sha256) -> dict:
     """Build the experiment document of ``design`` from a study (manifest, store,
     subsets) with ``seed``; nothing is written. Raise DesignError (or the store's,
     manifest's or subsets' errors) on bad input."""

@@ -22,7 +22,6 @@ Schema (``schema_version`` 1)::
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from pathlib import Path
@@ -35,13 +34,6 @@ class ExperimentFileError(Exception):
     """An experiment file is malformed."""
 
 
-def file_sha256(path: str | os.PathLike) -> str:
-    """Return the hex sha256 of a file's bytes."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def image_id(pair: str, side: str) -> str:

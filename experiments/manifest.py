@@ -22,6 +22,15 @@ class ManifestError(Exception):
     """The manifest is missing or malformed; the message says what to run or fix."""
 
 
+def file_sha256(path: str | os.PathLike) -> str:
+    """Return the hex sha256 of a file's bytes."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def pixel_sha256(image) -> str:
     """Return the hex sha256 of a PIL image's content: `b"RGB%dx%d:" % (w, h)` followed by
     its RGB pixel bytes, so equal pictures hash equal whatever their file format."""

@@ -175,9 +175,16 @@ def answer(name: str):
     if p is None:
         raise RecordingError(403, "no participant in this browser session: start again from "
                                   "the experiment's first page")
+    return record_form_answer(p, url_for("lab.trial", name=name))
+
+
+def record_form_answer(p, target: str):
+    """Record the answer posted in the trial form for participant `p` and return the reply:
+    JSON (201 new, 200 repeat, with the stored choice) for the page's script, otherwise a
+    303 redirect to `target` (POST-redirect-GET for the plain form). Shared by the lab and
+    the MTurk worker pages so both record exactly alike."""
     resp, created = rec.record_answer(p, request.form.get("n", ""), request.form.get("choice", ""),
                                       request.form.get("rt_ms") or None)
-    target = url_for("lab.trial", name=name)
     if wants_json():
         answered, total = rec.progress(p)
         return jsonify(stored=True, duplicate=not created, n=resp.trial_order,

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from experiments.features import weights as weights_mod
+from experiments.manifest import file_sha256
 
 DEFAULT_MODEL = "efficientnet_lite0"
 PAPER_MODELS = ("alexnet", "vgg16", "resnet18", "resnet50", "resnet152",
@@ -199,7 +200,7 @@ def build_backbone(name: str = DEFAULT_MODEL, weights: str | os.PathLike | None 
                     if t.is_meta]
         if leftover:
             raise weights_mod.WeightsError(f"{path}: no values for {', '.join(leftover[:3])}")
-        sha = weights_mod.file_fingerprint(path)
+        sha = file_sha256(path)
         wlabel = str(path)
     else:
         net = _construct(name, on_meta=False)

@@ -18,6 +18,7 @@ from typing import Callable
 import numpy as np
 
 from experiments import store as store_mod
+from experiments.manifest import file_sha256
 from experiments.features import backbones, faces
 from experiments.features import weights as weights_mod
 from experiments.features.generic import ImageItem, cpu_count, iter_features, set_torch_threads
@@ -113,7 +114,7 @@ def _weights_identity(model: str, weights, backbone) -> tuple[str, str | None]:
             return "random", None
         return Path(backbone.weights).name, backbone.weights_sha256
     path = _weights_path(model, weights)
-    return path.name, weights_mod.file_fingerprint(path)
+    return path.name, file_sha256(path)
 
 
 def extract_generic(workdir, model: str = backbones.DEFAULT_MODEL, weights=None,

@@ -2,14 +2,13 @@
 raises WeightsError whose message says which file to put where."""
 from __future__ import annotations
 
-import hashlib
 import importlib.metadata
 import importlib.util
 import os
 from pathlib import Path
 
 # torchvision's own file names for the ImageNet weights the paper used (IMAGENET1K_V1,
-# i.e. what `pretrained=True` gave the authors); tests check them against torchvision.
+# i.e. what torchvision's old pretrained flag gave the authors); tests check them against torchvision.
 TORCHVISION_FILES = {
     "alexnet": "alexnet-owt-7be5be79.pth",
     "vgg16": "vgg16-397923af.pth",
@@ -128,10 +127,3 @@ def dlib_model(which: str) -> Path:
     return path
 
 
-def file_fingerprint(path: str | os.PathLike) -> str:
-    """Return the sha256 of a file's bytes (identifies the weights a feature set used)."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()

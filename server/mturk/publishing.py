@@ -19,7 +19,8 @@ from sqlalchemy import select
 from ..models import Experiment, Hit, Trial, db
 from .fees import Cost, publish_cost
 from .question import external_question, is_loopback_url
-from .requester import MTurkFailure, Requester, qualification_requirements, request_token
+from .requester import (MTurkFailure, Requester, as_utc, qualification_requirements,
+                        request_token)
 
 TASK_PATH = "/mturk/task/{name}/{key}"
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*$")
@@ -179,19 +180,11 @@ def publish(plan: Plan, requester: Requester, progress=None) -> tuple[list[Hit],
                   reward=Decimal(hit.get("Reward", f"{s.reward:.2f}")),
                   max_assignments=int(hit.get("MaxAssignments", s.assignments)),
                   status=hit.get("HITStatus", "Assignable"), unique_request_token=token,
-                  expires_at=_utc(hit.get("Expiration")))
+                  expires_at=as_utc(hit.get("Expiration")))
         db.session.add(row)
         db.session.commit()
         made.append(row)
     return made, found
-
-
-def _utc(value) -> datetime | None:
-    if value is None:
-        return None
-    if isinstance(value, (int, float)):
-        return datetime.fromtimestamp(value, timezone.utc)
-    return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
 
 
 @dataclass
@@ -227,9 +220,9 @@ def status(requester: Requester, experiment: Experiment | None = None) -> tuple[
             c.setdefault(name, 0)
         if row is not None:
             row.status = hit.get("HITStatus", row.status)
-            row.expires_at = _utc(hit.get("Expiration")) or row.expires_at
+            row.expires_at = as_utc(hit.get("Expiration")) or row.expires_at
         out.append(HitStatus(row.key if row else None, hit["HITId"],
-                             hit.get("HITStatus", "?"), _utc(hit.get("Expiration")), c))
+                             hit.get("HITStatus", "?"), as_utc(hit.get("Expiration")), c))
     db.session.commit()
     return out, seen
 

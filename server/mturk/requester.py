@@ -298,3 +298,13 @@ def _readable(operation: str, code: str, turk: str, message: str, throttled: boo
     if code == "ServiceFault":
         return f"{operation}: MTurk had an internal error ({message}). Try again later."
     return f"{operation}: {message}" + (f" [{turk}]" if turk else "")
+
+
+def as_utc(value) -> datetime | None:
+    """Return an MTurk timestamp (botocore's datetime, or epoch seconds) as an aware UTC
+    datetime; None stays None."""
+    if value is None:
+        return None
+    if isinstance(value, (int, float)):
+        return datetime.fromtimestamp(value, timezone.utc)
+    return value if value.tzinfo else value.replace(tzinfo=timezone.utc)

@@ -16,17 +16,9 @@ from sqlalchemy import select
 
 from ..models import Assignment, Bonus, Hit, Participant, Response, Trial, db
 from .fees import bonus_fee, parse_amount
-from .requester import MTurkFailure, Requester, request_token
+from .requester import MTurkFailure, Requester, as_utc, request_token
 
 LOCAL_STATUS = {"Submitted": "submitted", "Approved": "approved", "Rejected": "rejected"}
-
-
-def _utc(value):
-    if value is None:
-        return None
-    if isinstance(value, (int, float)):
-        return datetime.fromtimestamp(value, timezone.utc)
-    return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
 
 
 @dataclass
@@ -93,9 +85,9 @@ def _review(hit: Hit, a: dict) -> Review:
 
 def _apply(row: Assignment, a: dict) -> None:
     row.status = LOCAL_STATUS.get(a["AssignmentStatus"], row.status)
-    row.submitted_at = _utc(a.get("SubmitTime")) or row.submitted_at
-    row.approved_at = _utc(a.get("ApprovalTime")) or row.approved_at
-    row.rejected_at = _utc(a.get("RejectionTime")) or row.rejected_at
+    row.submitted_at = as_utc(a.get("SubmitTime")) or row.submitted_at
+    row.approved_at = as_utc(a.get("ApprovalTime")) or row.approved_at
+    row.rejected_at = as_utc(a.get("RejectionTime")) or row.rejected_at
 
 
 @dataclass
@@ -129,7 +121,7 @@ def sync(requester: Requester, hits: list[Hit]) -> SyncReport:
 def _sync_hit(requester: Requester, hit: Hit, rep: SyncReport) -> None:
     info = requester.hit(hit.mturk_hit_id)
     hit.status = info.get("HITStatus", hit.status)
-    hit.expires_at = _utc(info.get("Expiration")) or hit.expires_at
+    hit.expires_at = as_utc(info.get("Expiration")) or hit.expires_at
     seen = set()
     for a in requester.assignments(hit.mturk_hit_id):
         rep.assignments += 1

@@ -14,12 +14,12 @@ from __future__ import annotations
 import os
 from urllib.parse import urlencode
 
-from flask import Blueprint, current_app, jsonify, redirect, render_template, request, url_for
+from flask import Blueprint, current_app, render_template, request, url_for
 from sqlalchemy import exists, select
 from sqlalchemy.exc import IntegrityError
 
 from .. import recording as rec
-from ..errors import wants_json
+from ..lab import record_form_answer
 from ..models import Assignment, Experiment, Hit, Participant, Response, Trial, db
 from ..recording import RecordingError
 from .question import checked_submit_to, frame_ancestors
@@ -180,13 +180,4 @@ def answer(name: str, hit_key: str):
         raise RecordingError(403, "this answer does not belong to this assignment")
     if checked_submit_to(params["turkSubmitTo"], local_endpoint()) is None:
         raise RecordingError(400, "turkSubmitTo is not one of MTurk's hosts")
-    resp, created = rec.record_answer(p, request.form.get("n", ""),
-                                      request.form.get("choice", ""),
-                                      request.form.get("rt_ms") or None)
-    target = _task_url(name, hit_key, params)
-    if wants_json():
-        answered, total = rec.progress(p)
-        return jsonify(stored=True, duplicate=not created, n=resp.trial_order,
-                       choice=resp.chosen_index, answered=answered, total=total,
-                       redirect=target), 201 if created else 200
-    return redirect(target, 303)
+    return record_form_answer(p, _task_url(name, hit_key, params))

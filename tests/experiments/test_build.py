@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from experiments.experiment_file import file_sha256
+from experiments.manifest import file_sha256
 from tests.conftest import run_cli
 
 
