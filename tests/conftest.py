@@ -71,6 +71,15 @@ def demo_study(tmp_path_factory, demo_images) -> Path:
     return work
 
 
+def copy_demo_pairs(demo_images: Path, dst: Path, ids: list[str]) -> Path:
+    """Copy the demo pairs `ids` into a TLL-layout folder `dst` of their own; return `dst`."""
+    for side in ("left", "right"):
+        (dst / side).mkdir(parents=True)
+        for pid in ids:
+            shutil.copy(demo_images / side / f"{pid}.jpg", dst / side / f"{pid}.jpg")
+    return dst
+
+
 @pytest.fixture
 def copy_study(tmp_path):
     """Return a function that copies a work directory into this test's tmp_path."""

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -16,23 +15,15 @@ from experiments.features import backbones, weights
 from experiments.features.generic import (ImageItem, iter_features, naive_features,
                                           normalize_batch, resize_center_crop)
 from experiments.store import FeatureStore
-from tests.conftest import run_cli
+from tests.conftest import copy_demo_pairs, run_cli
 
-
-def _pairs_subset(demo_images: Path, dst: Path, ids: list[str]) -> Path:
-    """Copy a few demo pairs into a TLL-layout folder of their own."""
-    for side in ("left", "right"):
-        (dst / side).mkdir(parents=True)
-        for pid in ids:
-            shutil.copy(demo_images / side / f"{pid}.jpg", dst / side / f"{pid}.jpg")
-    return dst
 
 
 @pytest.fixture(scope="module")
 def small_study(tmp_path_factory, demo_images) -> Path:
     """Three demo pairs ingested into a study of their own (read-only for tests)."""
     base = tmp_path_factory.mktemp("small-generic")
-    src = _pairs_subset(demo_images, base / "src", ["00001", "00002", "00003"])
+    src = copy_demo_pairs(demo_images, base / "src", ["00001", "00002", "00003"])
     run_cli("experiments", "ingest", str(src), "--workdir", str(base / "study"))
     return base / "study"
 

@@ -3,7 +3,6 @@ incremental runs (resume after an interruption, skip unchanged, recompute change
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +12,7 @@ from PIL import Image
 from experiments.features import extract
 from experiments.manifest import load_manifest
 from experiments.store import FeatureStore, StoreError, features_command, parse_key
-from tests.conftest import run_cli
+from tests.conftest import copy_demo_pairs, run_cli
 
 KEYS = ["face/dlib_hog", "face_generic/efficientnet_lite0_hog", "generic/efficientnet_lite0"]
 
@@ -22,18 +21,11 @@ class Interrupted(Exception):
     """Raised by a test's on_batch callback to simulate a run killed mid-way."""
 
 
-def _subset_source(demo_images: Path, dst: Path, ids: list[str]) -> Path:
-    for side in ("left", "right"):
-        (dst / side).mkdir(parents=True)
-        for pid in ids:
-            shutil.copy(demo_images / side / f"{pid}.jpg", dst / side / f"{pid}.jpg")
-    return dst
-
 
 @pytest.fixture
 def small_study(tmp_path, demo_images) -> tuple[Path, Path]:
     """(source folder, study) for five demo pairs, two of them with faces."""
-    src = _subset_source(demo_images, tmp_path / "src", ["00001", "00002", "00003", "00004", "00010"])
+    src = copy_demo_pairs(demo_images, tmp_path / "src", ["00001", "00002", "00003", "00004", "00010"])
     study = tmp_path / "study"
     run_cli("experiments", "ingest", str(src), "--workdir", str(study))
     return src, study
