@@ -45,6 +45,22 @@ def _require(name: str):
     return exp, p
 
 
+def _go(endpoint: str, name: str, **args):
+    """Return a 303 redirect to the lab step `endpoint` of experiment `name`."""
+    return redirect(url_for(endpoint, name=name, **args), 303)
+
+
+def _gate(name: str, p, consent: bool = True):
+    """Return the redirect for a participant who is not at this step yet (no participant
+    in this browser session: the landing page; no consent yet, where `consent` is
+    required: the consent page), or None when they may see it."""
+    if p is None:
+        return _go("lab.landing", name)
+    if consent and p.consented_at is None:
+        return _go("lab.consent", name)
+    return None
+
+
 def _img(token: str) -> str:
     return url_for("images.image", token=token)
 
@@ -75,37 +91,35 @@ def start(name: str):
                                error=e.reason), e.status
     session.permanent = True
     session[_session_key(exp)] = p.token
-    return redirect(url_for("lab.flow", name=name), 303)
+    return _go("lab.flow", name)
 
 
 @bp.get("/lab/<name>/go")
 def flow(name: str):
     """Send the participant to the step they are at."""
     exp, p = _require(name)
-    if p is None:
-        return redirect(url_for("lab.landing", name=name), 303)
-    if p.consented_at is None:
-        return redirect(url_for("lab.consent", name=name), 303)
+    if (gate := _gate(name, p)) is not None:
+        return gate
     answered, total = rec.progress(p)
     if answered >= total:
-        return redirect(url_for("lab.done", name=name), 303)
+        return _go("lab.done", name)
     if answered == 0 and exp.practice and not session.get(f"practised:{p.token}"):
-        return redirect(url_for("lab.instructions", name=name), 303)
-    return redirect(url_for("lab.trial", name=name), 303)
+        return _go("lab.instructions", name)
+    return _go("lab.trial", name)
 
 
 @bp.route("/lab/<name>/consent", methods=["GET", "POST"])
 def consent(name: str):
     exp, p = _require(name)
-    if p is None:
-        return redirect(url_for("lab.landing", name=name), 303)
+    if (gate := _gate(name, p, consent=False)) is not None:
+        return gate
     if request.method == "POST":
         if request.form.get("agree") != "yes":
             return render_template("consent.html", exp=exp, participant=p,
                                    error="Please tick the box to agree, or close the page "
                                          "to leave."), 400
         rec.give_consent(p)
-        return redirect(url_for("lab.flow", name=name), 303)
+        return _go("lab.flow", name)
     return render_template("consent.html", exp=exp, participant=p, error=None)
 
 
@@ -127,10 +141,8 @@ def practice_trial(exp: Experiment) -> tuple[str, list[str], int]:
 @bp.route("/lab/<name>/instructions", methods=["GET", "POST"])
 def instructions(name: str):
     exp, p = _require(name)
-    if p is None:
-        return redirect(url_for("lab.landing", name=name), 303)
-    if p.consented_at is None:
-        return redirect(url_for("lab.consent", name=name), 303)
+    if (gate := _gate(name, p)) is not None:
+        return gate
     feedback = None
     q, cands, true = practice_trial(exp) if exp.practice else (None, [], None)
     if request.method == "POST":
@@ -147,13 +159,11 @@ def instructions(name: str):
 @bp.get("/lab/<name>/trial")
 def trial(name: str):
     exp, p = _require(name)
-    if p is None:
-        return redirect(url_for("lab.landing", name=name), 303)
-    if p.consented_at is None:
-        return redirect(url_for("lab.consent", name=name), 303)
+    if (gate := _gate(name, p)) is not None:
+        return gate
     view = rec.next_trial(p)
     if view is None:
-        return redirect(url_for("lab.done", name=name), 303)
+        return _go("lab.done", name)
     answered = view["answered"]
     if request.args.get("resume"):
         session[f"break:{p.token}"] = answered
@@ -196,9 +206,9 @@ def record_form_answer(p, target: str):
 @bp.get("/lab/<name>/done")
 def done(name: str):
     exp, p = _require(name)
-    if p is None:
-        return redirect(url_for("lab.landing", name=name), 303)
+    if (gate := _gate(name, p, consent=False)) is not None:
+        return gate
     answered, total = rec.progress(p)
     if answered < total:
-        return redirect(url_for("lab.flow", name=name), 303)
+        return _go("lab.flow", name)
     return render_template("done.html", exp=exp, participant=p, total=total)
