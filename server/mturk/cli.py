@@ -82,17 +82,24 @@ def _where(requester: Requester) -> str:
     return f"{requester.label} ({requester.endpoint_url})"
 
 
-def _report(results, verb: str) -> None:
+def _summarise(results, verb: str, noun: str, failed, done) -> None:
+    """Print one line per (item, error) result (`failed(item)`: FAILED: error, or
+    `done(item)`), then "k of n <noun> <verb>."; exit status 1 when any failed."""
     bad = 0
-    for h, err in results:
+    for item, err in results:
         if err:
             bad += 1
-            click.echo(f"{h.key} {h.mturk_hit_id}: FAILED: {err}")
+            click.echo(f"{failed(item)}: FAILED: {err}")
         else:
-            click.echo(f"{h.key} {h.mturk_hit_id}: {verb}")
-    click.echo(f"{len(results) - bad} of {len(results)} HITs {verb}.")
+            click.echo(done(item))
+    click.echo(f"{len(results) - bad} of {len(results)} {noun} {verb}.")
     if bad:
         sys.exit(1)
+
+
+def _report(results, verb: str) -> None:
+    _summarise(results, verb, "HITs", lambda h: f"{h.key} {h.mturk_hit_id}",
+               lambda h: f"{h.key} {h.mturk_hit_id}: {verb}")
 
 
 def _confirm(requester: Requester, yes: bool, question: str) -> None:
@@ -331,16 +338,8 @@ def _select(r: Requester, exp, ids, rule) -> list:
 
 
 def _decided(results, verb: str) -> None:
-    bad = 0
-    for item, err in results:
-        if err:
-            bad += 1
-            click.echo(f"{item.assignment_id}: FAILED: {err}")
-        else:
-            click.echo(f"{item.assignment_id} worker {item.worker_id}: {item.status}")
-    click.echo(f"{len(results) - bad} of {len(results)} assignment(s) {verb}.")
-    if bad:
-        sys.exit(1)
+    _summarise(results, verb, "assignment(s)", lambda i: i.assignment_id,
+               lambda i: f"{i.assignment_id} worker {i.worker_id}: {i.status}")
 
 
 @mturk.command("approve")
