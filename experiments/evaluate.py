@@ -109,7 +109,16 @@ def _plots(ev: Evaluation, out: Path) -> list[Path]:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    files = []
+    files: list[Path] = []
+
+    def save(fig, ax, name: str) -> None:
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=8)
+        ax.grid(alpha=0.3)
+        files.append(out / name)
+        fig.savefig(files[-1], dpi=110, bbox_inches="tight")
+        plt.close(fig)
+
     k = np.arange(1, ev.n + 1)
     fig, ax = plt.subplots(figsize=(7, 5))
     for key, c in ev.curves.items():
@@ -117,22 +126,14 @@ def _plots(ev: Evaluation, out: Path) -> list[Path]:
     ax.plot(k, 100 * k / max(ev.n, 1), "k:", label="chance")
     ax.set(xscale="log", xlabel="k", ylabel="recall@k (%)",
            title=f"Recall of the paired right image, subset {ev.subset} (N = {ev.n})")
-    ax.legend(fontsize=8)
-    ax.grid(alpha=0.3)
-    files.append(out / "recall_curves.png")
-    fig.savefig(files[-1], dpi=110, bbox_inches="tight")
-    plt.close(fig)
+    save(fig, ax, "recall_curves.png")
 
     fig, ax = plt.subplots(figsize=(7, 5))
     zk = [x for x in ZOOM_KS if x <= ev.n] or [1]
     for key, c in ev.curves.items():
         ax.plot(zk, [100 * c[x - 1] for x in zk], marker="o", label=_label(key))
     ax.set(xticks=zk, xlabel="k", ylabel="recall@k (%)", title=f"Recall at 1, 5, 10, 20 ({ev.subset})")
-    ax.legend(fontsize=8)
-    ax.grid(alpha=0.3)
-    files.append(out / "recall_zoom.png")
-    fig.savefig(files[-1], dpi=110, bbox_inches="tight")
-    plt.close(fig)
+    save(fig, ax, "recall_zoom.png")
 
     fig, ax = plt.subplots(figsize=(7, 5))
     for key, c in ev.cos_minus_euc.items():
@@ -140,12 +141,7 @@ def _plots(ev: Evaluation, out: Path) -> list[Path]:
     ax.axhline(0, color="k", lw=0.8)
     ax.set(xscale="log", xlabel="k", ylabel="recall@k cosine − Euclidean (points)",
            title=f"Cosine minus Euclidean recall ({ev.subset})")
-    if ev.cos_minus_euc:
-        ax.legend(fontsize=8)
-    ax.grid(alpha=0.3)
-    files.append(out / "cosine_minus_euclidean.png")
-    fig.savefig(files[-1], dpi=110, bbox_inches="tight")
-    plt.close(fig)
+    save(fig, ax, "cosine_minus_euclidean.png")
     return files
 
 
