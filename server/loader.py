@@ -85,18 +85,11 @@ def read_experiment_file(path: Path) -> tuple[dict, Path, list[str]]:
 
     ids: set[str] = set()
     for i, im in enumerate(images):
-        where = f"images[{i}]"
-        if not isinstance(im, dict):
-            problems.append(f"{where} must be an object")
-            continue
-        iid, rel, sha = im.get("id"), im.get("path"), im.get("sha256")
-        if not isinstance(iid, str) or not iid:
-            problems.append(f"{where}: id must be a non-empty string")
+        iid = _entry_id(im, f"images[{i}]", "image", ids, problems)
+        if iid is None:
             continue
         where = f"image {iid}"
-        if iid in ids:
-            problems.append(f"{where}: duplicate id")
-        ids.add(iid)
+        rel, sha = im.get("path"), im.get("sha256")
         if not isinstance(rel, str) or not rel:
             problems.append(f"{where}: path must be a non-empty string")
             continue
@@ -111,18 +104,10 @@ def read_experiment_file(path: Path) -> tuple[dict, Path, list[str]]:
 
     keys: set[str] = set()
     for i, t in enumerate(trials):
-        where = f"trials[{i}]"
-        if not isinstance(t, dict):
-            problems.append(f"{where} must be an object")
-            continue
-        tid = t.get("id")
-        if not isinstance(tid, str) or not tid:
-            problems.append(f"{where}: id must be a non-empty string")
+        tid = _entry_id(t, f"trials[{i}]", "trial", keys, problems)
+        if tid is None:
             continue
         where = f"trial {tid}"
-        if tid in keys:
-            problems.append(f"{where}: duplicate id")
-        keys.add(tid)
         if not isinstance(t.get("condition"), str) or not t.get("condition"):
             problems.append(f"{where}: condition must be a non-empty string")
         if t.get("query") not in ids:
@@ -161,6 +146,23 @@ def read_experiment_file(path: Path) -> tuple[dict, Path, list[str]]:
             else:
                 in_hits[tk] = h["id"]
     return doc, root, problems
+
+
+def _entry_id(entry, where: str, kind: str, seen: set[str], problems: list[str]) -> str | None:
+    """Return the id of one `images`/`trials` entry, adding it to `seen`; None (with the
+    problem noted) when the entry is not an object or its id is not a non-empty string.
+    A duplicate id is noted but still returned, so the entry's other fields are checked."""
+    if not isinstance(entry, dict):
+        problems.append(f"{where} must be an object")
+        return None
+    eid = entry.get("id")
+    if not isinstance(eid, str) or not eid:
+        problems.append(f"{where}: id must be a non-empty string")
+        return None
+    if eid in seen:
+        problems.append(f"{kind} {eid}: duplicate id")
+    seen.add(eid)
+    return eid
 
 
 def _encode(src: Path, size: tuple[int, int], quality: int) -> bytes:
