@@ -429,7 +429,6 @@ def record_answer(participant: Participant, n, choice, rt_ms=None) -> tuple[Resp
     pid = participant.id
     total = len(participant.trial_ids())
     participant.__dict__.pop("_answered_now", None)
-    now = utcnow()
     integrity_error, operational_error = fastsql.dbapi_errors()
     lock_row = not fastsql.is_sqlite()  # SQLite writers are serialised already
     for attempt in range(5):
@@ -449,6 +448,9 @@ def record_answer(participant: Participant, n, choice, rt_ms=None) -> tuple[Resp
                             "WHERE id = ? FOR NO KEY UPDATE"), (pid,))
                         done_at, status = cur.fetchone()
                         _check_open(participant.platform, status)
+                    # Taken once this participant's writes are serialised, so that the
+                    # completion stamp is the latest answer's time.
+                    now = utcnow()
                     cur.execute(fastsql.sql(
                         "INSERT INTO responses (participant_id, trial_id, trial_order, "
                         "chosen_index, rt_ms, received_at) VALUES (?, ?, ?, ?, ?, ?) RETURNING id"),
