@@ -350,11 +350,16 @@ def _decided(results, verb: str) -> None:
 @click.option("--passed-catch", is_flag=True,
               help="Every submitted assignment with all answers here and no failed catch trial.")
 @click.option("--feedback", default=None, help="Message to the workers (optional).")
+@click.option("--override-rejection", is_flag=True,
+              help="Approve the given REJECTED assignments (MTurk allows it within 30 days "
+                   "of submission, while the HIT is not deleted).")
 def approve_cmd(experiment, assignment_ids, production, endpoint_url, all_submitted,
-                passed_catch, feedback):
+                passed_catch, feedback, override_rejection):
     """Approve assignments by ID, or in bulk by a rule."""
     r = make_requester(production, endpoint_url)
     exp = _experiment(experiment)
+    if override_rejection and not assignment_ids:
+        fail("--override-rejection takes the IDs of the rejected assignments to approve")
     rule = None
     if all_submitted:
         rule = lambda i: True  # noqa: E731
@@ -362,7 +367,12 @@ def approve_cmd(experiment, assignment_ids, production, endpoint_url, all_submit
         rule = lambda i: i.complete and not i.catch_failed  # noqa: E731
     try:
         items = _select(r, exp, assignment_ids, rule)
-        _decided(rv.decide(r, items, True, feedback), "approved")
+        if override_rejection:
+            for i in items:
+                if i.status != "Rejected":
+                    fail(f"assignment {i.assignment_id} is {i.status}, not Rejected: "
+                         "--override-rejection only undoes rejections")
+        _decided(rv.decide(r, items, True, feedback, override_rejection), "approved")
     except MTurkFailure as exc:
         fail(str(exc), 1)
 
@@ -375,8 +385,11 @@ def approve_cmd(experiment, assignment_ids, production, endpoint_url, all_submit
               help="Every submitted assignment that failed at least one catch trial.")
 @click.option("--feedback", required=True,
               help="Why: the worker reads this (required by MTurk).")
-def reject_cmd(experiment, assignment_ids, production, endpoint_url, failed_catch, feedback):
-    """Reject assignments by ID, or in bulk by a rule, with feedback."""
+@click.option("--yes", is_flag=True, help="Do not ask before rejecting.")
+def reject_cmd(experiment, assignment_ids, production, endpoint_url, failed_catch, feedback,
+               yes):
+    """Reject assignments by ID, or in bulk by a rule, with feedback. Prints what it will
+    reject and asks first (a rejection costs the worker; --yes skips the question)."""
     r = make_requester(production, endpoint_url)
     exp = _experiment(experiment)
     if not feedback.strip():
@@ -384,6 +397,17 @@ def reject_cmd(experiment, assignment_ids, production, endpoint_url, failed_catc
     rule = (lambda i: i.catch_failed > 0) if failed_catch else None
     try:
         items = _select(r, exp, assignment_ids, rule)
+        if not items:
+            click.echo("Nothing to reject.")
+            return
+        click.echo(f"Will reject {len(items)} assignment(s) of {exp.name!r} on {_where(r)} "
+                   f"with the feedback {feedback!r}:")
+        for item in items:
+            click.echo("  " + _describe(item)[0])
+        if not yes and not click.confirm(f"Reject these {len(items)} assignment(s)?",
+                                         default=False):
+            click.echo("Nothing was rejected.")
+            sys.exit(1)
         _decided(rv.decide(r, items, False, feedback), "rejected")
     except MTurkFailure as exc:
         fail(str(exc), 1)
@@ -396,10 +420,13 @@ def reject_cmd(experiment, assignment_ids, production, endpoint_url, failed_catc
 @endpoint_options
 @click.option("--amount", required=True, callback=_money, help="Bonus in dollars.")
 @click.option("--reason", required=True, help="Why (the worker reads this).")
-@click.option("--again", is_flag=True, help="Pay although this assignment has a bonus.")
+@click.option("--additional", "--again", "additional", is_flag=True,
+              help="Pay another bonus although this assignment has one.")
 @click.option("--yes", is_flag=True, help="Do not ask before paying in production.")
-def bonus_cmd(experiment, assignment_id, production, endpoint_url, amount, reason, again, yes):
-    """Pay a bonus on an assignment (idempotent: a rerun never pays twice)."""
+def bonus_cmd(experiment, assignment_id, production, endpoint_url, amount, reason, additional,
+              yes):
+    """Pay a bonus on an assignment, once: a rerun never pays twice, and a second bonus
+    (of any amount) needs --additional."""
     r = make_requester(production, endpoint_url)
     exp = _experiment(experiment)
     if amount <= 0:
@@ -412,13 +439,55 @@ def bonus_cmd(experiment, assignment_id, production, endpoint_url, amount, reaso
         click.echo(f"Bonus {dollars(amount)} + fee = {dollars(rv.bonus_cost(amount))} to "
                    f"worker {item.worker_id}")
         _confirm(r, yes, "Pay this bonus in PRODUCTION?")
-        bonus, fresh = rv.pay_bonus(r, item, amount, reason, again)
+        bonus, fresh = rv.pay_bonus(r, item, amount, reason, additional)
     except ValueError as exc:
         fail(str(exc))
     except MTurkFailure as exc:
         fail(str(exc), 1)
     click.echo(("Paid" if fresh else "Already paid earlier (same request token)")
                + f": {dollars(Decimal(bonus.amount))} on {assignment_id}.")
+
+
+# --------------------------------------------------------------------------- notify
+@mturk.command("notify")
+@click.argument("experiment")
+@endpoint_options
+@click.option("--subject", required=True, help="Subject line (at most 200 characters).")
+@click.option("--message", required=True, help="Message text (at most 4096 characters).")
+@click.option("--status", "statuses", multiple=True,
+              type=click.Choice(["accepted", "finished", "submitted", "approved", "rejected",
+                                 "returned", "abandoned"]),
+              help="Only workers whose assignment has this status here; repeatable.")
+@click.option("--yes", is_flag=True, help="Do not ask before sending.")
+def notify_cmd(experiment, production, endpoint_url, subject, message, statuses, yes):
+    """E-mail a message to the experiment's workers (MTurk NotifyWorkers, 100 a call)."""
+    if not subject.strip() or len(subject) > 200:
+        fail("--subject must be 1 to 200 characters")
+    if not message.strip() or len(message) > 4096:
+        fail("--message must be 1 to 4096 characters")
+    r = make_requester(production, endpoint_url)
+    exp = _experiment(experiment)
+    workers = rv.experiment_workers(_hits(exp, r, ()), tuple(statuses))
+    if not workers:
+        click.echo("No workers to notify.")
+        return
+    click.echo(f"Message {subject!r} to {len(workers)} worker(s) of {exp.name!r} on "
+               f"{_where(r)}.")
+    if not yes and not click.confirm("Send it?", default=False):
+        click.echo("Nothing was sent.")
+        sys.exit(1)
+    from tqdm import tqdm
+    try:
+        failures = rv.notify(r, workers, subject, message,
+                             progress=lambda xs: tqdm(xs, desc="notifying", unit="batch",
+                                                      file=sys.stderr))
+    except MTurkFailure as exc:
+        fail(str(exc), 1)
+    for f in failures:
+        click.echo(f"{f.get('WorkerId')}: FAILED: {f.get('NotifyWorkersFailureMessage', '')}")
+    click.echo(f"{len(workers) - len(failures)} of {len(workers)} worker(s) notified.")
+    if failures:
+        sys.exit(1)
 
 
 # --------------------------------------------------------------------------- HIT life

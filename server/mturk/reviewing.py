@@ -170,9 +170,11 @@ def review(requester: Requester, hits: list[Hit],
 
 
 def decide(requester: Requester, items: list[Review], approve: bool,
-           feedback: str | None = None) -> list[tuple[Review, str | None]]:
+           feedback: str | None = None,
+           override: bool = False) -> list[tuple[Review, str | None]]:
     """Approve or reject each review item; return (item, error or None) per item. An
-    item MTurk already shows in the wanted state counts as done (safe to rerun)."""
+    item MTurk already shows in the wanted state counts as done (safe to rerun).
+    `override` approves a rejected assignment (MTurk allows it within 30 days)."""
     out = []
     want = "Approved" if approve else "Rejected"
     for r in items:
@@ -183,7 +185,7 @@ def decide(requester: Requester, items: list[Review], approve: bool,
                                    "worker")
             if current["AssignmentStatus"] != want:
                 if approve:
-                    requester.approve(r.assignment_id, feedback)
+                    requester.approve(r.assignment_id, feedback, override)
                 else:
                     requester.reject(r.assignment_id, feedback or "")
                 current = requester.assignment(r.assignment_id)
@@ -215,12 +217,14 @@ def bonus_cost(amount) -> Decimal:
 
 
 def pay_bonus(requester: Requester, r: Review, amount, reason: str,
-              again: bool = False) -> tuple[Bonus, bool]:
+              additional: bool = False) -> tuple[Bonus, bool]:
     """Pay a bonus on a reviewed assignment; return (bonus row, newly paid).
 
-    The row and its UniqueRequestToken are stored before MTurk is called: a rerun after
-    a crash or a timeout uses the same token, so the worker is never paid twice. A bonus
-    already paid on the assignment is refused unless `again`."""
+    One bonus per assignment: the row and its UniqueRequestToken are stored before MTurk
+    is called, so a rerun after a crash or a timeout finishes that same bonus and never
+    pays twice. A bonus interrupted earlier must be finished with its own amount before
+    anything else; a bonus already paid is refused unless `additional` asks for another.
+    """
     amount = parse_amount(amount)
     if amount <= 0:
         raise ValueError("bonus amount must be positive")
@@ -229,14 +233,18 @@ def pay_bonus(requester: Requester, r: Review, amount, reason: str,
     row = r.local
     if row is None:
         raise ValueError(f"assignment {r.assignment_id} is not recorded here: run sync")
-    existing = [b for b in row.bonuses]
-    pending = [b for b in existing if b.status == "pending" and b.amount == amount]
-    paid = [b for b in existing if b.status == "paid"]
+    pending = [b for b in row.bonuses if b.status == "pending"]
+    paid = [b for b in row.bonuses if b.status == "paid"]
+    if pending and pending[0].amount != amount:
+        raise ValueError(f"an earlier bonus of ${pending[0].amount} on {r.assignment_id} was "
+                         f"interrupted and may have been paid: run the command again with "
+                         f"--amount {pending[0].amount} to finish it (it will not pay twice)")
     if pending:
         b = pending[0]
-    elif paid and not again:
-        raise ValueError(f"assignment {r.assignment_id} already has a bonus of "
-                         f"${paid[0].amount}: add --again to pay another")
+    elif paid and not additional:
+        total = sum(p.amount for p in paid)
+        raise ValueError(f"assignment {r.assignment_id} already has a bonus of ${total}: "
+                         "nothing paid (add --additional to pay another bonus on it)")
     else:
         b = Bonus(assignment_id=row.id, amount=amount, reason=reason,
                   unique_request_token=request_token("tll-bonus", r.assignment_id,
@@ -249,3 +257,23 @@ def pay_bonus(requester: Requester, r: Review, amount, reason: str,
     b.status, b.paid_at = "paid", datetime.now(timezone.utc)
     db.session.commit()
     return b, fresh
+
+
+def experiment_workers(hits: list[Hit], statuses: tuple[str, ...] = ()) -> list[str]:
+    """Return the distinct worker ids recorded on `hits` (optionally only assignments in
+    these local statuses), sorted."""
+    q = select(Assignment.worker_id).where(Assignment.hit_id.in_([h.id for h in hits]))
+    if statuses:
+        q = q.where(Assignment.status.in_(statuses))
+    return sorted(set(db.session.execute(q).scalars()))
+
+
+def notify(requester: Requester, worker_ids: list[str], subject: str, message: str,
+           batch: int = 100, progress=None) -> list[dict]:
+    """Send `message` to the workers in batches of `batch` (MTurk takes 100 a call);
+    return the failure statuses MTurk reported."""
+    chunks = [worker_ids[i:i + batch] for i in range(0, len(worker_ids), batch)]
+    failures = []
+    for chunk in (progress(chunks) if progress else chunks):
+        failures += requester.notify(subject, message, chunk)
+    return failures

@@ -227,7 +227,7 @@ def test_credentials_never_printed_or_logged(stack, tmp_path, caplog):
     w.accept(stack.hit_ids("e")["h0001"])
     w.submit(w.answer([0, 0]))
     for args in (("status", "e"), ("sync", "e"), ("review", "e"),
-                 ("reject", "e", "--failed-catch", "--feedback", "missed the check"),
+                 ("reject", "e", "--failed-catch", "--feedback", "missed the check", "--yes"),
                  ("bonus", "e", "3NOTANASSIGNMENT0000000000000", "--amount", "0.1",
                   "--reason", "x"),
                  ("publish", "e", "--base-url", "http://x.example")):

@@ -234,3 +234,19 @@ def test_hit_type_update_changes_reward_and_requirements(em):
     with pytest.raises(c.exceptions.RequestError):
         c.create_hit_type(Title="x", Description="y", Reward="0.00",
                           AssignmentDurationInSeconds=600)
+
+
+def test_rejection_overridden_only_within_30_days(em, clock):
+    c = mturk(em)
+    hit = make_hit(c, MaxAssignments=2)
+    ids = []
+    for _ in range(2):
+        a = accept(em, hit["HITId"]).json()
+        submit(em, a["assignmentId"], x="1")
+        c.reject_assignment(AssignmentId=a["assignmentId"], RequesterFeedback="missed")
+        ids.append(a["assignmentId"])
+    c.approve_assignment(AssignmentId=ids[0], OverrideRejection=True)
+    clock[0] += 30 * 86400 + 1
+    with pytest.raises(c.exceptions.RequestError) as err:
+        c.approve_assignment(AssignmentId=ids[1], OverrideRejection=True)
+    assert code(err).endswith("InvalidAssignmentState") and "30 days" in str(err.value)

@@ -67,8 +67,15 @@ def test_block_layout_end_to_end(stack, block):
            "catch 0/1 passed" in out
     assert "t0003 catch (catch): chose 5, match at 3: wrong" in out
 
-    out = stack.ok("reject", "block", "--failed-catch", "--feedback",
-                   "The attention check (the same picture shown again) was missed.")
+    why = "The attention check (the same picture shown again) was missed."
+    # Bulk rejection says what it will reject and asks; "no" changes nothing.
+    res = stack.cli("reject", "block", "--failed-catch", "--feedback", why, input="n\n")
+    assert res.exit_code == 1 and "Will reject 1 assignment(s)" in res.output
+    assert f"{careless.assignment['assignmentId']} worker {careless.worker_id}" in res.output
+    assert "Nothing was rejected" in res.output
+    assert {a["AssignmentStatus"] for a in mt.list_assignments_for_hit(HITId=h1)[
+        "Assignments"]} == {"Submitted"}
+    out = stack.ok("reject", "block", "--failed-catch", "--feedback", why, input="y\n")
     assert "1 of 1 assignment(s) rejected" in out
     out = stack.ok("approve", "block", "--passed-catch")
     assert "1 of 1 assignment(s) approved" in out
@@ -83,8 +90,15 @@ def test_block_layout_end_to_end(stack, block):
     assert "Paid: $0.10" in out
     again = stack.cli("bonus", "block", aid, "--amount", "0.10", "--reason", "Careful work")
     assert again.exit_code == 2 and "already has a bonus" in again.output
+    other = stack.cli("bonus", "block", aid, "--amount", "0.50", "--reason", "Careful work")
+    assert other.exit_code == 2 and "--additional" in other.output
     assert len(mt.list_bonus_payments(HITId=h1)["BonusPayments"]) == 1
     assert count(stack, Bonus) == 1
+    out = stack.ok("bonus", "block", aid, "--amount", "0.05", "--reason", "More",
+                   "--additional")
+    assert "Paid: $0.05" in out
+    assert sorted(b["BonusAmount"] for b in mt.list_bonus_payments(HITId=h1)[
+        "BonusPayments"]) == ["0.05", "0.10"]
 
     # A pending assignment does not stop expiry; the HIT closes at once.
     pending = Worker(stack)

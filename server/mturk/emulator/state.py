@@ -34,6 +34,7 @@ ACTIONS = {"Accept", "PreviewAndAccept", "DiscoverPreviewAndAccept"}
 LISTED_STATUSES = ("Submitted", "Approved", "Rejected")
 TOKEN_LIFETIME = 24 * 3600   # MTurk remembers a UniqueRequestToken for 24 hours
 NOTIFY_LIMIT = 100
+OVERRIDE_WINDOW = 30 * 86400  # a rejection can be overridden within 30 days of submission
 # A simulated worker nobody described: an experienced US Masters worker.
 DEFAULT_WORKER = {"masters": True, "approval_rate": 99, "approved": 5000,
                   "locale": {"Country": "US"}}
@@ -651,6 +652,11 @@ class EmulatorState:
                 raise MTurkError(f"HIT {a.hit_id} has been deleted: its rejected "
                                  "assignments can no longer be approved.",
                                  "AWS.MechanicalTurk.HITDoesNotExist")
+            if a.status == "Rejected" and override and \
+                    self.clock() - (a.submit_time or 0) > OVERRIDE_WINDOW:
+                raise MTurkError(f"Assignment {assignment_id} was submitted more than 30 days "
+                                 "ago: its rejection can no longer be overridden.",
+                                 "AWS.MechanicalTurk.InvalidAssignmentState")
             if a.status == "Submitted" or (a.status == "Rejected" and override):
                 a.status, a.approval_time = "Approved", self.clock()
                 a.feedback = feedback or a.feedback
