@@ -166,12 +166,25 @@ def _money(ctx, param, value):
 @click.option("--frame-height", default=0, type=int, show_default=True,
               help="ExternalQuestion FrameHeight in pixels (0 = full height).")
 @click.option("--hit", "keys", multiple=True, help="Publish only this HIT key; repeatable.")
+@click.option("--exclude-workers", "exclude", multiple=True, metavar="FILE|EXPERIMENT",
+              help="Keep out these workers (a file of worker ids, or the name of an earlier "
+                   "experiment in this database): MTurk hides the HITs from them. "
+                   "Repeatable.")
+@click.option("--apply-changes", is_flag=True,
+              help="When HITs already published differ from these settings (reward, "
+                   "assignments, qualifications, texts), change them on MTurk. Without it, "
+                   "publish says what differs and changes nothing.")
 @click.option("--dry-run", is_flag=True, help="Print the plan and cost; create nothing.")
 @click.option("--yes", is_flag=True, help="Do not ask before publishing to production.")
 def publish_cmd(experiment, production, endpoint_url, base_url, reward, assignments,
                 lifetime, duration, auto_approve, title, description, keywords, masters,
-                min_approval_rate, min_approved, locales, frame_height, keys, dry_run, yes):
-    """Publish one HIT per HIT key of EXPERIMENT (as grouped in the experiment file)."""
+                min_approval_rate, min_approved, locales, frame_height, keys, exclude,
+                apply_changes, dry_run, yes):
+    """Publish one HIT per HIT key of EXPERIMENT (as grouped in the experiment file).
+
+    Where the experiment's repeat policy keeps past participants out (or with
+    --exclude-workers), the HITs require the experiment's own qualification to be
+    absent, and the workers who start (or are excluded) are given it."""
     r = make_requester(production, endpoint_url)
     exp = _experiment(experiment)
     base_url = base_url or current_app.config.get("PUBLIC_URL")
@@ -187,8 +200,12 @@ def publish_cmd(experiment, production, endpoint_url, base_url, reward, assignme
     except pub.PublishError as exc:
         fail(exc.problems)
     click.echo(f"Experiment {exp.name!r} on {_where(r)}")
+    excluded = _exclusion(r, exp, settings, exclude, dry_run)
     if plan.already:
-        click.echo(f"{len(plan.already)} HIT(s) already published there (skipped).")
+        click.echo(f"{len(plan.already)} HIT(s) already published there.")
+        _published_differences(r, plan, apply_changes, dry_run)
+    if excluded and not dry_run:
+        _grant(r, settings.exclusion_qualification, excluded)
     if not plan.todo:
         click.echo("Nothing to publish.")
         return
@@ -226,6 +243,67 @@ def publish_cmd(experiment, production, endpoint_url, base_url, reward, assignme
         click.echo(f"Workers' site: {r.endpoint_url.rstrip('/')}/")
 
 
+def _exclusion(r: Requester, exp, settings, sources, dry_run: bool) -> list[str]:
+    """Set up the experiment's exclusion qualification when needed; return the workers
+    to exclude from the sources."""
+    from . import exclusion
+    try:
+        workers = exclusion.excluded_workers(list(sources))
+    except exclusion.ExclusionError as exc:
+        fail(exc.args[0])
+    if not workers and not exclusion.excludes_past_participants(exp):
+        return []
+    try:
+        qid = exclusion.ensure(r, exp, pub.deployment(), create=not dry_run)
+    except MTurkFailure as exc:
+        fail(str(exc), 1)
+    settings.exclusion_qualification = qid or "(created on publish)"
+    click.echo(f"Exclusion qualification {settings.exclusion_qualification}: HITs hidden "
+               f"from past participants" + (f" and {len(workers)} excluded worker(s)"
+                                            if workers else "") + ".")
+    return workers
+
+
+def _grant(r: Requester, qid: str, workers: list[str]) -> None:
+    from tqdm import tqdm
+    try:
+        for w in tqdm(workers, desc="excluding", unit="worker", file=sys.stderr):
+            r.grant(qid, w)
+    except MTurkFailure as exc:
+        fail([str(exc), "Nothing was published; run publish again."], 1)
+
+
+def _published_differences(r: Requester, plan, apply_changes: bool, dry_run: bool) -> None:
+    """Say how the published HITs differ from the settings given now; change them only
+    with --apply-changes, else stop with exit status 1."""
+    try:
+        diffs = pub.compare_published(plan, r)
+    except pub.PublishError as exc:
+        fail(exc.problems, 1)
+    except MTurkFailure as exc:
+        fail(str(exc), 1)
+    if not diffs:
+        return
+    for d in diffs:
+        note = "" if d.applicable else "  (cannot be changed on MTurk)"
+        click.echo(f"DIFFERS {d.hit.key} {d.hit.mturk_hit_id} {d.field}: published "
+                   f"{d.published}, now {d.wanted}{note}")
+    hits = len({d.hit.id for d in diffs})
+    if dry_run:
+        click.echo(f"{hits} published HIT(s) differ. Dry run: nothing was changed.")
+        sys.exit(0)
+    if not apply_changes:
+        fail(f"{hits} published HIT(s) differ from these settings; nothing was changed. "
+             "Publish again with the settings they have, or add --apply-changes to change "
+             "them on MTurk.", 1)
+    blocked = [d for d in diffs if not d.applicable]
+    if blocked:
+        fail([f"{d.hit.key}: {d.field} cannot go from {d.published} to {d.wanted} on MTurk "
+              "(fewer assignments, or from under 10 to 10 or more)" for d in blocked]
+             + ["Nothing was changed."], 1)
+    _report(pub.apply_changes(plan, r, diffs), "changed")
+
+
 # --------------------------------------------------------------------------- status
 @mturk.command("status")
 @click.argument("experiment", required=False)
@@ -256,17 +334,36 @@ def status_cmd(experiment, production, endpoint_url):
 @click.argument("experiment")
 @endpoint_options
 def sync_cmd(experiment, production, endpoint_url):
-    """Pull the assignments from MTurk, update the database and report mismatches."""
+    """Pull the assignments from MTurk, update each participant's submission status
+    (accepted, submitted, approved, rejected, returned, abandoned) and report every
+    mismatch (exit status 1 when there is one)."""
     r = make_requester(production, endpoint_url)
     exp = _experiment(experiment)
+    hits = _hits(exp, r, ())
     try:
-        rep = rv.sync(r, _hits(exp, r, ()))
+        rep = rv.sync(r, hits)
+        _regrant(r, exp, hits)
     except MTurkFailure as exc:
         fail(str(exc), 1)
     for m in rep.mismatches:
         click.echo(f"MISMATCH {m}")
+    click.echo("Participants: " + (", ".join(f"{n} {s}" for s, n in
+                                             sorted(rep.statuses.items())) or "none") + ".")
     click.echo(f"{rep.hits} HITs, {rep.assignments} assignments on MTurk, {rep.updated} "
                f"updated here, {len(rep.mismatches)} mismatch(es).")
+    if rep.mismatches:
+        sys.exit(1)
+
+
+def _regrant(r: Requester, exp, hits) -> None:
+    """Grant the exclusion qualification again to every worker of the experiment (the
+    worker page's grant may have failed; granting twice changes nothing)."""
+    from . import exclusion
+    qid = exclusion.recorded(exp, r.label)
+    if qid is None or not exclusion.excludes_past_participants(exp):
+        return
+    for w in rv.experiment_workers(hits):
+        r.grant(qid, w)
 
 
 # --------------------------------------------------------------------------- review

@@ -111,6 +111,7 @@ class Requester:
         self.local = endpoint_url is not None and endpoint_url.rstrip("/") != ENDPOINTS[environment]
         self.retries, self.backoff, self.sleep = retries, backoff, sleep
         self._client = client
+        self.server_time: datetime | None = None   # MTurk's clock at the last answer
 
     @property
     def label(self) -> str:
@@ -151,7 +152,9 @@ class Requester:
                                           params.get("UniqueRequestToken"))
         for attempt in range(self.retries):
             try:
-                return method(**params)
+                out = method(**params)
+                self._note_time(out)
+                return out
             except (NoCredentialsError, PartialCredentialsError):
                 raise MTurkFailure(
                     "No AWS credentials found. Configure them as for the AWS CLI "
@@ -178,6 +181,15 @@ class Requester:
                 raise MTurkFailure(f"{operation}: cannot reach MTurk at {self.endpoint_url}: "
                                    f"{type(exc).__name__}", "Connection") from None
         raise AssertionError("unreachable")
+
+    def _note_time(self, out: dict) -> None:
+        # MTurk's Date header: its clock, not ours, decides deadlines and expiry.
+        from email.utils import parsedate_to_datetime
+        date = (out.get("ResponseMetadata", {}).get("HTTPHeaders") or {}).get("date")
+        try:
+            self.server_time = parsedate_to_datetime(date) if date else self.server_time
+        except (TypeError, ValueError):
+            pass
 
     def pages(self, operation: str, key: str, **params):
         """Yield every item of a NextToken-paginated listing (100 per call)."""
@@ -284,13 +296,20 @@ class Requester:
                 return False
             raise
 
-    def qualification_type(self, name: str, description: str) -> tuple[str, bool]:
-        """Return (id, created) of the requester's qualification type called `name`,
-        creating it when there is none (names are unique per requester)."""
+    def find_qualification_type(self, name: str) -> str | None:
+        """Return the id of the requester's qualification type called `name`, or None."""
         for t in self.pages("ListQualificationTypes", "QualificationTypes", Query=name,
                             MustBeRequestable=False, MustBeOwnedByCaller=True):
             if t.get("Name") == name:
-                return t["QualificationTypeId"], False
+                return t["QualificationTypeId"]
+        return None
+
+    def qualification_type(self, name: str, description: str) -> tuple[str, bool]:
+        """Return (id, created) of the requester's qualification type called `name`,
+        creating it when there is none (names are unique per requester)."""
+        found = self.find_qualification_type(name)
+        if found:
+            return found, False
         try:
             t = self.call("CreateQualificationType", Name=name, Description=description,
                           QualificationTypeStatus="Active")["QualificationType"]

@@ -8,8 +8,9 @@ page records 'finished' (every answer stored); `sync` records what MTurk reports
 from __future__ import annotations
 
 import secrets
+from collections import Counter
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 
 from sqlalchemy import select
@@ -88,21 +89,34 @@ def _apply(row: Assignment, a: dict) -> None:
     row.submitted_at = as_utc(a.get("SubmitTime")) or row.submitted_at
     row.approved_at = as_utc(a.get("ApprovalTime")) or row.approved_at
     row.rejected_at = as_utc(a.get("RejectionTime")) or row.rejected_at
+    if row.participant is not None:
+        _set(row.participant, row.status)
+
+
+def _set(p: Participant, status: str) -> bool:
+    """Record the platform's status on the participant; return True when it changed."""
+    from ..recording import set_status
+    changed = p.submission_status != status
+    set_status(p, status, synced=True)
+    return changed
 
 
 @dataclass
 class SyncReport:
-    """What `sync` found: counts and one line per mismatch."""
+    """What `sync` found: counts, the participants' statuses after it, and one line per
+    mismatch."""
     hits: int = 0
     assignments: int = 0
     updated: int = 0
+    statuses: Counter = field(default_factory=Counter)
     mismatches: list[str] = field(default_factory=list)
 
 
 def sync(requester: Requester, hits: list[Hit]) -> SyncReport:
-    """Pull every assignment of `hits` from MTurk, update the database rows, and report
-    each mismatch: on MTurk but unknown here, submitted on MTurk but not finished here,
-    finished here but not submitted on MTurk."""
+    """Pull every assignment of `hits` from MTurk, update the database rows and each
+    participant's submission status (accepted, submitted, approved, rejected, returned,
+    abandoned), and report each mismatch: on MTurk but unknown here, submitted on MTurk
+    but not finished here, finished here but not submitted on MTurk."""
     rep = SyncReport()
     for hit in hits:
         if hit.status == "deleted":
@@ -120,6 +134,10 @@ def sync(requester: Requester, hits: list[Hit]) -> SyncReport:
 
 def _sync_hit(requester: Requester, hit: Hit, rep: SyncReport) -> None:
     info = requester.hit(hit.mturk_hit_id)
+    # MTurk's clock decides whether an unsubmitted assignment ran out of time.
+    now = as_utc(requester.server_time or datetime.now(timezone.utc))
+    duration = timedelta(seconds=int(info.get("AssignmentDurationInSeconds", 0)))
+    pending = int(info.get("NumberOfAssignmentsPending", 0))
     hit.status = info.get("HITStatus", hit.status)
     hit.expires_at = as_utc(info.get("Expiration")) or hit.expires_at
     seen = set()
@@ -132,9 +150,9 @@ def _sync_hit(requester: Requester, hit: Hit, rep: SyncReport) -> None:
                 f"{hit.key} {a['AssignmentId']} worker {a['WorkerId']}: "
                 f"{a['AssignmentStatus']} on MTurk but unknown here")
             continue
-        if row.status != LOCAL_STATUS.get(a["AssignmentStatus"]):
-            rep.updated += 1
+        before = row.participant.submission_status if row.participant else row.status
         _apply(row, a)
+        rep.updated += before != row.status
         p = row.participant
         if p is None or p.completed_at is None:
             done = len(answers_of(p))
@@ -145,13 +163,34 @@ def _sync_hit(requester: Requester, hit: Hit, rep: SyncReport) -> None:
                 f"({done} of {total} answers)")
     rows = db.session.execute(select(Assignment).where(Assignment.hit_id == hit.id)).scalars()
     for row in rows:
-        if (row.mturk_assignment_id, row.worker_id) in seen or row.status == "returned":
-            continue
         p = row.participant
-        if p is not None and p.completed_at is not None:
-            rep.mismatches.append(
-                f"{hit.key} {row.mturk_assignment_id} worker {row.worker_id}: "
-                "finished here but not submitted on MTurk")
+        if (row.mturk_assignment_id, row.worker_id) not in seen:
+            gone = _unsubmitted(row, now, duration, pending)
+            if gone and p is not None:
+                rep.updated += _set(p, gone)
+            if gone:
+                row.status = gone
+            if p is not None and p.completed_at is not None and row.status != "returned":
+                rep.mismatches.append(
+                    f"{hit.key} {row.mturk_assignment_id} worker {row.worker_id}: "
+                    "finished here but not submitted on MTurk")
+        if p is not None:
+            rep.statuses[p.submission_status] += 1
+
+
+def _unsubmitted(row: Assignment, now: datetime, duration: timedelta,
+                 pending: int) -> str | None:
+    """The status of an assignment MTurk does not list (never submitted): `returned`
+    when its ID went to another worker (the worker page saw it) or nobody holds it any
+    more before its deadline, `abandoned` once its deadline passed, else None (still
+    being worked on)."""
+    if row.status in ("returned", "abandoned"):
+        return row.status
+    if as_utc(row.accepted_at) + duration <= now:
+        return "abandoned"
+    if pending == 0:
+        return "returned"
+    return None
 
 
 def review(requester: Requester, hits: list[Hit],

@@ -158,15 +158,35 @@ def test_resume_and_idempotent_answers(stack, block):
 
 
 def test_repeat_worker_refused_unless_allowed(stack, block, tmp_path):
+    mt = client(stack)
     w = Worker(stack, "AREPEATWORKER01")
     w.accept(block["h0001"])
     w.submit(w.answer([0, 1, 2]))
+    # Starting granted the experiment's qualification: MTurk keeps the worker out of
+    # its other HITs before they can accept one.
+    qid = mt.get_hit(HITId=block["h0002"])["HIT"]["QualificationRequirements"][-1]
+    assert qid["Comparator"] == "DoesNotExist"
+    holders = mt.list_workers_with_qualification_type(
+        QualificationTypeId=qid["QualificationTypeId"])["Qualifications"]
+    assert [q["WorkerId"] for q in holders] == ["AREPEATWORKER01"]
+    r = w.http.post(f"{stack.em}/worker/hits/{block['h0002']}/accept",
+                    json={"workerId": "AREPEATWORKER01"},
+                    headers={"Accept": "application/json"}, timeout=10)
+    assert r.status_code == 403 and "qualification" in r.json()["error"]
+    # Defence in depth: with the grant lost, MTurk lets them in and the page refuses.
+    mt.disassociate_qualification_from_worker(
+        QualificationTypeId=qid["QualificationTypeId"], WorkerId="AREPEATWORKER01")
     again = Worker(stack, "AREPEATWORKER01")
     again.accept(block["h0002"])
     r = again.open()
     assert r.status_code == 409
     assert "already taken part" in r.text
     assert count(stack, Participant) == 1
+    # sync grants it again.
+    stack.ok("sync", "block")
+    assert [q["WorkerId"] for q in mt.list_workers_with_qualification_type(
+        QualificationTypeId=qid["QualificationTypeId"])["Qualifications"]] == \
+        ["AREPEATWORKER01"]
     # Per experiment: allow_repeats lets the worker take another HIT.
     path = write_experiment(tmp_path / "study2", [1, 1], name="repeats")
     stack.load(path, "repeats", allow_repeats=True)
@@ -219,7 +239,9 @@ def test_double_submit_and_mismatch_report(stack, block):
     lazy = Worker(stack)
     lazy.accept(block["h0002"])
     lazy.answer([3, 4, 0])
-    out = stack.ok("sync", "block")
+    res = stack.cli("sync", "block")
+    assert res.exit_code == 1        # every mismatch makes sync fail
+    out = res.output
     assert re.search(rf"MISMATCH h0002 {lazy.assignment['assignmentId']} worker "
                      rf"{lazy.worker_id}: finished here but not submitted on MTurk", out)
     # And one who submitted on MTurk without finishing here (e.g. a crafted submit).
@@ -230,7 +252,9 @@ def test_double_submit_and_mismatch_report(stack, block):
                         data={"assignmentId": early.assignment["assignmentId"], "x": "1"},
                         headers={"Accept": "application/json"}, timeout=10)
     assert r.status_code == 200
-    out = stack.ok("sync", "block")
+    res = stack.cli("sync", "block")
+    out = res.output
+    assert res.exit_code == 1
     assert "Submitted on MTurk but not finished here (1 of 3 answers)" in out
     assert "2 mismatch(es)" in out
 
