@@ -232,6 +232,8 @@ def publish_cmd(experiment, production, endpoint_url, base_url, reward, assignme
             for item in tqdm(items, desc="publishing", unit="HIT", file=sys.stderr):
                 yield item
         made, found = pub.publish(plan, r, progress)
+    except pub.PublishError as exc:
+        fail(exc.problems, 1)
     except MTurkFailure as exc:
         done = pub.recorded_hits(exp, r.label)
         fail([str(exc), f"{len(done)} HIT(s) of {exp.name!r} are published and recorded; "
@@ -654,7 +656,7 @@ def emulate_cmd(host, port, allow_http_localhost, environment, balance, state_pa
     """Run a local MTurk-compatible endpoint (requester API + simulated worker site)."""
     from werkzeug.serving import run_simple
 
-    from .emulator import create_emulator
+    from .emulator import create_emulator, request_handler
     from .question import is_loopback_url
 
     if not is_loopback_url(f"http://{host}/"):
@@ -669,4 +671,5 @@ def emulate_cmd(host, port, allow_http_localhost, environment, balance, state_pa
     click.echo(f"Local MTurk endpoint ({environment}) on {url}\n"
                f"  requester commands: --endpoint-url {url}  (or MTURK_ENDPOINT_URL={url})\n"
                f"  worker site:        {url}/")
-    run_simple(host, port, app, threaded=True, use_reloader=False)
+    run_simple(host, port, app, threaded=True, use_reloader=False,
+               request_handler=request_handler(app))

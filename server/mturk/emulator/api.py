@@ -8,7 +8,6 @@ import base64
 import json
 
 from flask import Blueprint, Response, current_app, request
-from werkzeug.http import http_date
 
 from .state import AssignmentRec, EmulatorState, HitRec, MTurkError
 
@@ -24,10 +23,7 @@ def _state() -> EmulatorState:
 
 
 def _reply(body: dict, status: int = 200) -> Response:
-    # The Date header carries the endpoint's clock (an injected one in tests), as MTurk's
-    # carries its own: requesters judge deadlines by it.
-    return Response(json.dumps(body), status=status, content_type=JSON_TYPE,
-                    headers={"Date": http_date(_state().clock())})
+    return Response(json.dumps(body), status=status, content_type=JSON_TYPE)
 
 
 def _error(kind: str, message: str, turk_code: str | None = None) -> Response:
