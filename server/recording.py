@@ -222,6 +222,15 @@ def set_status(participant: Participant, status: str, synced: bool = False) -> N
         participant.repeat_key = None
 
 
+def record_screen(participant, viewport: tuple[int, int], screen: tuple[int, int]) -> None:
+    """Store the participant's viewport and screen size (CSS px) and commit."""
+    db.session.execute(Participant.__table__.update().where(
+        Participant.__table__.c.id == participant.id).values(
+        viewport_width=viewport[0], viewport_height=viewport[1],
+        screen_width=screen[0], screen_height=screen[1]))
+    db.session.commit()
+
+
 def give_consent(participant: Participant) -> None:
     """Record that the participant consented (idempotent)."""
     if participant.consented_at is None:
@@ -429,7 +438,6 @@ def record_answer(participant: Participant, n, choice, rt_ms=None) -> tuple[Resp
     pid = participant.id
     total = len(participant.trial_ids())
     participant.__dict__.pop("_answered_now", None)
-    now = utcnow()
     integrity_error, operational_error = fastsql.dbapi_errors()
     lock_row = not fastsql.is_sqlite()  # SQLite writers are serialised already
     for attempt in range(5):
@@ -449,6 +457,9 @@ def record_answer(participant: Participant, n, choice, rt_ms=None) -> tuple[Resp
                             "WHERE id = ? FOR NO KEY UPDATE"), (pid,))
                         done_at, status = cur.fetchone()
                         _check_open(participant.platform, status)
+                    # Taken once this participant's writes are serialised, so that the
+                    # completion stamp is the latest answer's time.
+                    now = utcnow()
                     cur.execute(fastsql.sql(
                         "INSERT INTO responses (participant_id, trial_id, trial_order, "
                         "chosen_index, rt_ms, received_at) VALUES (?, ?, ?, ?, ?, ?) RETURNING id"),
