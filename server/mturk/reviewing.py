@@ -170,7 +170,10 @@ def _sync_hit(requester: Requester, hit: Hit, rep: SyncReport) -> None:
                 rep.updated += _set(p, gone)
             if gone:
                 row.status = gone
-            if p is not None and p.completed_at is not None and row.status != "returned":
+            # A finished page never submitted is a mismatch while MTurk may still get
+            # it; once returned or abandoned the two records agree (it does not count).
+            if p is not None and p.completed_at is not None and \
+                    row.status not in ("returned", "abandoned"):
                 rep.mismatches.append(
                     f"{hit.key} {row.mturk_assignment_id} worker {row.worker_id}: "
                     "finished here but not submitted on MTurk")

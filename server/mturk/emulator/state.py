@@ -142,6 +142,10 @@ class EmulatorState:
         self.lock = threading.RLock()
         self.hits: dict[str, HitRec] = {}
         self.assignments: dict[str, AssignmentRec] = {}
+        # Indexes, so that a paper-sized run (thousands of assignments) stays fast: the
+        # assignment ids of each HIT, and those whose state time can still change.
+        self.by_hit: dict[str, set[str]] = {}
+        self.open: set[str] = set()
         self.bonuses: list[dict] = []
         self.tokens: dict[str, str] = {}          # token -> HIT id / bonus key
         self.token_times: dict[str, float] = {}   # token -> when it was first used
@@ -163,6 +167,9 @@ class EmulatorState:
         data = json.loads(self.path.read_text())
         self.hits = {k: HitRec(**v) for k, v in data["hits"].items()}
         self.assignments = {k: AssignmentRec(**v) for k, v in data["assignments"].items()}
+        for a in self.assignments.values():
+            self.by_hit.setdefault(a.hit_id, set()).add(a.assignment_id)
+            self.open.add(a.assignment_id)
         self.bonuses, self.tokens = data["bonuses"], data["tokens"]
         self.tracked, self.balance = data["tracked"], Decimal(data["balance"])
         self.token_times = data.get("token_times", {})
@@ -187,8 +194,11 @@ class EmulatorState:
     # ------------------------------------------------------------------ time
     def _tick(self) -> None:
         now = self.clock()
-        for a in self.assignments.values():
-            if a.status == "Accepted" and now > a.deadline:
+        for aid in list(self.open):
+            a = self.assignments[aid]
+            if a.status not in ("Accepted", "Submitted"):
+                self.open.discard(aid)
+            elif a.status == "Accepted" and now > a.deadline:
                 self._release(a, "Abandoned")
             elif a.status == "Submitted" and a.auto_approval_time is not None \
                     and now >= a.auto_approval_time:
@@ -239,6 +249,10 @@ class EmulatorState:
                              "AWS.MechanicalTurk.AssignmentDoesNotExist")
         return rec
 
+    def _of(self, hit_id: str) -> list[AssignmentRec]:
+        """The assignments of one HIT (the latest holder of each reused ID)."""
+        return [self.assignments[aid] for aid in self.by_hit.get(hit_id, ())]
+
     def listed_assignment(self, assignment_id: str) -> AssignmentRec:
         """Return a submitted, approved or rejected assignment: the only ones MTurk's
         requester API shows (an accepted one is still the worker's business)."""
@@ -250,7 +264,7 @@ class EmulatorState:
 
     def counts(self, h: HitRec) -> dict:
         """Return pending / available / completed / submitted counts of a HIT."""
-        mine = [a for a in self.assignments.values() if a.hit_id == h.hit_id]
+        mine = self._of(h.hit_id)
         pending = sum(a.status == "Accepted" for a in mine)
         submitted = sum(a.status == "Submitted" for a in mine)
         completed = sum(a.status in ("Approved", "Rejected") for a in mine)
@@ -729,8 +743,7 @@ class EmulatorState:
                 raise MTurkError(f"AssignmentStatuses {wrong} are not valid: use Submitted, "
                                  "Approved or Rejected.")
             wanted = set(statuses or LISTED_STATUSES)
-            rows = [a for a in self.assignments.values()
-                    if a.hit_id == hit_id and a.status in wanted]
+            rows = [a for a in self._of(hit_id) if a.status in wanted]
             return sorted(rows, key=lambda a: (a.submit_time or 0, a.assignment_id))
 
     def tick(self) -> None:
@@ -756,8 +769,8 @@ class EmulatorState:
                 raise MTurkError(f"Worker {worker_id} does not meet the qualification "
                                  f"requirements of this HIT: {'; '.join(unmet)}.",
                                  "AWS.MechanicalTurk.QualificationRequirementNotMet")
-            for a in self.assignments.values():
-                if a.hit_id == hit_id and a.worker_id == worker_id and \
+            for a in self._of(hit_id):
+                if a.worker_id == worker_id and \
                         a.status not in ("Returned", "Abandoned"):
                     raise MTurkError(f"Worker {worker_id} already works on this HIT.",
                                      "AWS.MechanicalTurk.WorkerAlreadyOnHIT")
@@ -767,6 +780,8 @@ class EmulatorState:
                               status="Accepted", accept_time=now,
                               deadline=now + h.assignment_duration)
             self.assignments[aid] = a
+            self.by_hit.setdefault(hit_id, set()).add(aid)
+            self.open.add(aid)
             self._save()
             return a
 
