@@ -317,3 +317,17 @@ class Bonus(db.Model):
     paid_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
 
     assignment: Mapped[Assignment] = relationship(back_populates="bonuses")
+
+
+class MturkQualification(db.Model):
+    """The MTurk qualification type that keeps an experiment's past (or excluded) workers
+    out of its HITs, one per (experiment, requester environment label)."""
+    __tablename__ = "mturk_qualifications"
+    __table_args__ = (UniqueConstraint("experiment_id", "environment"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    experiment_id: Mapped[int] = mapped_column(ForeignKey("experiments.id", ondelete="CASCADE"),
+                                               index=True)
+    environment: Mapped[str] = mapped_column(String(20))
+    qualification_type_id: Mapped[str] = mapped_column(String(100))
+    created: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

@@ -166,12 +166,25 @@ def _money(ctx, param, value):
 @click.option("--frame-height", default=0, type=int, show_default=True,
               help="ExternalQuestion FrameHeight in pixels (0 = full height).")
 @click.option("--hit", "keys", multiple=True, help="Publish only this HIT key; repeatable.")
+@click.option("--exclude-workers", "exclude", multiple=True, metavar="FILE|EXPERIMENT",
+              help="Keep out these workers (a file of worker ids, or the name of an earlier "
+                   "experiment in this database): MTurk hides the HITs from them. "
+                   "Repeatable.")
+@click.option("--apply-changes", is_flag=True,
+              help="When HITs already published differ from these settings (reward, "
+                   "assignments, qualifications, texts), change them on MTurk. Without it, "
+                   "publish says what differs and changes nothing.")
 @click.option("--dry-run", is_flag=True, help="Print the plan and cost; create nothing.")
 @click.option("--yes", is_flag=True, help="Do not ask before publishing to production.")
 def publish_cmd(experiment, production, endpoint_url, base_url, reward, assignments,
                 lifetime, duration, auto_approve, title, description, keywords, masters,
-                min_approval_rate, min_approved, locales, frame_height, keys, dry_run, yes):
-    """Publish one HIT per HIT key of EXPERIMENT (as grouped in the experiment file)."""
+                min_approval_rate, min_approved, locales, frame_height, keys, exclude,
+                apply_changes, dry_run, yes):
+    """Publish one HIT per HIT key of EXPERIMENT (as grouped in the experiment file).
+
+    Where the experiment's repeat policy keeps past participants out (or with
+    --exclude-workers), the HITs require the experiment's own qualification to be
+    absent, and the workers who start (or are excluded) are given it."""
     r = make_requester(production, endpoint_url)
     exp = _experiment(experiment)
     base_url = base_url or current_app.config.get("PUBLIC_URL")
@@ -187,8 +200,12 @@ def publish_cmd(experiment, production, endpoint_url, base_url, reward, assignme
     except pub.PublishError as exc:
         fail(exc.problems)
     click.echo(f"Experiment {exp.name!r} on {_where(r)}")
+    excluded = _exclusion(r, exp, settings, exclude, dry_run)
     if plan.already:
-        click.echo(f"{len(plan.already)} HIT(s) already published there (skipped).")
+        click.echo(f"{len(plan.already)} HIT(s) already published there.")
+        _published_differences(r, plan, apply_changes, dry_run)
+    if excluded and not dry_run:
+        _grant(r, settings.exclusion_qualification, excluded)
     if not plan.todo:
         click.echo("Nothing to publish.")
         return
@@ -215,6 +232,8 @@ def publish_cmd(experiment, production, endpoint_url, base_url, reward, assignme
             for item in tqdm(items, desc="publishing", unit="HIT", file=sys.stderr):
                 yield item
         made, found = pub.publish(plan, r, progress)
+    except pub.PublishError as exc:
+        fail(exc.problems, 1)
     except MTurkFailure as exc:
         done = pub.recorded_hits(exp, r.label)
         fail([str(exc), f"{len(done)} HIT(s) of {exp.name!r} are published and recorded; "
@@ -224,6 +243,67 @@ def publish_cmd(experiment, production, endpoint_url, base_url, reward, assignme
                   if found else "") + ".")
     if r.local:
         click.echo(f"Workers' site: {r.endpoint_url.rstrip('/')}/")
+
+
+def _exclusion(r: Requester, exp, settings, sources, dry_run: bool) -> list[str]:
+    """Set up the experiment's exclusion qualification when needed; return the workers
+    to exclude from the sources."""
+    from . import exclusion
+    try:
+        workers = exclusion.excluded_workers(list(sources))
+    except exclusion.ExclusionError as exc:
+        fail(exc.args[0])
+    if not workers and not exclusion.excludes_past_participants(exp):
+        return []
+    try:
+        qid = exclusion.ensure(r, exp, pub.deployment(), create=not dry_run)
+    except MTurkFailure as exc:
+        fail(str(exc), 1)
+    settings.exclusion_qualification = qid or "(created on publish)"
+    click.echo(f"Exclusion qualification {settings.exclusion_qualification}: HITs hidden "
+               f"from past participants" + (f" and {len(workers)} excluded worker(s)"
+                                            if workers else "") + ".")
+    return workers
+
+
+def _grant(r: Requester, qid: str, workers: list[str]) -> None:
+    from tqdm import tqdm
+    try:
+        for w in tqdm(workers, desc="excluding", unit="worker", file=sys.stderr):
+            r.grant(qid, w)
+    except MTurkFailure as exc:
+        fail([str(exc), "Nothing was published; run publish again."], 1)
+
+
+def _published_differences(r: Requester, plan, apply_changes: bool, dry_run: bool) -> None:
+    """Say how the published HITs differ from the settings given now; change them only
+    with --apply-changes, else stop with exit status 1."""
+    try:
+        diffs = pub.compare_published(plan, r)
+    except pub.PublishError as exc:
+        fail(exc.problems, 1)
+    except MTurkFailure as exc:
+        fail(str(exc), 1)
+    if not diffs:
+        return
+    for d in diffs:
+        note = "" if d.applicable else "  (cannot be changed on MTurk)"
+        click.echo(f"DIFFERS {d.hit.key} {d.hit.mturk_hit_id} {d.field}: published "
+                   f"{d.published}, now {d.wanted}{note}")
+    hits = len({d.hit.id for d in diffs})
+    if dry_run:
+        click.echo(f"{hits} published HIT(s) differ. Dry run: nothing was changed.")
+        sys.exit(0)
+    if not apply_changes:
+        fail(f"{hits} published HIT(s) differ from these settings; nothing was changed. "
+             "Publish again with the settings they have, or add --apply-changes to change "
+             "them on MTurk.", 1)
+    blocked = [d for d in diffs if not d.applicable]
+    if blocked:
+        fail([f"{d.hit.key}: {d.field} cannot go from {d.published} to {d.wanted} on MTurk "
+              "(fewer assignments, or from under 10 to 10 or more)" for d in blocked]
+             + ["Nothing was changed."], 1)
+    _report(pub.apply_changes(plan, r, diffs), "changed")
 
 
 # --------------------------------------------------------------------------- status
@@ -256,17 +336,36 @@ def status_cmd(experiment, production, endpoint_url):
 @click.argument("experiment")
 @endpoint_options
 def sync_cmd(experiment, production, endpoint_url):
-    """Pull the assignments from MTurk, update the database and report mismatches."""
+    """Pull the assignments from MTurk, update each participant's submission status
+    (accepted, submitted, approved, rejected, returned, abandoned) and report every
+    mismatch (exit status 1 when there is one)."""
     r = make_requester(production, endpoint_url)
     exp = _experiment(experiment)
+    hits = _hits(exp, r, ())
     try:
-        rep = rv.sync(r, _hits(exp, r, ()))
+        rep = rv.sync(r, hits)
+        _regrant(r, exp, hits)
     except MTurkFailure as exc:
         fail(str(exc), 1)
     for m in rep.mismatches:
         click.echo(f"MISMATCH {m}")
+    click.echo("Participants: " + (", ".join(f"{n} {s}" for s, n in
+                                             sorted(rep.statuses.items())) or "none") + ".")
     click.echo(f"{rep.hits} HITs, {rep.assignments} assignments on MTurk, {rep.updated} "
                f"updated here, {len(rep.mismatches)} mismatch(es).")
+    if rep.mismatches:
+        sys.exit(1)
+
+
+def _regrant(r: Requester, exp, hits) -> None:
+    """Grant the exclusion qualification again to every worker of the experiment (the
+    worker page's grant may have failed; granting twice changes nothing)."""
+    from . import exclusion
+    qid = exclusion.recorded(exp, r.label)
+    if qid is None or not exclusion.excludes_past_participants(exp):
+        return
+    for w in rv.experiment_workers(hits):
+        r.grant(qid, w)
 
 
 # --------------------------------------------------------------------------- review
@@ -350,11 +449,16 @@ def _decided(results, verb: str) -> None:
 @click.option("--passed-catch", is_flag=True,
               help="Every submitted assignment with all answers here and no failed catch trial.")
 @click.option("--feedback", default=None, help="Message to the workers (optional).")
+@click.option("--override-rejection", is_flag=True,
+              help="Approve the given REJECTED assignments (MTurk allows it within 30 days "
+                   "of submission, while the HIT is not deleted).")
 def approve_cmd(experiment, assignment_ids, production, endpoint_url, all_submitted,
-                passed_catch, feedback):
+                passed_catch, feedback, override_rejection):
     """Approve assignments by ID, or in bulk by a rule."""
     r = make_requester(production, endpoint_url)
     exp = _experiment(experiment)
+    if override_rejection and not assignment_ids:
+        fail("--override-rejection takes the IDs of the rejected assignments to approve")
     rule = None
     if all_submitted:
         rule = lambda i: True  # noqa: E731
@@ -362,7 +466,12 @@ def approve_cmd(experiment, assignment_ids, production, endpoint_url, all_submit
         rule = lambda i: i.complete and not i.catch_failed  # noqa: E731
     try:
         items = _select(r, exp, assignment_ids, rule)
-        _decided(rv.decide(r, items, True, feedback), "approved")
+        if override_rejection:
+            for i in items:
+                if i.status != "Rejected":
+                    fail(f"assignment {i.assignment_id} is {i.status}, not Rejected: "
+                         "--override-rejection only undoes rejections")
+        _decided(rv.decide(r, items, True, feedback, override_rejection), "approved")
     except MTurkFailure as exc:
         fail(str(exc), 1)
 
@@ -375,8 +484,11 @@ def approve_cmd(experiment, assignment_ids, production, endpoint_url, all_submit
               help="Every submitted assignment that failed at least one catch trial.")
 @click.option("--feedback", required=True,
               help="Why: the worker reads this (required by MTurk).")
-def reject_cmd(experiment, assignment_ids, production, endpoint_url, failed_catch, feedback):
-    """Reject assignments by ID, or in bulk by a rule, with feedback."""
+@click.option("--yes", is_flag=True, help="Do not ask before rejecting.")
+def reject_cmd(experiment, assignment_ids, production, endpoint_url, failed_catch, feedback,
+               yes):
+    """Reject assignments by ID, or in bulk by a rule, with feedback. Prints what it will
+    reject and asks first (a rejection costs the worker; --yes skips the question)."""
     r = make_requester(production, endpoint_url)
     exp = _experiment(experiment)
     if not feedback.strip():
@@ -384,6 +496,17 @@ def reject_cmd(experiment, assignment_ids, production, endpoint_url, failed_catc
     rule = (lambda i: i.catch_failed > 0) if failed_catch else None
     try:
         items = _select(r, exp, assignment_ids, rule)
+        if not items:
+            click.echo("Nothing to reject.")
+            return
+        click.echo(f"Will reject {len(items)} assignment(s) of {exp.name!r} on {_where(r)} "
+                   f"with the feedback {feedback!r}:")
+        for item in items:
+            click.echo("  " + _describe(item)[0])
+        if not yes and not click.confirm(f"Reject these {len(items)} assignment(s)?",
+                                         default=False):
+            click.echo("Nothing was rejected.")
+            sys.exit(1)
         _decided(rv.decide(r, items, False, feedback), "rejected")
     except MTurkFailure as exc:
         fail(str(exc), 1)
@@ -396,10 +519,13 @@ def reject_cmd(experiment, assignment_ids, production, endpoint_url, failed_catc
 @endpoint_options
 @click.option("--amount", required=True, callback=_money, help="Bonus in dollars.")
 @click.option("--reason", required=True, help="Why (the worker reads this).")
-@click.option("--again", is_flag=True, help="Pay although this assignment has a bonus.")
+@click.option("--additional", "--again", "additional", is_flag=True,
+              help="Pay another bonus although this assignment has one.")
 @click.option("--yes", is_flag=True, help="Do not ask before paying in production.")
-def bonus_cmd(experiment, assignment_id, production, endpoint_url, amount, reason, again, yes):
-    """Pay a bonus on an assignment (idempotent: a rerun never pays twice)."""
+def bonus_cmd(experiment, assignment_id, production, endpoint_url, amount, reason, additional,
+              yes):
+    """Pay a bonus on an assignment, once: a rerun never pays twice, and a second bonus
+    (of any amount) needs --additional."""
     r = make_requester(production, endpoint_url)
     exp = _experiment(experiment)
     if amount <= 0:
@@ -412,13 +538,55 @@ def bonus_cmd(experiment, assignment_id, production, endpoint_url, amount, reaso
         click.echo(f"Bonus {dollars(amount)} + fee = {dollars(rv.bonus_cost(amount))} to "
                    f"worker {item.worker_id}")
         _confirm(r, yes, "Pay this bonus in PRODUCTION?")
-        bonus, fresh = rv.pay_bonus(r, item, amount, reason, again)
+        bonus, fresh = rv.pay_bonus(r, item, amount, reason, additional)
     except ValueError as exc:
         fail(str(exc))
     except MTurkFailure as exc:
         fail(str(exc), 1)
     click.echo(("Paid" if fresh else "Already paid earlier (same request token)")
                + f": {dollars(Decimal(bonus.amount))} on {assignment_id}.")
+
+
+# --------------------------------------------------------------------------- notify
+@mturk.command("notify")
+@click.argument("experiment")
+@endpoint_options
+@click.option("--subject", required=True, help="Subject line (at most 200 characters).")
+@click.option("--message", required=True, help="Message text (at most 4096 characters).")
+@click.option("--status", "statuses", multiple=True,
+              type=click.Choice(["accepted", "finished", "submitted", "approved", "rejected",
+                                 "returned", "abandoned"]),
+              help="Only workers whose assignment has this status here; repeatable.")
+@click.option("--yes", is_flag=True, help="Do not ask before sending.")
+def notify_cmd(experiment, production, endpoint_url, subject, message, statuses, yes):
+    """E-mail a message to the experiment's workers (MTurk NotifyWorkers, 100 a call)."""
+    if not subject.strip() or len(subject) > 200:
+        fail("--subject must be 1 to 200 characters")
+    if not message.strip() or len(message) > 4096:
+        fail("--message must be 1 to 4096 characters")
+    r = make_requester(production, endpoint_url)
+    exp = _experiment(experiment)
+    workers = rv.experiment_workers(_hits(exp, r, ()), tuple(statuses))
+    if not workers:
+        click.echo("No workers to notify.")
+        return
+    click.echo(f"Message {subject!r} to {len(workers)} worker(s) of {exp.name!r} on "
+               f"{_where(r)}.")
+    if not yes and not click.confirm("Send it?", default=False):
+        click.echo("Nothing was sent.")
+        sys.exit(1)
+    from tqdm import tqdm
+    try:
+        failures = rv.notify(r, workers, subject, message,
+                             progress=lambda xs: tqdm(xs, desc="notifying", unit="batch",
+                                                      file=sys.stderr))
+    except MTurkFailure as exc:
+        fail(str(exc), 1)
+    for f in failures:
+        click.echo(f"{f.get('WorkerId')}: FAILED: {f.get('NotifyWorkersFailureMessage', '')}")
+    click.echo(f"{len(workers) - len(failures)} of {len(workers)} worker(s) notified.")
+    if failures:
+        sys.exit(1)
 
 
 # --------------------------------------------------------------------------- HIT life
@@ -488,7 +656,7 @@ def emulate_cmd(host, port, allow_http_localhost, environment, balance, state_pa
     """Run a local MTurk-compatible endpoint (requester API + simulated worker site)."""
     from werkzeug.serving import run_simple
 
-    from .emulator import create_emulator
+    from .emulator import create_emulator, request_handler
     from .question import is_loopback_url
 
     if not is_loopback_url(f"http://{host}/"):
@@ -503,4 +671,5 @@ def emulate_cmd(host, port, allow_http_localhost, environment, balance, state_pa
     click.echo(f"Local MTurk endpoint ({environment}) on {url}\n"
                f"  requester commands: --endpoint-url {url}  (or MTURK_ENDPOINT_URL={url})\n"
                f"  worker site:        {url}/")
-    run_simple(host, port, app, threaded=True, use_reloader=False)
+    run_simple(host, port, app, threaded=True, use_reloader=False,
+               request_handler=request_handler(app))

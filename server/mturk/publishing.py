@@ -2,8 +2,10 @@
 delete), with every HIT recorded in the database. Call inside an app context.
 
 A HIT is recorded only once MTurk has it, and it is created with a UniqueRequestToken
-that is a function of (experiment, HIT key, environment): a publish that is interrupted
-and run again finds what exists and creates only the rest.
+that is a function of (deployment, experiment, HIT key, environment): a publish that is
+interrupted and run again finds what exists and creates only the rest, and a second
+deployment publishing an experiment of the same name never adopts the first one's HITs.
+A HIT found again whose ExternalURL is not this deployment's task page is refused.
 """
 from __future__ import annotations
 
@@ -18,7 +20,8 @@ from sqlalchemy import select
 
 from ..models import Experiment, Hit, Trial, db
 from .fees import Cost, publish_cost
-from .question import external_question, is_loopback_url
+from .question import QuestionError, external_question, is_loopback_url, \
+    parse_external_question
 from .requester import (MTurkFailure, Requester, as_utc, qualification_requirements,
                         request_token)
 
@@ -61,6 +64,29 @@ class HitSettings:
     min_approved: int | None = None
     locales: list = field(default_factory=list)
     frame_height: int = 0
+    exclusion_qualification: str | None = None   # HITs require it DoesNotExist
+
+    def requirements(self, environment: str) -> list[dict]:
+        """Return the QualificationRequirements every HIT carries."""
+        from .exclusion import requirement
+        reqs = qualification_requirements(environment, self.masters, self.min_approval_rate,
+                                          self.min_approved, self.locales)
+        if self.exclusion_qualification:
+            reqs.append(requirement(self.exclusion_qualification))
+        return reqs
+
+    def type_fields(self, environment: str) -> dict:
+        """Return the HIT type fields (what CreateHITType takes) of these settings."""
+        return dict(Title=self.title, Description=self.description, Keywords=self.keywords,
+                    Reward=f"{self.reward:.2f}", AssignmentDurationInSeconds=self.duration,
+                    AutoApprovalDelayInSeconds=self.auto_approval,
+                    QualificationRequirements=self.requirements(environment))
+
+
+def deployment() -> str:
+    """Return this deployment's identity (kept in its database)."""
+    from ..recruitment.deployment import deployment_id
+    return deployment_id()
 
 
 def hit_groups(experiment: Experiment) -> "OrderedDict[str, list[str]]":
@@ -81,8 +107,34 @@ def task_url(base_url: str, experiment: str, hit_key: str) -> str:
 
 
 def annotation(experiment: Experiment, hit_key: str) -> str:
-    """Return the RequesterAnnotation that names the HIT (seen by the requester only)."""
-    return f"tll:{experiment.name}:{hit_key}"[:255]
+    """Return the RequesterAnnotation that names the HIT and its deployment (seen by the
+    requester only)."""
+    return f"tll:{deployment()[:16]}:{experiment.name}:{hit_key}"[:255]
+
+
+def hit_token(experiment: Experiment, hit_key: str, label: str) -> str:
+    """Return the UniqueRequestToken of one HIT of this deployment."""
+    return request_token("tll-hit", deployment(), experiment.name, hit_key, label)
+
+
+def external_url(hit: dict) -> str | None:
+    """Return the ExternalURL of an MTurk HIT structure (None when not an
+    ExternalQuestion)."""
+    try:
+        return parse_external_question(hit.get("Question") or "", True)[0]
+    except QuestionError:
+        return None
+
+
+def foreign(hit: dict, wanted_url: str) -> str | None:
+    """Return why `hit` is not this deployment's HIT at `wanted_url`, or None."""
+    url = external_url(hit)
+    if url == wanted_url:
+        return None
+    return (f"HIT {hit['HITId']} points at {url or 'no ExternalURL'}, not at this "
+            f"deployment's task page {wanted_url}: it belongs to another deployment (or an "
+            "earlier base URL). Nothing was adopted; publish under another experiment name "
+            "or from the deployment that owns it.")
 
 
 def recorded_hits(experiment: Experiment, environment: str,
@@ -159,22 +211,23 @@ def publish(plan: Plan, requester: Requester, progress=None) -> tuple[list[Hit],
     Return (recorded HITs, how many were found already existing through their token).
     An MTurk failure stops the run (MTurkFailure); what exists stays recorded."""
     s, exp = plan.settings, plan.experiment
-    quals = qualification_requirements(requester.environment, s.masters,
-                                       s.min_approval_rate, s.min_approved, s.locales)
+    quals = s.requirements(requester.environment)
     made, found = [], 0
     items = progress(plan.todo) if progress else plan.todo
     for key, _trials in items:
-        token = request_token("tll-hit", exp.name, key, requester.label)
+        token = hit_token(exp, key, requester.label)
+        url = task_url(s.base_url, exp.name, key)
         params = dict(MaxAssignments=s.assignments, LifetimeInSeconds=s.lifetime,
                       AssignmentDurationInSeconds=s.duration,
                       AutoApprovalDelayInSeconds=s.auto_approval, Reward=f"{s.reward:.2f}",
                       Title=s.title, Description=s.description, Keywords=s.keywords,
-                      Question=external_question(task_url(s.base_url, exp.name, key),
-                                                 s.frame_height),
+                      Question=external_question(url, s.frame_height),
                       QualificationRequirements=quals)
         created = requester.create_hit(token, annotation(exp, key), **params)
-        found += created.existed
         hit = created.hit
+        if created.existed and foreign(hit, url):
+            raise PublishError([foreign(hit, url)])
+        found += created.existed
         row = Hit(experiment_id=exp.id, key=key, mturk_hit_id=hit["HITId"],
                   hit_type_id=hit.get("HITTypeId"), environment=requester.label,
                   reward=Decimal(hit.get("Reward", f"{s.reward:.2f}")),
@@ -185,6 +238,95 @@ def publish(plan: Plan, requester: Requester, progress=None) -> tuple[list[Hit],
         db.session.commit()
         made.append(row)
     return made, found
+
+
+@dataclass
+class Difference:
+    """One setting of a published HIT that differs from the settings asked for now."""
+    hit: Hit
+    field: str
+    published: object
+    wanted: object
+    applicable: bool = True
+
+
+def _norm_reqs(reqs) -> list[str]:
+    import json
+    return sorted(json.dumps(q, sort_keys=True) for q in reqs or [])
+
+
+def compare_published(plan: Plan, requester: Requester) -> list[Difference]:
+    """Read each already-published HIT of the plan from MTurk and return how its settings
+    differ from the plan's; raise PublishError when one is not this deployment's."""
+    s, out, problems = plan.settings, [], []
+    wanted = s.type_fields(requester.environment)
+    for h in plan.already:
+        hit = requester.hit(h.mturk_hit_id)
+        why = foreign(hit, task_url(s.base_url, plan.experiment.name, h.key))
+        if why:
+            problems.append(f"{h.key}: {why}")
+            continue
+        pairs = [("reward", hit.get("Reward"), wanted["Reward"]),
+                 ("title", hit.get("Title"), s.title),
+                 ("description", hit.get("Description"), s.description),
+                 ("keywords", hit.get("Keywords", ""), s.keywords),
+                 ("assignment duration", hit.get("AssignmentDurationInSeconds"), s.duration),
+                 ("auto-approval delay", hit.get("AutoApprovalDelayInSeconds"),
+                  s.auto_approval)]
+        for name, have, want in pairs:
+            if str(have) != str(want):
+                out.append(Difference(h, name, have, want))
+        if _norm_reqs(hit.get("QualificationRequirements")) != \
+                _norm_reqs(wanted["QualificationRequirements"]):
+            out.append(Difference(h, "qualifications",
+                                  _describe_reqs(hit.get("QualificationRequirements")),
+                                  _describe_reqs(wanted["QualificationRequirements"])))
+        have_n = int(hit.get("MaxAssignments", h.max_assignments))
+        if have_n != s.assignments:
+            ok = s.assignments > have_n and not (have_n < 10 <= s.assignments)
+            out.append(Difference(h, "assignments", have_n, s.assignments, ok))
+    if problems:
+        raise PublishError(problems)
+    return out
+
+
+def _describe_reqs(reqs) -> str:
+    parts = []
+    for q in reqs or []:
+        values = q.get("IntegerValues") or [
+            "-".join(filter(None, (v.get("Country"), v.get("Subdivision"))))
+            for v in q.get("LocaleValues") or []]
+        parts.append(f"{q['QualificationTypeId']} {q['Comparator']}"
+                     + (f" {','.join(map(str, values))}" if values else ""))
+    return "; ".join(parts) or "none"
+
+
+def apply_changes(plan: Plan, requester: Requester,
+                  diffs: list[Difference]) -> list[tuple[Hit, str | None]]:
+    """Bring each differing HIT to the plan's settings: a new HIT type (reward, texts,
+    durations, qualifications) and more assignments; return (hit, error or None)."""
+    s, out = plan.settings, []
+    by_hit: dict[int, list[Difference]] = {}
+    for d in diffs:
+        by_hit.setdefault(d.hit.id, []).append(d)
+    for items in by_hit.values():
+        h = items[0].hit
+        try:
+            if any(d.field != "assignments" for d in items):
+                h.hit_type_id = requester.retype(h.mturk_hit_id,
+                                                 **s.type_fields(requester.environment))
+                h.reward = s.reward
+            more = next((d for d in items if d.field == "assignments"), None)
+            if more is not None:
+                token = request_token("tll-extra", h.mturk_hit_id, str(s.assignments))
+                requester.add_assignments(h.mturk_hit_id, s.assignments - more.published,
+                                          token)
+                h.max_assignments = s.assignments
+            out.append((h, None))
+        except MTurkFailure as exc:
+            out.append((h, str(exc)))
+        db.session.commit()
+    return out
 
 
 @dataclass

@@ -30,7 +30,10 @@ LOCALE = "00000000000000000071"
 # Calls that change nothing, or set an absolute state, may be repeated after throttling;
 # calls that create something only when they carry a UniqueRequestToken.
 READ_ONLY = {"GetAccountBalance", "GetHIT", "ListHITs", "ListAssignmentsForHIT",
-             "GetAssignment", "ListBonusPayments", "UpdateExpirationForHIT", "DeleteHIT"}
+             "GetAssignment", "ListBonusPayments", "UpdateExpirationForHIT", "DeleteHIT",
+             "ListQualificationTypes", "GetQualificationType",
+             "AssociateQualificationWithWorker", "ListWorkersWithQualificationType",
+             "CreateHITType", "UpdateHITTypeOfHIT"}
 TOKENED = {"CreateHIT", "SendBonus", "CreateAdditionalAssignmentsForHIT"}
 THROTTLE_CODES = {"Throttling", "ThrottlingException", "TooManyRequestsException",
                   "RequestLimitExceeded", "RequestThrottled", "RequestThrottledException"}
@@ -108,6 +111,7 @@ class Requester:
         self.local = endpoint_url is not None and endpoint_url.rstrip("/") != ENDPOINTS[environment]
         self.retries, self.backoff, self.sleep = retries, backoff, sleep
         self._client = client
+        self.server_time: datetime | None = None   # MTurk's clock at the last answer
 
     @property
     def label(self) -> str:
@@ -148,7 +152,9 @@ class Requester:
                                           params.get("UniqueRequestToken"))
         for attempt in range(self.retries):
             try:
-                return method(**params)
+                out = method(**params)
+                self._note_time(out)
+                return out
             except (NoCredentialsError, PartialCredentialsError):
                 raise MTurkFailure(
                     "No AWS credentials found. Configure them as for the AWS CLI "
@@ -175,6 +181,15 @@ class Requester:
                 raise MTurkFailure(f"{operation}: cannot reach MTurk at {self.endpoint_url}: "
                                    f"{type(exc).__name__}", "Connection") from None
         raise AssertionError("unreachable")
+
+    def _note_time(self, out: dict) -> None:
+        # MTurk's Date header: its clock, not ours, decides deadlines and expiry.
+        from email.utils import parsedate_to_datetime
+        date = (out.get("ResponseMetadata", {}).get("HTTPHeaders") or {}).get("date")
+        try:
+            self.server_time = parsedate_to_datetime(date) if date else self.server_time
+        except (TypeError, ValueError):
+            pass
 
     def pages(self, operation: str, key: str, **params):
         """Yield every item of a NextToken-paginated listing (100 per call)."""
@@ -280,6 +295,50 @@ class Requester:
             if "Duplicate" in exc.turk_code or "already" in str(exc).lower():
                 return False
             raise
+
+    def find_qualification_type(self, name: str) -> str | None:
+        """Return the id of the requester's qualification type called `name`, or None."""
+        for t in self.pages("ListQualificationTypes", "QualificationTypes", Query=name,
+                            MustBeRequestable=False, MustBeOwnedByCaller=True):
+            if t.get("Name") == name:
+                return t["QualificationTypeId"]
+        return None
+
+    def qualification_type(self, name: str, description: str) -> tuple[str, bool]:
+        """Return (id, created) of the requester's qualification type called `name`,
+        creating it when there is none (names are unique per requester)."""
+        found = self.find_qualification_type(name)
+        if found:
+            return found, False
+        try:
+            t = self.call("CreateQualificationType", Name=name, Description=description,
+                          QualificationTypeStatus="Active")["QualificationType"]
+            return t["QualificationTypeId"], True
+        except MTurkFailure as exc:
+            if "AlreadyExists" not in exc.turk_code:
+                raise
+            # Created by a concurrent run between our listing and our creation.
+            return self.qualification_type(name, description)[0], False
+
+    def grant(self, qualification_type_id: str, worker_id: str, value: int = 1) -> None:
+        """Give `worker_id` the qualification (no e-mail to the worker)."""
+        self.call("AssociateQualificationWithWorker",
+                  QualificationTypeId=qualification_type_id, WorkerId=worker_id,
+                  IntegerValue=int(value), SendNotification=False)
+
+    def notify(self, subject: str, message: str, worker_ids: list[str]) -> list[dict]:
+        """NotifyWorkers for at most 100 workers; return MTurk's failure statuses."""
+        if not 1 <= len(worker_ids) <= 100:
+            raise ValueError("NotifyWorkers takes 1 to 100 workers a call")
+        return self.call("NotifyWorkers", Subject=subject, MessageText=message,
+                         WorkerIds=list(worker_ids)).get("NotifyWorkersFailureStatuses", [])
+
+    def retype(self, hit_id: str, **type_fields) -> str:
+        """Give a HIT the HIT type with `type_fields` (reward, texts, qualification
+        requirements); return the new HIT type id."""
+        type_id = self.call("CreateHITType", **type_fields)["HITTypeId"]
+        self.call("UpdateHITTypeOfHIT", HITId=hit_id, HITTypeId=type_id)
+        return type_id
 
     def delete(self, hit_id: str) -> None:
         """Delete (dispose of) a reviewable HIT whose assignments are all decided."""

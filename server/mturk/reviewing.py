@@ -8,8 +8,9 @@ page records 'finished' (every answer stored); `sync` records what MTurk reports
 from __future__ import annotations
 
 import secrets
+from collections import Counter
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 
 from sqlalchemy import select
@@ -88,21 +89,34 @@ def _apply(row: Assignment, a: dict) -> None:
     row.submitted_at = as_utc(a.get("SubmitTime")) or row.submitted_at
     row.approved_at = as_utc(a.get("ApprovalTime")) or row.approved_at
     row.rejected_at = as_utc(a.get("RejectionTime")) or row.rejected_at
+    if row.participant is not None:
+        _set(row.participant, row.status)
+
+
+def _set(p: Participant, status: str) -> bool:
+    """Record the platform's status on the participant; return True when it changed."""
+    from ..recording import set_status
+    changed = p.submission_status != status
+    set_status(p, status, synced=True)
+    return changed
 
 
 @dataclass
 class SyncReport:
-    """What `sync` found: counts and one line per mismatch."""
+    """What `sync` found: counts, the participants' statuses after it, and one line per
+    mismatch."""
     hits: int = 0
     assignments: int = 0
     updated: int = 0
+    statuses: Counter = field(default_factory=Counter)
     mismatches: list[str] = field(default_factory=list)
 
 
 def sync(requester: Requester, hits: list[Hit]) -> SyncReport:
-    """Pull every assignment of `hits` from MTurk, update the database rows, and report
-    each mismatch: on MTurk but unknown here, submitted on MTurk but not finished here,
-    finished here but not submitted on MTurk."""
+    """Pull every assignment of `hits` from MTurk, update the database rows and each
+    participant's submission status (accepted, submitted, approved, rejected, returned,
+    abandoned), and report each mismatch: on MTurk but unknown here, submitted on MTurk
+    but not finished here, finished here but not submitted on MTurk."""
     rep = SyncReport()
     for hit in hits:
         if hit.status == "deleted":
@@ -120,6 +134,10 @@ def sync(requester: Requester, hits: list[Hit]) -> SyncReport:
 
 def _sync_hit(requester: Requester, hit: Hit, rep: SyncReport) -> None:
     info = requester.hit(hit.mturk_hit_id)
+    # MTurk's clock decides whether an unsubmitted assignment ran out of time.
+    now = as_utc(requester.server_time or datetime.now(timezone.utc))
+    duration = timedelta(seconds=int(info.get("AssignmentDurationInSeconds", 0)))
+    pending = int(info.get("NumberOfAssignmentsPending", 0))
     hit.status = info.get("HITStatus", hit.status)
     hit.expires_at = as_utc(info.get("Expiration")) or hit.expires_at
     seen = set()
@@ -132,9 +150,9 @@ def _sync_hit(requester: Requester, hit: Hit, rep: SyncReport) -> None:
                 f"{hit.key} {a['AssignmentId']} worker {a['WorkerId']}: "
                 f"{a['AssignmentStatus']} on MTurk but unknown here")
             continue
-        if row.status != LOCAL_STATUS.get(a["AssignmentStatus"]):
-            rep.updated += 1
+        before = row.participant.submission_status if row.participant else row.status
         _apply(row, a)
+        rep.updated += before != row.status
         p = row.participant
         if p is None or p.completed_at is None:
             done = len(answers_of(p))
@@ -145,13 +163,37 @@ def _sync_hit(requester: Requester, hit: Hit, rep: SyncReport) -> None:
                 f"({done} of {total} answers)")
     rows = db.session.execute(select(Assignment).where(Assignment.hit_id == hit.id)).scalars()
     for row in rows:
-        if (row.mturk_assignment_id, row.worker_id) in seen or row.status == "returned":
-            continue
         p = row.participant
-        if p is not None and p.completed_at is not None:
-            rep.mismatches.append(
-                f"{hit.key} {row.mturk_assignment_id} worker {row.worker_id}: "
-                "finished here but not submitted on MTurk")
+        if (row.mturk_assignment_id, row.worker_id) not in seen:
+            gone = _unsubmitted(row, now, duration, pending)
+            if gone and p is not None:
+                rep.updated += _set(p, gone)
+            if gone:
+                row.status = gone
+            # A finished page never submitted is a mismatch while MTurk may still get
+            # it; once returned or abandoned the two records agree (it does not count).
+            if p is not None and p.completed_at is not None and \
+                    row.status not in ("returned", "abandoned"):
+                rep.mismatches.append(
+                    f"{hit.key} {row.mturk_assignment_id} worker {row.worker_id}: "
+                    "finished here but not submitted on MTurk")
+        if p is not None:
+            rep.statuses[p.submission_status] += 1
+
+
+def _unsubmitted(row: Assignment, now: datetime, duration: timedelta,
+                 pending: int) -> str | None:
+    """The status of an assignment MTurk does not list (never submitted): `returned`
+    when its ID went to another worker (the worker page saw it) or nobody holds it any
+    more before its deadline, `abandoned` once its deadline passed, else None (still
+    being worked on)."""
+    if row.status in ("returned", "abandoned"):
+        return row.status
+    if as_utc(row.accepted_at) + duration <= now:
+        return "abandoned"
+    if pending == 0:
+        return "returned"
+    return None
 
 
 def review(requester: Requester, hits: list[Hit],
@@ -170,9 +212,11 @@ def review(requester: Requester, hits: list[Hit],
 
 
 def decide(requester: Requester, items: list[Review], approve: bool,
-           feedback: str | None = None) -> list[tuple[Review, str | None]]:
+           feedback: str | None = None,
+           override: bool = False) -> list[tuple[Review, str | None]]:
     """Approve or reject each review item; return (item, error or None) per item. An
-    item MTurk already shows in the wanted state counts as done (safe to rerun)."""
+    item MTurk already shows in the wanted state counts as done (safe to rerun).
+    `override` approves a rejected assignment (MTurk allows it within 30 days)."""
     out = []
     want = "Approved" if approve else "Rejected"
     for r in items:
@@ -183,7 +227,7 @@ def decide(requester: Requester, items: list[Review], approve: bool,
                                    "worker")
             if current["AssignmentStatus"] != want:
                 if approve:
-                    requester.approve(r.assignment_id, feedback)
+                    requester.approve(r.assignment_id, feedback, override)
                 else:
                     requester.reject(r.assignment_id, feedback or "")
                 current = requester.assignment(r.assignment_id)
@@ -215,12 +259,14 @@ def bonus_cost(amount) -> Decimal:
 
 
 def pay_bonus(requester: Requester, r: Review, amount, reason: str,
-              again: bool = False) -> tuple[Bonus, bool]:
+              additional: bool = False) -> tuple[Bonus, bool]:
     """Pay a bonus on a reviewed assignment; return (bonus row, newly paid).
 
-    The row and its UniqueRequestToken are stored before MTurk is called: a rerun after
-    a crash or a timeout uses the same token, so the worker is never paid twice. A bonus
-    already paid on the assignment is refused unless `again`."""
+    One bonus per assignment: the row and its UniqueRequestToken are stored before MTurk
+    is called, so a rerun after a crash or a timeout finishes that same bonus and never
+    pays twice. A bonus interrupted earlier must be finished with its own amount before
+    anything else; a bonus already paid is refused unless `additional` asks for another.
+    """
     amount = parse_amount(amount)
     if amount <= 0:
         raise ValueError("bonus amount must be positive")
@@ -229,14 +275,18 @@ def pay_bonus(requester: Requester, r: Review, amount, reason: str,
     row = r.local
     if row is None:
         raise ValueError(f"assignment {r.assignment_id} is not recorded here: run sync")
-    existing = [b for b in row.bonuses]
-    pending = [b for b in existing if b.status == "pending" and b.amount == amount]
-    paid = [b for b in existing if b.status == "paid"]
+    pending = [b for b in row.bonuses if b.status == "pending"]
+    paid = [b for b in row.bonuses if b.status == "paid"]
+    if pending and pending[0].amount != amount:
+        raise ValueError(f"an earlier bonus of ${pending[0].amount} on {r.assignment_id} was "
+                         f"interrupted and may have been paid: run the command again with "
+                         f"--amount {pending[0].amount} to finish it (it will not pay twice)")
     if pending:
         b = pending[0]
-    elif paid and not again:
-        raise ValueError(f"assignment {r.assignment_id} already has a bonus of "
-                         f"${paid[0].amount}: add --again to pay another")
+    elif paid and not additional:
+        total = sum(p.amount for p in paid)
+        raise ValueError(f"assignment {r.assignment_id} already has a bonus of ${total}: "
+                         "nothing paid (add --additional to pay another bonus on it)")
     else:
         b = Bonus(assignment_id=row.id, amount=amount, reason=reason,
                   unique_request_token=request_token("tll-bonus", r.assignment_id,
@@ -249,3 +299,23 @@ def pay_bonus(requester: Requester, r: Review, amount, reason: str,
     b.status, b.paid_at = "paid", datetime.now(timezone.utc)
     db.session.commit()
     return b, fresh
+
+
+def experiment_workers(hits: list[Hit], statuses: tuple[str, ...] = ()) -> list[str]:
+    """Return the distinct worker ids recorded on `hits` (optionally only assignments in
+    these local statuses), sorted."""
+    q = select(Assignment.worker_id).where(Assignment.hit_id.in_([h.id for h in hits]))
+    if statuses:
+        q = q.where(Assignment.status.in_(statuses))
+    return sorted(set(db.session.execute(q).scalars()))
+
+
+def notify(requester: Requester, worker_ids: list[str], subject: str, message: str,
+           batch: int = 100, progress=None) -> list[dict]:
+    """Send `message` to the workers in batches of `batch` (MTurk takes 100 a call);
+    return the failure statuses MTurk reported."""
+    chunks = [worker_ids[i:i + batch] for i in range(0, len(worker_ids), batch)]
+    failures = []
+    for chunk in (progress(chunks) if progress else chunks):
+        failures += requester.notify(subject, message, chunk)
+    return failures

@@ -23,6 +23,7 @@ from .. import recruitment
 from ..lab import record_form_answer, screen_url
 from ..models import Assignment, Experiment, Hit, Participant, Response, Trial, db
 from ..recording import RecordingError
+from .exclusion import mark_started
 from .question import checked_submit_to, frame_ancestors
 
 PREVIEW_ID = "ASSIGNMENT_ID_NOT_AVAILABLE"
@@ -132,7 +133,7 @@ def _accepted(exp: Experiment, hit_key: str, trial_keys: list[str], params: dict
     if existing is None and exp.repeats == "none" and _took_part_elsewhere(exp, wid, aid):
         return _refused(exp, "this study")
     try:
-        p, _created = rec.start_participant(exp, population="mturk", assignment_id=aid,
+        p, created = rec.start_participant(exp, population="mturk", assignment_id=aid,
                                             worker_id=wid, hit_id=hit_id, hit_record=hit,
                                             trial_keys=trial_keys, consent=True,
                                             user_agent=request.headers.get("User-Agent", ""))
@@ -144,6 +145,8 @@ def _accepted(exp: Experiment, hit_key: str, trial_keys: list[str], params: dict
                                "to it are no longer recorded. Accept the HIT again to take "
                                "part."), 409
     row = _record_assignment(hit, aid, wid, p)
+    if created:
+        mark_started(exp, hit.environment, wid, local_endpoint())
     view = rec.next_trial(p)
     if view is None:
         if row.status == "accepted":

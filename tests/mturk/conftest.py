@@ -123,9 +123,10 @@ class Stack:
 
 @pytest.fixture
 def stack_factory(tmp_path):
-    """Return make(environment='sandbox', balance=None, database_url=None): a fresh emulator
-    (http://127.0.0.1 ExternalURLs allowed) and a fresh server on a SQLite file, both
-    served over HTTP; the server trusts the emulator as worker site."""
+    """Return make(environment='sandbox', balance=None, database_url=None, clock=None,
+    emulator=None): a fresh emulator (http://127.0.0.1 ExternalURLs allowed; or the given
+    running one) and a fresh server on a SQLite file, both served over HTTP; the server
+    trusts the emulator as worker site."""
     import threading
 
     import flask_migrate
@@ -137,11 +138,12 @@ def stack_factory(tmp_path):
     stops = []
 
     def make(environment: str = "sandbox", balance: str | None = None,
-             database_url: str | None = None) -> Stack:
+             database_url: str | None = None, clock=None, emulator=None) -> Stack:
         n = len(stops)
-        emulator = serve_in_thread(create_emulator(environment, allow_http_localhost=True,
-                                                   balance=balance))
-        stops.append(emulator.stop)
+        if emulator is None:        # else a second deployment on the same MTurk account
+            emulator = serve_in_thread(create_emulator(environment, allow_http_localhost=True,
+                                                       balance=balance, clock=clock))
+            stops.append(emulator.stop)
         url = database_url or f"sqlite:///{tmp_path / f'db{n}.sqlite3'}"
         app = create_app({"SQLALCHEMY_DATABASE_URI": url,
                           "MTURK_ENDPOINT_URL": emulator.url, "TESTING": True},

@@ -67,8 +67,15 @@ def test_block_layout_end_to_end(stack, block):
            "catch 0/1 passed" in out
     assert "t0003 catch (catch): chose 5, match at 3: wrong" in out
 
-    out = stack.ok("reject", "block", "--failed-catch", "--feedback",
-                   "The attention check (the same picture shown again) was missed.")
+    why = "The attention check (the same picture shown again) was missed."
+    # Bulk rejection says what it will reject and asks; "no" changes nothing.
+    res = stack.cli("reject", "block", "--failed-catch", "--feedback", why, input="n\n")
+    assert res.exit_code == 1 and "Will reject 1 assignment(s)" in res.output
+    assert f"{careless.assignment['assignmentId']} worker {careless.worker_id}" in res.output
+    assert "Nothing was rejected" in res.output
+    assert {a["AssignmentStatus"] for a in mt.list_assignments_for_hit(HITId=h1)[
+        "Assignments"]} == {"Submitted"}
+    out = stack.ok("reject", "block", "--failed-catch", "--feedback", why, input="y\n")
     assert "1 of 1 assignment(s) rejected" in out
     out = stack.ok("approve", "block", "--passed-catch")
     assert "1 of 1 assignment(s) approved" in out
@@ -83,8 +90,15 @@ def test_block_layout_end_to_end(stack, block):
     assert "Paid: $0.10" in out
     again = stack.cli("bonus", "block", aid, "--amount", "0.10", "--reason", "Careful work")
     assert again.exit_code == 2 and "already has a bonus" in again.output
+    other = stack.cli("bonus", "block", aid, "--amount", "0.50", "--reason", "Careful work")
+    assert other.exit_code == 2 and "--additional" in other.output
     assert len(mt.list_bonus_payments(HITId=h1)["BonusPayments"]) == 1
     assert count(stack, Bonus) == 1
+    out = stack.ok("bonus", "block", aid, "--amount", "0.05", "--reason", "More",
+                   "--additional")
+    assert "Paid: $0.05" in out
+    assert sorted(b["BonusAmount"] for b in mt.list_bonus_payments(HITId=h1)[
+        "BonusPayments"]) == ["0.05", "0.10"]
 
     # A pending assignment does not stop expiry; the HIT closes at once.
     pending = Worker(stack)
@@ -144,15 +158,35 @@ def test_resume_and_idempotent_answers(stack, block):
 
 
 def test_repeat_worker_refused_unless_allowed(stack, block, tmp_path):
+    mt = client(stack)
     w = Worker(stack, "AREPEATWORKER01")
     w.accept(block["h0001"])
     w.submit(w.answer([0, 1, 2]))
+    # Starting granted the experiment's qualification: MTurk keeps the worker out of
+    # its other HITs before they can accept one.
+    qid = mt.get_hit(HITId=block["h0002"])["HIT"]["QualificationRequirements"][-1]
+    assert qid["Comparator"] == "DoesNotExist"
+    holders = mt.list_workers_with_qualification_type(
+        QualificationTypeId=qid["QualificationTypeId"])["Qualifications"]
+    assert [q["WorkerId"] for q in holders] == ["AREPEATWORKER01"]
+    r = w.http.post(f"{stack.em}/worker/hits/{block['h0002']}/accept",
+                    json={"workerId": "AREPEATWORKER01"},
+                    headers={"Accept": "application/json"}, timeout=10)
+    assert r.status_code == 403 and "qualification" in r.json()["error"]
+    # Defence in depth: with the grant lost, MTurk lets them in and the page refuses.
+    mt.disassociate_qualification_from_worker(
+        QualificationTypeId=qid["QualificationTypeId"], WorkerId="AREPEATWORKER01")
     again = Worker(stack, "AREPEATWORKER01")
     again.accept(block["h0002"])
     r = again.open()
     assert r.status_code == 409
     assert "already taken part" in r.text
     assert count(stack, Participant) == 1
+    # sync grants it again.
+    stack.ok("sync", "block")
+    assert [q["WorkerId"] for q in mt.list_workers_with_qualification_type(
+        QualificationTypeId=qid["QualificationTypeId"])["Qualifications"]] == \
+        ["AREPEATWORKER01"]
     # Per experiment: allow_repeats lets the worker take another HIT.
     path = write_experiment(tmp_path / "study2", [1, 1], name="repeats")
     stack.load(path, "repeats", allow_repeats=True)
@@ -205,7 +239,9 @@ def test_double_submit_and_mismatch_report(stack, block):
     lazy = Worker(stack)
     lazy.accept(block["h0002"])
     lazy.answer([3, 4, 0])
-    out = stack.ok("sync", "block")
+    res = stack.cli("sync", "block")
+    assert res.exit_code == 1        # every mismatch makes sync fail
+    out = res.output
     assert re.search(rf"MISMATCH h0002 {lazy.assignment['assignmentId']} worker "
                      rf"{lazy.worker_id}: finished here but not submitted on MTurk", out)
     # And one who submitted on MTurk without finishing here (e.g. a crafted submit).
@@ -216,7 +252,9 @@ def test_double_submit_and_mismatch_report(stack, block):
                         data={"assignmentId": early.assignment["assignmentId"], "x": "1"},
                         headers={"Accept": "application/json"}, timeout=10)
     assert r.status_code == 200
-    out = stack.ok("sync", "block")
+    res = stack.cli("sync", "block")
+    out = res.output
+    assert res.exit_code == 1
     assert "Submitted on MTurk but not finished here (1 of 3 answers)" in out
     assert "2 mismatch(es)" in out
 

@@ -7,7 +7,8 @@ import threading
 from pathlib import Path
 
 from flask import Flask
-from werkzeug.serving import make_server
+from werkzeug.http import http_date
+from werkzeug.serving import WSGIRequestHandler, make_server
 
 from .state import EmulatorState, MTurkError  # noqa: F401  (public API)
 
@@ -33,12 +34,25 @@ def create_emulator(environment: str = "sandbox", allow_http_localhost: bool = F
     return app
 
 
+def request_handler(app: Flask) -> type[WSGIRequestHandler]:
+    """Return a request handler whose Date header is the endpoint's clock (an injected
+    one in tests), as MTurk's Date is MTurk's: requesters judge deadlines by it."""
+    state = app.extensions["mturk_emulator"]
+
+    class Handler(WSGIRequestHandler):
+        def date_time_string(self, timestamp=None):
+            return http_date(state.clock())
+
+    return Handler
+
+
 class RunningEmulator:
     """An emulator served over real HTTP from a thread (tests, in-process dry runs)."""
 
     def __init__(self, app: Flask, host: str = "127.0.0.1", port: int = 0):
         self.app = app
-        self.server = make_server(host, port, app, threaded=True)
+        self.server = make_server(host, port, app, threaded=True,
+                                  request_handler=request_handler(app))
         self.url = f"http://{host}:{self.server.server_port}"
         self.thread = threading.Thread(target=self.server.serve_forever, args=(0.05,),
                                        daemon=True)

@@ -103,7 +103,7 @@ def _operation(state: EmulatorState, op: str, p: dict) -> dict:
     if op == "GetAssignment":
         with state.lock:
             state.tick()
-            a = state.assignment(p.get("AssignmentId"))
+            a = state.listed_assignment(p.get("AssignmentId"))
             return {"Assignment": assignment_shape(a),
                     "HIT": hit_shape(state, state.hits[a.hit_id])}
     if op == "ApproveAssignment":
@@ -135,6 +135,46 @@ def _operation(state: EmulatorState, op: str, p: dict) -> dict:
     if op == "DeleteHIT":
         state.delete_hit(p.get("HITId"))
         return {}
+    if op == "CreateHITType":
+        return {"HITTypeId": state.create_hit_type(p)}
+    if op == "UpdateHITTypeOfHIT":
+        state.update_hit_type(p.get("HITId"), p.get("HITTypeId"))
+        return {}
+    return _qualification_operation(state, op, p)
+
+
+def _qualification_operation(state: EmulatorState, op: str, p: dict) -> dict:
+    if op == "CreateQualificationType":
+        return {"QualificationType": state.create_qualification_type(p)}
+    if op == "GetQualificationType":
+        with state.lock:
+            return {"QualificationType": state.qualification_type(
+                p.get("QualificationTypeId"))}
+    if op == "ListQualificationTypes":
+        if "MustBeRequestable" not in p:
+            raise MTurkError("Value for MustBeRequestable is required.")
+        if p.get("MustBeRequestable"):
+            rows = []          # the requester's types here are never requestable
+        else:
+            rows = state.list_qualification_types(p.get("Query"))
+        chunk, extra = _page(rows, p)
+        return {"QualificationTypes": chunk, **extra}
+    if op == "AssociateQualificationWithWorker":
+        state.associate(p.get("QualificationTypeId"), p.get("WorkerId"),
+                        p.get("IntegerValue", 1))
+        return {}
+    if op == "DisassociateQualificationFromWorker":
+        state.disassociate(p.get("QualificationTypeId"), p.get("WorkerId"))
+        return {}
+    if op == "ListWorkersWithQualificationType":
+        rows = [{"QualificationTypeId": p.get("QualificationTypeId"), "WorkerId": w,
+                 "IntegerValue": v, "Status": "Granted"}
+                for w, v in state.workers_with(p.get("QualificationTypeId"))]
+        chunk, extra = _page(rows, p)
+        return {"Qualifications": chunk, **extra}
+    if op == "NotifyWorkers":
+        return {"NotifyWorkersFailureStatuses": state.notify(
+            p.get("Subject"), p.get("MessageText"), p.get("WorkerIds") or [])}
     raise KeyError(op)
 
 
@@ -170,6 +210,20 @@ def requester_api():
     except (TypeError, ValueError) as exc:
         return _error("RequestError", f"Invalid parameter: {exc}",
                       "AWS.MechanicalTurk.ParameterValidation")
+
+
+@bp.post("/_emulator/workers/<worker_id>")
+def describe_worker(worker_id: str):
+    """Describe a simulated worker (masters, approval_rate, approved, locale,
+    qualifications) before they accept HITs; answers the worker as stored."""
+    try:
+        w = _state().describe_worker(worker_id, request.get_json(force=True) or {})
+    except MTurkError as exc:
+        return _reply({"error": exc.message}, 400)
+    return _reply({"workerId": w.worker_id, "masters": w.masters,
+                   "approval_rate": w.approval_rate, "approved": w.approved,
+                   "locale": w.locale, "qualifications": w.qualifications,
+                   "messages": w.messages})
 
 
 @bp.post("/_emulator/faults")

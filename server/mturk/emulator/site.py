@@ -55,12 +55,18 @@ def index():
 def preview(hit_id: str):
     """The HIT in preview, as a worker sees it before accepting."""
     state = _state()
+    worker = request.args.get("workerId", "").strip()
     try:
         with state.lock:
-            h = state.hit(hit_id)
+            h = state.live_hit(hit_id)
             status = state.hit_status(h)
+            unmet = state.unmet(worker, h, "Preview") if worker else []
     except MTurkError as exc:
         return _fail(exc, 404)
+    if unmet:
+        return _fail(MTurkError("You do not meet the qualification requirements to preview "
+                                "this HIT: " + "; ".join(unmet) + ".",
+                                "AWS.MechanicalTurk.QualificationRequirementNotMet"), 403)
     src = task_url(h.external_url, assignmentId=PREVIEW_ID, hitId=h.hit_id)
     return render_template("mturk/emulator/preview.html", hit=h, status=status, src=src)
 
@@ -72,8 +78,10 @@ def accept(hit_id: str):
     try:
         a = _state().accept(hit_id, (data.get("workerId") or "").strip() or None)
     except MTurkError as exc:
-        return _fail(exc, 409 if "Already" in exc.turk_code or "NotAssignable"
-                     in exc.turk_code else 404)
+        code = exc.turk_code
+        return _fail(exc, 403 if "QualificationRequirementNotMet" in code else
+                     409 if "Already" in code or "NotAssignable" in code else
+                     400 if "ParameterValidation" in code else 404)
     if _wants_json():
         return jsonify(_assignment_json(a)), 201
     return redirect(url_for(".work", assignment_id=a.assignment_id), 303)

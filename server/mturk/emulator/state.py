@@ -23,8 +23,21 @@ SANDBOX_MASTERS = "2ARFPLSP75KLA8M8DH1HTEQVJT3SY6"
 PRODUCTION_MASTERS = "2F1QJWKUDD8XADTFD2Q0G6UTO95ALH"
 SYSTEM_QUALIFICATIONS = {"00000000000000000040", "000000000000000000L0",
                          "00000000000000000071", "00000000000000000060"}
+NUMBER_APPROVED, PERCENT_APPROVED, LOCALE = ("00000000000000000040", "000000000000000000L0",
+                                             "00000000000000000071")
 COMPARATORS = {"LessThan", "LessThanOrEqualTo", "GreaterThan", "GreaterThanOrEqualTo",
                "EqualTo", "NotEqualTo", "Exists", "DoesNotExist", "In", "NotIn"}
+ORDERED = {"LessThan", "LessThanOrEqualTo", "GreaterThan", "GreaterThanOrEqualTo"}
+LOCALE_COMPARATORS = {"EqualTo", "NotEqualTo", "In", "NotIn"}
+ACTIONS = {"Accept", "PreviewAndAccept", "DiscoverPreviewAndAccept"}
+# MTurk's own vocabulary for assignments; Accepted/Returned/Abandoned exist only here.
+LISTED_STATUSES = ("Submitted", "Approved", "Rejected")
+TOKEN_LIFETIME = 24 * 3600   # MTurk remembers a UniqueRequestToken for 24 hours
+NOTIFY_LIMIT = 100
+OVERRIDE_WINDOW = 30 * 86400  # a rejection can be overridden within 30 days of submission
+# A simulated worker nobody described: an experienced US Masters worker.
+DEFAULT_WORKER = {"masters": True, "approval_rate": 99, "approved": 5000,
+                  "locale": {"Country": "US"}}
 ANSWER_NS = ("http://mechanicalturk.amazonaws.com/AWSMechanicalTurkDataSchemas/"
              "2005-10-01/QuestionFormAnswers.xsd")
 _ALNUM = string.ascii_uppercase + string.digits
@@ -74,6 +87,19 @@ class HitRec:
 
 
 @dataclass
+class WorkerRec:
+    """A simulated worker's profile: the system qualifications MTurk keeps for them, the
+    requester's qualifications granted to them, and the messages sent to them."""
+    worker_id: str
+    masters: bool = True
+    approval_rate: int = 99
+    approved: int = 5000
+    locale: dict = field(default_factory=lambda: {"Country": "US"})
+    qualifications: dict = field(default_factory=dict)   # type id -> integer value
+    messages: list = field(default_factory=list)
+
+
+@dataclass
 class AssignmentRec:
     assignment_id: str
     hit_id: str
@@ -116,8 +142,17 @@ class EmulatorState:
         self.lock = threading.RLock()
         self.hits: dict[str, HitRec] = {}
         self.assignments: dict[str, AssignmentRec] = {}
+        # Indexes, so that a paper-sized run (thousands of assignments) stays fast: the
+        # assignment ids of each HIT, and those whose state time can still change.
+        self.by_hit: dict[str, set[str]] = {}
+        self.open: set[str] = set()
         self.bonuses: list[dict] = []
         self.tokens: dict[str, str] = {}          # token -> HIT id / bonus key
+        self.token_times: dict[str, float] = {}   # token -> when it was first used
+        self.hit_types: dict[str, str] = {}       # settings key -> HIT type id
+        self.qualification_types: dict[str, dict] = {}
+        self.workers: dict[str, WorkerRec] = {}
+        self.default_worker = dict(DEFAULT_WORKER)
         # The sandbox always reads $10,000.00 and never runs out; a tracked balance
         # (production-like) is spent by rewards, fees and bonuses.
         self.tracked = balance is not None
@@ -132,8 +167,15 @@ class EmulatorState:
         data = json.loads(self.path.read_text())
         self.hits = {k: HitRec(**v) for k, v in data["hits"].items()}
         self.assignments = {k: AssignmentRec(**v) for k, v in data["assignments"].items()}
+        for a in self.assignments.values():
+            self.by_hit.setdefault(a.hit_id, set()).add(a.assignment_id)
+            self.open.add(a.assignment_id)
         self.bonuses, self.tokens = data["bonuses"], data["tokens"]
         self.tracked, self.balance = data["tracked"], Decimal(data["balance"])
+        self.token_times = data.get("token_times", {})
+        self.hit_types = data.get("hit_types", {})
+        self.qualification_types = data.get("qualification_types", {})
+        self.workers = {k: WorkerRec(**v) for k, v in data.get("workers", {}).items()}
 
     def _save(self) -> None:
         if not self.path:
@@ -141,6 +183,9 @@ class EmulatorState:
         data = {"hits": {k: asdict(v) for k, v in self.hits.items()},
                 "assignments": {k: asdict(v) for k, v in self.assignments.items()},
                 "bonuses": self.bonuses, "tokens": self.tokens,
+                "token_times": self.token_times, "hit_types": self.hit_types,
+                "qualification_types": self.qualification_types,
+                "workers": {k: asdict(v) for k, v in self.workers.items()},
                 "tracked": self.tracked, "balance": str(self.balance)}
         tmp = self.path.with_suffix(self.path.suffix + ".tmp")
         tmp.write_text(json.dumps(data, sort_keys=True, indent=2) + "\n")
@@ -149,8 +194,11 @@ class EmulatorState:
     # ------------------------------------------------------------------ time
     def _tick(self) -> None:
         now = self.clock()
-        for a in self.assignments.values():
-            if a.status == "Accepted" and now > a.deadline:
+        for aid in list(self.open):
+            a = self.assignments[aid]
+            if a.status not in ("Accepted", "Submitted"):
+                self.open.discard(aid)
+            elif a.status == "Accepted" and now > a.deadline:
                 self._release(a, "Abandoned")
             elif a.status == "Submitted" and a.auto_approval_time is not None \
                     and now >= a.auto_approval_time:
@@ -161,7 +209,30 @@ class EmulatorState:
         a.status = status
         self.hits[a.hit_id].reusable_ids.append(a.assignment_id)
 
+    def _token(self, token: str | None) -> str | None:
+        """Return what `token` was used for within the last 24 hours, else None (an older
+        use is forgotten, as MTurk forgets it)."""
+        if not token or token not in self.tokens:
+            return None
+        if self.clock() - self.token_times.get(token, self.clock()) >= TOKEN_LIFETIME:
+            del self.tokens[token]
+            self.token_times.pop(token, None)
+            return None
+        return self.tokens[token]
+
+    def _remember(self, token: str | None, value: str) -> None:
+        if token:
+            self.tokens[token], self.token_times[token] = value, self.clock()
+
     # ------------------------------------------------------------------ lookups
+    def live_hit(self, hit_id: str) -> HitRec:
+        """Return the HIT unless it does not exist or was deleted (then raise)."""
+        h = self.hit(hit_id)
+        if h.disposed:
+            raise MTurkError(f"Hit {hit_id} has been deleted.",
+                             "AWS.MechanicalTurk.HITDoesNotExist")
+        return h
+
     def hit(self, hit_id: str) -> HitRec:
         """Return the HIT or raise MTurk's does-not-exist error."""
         rec = self.hits.get(hit_id or "")
@@ -178,9 +249,22 @@ class EmulatorState:
                              "AWS.MechanicalTurk.AssignmentDoesNotExist")
         return rec
 
+    def _of(self, hit_id: str) -> list[AssignmentRec]:
+        """The assignments of one HIT (the latest holder of each reused ID)."""
+        return [self.assignments[aid] for aid in self.by_hit.get(hit_id, ())]
+
+    def listed_assignment(self, assignment_id: str) -> AssignmentRec:
+        """Return a submitted, approved or rejected assignment: the only ones MTurk's
+        requester API shows (an accepted one is still the worker's business)."""
+        rec = self.assignment(assignment_id)
+        if rec.status not in LISTED_STATUSES:
+            raise MTurkError(f"Assignment {assignment_id} does not exist.",
+                             "AWS.MechanicalTurk.AssignmentDoesNotExist")
+        return rec
+
     def counts(self, h: HitRec) -> dict:
         """Return pending / available / completed / submitted counts of a HIT."""
-        mine = [a for a in self.assignments.values() if a.hit_id == h.hit_id]
+        mine = self._of(h.hit_id)
         pending = sum(a.status == "Accepted" for a in mine)
         submitted = sum(a.status == "Submitted" for a in mine)
         completed = sum(a.status in ("Approved", "Rejected") for a in mine)
@@ -220,51 +304,276 @@ class EmulatorState:
                                 "message": message, "turk_code": turk_code})
 
     def _check_qualifications(self, reqs: list) -> bool:
+        """Validate QualificationRequirements as MTurk does; return whether one of them
+        asks for Masters (which raises the fee)."""
         masters = False
-        known = set(SYSTEM_QUALIFICATIONS)
+        known = set(SYSTEM_QUALIFICATIONS) | set(self.qualification_types)
         known.add(SANDBOX_MASTERS if self.environment == "sandbox" else PRODUCTION_MASTERS)
         for q in reqs:
-            qid = q.get("QualificationTypeId")
+            qid, comp = q.get("QualificationTypeId"), q.get("Comparator")
+            ints, locales = q.get("IntegerValues"), q.get("LocaleValues")
             if qid not in known:
                 raise MTurkError(f"QualificationType {qid} does not exist.",
                                  "AWS.MechanicalTurk.QualificationTypeDoesNotExist")
-            if q.get("Comparator") not in COMPARATORS:
-                raise MTurkError(f"Comparator {q.get('Comparator')} is not valid.")
-            if qid == "00000000000000000071" and not q.get("LocaleValues"):
-                raise MTurkError("The locale qualification needs LocaleValues.")
+            if comp not in COMPARATORS:
+                raise MTurkError(f"Comparator {comp} is not valid.")
+            if q.get("ActionsGuarded") is not None and q["ActionsGuarded"] not in ACTIONS:
+                raise MTurkError(f"ActionsGuarded {q['ActionsGuarded']} is not valid.")
+            if comp in ("Exists", "DoesNotExist"):
+                if ints or locales:
+                    raise MTurkError(f"{comp} takes no IntegerValues or LocaleValues "
+                                     f"(QualificationType {qid}).")
+            elif qid == LOCALE:
+                if ints or not locales:
+                    raise MTurkError("The locale qualification is compared with "
+                                     "LocaleValues, not IntegerValues.")
+                if comp not in LOCALE_COMPARATORS:
+                    raise MTurkError(f"The locale qualification cannot use {comp}: only "
+                                     "EqualTo, NotEqualTo, In and NotIn.")
+                _check_values(comp, locales)
+                for loc in locales:
+                    _check_locale(loc)
+            else:
+                if locales or not ints:
+                    raise MTurkError(f"Comparator {comp} on QualificationType {qid} needs "
+                                     "IntegerValues (LocaleValues are for the locale).")
+                _check_values(comp, ints)
             if qid in (SANDBOX_MASTERS, PRODUCTION_MASTERS):
+                if comp not in ("Exists", "DoesNotExist"):
+                    raise MTurkError("The Masters qualification is used with Exists or "
+                                     "DoesNotExist.")
                 masters = True
         return masters
+
+    # ------------------------------------------------------------------ workers
+    def worker(self, worker_id: str) -> WorkerRec:
+        """Return the simulated worker, described by the default profile when new."""
+        w = self.workers.get(worker_id)
+        if w is None:
+            w = self.workers[worker_id] = WorkerRec(worker_id=worker_id,
+                                                    **json.loads(json.dumps(
+                                                        self.default_worker)))
+        return w
+
+    def describe_worker(self, worker_id: str, profile: dict) -> WorkerRec:
+        """Create or change a simulated worker (masters, approval_rate, approved, locale,
+        qualifications); return it. Tests and rehearsals use this to play unqualified
+        workers."""
+        unknown = set(profile) - {"masters", "approval_rate", "approved", "locale",
+                                  "qualifications"}
+        if unknown:
+            raise MTurkError(f"unknown worker properties: {sorted(unknown)}")
+        with self.lock:
+            w = self.worker(worker_id)
+            if "locale" in profile:
+                _check_locale(profile["locale"])
+            for key, value in profile.items():
+                setattr(w, key, value)
+            self._save()
+            return w
+
+    def _value(self, w: WorkerRec, qid: str):
+        """The worker's value of a qualification, or None when they do not hold it."""
+        if qid in (SANDBOX_MASTERS, PRODUCTION_MASTERS):
+            mine = SANDBOX_MASTERS if self.environment == "sandbox" else PRODUCTION_MASTERS
+            return 1 if w.masters and qid == mine else None
+        if qid == PERCENT_APPROVED:
+            return w.approval_rate
+        if qid == NUMBER_APPROVED:
+            return w.approved
+        if qid == LOCALE:
+            return w.locale
+        if qid == "00000000000000000060":      # Adult: simulated workers are adults
+            return 1
+        return w.qualifications.get(qid)
+
+    def unmet(self, worker_id: str, h: HitRec, action: str = "Accept") -> list[str]:
+        """Return the requirements of `h` that keep `worker_id` from `action` (Accept,
+        Preview or Discover), one readable line each; empty when none do."""
+        w = self.worker(worker_id)
+        out = []
+        for q in h.qualification_requirements:
+            guarded = q.get("ActionsGuarded") or (
+                "PreviewAndAccept" if q.get("RequiredToPreview") else "Accept")
+            if action not in guarded:
+                continue
+            if not _meets(self._value(w, q["QualificationTypeId"]), q):
+                out.append(f"{q['QualificationTypeId']} {q['Comparator']} "
+                           f"{q.get('IntegerValues') or q.get('LocaleValues') or ''}".strip())
+        return out
+
+    # ------------------------------------------------------------------ qualification types
+    def create_qualification_type(self, p: dict) -> dict:
+        """CreateQualificationType: a name unique among the requester's types."""
+        with self.lock:
+            name, desc = (p.get("Name") or "").strip(), p.get("Description") or ""
+            status = p.get("QualificationTypeStatus")
+            if not name or not desc:
+                raise MTurkError("Name and Description are required.")
+            if status not in ("Active", "Inactive"):
+                raise MTurkError("QualificationTypeStatus must be Active or Inactive.")
+            if any(t["Name"] == name for t in self.qualification_types.values()):
+                raise MTurkError(f"You have already created a QualificationType with this "
+                                 f"name. A QualificationType's name must be unique among all "
+                                 f"of the QualificationTypes created by the same user. "
+                                 f"(Name: {name})",
+                                 "AWS.MechanicalTurk.QualificationTypeAlreadyExists")
+            qid = new_id("3", 30)
+            t = {"QualificationTypeId": qid, "CreationTime": self.clock(), "Name": name,
+                 "Description": desc, "Keywords": p.get("Keywords", ""),
+                 "QualificationTypeStatus": status, "IsRequestable": False,
+                 "AutoGranted": bool(p.get("AutoGranted", False))}
+            self.qualification_types[qid] = t
+            self._save()
+            return t
+
+    def qualification_type(self, qid: str) -> dict:
+        """Return a requester's qualification type or raise does-not-exist."""
+        t = self.qualification_types.get(qid or "")
+        if t is None:
+            raise MTurkError(f"QualificationType {qid} does not exist.",
+                             "AWS.MechanicalTurk.QualificationTypeDoesNotExist")
+        return t
+
+    def list_qualification_types(self, query: str | None) -> list[dict]:
+        """The requester's qualification types whose name or description holds `query`."""
+        with self.lock:
+            q = (query or "").lower()
+            return sorted((t for t in self.qualification_types.values()
+                           if q in t["Name"].lower() or q in t["Description"].lower()),
+                          key=lambda t: t["CreationTime"])
+
+    def associate(self, qid: str, worker_id: str, value: int = 1) -> None:
+        """AssociateQualificationWithWorker: grant (or change) the worker's value."""
+        with self.lock:
+            self.qualification_type(qid)
+            if not worker_id:
+                raise MTurkError("Value for WorkerId is required.")
+            self.worker(worker_id).qualifications[qid] = int(value)
+            self._save()
+
+    def disassociate(self, qid: str, worker_id: str) -> None:
+        """DisassociateQualificationFromWorker."""
+        with self.lock:
+            self.qualification_type(qid)
+            w = self.workers.get(worker_id or "")
+            if w is None or qid not in w.qualifications:
+                raise MTurkError(f"Worker {worker_id} does not hold QualificationType {qid}.",
+                                 "AWS.MechanicalTurk.QualificationDoesNotExist")
+            del w.qualifications[qid]
+            self._save()
+
+    def workers_with(self, qid: str) -> list[tuple[str, int]]:
+        """(worker id, value) of every worker granted qualification `qid`."""
+        with self.lock:
+            self.qualification_type(qid)
+            return sorted((w.worker_id, w.qualifications[qid])
+                          for w in self.workers.values() if qid in w.qualifications)
+
+    def notify(self, subject: str, text: str, worker_ids: list) -> list[dict]:
+        """NotifyWorkers: at most 100 workers a call; return the failure statuses (a
+        worker who never worked for this requester cannot be messaged)."""
+        with self.lock:
+            if not subject or len(subject) > 200:
+                raise MTurkError("Subject is required and at most 200 characters.")
+            if not text or len(text) > 4096:
+                raise MTurkError("MessageText is required and at most 4096 characters.")
+            if not worker_ids or len(worker_ids) > NOTIFY_LIMIT:
+                raise MTurkError(f"WorkerIds must list between 1 and {NOTIFY_LIMIT} "
+                                 f"workers; got {len(worker_ids or [])}.")
+            worked = {a.worker_id for a in self.assignments.values()}
+            failures = []
+            for wid in worker_ids:
+                if wid not in worked:
+                    failures.append({"NotifyWorkersFailureCode": "HardFailure",
+                                     "NotifyWorkersFailureMessage":
+                                         f"Worker {wid} has not worked for you.",
+                                     "WorkerId": wid})
+                    continue
+                self.worker(wid).messages.append({"Subject": subject, "MessageText": text,
+                                                  "Time": self.clock()})
+            self._save()
+            return failures
+
+    def _hit_type(self, p: dict) -> tuple[str, dict]:
+        """Validate the HIT type fields of `p` (CreateHIT or CreateHITType); return the
+        type's id (one per distinct set of fields) and its settings."""
+        for key in ("Title", "Description", "Reward", "AssignmentDurationInSeconds"):
+            if p.get(key) in (None, ""):
+                raise MTurkError(f"Value for {key} is required.")
+        if len(p["Title"]) > 128 or len(p["Description"]) > 2000:
+            raise MTurkError("Title is at most 128 and Description 2000 characters.")
+        try:
+            reward = parse_amount(p["Reward"])
+        except FeeError as exc:
+            raise MTurkError(f"Reward: {exc}") from None
+        if reward < Decimal("0.01"):
+            raise MTurkError(f"The value {p['Reward']} for Reward is invalid: the minimum "
+                             "reward is $0.01.")
+        dur = int(p["AssignmentDurationInSeconds"])
+        delay = int(p.get("AutoApprovalDelayInSeconds", 2592000))
+        if not 30 <= dur <= 31536000:
+            raise MTurkError("LifetimeInSeconds and AssignmentDurationInSeconds must be "
+                             "between 30 and 31536000.")
+        if not 0 <= delay <= 2592000:
+            raise MTurkError("AutoApprovalDelayInSeconds must be between 0 and 2592000.")
+        reqs = p.get("QualificationRequirements") or []
+        masters = self._check_qualifications(reqs)
+        t = {"Title": p["Title"], "Description": p["Description"],
+             "Reward": f"{reward:.2f}", "dur": dur, "delay": delay,
+             "Keywords": p.get("Keywords", ""), "QualificationRequirements": reqs}
+        type_id = self.hit_types.setdefault(json.dumps(t, sort_keys=True), new_id())
+        return type_id, {**t, "masters": masters}
+
+    def create_hit_type(self, p: dict) -> str:
+        """CreateHITType: the id of the HIT type with these fields (made once)."""
+        with self.lock:
+            type_id, _ = self._hit_type(p)
+            self._save()
+            return type_id
+
+    def update_hit_type(self, hit_id: str, type_id: str) -> None:
+        """UpdateHITTypeOfHIT: give a live HIT another type's reward, texts and
+        qualification requirements."""
+        with self.lock:
+            self._tick()
+            h = self.live_hit(hit_id)
+            found = [json.loads(k) for k, v in self.hit_types.items() if v == type_id]
+            if not found:
+                raise MTurkError(f"HITType {type_id} does not exist.",
+                                 "AWS.MechanicalTurk.HITTypeDoesNotExist")
+            t = found[0]
+            h.hit_type_id = h.hit_group_id = type_id
+            h.title, h.description, h.reward = t["Title"], t["Description"], t["Reward"]
+            h.assignment_duration, h.auto_approval_delay = t["dur"], t["delay"]
+            h.keywords, h.qualification_requirements = t["Keywords"], \
+                t["QualificationRequirements"]
+            self._save()
 
     def create_hit(self, p: dict) -> HitRec:
         """CreateHIT: validate as MTurk does, honour UniqueRequestToken, charge."""
         with self.lock:
             self._tick()
             token = p.get("UniqueRequestToken")
-            if token and token in self.tokens:
+            if token and len(token) > 64:
+                raise MTurkError("UniqueRequestToken is at most 64 characters.")
+            if self._token(token):
                 raise MTurkError(
                     f"The HIT with ID \"{self.tokens[token]}\" already exists for this "
                     f"UniqueRequestToken ({token}).", "AWS.MechanicalTurk.HitAlreadyExists")
-            for key in ("Title", "Description", "Reward", "LifetimeInSeconds",
-                        "AssignmentDurationInSeconds", "Question"):
+            for key in ("LifetimeInSeconds", "Question"):
                 if p.get(key) in (None, ""):
                     raise MTurkError(f"Value for {key} is required.")
-            if len(p["Title"]) > 128 or len(p["Description"]) > 2000:
-                raise MTurkError("Title is at most 128 and Description 2000 characters.")
-            try:
-                reward = parse_amount(p["Reward"])
-            except FeeError as exc:
-                raise MTurkError(f"Reward: {exc}") from None
+            type_id, t = self._hit_type(p)
+            reward, dur, delay = parse_amount(t["Reward"]), t["dur"], t["delay"]
+            reqs = t["QualificationRequirements"]
             n = int(p.get("MaxAssignments", 1))
             if not 1 <= n <= 1000000:
                 raise MTurkError("MaxAssignments must be between 1 and 1000000.")
-            life, dur = int(p["LifetimeInSeconds"]), int(p["AssignmentDurationInSeconds"])
-            delay = int(p.get("AutoApprovalDelayInSeconds", 2592000))
-            if not 30 <= life <= 31536000 or not 30 <= dur <= 31536000:
+            life = int(p["LifetimeInSeconds"])
+            if not 30 <= life <= 31536000:
                 raise MTurkError("LifetimeInSeconds and AssignmentDurationInSeconds must "
                                  "be between 30 and 31536000.")
-            if not 0 <= delay <= 2592000:
-                raise MTurkError("AutoApprovalDelayInSeconds must be between 0 and 2592000.")
             try:
                 url, height = parse_external_question(p["Question"],
                                                       self.allow_http_localhost)
@@ -272,18 +581,13 @@ class EmulatorState:
                 raise MTurkError(f"There was an error parsing the XML question or answer "
                                  f"data in your request: {exc}",
                                  "AWS.MechanicalTurk.XMLParseError") from None
-            reqs = p.get("QualificationRequirements") or []
-            masters = self._check_qualifications(reqs)
-            cost = publish_cost(reward, n, 1, masters).total
+            cost = publish_cost(reward, n, 1, t["masters"]).total
             if self.tracked and cost > self.balance:
                 raise MTurkError("This Requester has insufficient funds in their account "
                                  "to complete this transaction. Please visit "
                                  "https://requester.mturk.com/account to purchase "
                                  "prepaid HITs.", "AWS.MechanicalTurk.InsufficientFunds")
             now = self.clock()
-            type_key = json.dumps([p["Title"], p["Description"], str(reward), dur, delay,
-                                   p.get("Keywords", ""), reqs], sort_keys=True)
-            type_id = self.tokens.setdefault("type:" + type_key, new_id())
             h = HitRec(hit_id=new_id(), hit_type_id=type_id, hit_group_id=type_id,
                        creation_time=now, title=p["Title"], description=p["Description"],
                        question=p["Question"], keywords=p.get("Keywords", ""),
@@ -294,8 +598,7 @@ class EmulatorState:
                        qualification_requirements=reqs, external_url=url,
                        frame_height=height, token=token)
             self.hits[h.hit_id] = h
-            if token:
-                self.tokens[token] = h.hit_id
+            self._remember(token, h.hit_id)
             if self.tracked:
                 self.balance -= cost
             self._save()
@@ -305,13 +608,19 @@ class EmulatorState:
         """CreateAdditionalAssignmentsForHIT, idempotent under its token."""
         with self.lock:
             self._tick()
-            h = self.hit(hit_id)
-            if token and token in self.tokens:
+            h = self.live_hit(hit_id)
+            if self._token(token):
                 raise MTurkError(f"The request with UniqueRequestToken {token} has already "
                                  "been processed.", "AWS.MechanicalTurk.DuplicateRequest")
-            if extra < 1 or h.disposed or self.clock() >= h.expiration:
+            if extra < 1 or self.clock() >= h.expiration:
                 raise MTurkError("Additional assignments need a positive number on a HIT "
                                  "that has not expired.")
+            if h.max_assignments < 10 <= h.max_assignments + extra:
+                raise MTurkError(
+                    f"HIT {hit_id} has {h.max_assignments} assignments: a HIT created with "
+                    f"fewer than 10 assignments cannot be extended to 10 or more "
+                    f"(requested {h.max_assignments + extra}).",
+                    "AWS.MechanicalTurk.InvalidMaximumAssignmentsIncrease")
             masters = self._check_qualifications(h.qualification_requirements)
             cost = publish_cost(h.reward, h.max_assignments + extra, 1, masters).fee_per_assignment
             cost = (parse_amount(h.reward) + cost) * extra
@@ -320,8 +629,7 @@ class EmulatorState:
                                  "to complete this transaction.",
                                  "AWS.MechanicalTurk.InsufficientFunds")
             h.max_assignments += extra
-            if token:
-                self.tokens[token] = hit_id
+            self._remember(token, hit_id)
             if self.tracked:
                 self.balance -= cost
             self._save()
@@ -330,10 +638,7 @@ class EmulatorState:
         """UpdateExpirationForHIT: a time in the past expires the HIT at once."""
         with self.lock:
             self._tick()
-            h = self.hit(hit_id)
-            if h.disposed:
-                raise MTurkError(f"Hit {hit_id} has been deleted.",
-                                 "AWS.MechanicalTurk.HITDoesNotExist")
+            h = self.live_hit(hit_id)
             now = self.clock()
             h.expiration = float(expire_at) if expire_at > now else now - 0.001
             self._save()
@@ -342,9 +647,7 @@ class EmulatorState:
         """DeleteHIT: only a Reviewable HIT whose submitted assignments are all decided."""
         with self.lock:
             self._tick()
-            h = self.hit(hit_id)
-            if h.disposed:
-                return
+            h = self.live_hit(hit_id)
             status = self.hit_status(h)
             if status != "Reviewable" or self.counts(h)["submitted"]:
                 raise MTurkError(
@@ -358,7 +661,16 @@ class EmulatorState:
         """ApproveAssignment (a Rejected one only with OverrideRejection)."""
         with self.lock:
             self._tick()
-            a = self.assignment(assignment_id)
+            a = self.listed_assignment(assignment_id)
+            if a.status == "Rejected" and override and self.hits[a.hit_id].disposed:
+                raise MTurkError(f"HIT {a.hit_id} has been deleted: its rejected "
+                                 "assignments can no longer be approved.",
+                                 "AWS.MechanicalTurk.HITDoesNotExist")
+            if a.status == "Rejected" and override and \
+                    self.clock() - (a.submit_time or 0) > OVERRIDE_WINDOW:
+                raise MTurkError(f"Assignment {assignment_id} was submitted more than 30 days "
+                                 "ago: its rejection can no longer be overridden.",
+                                 "AWS.MechanicalTurk.InvalidAssignmentState")
             if a.status == "Submitted" or (a.status == "Rejected" and override):
                 a.status, a.approval_time = "Approved", self.clock()
                 a.feedback = feedback or a.feedback
@@ -372,7 +684,7 @@ class EmulatorState:
         """RejectAssignment: Submitted only, feedback required."""
         with self.lock:
             self._tick()
-            a = self.assignment(assignment_id)
+            a = self.listed_assignment(assignment_id)
             if not feedback or len(feedback) > 1024:
                 raise MTurkError("RequesterFeedback is required (at most 1024 characters).")
             if a.status != "Submitted":
@@ -387,15 +699,12 @@ class EmulatorState:
         with self.lock:
             self._tick()
             token = p.get("UniqueRequestToken")
-            if token and token in self.tokens:
+            if self._token(token):
                 raise MTurkError(f"The bonus with UniqueRequestToken {token} has already "
                                  "been sent.", "AWS.MechanicalTurk.DuplicateRequest")
-            a = self.assignment(p.get("AssignmentId"))
+            a = self.listed_assignment(p.get("AssignmentId"))
             if a.worker_id != p.get("WorkerId"):
                 raise MTurkError("The worker did not work on this assignment.")
-            if a.status not in ("Submitted", "Approved", "Rejected"):
-                raise MTurkError("Bonuses can be paid only for submitted assignments.",
-                                 "AWS.MechanicalTurk.InvalidAssignmentState")
             if not p.get("Reason"):
                 raise MTurkError("Value for Reason is required.")
             try:
@@ -412,8 +721,7 @@ class EmulatorState:
             self.bonuses.append({"WorkerId": a.worker_id, "AssignmentId": a.assignment_id,
                                  "HITId": a.hit_id, "BonusAmount": f"{amount:.2f}",
                                  "Reason": p["Reason"], "GrantTime": self.clock()})
-            if token:
-                self.tokens[token] = "bonus:" + a.assignment_id
+            self._remember(token, "bonus:" + a.assignment_id)
             if self.tracked:
                 self.balance -= cost
             self._save()
@@ -430,9 +738,12 @@ class EmulatorState:
         with self.lock:
             self._tick()
             self.hit(hit_id)
-            wanted = set(statuses or ("Submitted", "Approved", "Rejected"))
-            rows = [a for a in self.assignments.values()
-                    if a.hit_id == hit_id and a.status in wanted]
+            wrong = sorted(set(statuses or ()) - set(LISTED_STATUSES))
+            if wrong:
+                raise MTurkError(f"AssignmentStatuses {wrong} are not valid: use Submitted, "
+                                 "Approved or Rejected.")
+            wanted = set(statuses or LISTED_STATUSES)
+            rows = [a for a in self._of(hit_id) if a.status in wanted]
             return sorted(rows, key=lambda a: (a.submit_time or 0, a.assignment_id))
 
     def tick(self) -> None:
@@ -444,16 +755,22 @@ class EmulatorState:
     # ------------------------------------------------------------------ worker side
     def accept(self, hit_id: str, worker_id: str | None = None) -> AssignmentRec:
         """A worker accepts a HIT: a new assignment (reusing the ID of a returned one,
-        as MTurk does). A worker may hold one assignment per HIT."""
+        as MTurk does). A worker may hold one assignment per HIT and must meet the HIT's
+        qualification requirements."""
         with self.lock:
             self._tick()
-            h = self.hit(hit_id)
+            h = self.live_hit(hit_id)
             if self.hit_status(h) != "Assignable":
                 raise MTurkError("This HIT is no longer available.",
                                  "AWS.MechanicalTurk.HITNotAssignable")
             worker_id = worker_id or new_worker_id()
-            for a in self.assignments.values():
-                if a.hit_id == hit_id and a.worker_id == worker_id and \
+            unmet = self.unmet(worker_id, h, "Accept")
+            if unmet:
+                raise MTurkError(f"Worker {worker_id} does not meet the qualification "
+                                 f"requirements of this HIT: {'; '.join(unmet)}.",
+                                 "AWS.MechanicalTurk.QualificationRequirementNotMet")
+            for a in self._of(hit_id):
+                if a.worker_id == worker_id and \
                         a.status not in ("Returned", "Abandoned"):
                     raise MTurkError(f"Worker {worker_id} already works on this HIT.",
                                      "AWS.MechanicalTurk.WorkerAlreadyOnHIT")
@@ -463,6 +780,8 @@ class EmulatorState:
                               status="Accepted", accept_time=now,
                               deadline=now + h.assignment_duration)
             self.assignments[aid] = a
+            self.by_hit.setdefault(hit_id, set()).add(aid)
+            self.open.add(aid)
             self._save()
             return a
 
@@ -500,3 +819,55 @@ class EmulatorState:
             a.auto_approval_time = now + h.auto_approval_delay
             self._save()
             return a
+
+
+def _check_values(comp: str, values: list) -> None:
+    single = comp in ORDERED or comp in ("EqualTo", "NotEqualTo")
+    if single and len(values) != 1:
+        raise MTurkError(f"Comparator {comp} takes exactly one value; got {len(values)}.")
+    if comp in ("In", "NotIn") and not 1 <= len(values) <= 30:
+        raise MTurkError(f"Comparator {comp} takes 1 to 30 values; got {len(values)}.")
+
+
+def _check_locale(loc) -> None:
+    """Refuse a Locale that is not an ISO 3166 country (and US subdivision)."""
+    import pycountry
+
+    if not isinstance(loc, dict) or set(loc) - {"Country", "Subdivision"}:
+        raise MTurkError(f"Locale {loc!r} has only Country and Subdivision.")
+    country, sub = loc.get("Country"), loc.get("Subdivision")
+    if not isinstance(country, str) or len(country) != 2 or not country.isupper() or \
+            pycountry.countries.get(alpha_2=country) is None:
+        raise MTurkError(f"Country {country!r} is not an ISO 3166 country code.")
+    if sub is not None:
+        if country != "US":
+            raise MTurkError("Subdivisions are available only for the United States (US).")
+        if not isinstance(sub, str) or not sub.isupper() or \
+                pycountry.subdivisions.get(code=f"US-{sub}") is None:
+            raise MTurkError(f"Subdivision {sub!r} is not an ISO 3166-2 code of the US.")
+
+
+def _meets(value, q: dict) -> bool:
+    """Whether a worker's qualification value satisfies one QualificationRequirement."""
+    comp = q["Comparator"]
+    if comp == "Exists":
+        return value is not None
+    if comp == "DoesNotExist":
+        return value is None
+    if value is None:
+        return False
+    if isinstance(value, dict):                      # a locale
+        def match(want):
+            return want["Country"] == value.get("Country") and (
+                "Subdivision" not in want or want["Subdivision"] == value.get("Subdivision"))
+        hit = any(match(v) for v in q["LocaleValues"])
+        return hit if comp in ("EqualTo", "In") else not hit
+    ints = [int(v) for v in q["IntegerValues"]]
+    return {"LessThan": lambda: value < ints[0],
+            "LessThanOrEqualTo": lambda: value <= ints[0],
+            "GreaterThan": lambda: value > ints[0],
+            "GreaterThanOrEqualTo": lambda: value >= ints[0],
+            "EqualTo": lambda: value == ints[0],
+            "NotEqualTo": lambda: value != ints[0],
+            "In": lambda: value in ints,
+            "NotIn": lambda: value not in ints}[comp]()
