@@ -38,4 +38,7 @@ def create_app(config: dict | None = None, instance_path: str | os.PathLike | No
 
     from . import mturk
     mturk.init_app(app)
+
+    from . import security
+    security.init_app(app)
     return app

@@ -202,6 +202,9 @@ class AdminUser(db.Model):
     id: Mapped[int] = mapped_column(primary_key=True)
     username: Mapped[str] = mapped_column(String(100), unique=True)
     password_hash: Mapped[str] = mapped_column(String(300))
+    # Part of every admin session cookie; replaced at logout and password change, which
+    # ends every copy of the sessions issued before (server-side revocation).
+    session_token: Mapped[str] = mapped_column(String(64), default="")
     created: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 

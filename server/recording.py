@@ -293,7 +293,9 @@ def check_position(participant: Participant, n) -> int:
     if isinstance(n, bool):
         raise RecordingError(400, "trial position must be an integer")
     if isinstance(n, str):
-        if not n.strip().isdigit():
+        n = n.strip()
+        # ASCII digits only ("²".isdigit() is True) and short: int() never fails.
+        if not (n.isascii() and n.isdigit() and len(n) <= 9):
             raise RecordingError(400, "trial position must be an integer")
         n = int(n)
     if not isinstance(n, int):
@@ -314,7 +316,8 @@ def _check_choice(choice) -> int:
     if isinstance(choice, bool):
         raise RecordingError(400, "choice must be an integer 0..4")
     if isinstance(choice, str):
-        if not choice.strip().isdigit():
+        choice = choice.strip()
+        if not (choice.isascii() and choice.isdigit() and len(choice) <= 9):
             raise RecordingError(400, "choice must be an integer 0..4")
         choice = int(choice)
     if not isinstance(choice, int):
