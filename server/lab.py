@@ -147,7 +147,7 @@ def instructions(name: str):
     q, cands, true = practice_trial(exp) if exp.practice else (None, [], None)
     if request.method == "POST":
         choice = request.form.get("choice", "")
-        if not (choice.isdigit() and 0 <= int(choice) <= 4):
+        if not (choice in ("0", "1", "2", "3", "4")):
             abort(400, "choice must be one of the five candidates (1-5)")
         session[f"practised:{p.token}"] = True
         feedback = "right" if int(choice) == true else "wrong"
