@@ -202,3 +202,32 @@ def test_database_outage_on_postgres_is_503(tmp_path):
     app = create_app({"SQLALCHEMY_DATABASE_URI": url}, instance_path=tmp_path / "instance")
     r = app.test_client().get("/api/v1/participants/abcdefabcdefabcdef/next")
     assert r.status_code == 503 and r.is_json and r.headers["Retry-After"]
+
+
+def test_export_neutralises_formulas_and_analysis_reads_them_back(app, tmp_path):
+    import csv
+    import io
+
+    from analysis.load import load_answers
+
+    api = app.test_client()
+    codes = ["=SUM(1+1)", "+CMD", "-2+3", "@A1", "PLAIN"]  # codes are stripped: no tab
+    for code in codes:
+        tok = api.post("/api/v1/experiments/small/participants",
+                       json={"consent": True, "code": code, "population": "-pop"}).json["participant"]
+        assert api.post(f"/api/v1/participants/{tok}/answers",
+                        json={"n": 1, "choice": 2, "rt_ms": 5.5}).status_code == 201
+    admin = app.test_client()
+    assert _login(admin).status_code == 303
+    text = admin.get("/manage/experiments/small/answers.csv?ids=raw").get_data(as_text=True)
+    rows = list(csv.DictReader(io.StringIO(text)))
+    assert sorted(r["participant"] for r in rows) == sorted(
+        ("'" + c if c[0] in "=+-@\t" else c) for c in codes)
+    assert {r["population"] for r in rows} == {"'-pop"}
+    for r in rows:  # numeric columns untouched
+        assert r["chosen_position"] == "3" and r["rt_ms"] == "5.5" and r["trial_order"] == "1"
+    path = tmp_path / "answers.csv"
+    path.write_text(text)
+    answers = load_answers(csv=path)
+    assert sorted(answers.df["participant"].astype(str)) == sorted(codes)
+    assert set(answers.df["population"]) == {"-pop"}
