@@ -1,13 +1,13 @@
 """sessions: admin session token (server-side revocation)
 
 Revision ID: 0004_sessions
-Revises: 0001
+Revises: 0002_recruitment
 """
 from alembic import op
 import sqlalchemy as sa
 
 revision = '0004_sessions'
-down_revision = '0001'
+down_revision = '0002_recruitment'
 branch_labels = None
 depends_on = None
 

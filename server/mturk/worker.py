@@ -95,6 +95,8 @@ def _record_assignment(hit: Hit, assignment_id: str, worker_id: str,
         for r in rows:
             if r is not mine and r.status in ("accepted", "finished"):
                 r.status = "returned"
+                if r.participant is not None:
+                    rec.set_status(r.participant, "returned")
         if mine is None:
             mine = Assignment(mturk_assignment_id=assignment_id, hit_id=hit.id,
                               worker_id=worker_id, participant_id=participant.id,
@@ -125,15 +127,21 @@ def _accepted(exp: Experiment, hit_key: str, trial_keys: list[str], params: dict
     existing = db.session.execute(select(Participant).where(
         Participant.experiment_id == exp.id, Participant.assignment_id == aid,
         Participant.worker_id == wid)).scalar_one_or_none()
-    if existing is None and not exp.allow_repeats and _took_part_elsewhere(exp, wid, aid):
-        return render_template("mturk/message.html", exp=exp, title="Thank you for your "
-                               "interest", message="You have already taken part in this "
-                               "study, and each person may take part only once. Please "
-                               "return this HIT; you will not be penalised. Thank you!"), 409
-    p, _created = rec.start_participant(exp, population="mturk", assignment_id=aid,
-                                        worker_id=wid, hit_id=hit_id, hit_record=hit,
-                                        trial_keys=trial_keys, consent=True,
-                                        user_agent=request.headers.get("User-Agent", ""))
+    # Defence in depth beside the database's repeat key (rows from before it existed).
+    if existing is None and exp.repeats == "none" and _took_part_elsewhere(exp, wid, aid):
+        return _refused(exp, "this study")
+    try:
+        p, _created = rec.start_participant(exp, population="mturk", assignment_id=aid,
+                                            worker_id=wid, hit_id=hit_id, hit_record=hit,
+                                            trial_keys=trial_keys, consent=True,
+                                            user_agent=request.headers.get("User-Agent", ""))
+    except rec.RepeatRefused as e:
+        return _refused(exp, "this HIT" if e.policy == "per-hit" else "this study")
+    if p.submission_status in ("returned", "abandoned"):
+        return render_template("mturk/message.html", exp=exp, title="This assignment is closed",
+                               message=f"This assignment was {p.submission_status}: answers "
+                               "to it are no longer recorded. Accept the HIT again to take "
+                               "part."), 409
     row = _record_assignment(hit, aid, wid, p)
     view = rec.next_trial(p)
     if view is None:
@@ -154,6 +162,14 @@ def _accepted(exp: Experiment, hit_key: str, trial_keys: list[str], params: dict
                            query=_img(view["query"]),
                            candidates=[_img(t) for t in view["candidates"]],
                            preload=preload, action=action)
+
+
+def _refused(exp: Experiment, what: str):
+    """The page for a worker whom the repeat policy keeps out."""
+    return render_template("mturk/message.html", exp=exp, title="Thank you for your interest",
+                           message=f"You have already taken part in {what}, and each person "
+                           "may take part only once. Please return this HIT; you will not "
+                           "be penalised. Thank you!"), 409
 
 
 @bp.get("/mturk/task/<name>/<hit_key>")
