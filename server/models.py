@@ -101,11 +101,11 @@ class Experiment(db.Model):
     def min_viewport(self) -> tuple[int, int]:
         """Return the smallest (width, height) in CSS px that shows this experiment's
         trial page whole: the query above five candidates in one row at image size
-        (style.css: 5 px padding + 3 px border per side, 8 px gaps, 16 px page margins and
+        (style.css: 4 px padding + 3 px border per side, 8 px gaps, 16 px page margins and
         a scrollbar; progress bar and prompt above). The experiment's setting wins."""
         w, h = self.image_width, self.image_height
-        width = 5 * (w + 16) + 4 * 8 + 2 * 16 + 16
-        height = (h + 6) + (h + 16) + 130
+        width = 5 * (w + 2 * 4 + 2 * 3) + 4 * 8 + 2 * 16 + 16
+        height = (h + 6) + (h + 14) + 90  # + progress bar, prompt, margins
         return (self.min_viewport_width or width, self.min_viewport_height or height)
 
 

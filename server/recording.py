@@ -222,6 +222,15 @@ def set_status(participant: Participant, status: str, synced: bool = False) -> N
         participant.repeat_key = None
 
 
+def record_screen(participant, viewport: tuple[int, int], screen: tuple[int, int]) -> None:
+    """Store the participant's viewport and screen size (CSS px) and commit."""
+    db.session.execute(Participant.__table__.update().where(
+        Participant.__table__.c.id == participant.id).values(
+        viewport_width=viewport[0], viewport_height=viewport[1],
+        screen_width=screen[0], screen_height=screen[1]))
+    db.session.commit()
+
+
 def give_consent(participant: Participant) -> None:
     """Record that the participant consented (idempotent)."""
     if participant.consented_at is None:

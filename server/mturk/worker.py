@@ -19,7 +19,7 @@ from sqlalchemy import exists, select
 from sqlalchemy.exc import IntegrityError
 
 from .. import recording as rec
-from ..lab import record_form_answer
+from ..lab import record_form_answer, screen_url
 from ..models import Assignment, Experiment, Hit, Participant, Response, Trial, db
 from ..recording import RecordingError
 from .question import checked_submit_to, frame_ancestors
@@ -161,7 +161,7 @@ def _accepted(exp: Experiment, hit_key: str, trial_keys: list[str], params: dict
                            total=view["total"], answered=view["answered"],
                            query=_img(view["query"]),
                            candidates=[_img(t) for t in view["candidates"]],
-                           preload=preload, action=action)
+                           preload=preload, action=action, screen_url=screen_url(p))
 
 
 def _refused(exp: Experiment, what: str):
