@@ -20,7 +20,7 @@ from .models import Experiment, Hit, Image, Participant, Response, Trial, db
 from .recruitment import REPEATS
 
 SETTING_NAMES = ("consent_text", "trial_order", "repeats", "break_every", "practice",
-                 "min_viewport_width", "min_viewport_height")
+                 "min_viewport_width", "min_viewport_height", "kiosk")
 DEFAULT_CONSENT = (
     "You are invited to take part in a study on how people judge the similarity of images. "
     "In each trial you will see one image and five candidates, and choose the candidate "

@@ -70,7 +70,8 @@ def new_code(length: int = 8) -> str:
 
 
 def clean_code(code) -> str:
-    """Return the participant code stripped, or raise RecordingError(400)."""
+    """Return the participant code stripped and normalised to upper case (codes are
+    compared case-insensitively: "ab12" is "AB12"), or raise RecordingError(400)."""
     if not isinstance(code, str):
         raise RecordingError(400, "participant code must be a string")
     code = code.strip()
@@ -80,6 +81,9 @@ def clean_code(code) -> str:
         raise RecordingError(400, f"participant code is longer than {MAX_CODE_LEN} characters")
     if any(not (ch.isprintable()) for ch in code):
         raise RecordingError(400, "participant code contains control characters")
+    code = code.upper()
+    if len(code) > MAX_CODE_LEN:  # a few letters grow when upper-cased ("ß" -> "SS")
+        raise RecordingError(400, f"participant code is longer than {MAX_CODE_LEN} characters")
     return code
 
 
@@ -350,6 +354,14 @@ def _view(participant: Participant, n: int, answered: set[int]) -> dict:
         nq, nc = toks[seq[following - 1]]
         view["next"] = {"n": following, "query": nq, "candidates": nc}
     return view
+
+
+def next_open(participant) -> int | None:
+    """Return the 1-based position of the first unanswered trial, or None when all are
+    answered: the furthest a participant may see or answer."""
+    answered = _answered_ids(participant)
+    return next((n for n, tid in enumerate(participant.trial_ids(), start=1)
+                 if tid not in answered), None)
 
 
 def next_trial(participant: Participant) -> dict | None:

@@ -152,7 +152,8 @@ def test_api_bad_input(app, client):
                       json={"consent": True}).json["participant"]
     assert client.get(f"/api/v1/participants/{tok}/trials/99").status_code == 404
     assert client.get(f"/api/v1/participants/{tok}/trials/abc").status_code == 400
-    assert client.get(f"/api/v1/participants/{tok}/trials/2").json["trial"]["n"] == 2
+    assert client.get(f"/api/v1/participants/{tok}/trials/1").json["trial"]["n"] == 1
+    assert client.get(f"/api/v1/participants/{tok}/trials/2").status_code == 409  # not open yet
     assert client.post(f"/api/v1/participants/{tok}/answers", data="n=1&choice=1",
                        content_type="application/x-www-form-urlencoded").status_code == 415
     assert client.get(f"/api/v1/participants/{tok}/answers").status_code == 405
@@ -240,7 +241,8 @@ def test_export_csv_and_json(app, client):
     with app.app_context():
         from server.recording import get_experiment
         trials = get_experiment("small").trials
-        assert rows[0]["participant"] == pseudonym("alice") != "alice"
+        # Codes are stored normalised (upper case).
+        assert rows[0]["participant"] == pseudonym("ALICE") != "ALICE"
     for n, row in enumerate(rows, start=1):
         t = trials[n - 1]  # order is fixed in this fixture
         assert row["trial"] == t.key and row["trial_order"] == str(n)
@@ -253,7 +255,7 @@ def test_export_csv_and_json(app, client):
         assert row["catch"] == "0" and row["hit_id"] == ""
     raw = list(csv.DictReader(io.StringIO(
         client.get("/manage/experiments/small/answers.csv?ids=raw").get_data(as_text=True))))
-    assert raw[0]["participant"] == "alice"
+    assert raw[0]["participant"] == "ALICE"
     js = client.get("/manage/experiments/small/answers.json").json
     assert set(js) == {"experiment", "trials", "answers"} and len(js["answers"]) == 3
     assert js["answers"][0] == {k: (int(v) if k in ("trial_order", "chosen_position", "true_position", "correct", "catch") else v)
