@@ -166,6 +166,7 @@ def test_migration_normalises_codes(tmp_path):
 
 
 # ------------------------------------------------------------------ Chromium
+N_PARTICIPANTS = 200  # the acceptance of issue 10
 @pytest.fixture
 def tiny_app(tmp_path):
     """An app with a one-trial experiment `tiny` (no practice): many short participants."""
@@ -199,26 +200,28 @@ def tiny_server(tiny_app):
 @pytest.mark.browser
 def test_200_participants_in_one_browser_profile(tiny_app, tiny_server, page):
     base = tiny_server
-    for k in range(200):
-        page.goto(f"{base}/lab/tiny/")
+    fast = {"wait_until": "domcontentloaded"}  # images need not finish loading
+    page.set_default_timeout(15000)
+    for k in range(N_PARTICIPANTS):
+        page.goto(f"{base}/lab/tiny/", **fast)
         if k:
             assert page.inner_text("#returning-code") == f"B{k - 1:03d}"
-            page.click("#someone-else")
+            page.click("#someone-else", no_wait_after=True)
             page.wait_for_selector("#code")
         page.fill("#code", f"b{k:03d}")
-        page.click("#start")
-        page.wait_for_url("**/consent")
+        page.click("#start", no_wait_after=True)
+        page.wait_for_url("**/consent", **fast)
         page.check("#agree")
-        page.click("#consent")
-        page.wait_for_url("**/trial")
-        page.click(f"button.candidate >> nth={k % 5}")
-        page.wait_for_url("**/done")
+        page.click("#consent", no_wait_after=True)
+        page.wait_for_url("**/trial", **fast)
+        page.click(f"button.candidate >> nth={k % 5}", no_wait_after=True)
+        page.wait_for_url("**/done", **fast)
     cookie = next(c for c in page.context.cookies() if c["name"] == "tll_session")
     assert len(cookie["value"]) < 400
     with tiny_app.app_context():
         rows = db.session.execute(select(Participant.code, Response.chosen_index)
                                   .join(Response)).all()
-    assert sorted(rows) == [(f"B{k:03d}", k % 5) for k in range(200)]
+    assert sorted(rows) == [(f"B{k:03d}", k % 5) for k in range(N_PARTICIPANTS)]
 
 
 @pytest.mark.browser
