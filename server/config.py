@@ -13,6 +13,8 @@ Environment variables read:
 - `TLL_PARTICIPANT_API=0`: turn the JSON participant API (/api/v1) off (the pages work
   without it). `TLL_API_RESUME_BY_CODE=1|0`: whether the API resumes an existing code
   (default: yes in development, no in production, where a code never yields a token).
+- `TLL_PROXIES`: how many reverse proxies (nginx: 1) stand before the server; their
+  X-Forwarded-For/-Proto/-Host are trusted (default 0: none).
 - `TLL_KIOSK_IDLE_S`: seconds without a page after which a kiosk experiment's browser
   forgets its participant (default 900).
 """
@@ -93,6 +95,8 @@ def configure(app, overrides: dict | None = None) -> None:
         cfg["PARTICIPANT_API"] = env["TLL_PARTICIPANT_API"] != "0"
     if env.get("TLL_API_RESUME_BY_CODE"):
         cfg["API_RESUME_BY_CODE"] = env["TLL_API_RESUME_BY_CODE"] != "0"
+    if env.get("TLL_PROXIES"):
+        cfg["TLL_PROXIES"] = int(env["TLL_PROXIES"])
     if env.get("TLL_KIOSK_IDLE_S"):
         cfg["KIOSK_IDLE_S"] = int(env["TLL_KIOSK_IDLE_S"])
     if overrides:
