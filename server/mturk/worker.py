@@ -19,6 +19,7 @@ from sqlalchemy import exists, select
 from sqlalchemy.exc import IntegrityError
 
 from .. import recording as rec
+from .. import recruitment
 from ..lab import record_form_answer, screen_url
 from ..models import Assignment, Experiment, Hit, Participant, Response, Trial, db
 from ..recording import RecordingError
@@ -149,10 +150,11 @@ def _accepted(exp: Experiment, hit_key: str, trial_keys: list[str], params: dict
             row.status = "finished"
             db.session.commit()
         answered, total = rec.progress(p)
-        fields = {"assignmentId": aid, "experiment": exp.name, "hit": hit_key,
-                  "answered": f"{answered} of {total}"}
+        way_out = recruitment.platform("mturk").exit_response(
+            exp, p, submit_to=submit_to, experiment=exp.name, hit=hit_key,
+            answered=f"{answered} of {total}")
         return render_template("mturk/finish.html", exp=exp, total=total,
-                               action=submit_to + "/mturk/externalSubmit", fields=fields)
+                               action=way_out.url, fields=way_out.fields)
     nxt = view["next"]
     preload = [] if not nxt else [_img(nxt["query"])] + [_img(t) for t in nxt["candidates"]]
     action = url_for(".answer", name=exp.name, hit_key=hit_key) + "?" + urlencode(

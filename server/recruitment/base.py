@@ -66,7 +66,7 @@ class Platform(Protocol):
         """Return the participant's Identity from the entry parameters (URL or form)."""
         ...
 
-    def exit_response(self, experiment, participant, **context: Any) -> ExitResponse:
+    def exit_response(self, experiment, participant, /, **context: Any) -> ExitResponse:
         """Return how `participant` leaves `experiment` once every trial is answered."""
         ...
 

@@ -24,7 +24,7 @@ class LocalPlatform:
         return Identity(platform=self.name, environment=self.name,
                         external_participant_id=code)
 
-    def exit_response(self, experiment, participant, **_context) -> ExitResponse:
+    def exit_response(self, experiment, participant, /, **_context) -> ExitResponse:
         """Return the done page as the way out."""
         return ExitResponse(kind="page")
 

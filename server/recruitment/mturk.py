@@ -44,7 +44,7 @@ class MTurkPlatform:
                         external_participant_id=workerId, external_session_id=assignmentId,
                         external_study_id=hitId)
 
-    def exit_response(self, experiment, participant, submit_to: str = "",
+    def exit_response(self, experiment, participant, /, submit_to: str = "",
                       **fields: str) -> ExitResponse:
         """Return the externalSubmit form (posted from inside MTurk's iframe)."""
         return ExitResponse(kind="submit-form", url=submit_to + "/mturk/externalSubmit",
