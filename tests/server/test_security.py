@@ -141,7 +141,7 @@ def test_login_redirect_target_validated(app):
 
 def test_security_headers_on_every_kind_of_page(app):
     c = app.test_client()
-    pages = ["/", "/lab/small/", "/manage/login", "/lab/nope/", "/api/v1/participants/x"]
+    pages = ["/", "/lab/small/", "/manage/login", "/lab/nope/", "/manage/experiments/small"]
     for url in pages:
         r = c.get(url)
         csp = r.headers.get("Content-Security-Policy", "")
@@ -151,6 +151,13 @@ def test_security_headers_on_every_kind_of_page(app):
         assert r.headers.get("Referrer-Policy") == "no-referrer", url
         assert r.headers.get("X-Frame-Options") == "DENY", url
         assert "Strict-Transport-Security" not in r.headers  # no forced HTTPS in the lab
+    # The JSON API and the images are no pages (and the hot path): the two headers that
+    # matter to them, without Talisman's and Limiter's per-request work.
+    for url in ("/api/v1/participants/x/next", "/i/" + "a" * 32):
+        r = c.get(url)
+        assert r.status_code == 404
+        assert r.headers.get("X-Content-Type-Options") == "nosniff", url
+        assert r.headers.get("Referrer-Policy") == "no-referrer", url
     # The MTurk worker page is framed by MTurk: its hosts only, and no DENY.
     r = c.get("/mturk/task/small/h0001?assignmentId=ASSIGNMENT_ID_NOT_AVAILABLE&hitId=H1")
     csp = r.headers["Content-Security-Policy"]
