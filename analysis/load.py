@@ -130,6 +130,7 @@ def _from_csv(path: Path, experiment: str | None) -> Answers:
         raise AnalysisError(f"{path}: missing column{'s' if len(missing) > 1 else ''} "
                             f"{', '.join(missing)} (the answers export of docs/contracts.md "
                             f"§6 has {', '.join(BASE_COLUMNS)}, then machine:<key> columns)")
+    raw = raw.apply(lambda col: col.map(_unquote_formula))
     names = sorted(set(raw["experiment"]))
     if not names:
         raise AnalysisError(f"{path}: no answers (the file has a header row only)")
@@ -138,6 +139,14 @@ def _from_csv(path: Path, experiment: str | None) -> Answers:
     df = _typed(raw, where=str(path))
     keys = [c[len(MACHINE_PREFIX):] for c in machine_columns(df)]
     return Answers(df=df, experiment=name, source=f"CSV {path}", machine_keys=keys)
+
+
+def _unquote_formula(cell: str) -> str:
+    # The export writes "'=x" for a text cell "=x" (a spreadsheet would run it as a
+    # formula; docs/contracts.md §6): read back the value the server stored.
+    if cell.startswith("'") and cell[1:2] in ("=", "+", "-", "@", "\t", "\r"):
+        return cell[1:]
+    return cell
 
 
 def _typed(raw: pd.DataFrame, where: str) -> pd.DataFrame:

@@ -38,4 +38,15 @@ def create_app(config: dict | None = None, instance_path: str | os.PathLike | No
 
     from . import mturk
     mturk.init_app(app)
+
+    from . import security
+    security.init_app(app)
+
+    proxies = int(app.config.get("TLL_PROXIES", 0))
+    if proxies:
+        # Behind nginx (deploy/): the client's address (login throttling) and scheme
+        # come from the proxy's X-Forwarded-* headers, trusted for `proxies` hops only.
+        from werkzeug.middleware.proxy_fix import ProxyFix
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=proxies, x_proto=proxies,
+                                x_host=proxies)
     return app

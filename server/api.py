@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import re
 
-from flask import Blueprint, g, jsonify, request, url_for
+from flask import Blueprint, current_app, g, jsonify, request, url_for
 
 from . import recording as rec
 from .models import Experiment, db, iso_utc
@@ -36,6 +36,10 @@ def load_participant() -> None:
     """Load the participant whose token is in the URL into `g.participant` (a light
     record, one indexed read), once per request for every participant route; an unknown
     token is a 404 before the route runs."""
+    if not current_app.config.get("PARTICIPANT_API", True) and request.endpoint != "api.screen":
+        # The pages post the screen size here; everything else is the scripts' API.
+        raise RecordingError(404, "the participant API is turned off on this server "
+                                  "(TLL_PARTICIPANT_API=0)")
     token = (request.view_args or {}).get("token")
     g.participant = rec.participant_ref(token) if token is not None else None
 
@@ -90,6 +94,10 @@ def start(name: str):
     p, created = rec.start_participant(exp, code=body.get("code"), population=population,
                                        consent=True,
                                        user_agent=request.headers.get("User-Agent", ""))
+    if not created and not current_app.config.get("API_RESUME_BY_CODE", True):
+        # Production: a code never leads to someone's token (no code->token lookup).
+        raise RecordingError(409, "this participant code is already taking part: continue "
+                                  "where you started (the API does not look codes up)")
     rec.give_consent(p)
     answered, total = rec.progress(p)
     return jsonify(participant=p.token, code=p.code, total=total, answered=answered,
@@ -137,7 +145,16 @@ def next_(token: str):
 @bp.get("/participants/<token>/trials/<n>")
 def trial(token: str, n: str):
     p = g.participant
+    _not_ahead(p, rec.check_position(p, n))
     return jsonify(trial=image_urls(rec.trial_view(p, n)))
+
+
+def _not_ahead(p, n: int) -> None:
+    """Refuse (409) a trial beyond the next unanswered one (its images are preloaded
+    through the next trial's view; nothing further is shown or answered early)."""
+    nxt = rec.next_open(p)
+    if nxt is not None and n > nxt:
+        raise RecordingError(409, f"trial {n} is not open yet: answer trial {nxt} first")
 
 
 @bp.post("/participants/<token>/answers")
@@ -146,5 +163,6 @@ def answer(token: str):
     body = json_body()
     if "n" not in body or "choice" not in body:
         raise RecordingError(400, "the body needs 'n' (trial position) and 'choice' (0..4)")
+    _not_ahead(p, rec.check_position(p, body["n"]))
     resp, created = rec.record_answer(p, body["n"], body["choice"], body.get("rt_ms"))
     return jsonify(answer_payload(resp, created, p)), 201 if created else 200

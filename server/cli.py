@@ -46,8 +46,10 @@ def _viewport(text: str) -> tuple[int, int]:
 
 
 def _settings(consent_text, consent_file, order, repeats, break_every, practice,
-              min_viewport=None) -> dict:
+              min_viewport=None, kiosk=None) -> dict:
     s = {}
+    if kiosk is not None:
+        s["kiosk"] = kiosk
     if consent_file is not None:
         try:
             s["consent_text"] = Path(consent_file).read_text(encoding="utf-8").strip()
@@ -91,6 +93,9 @@ def setting_options(fn):
                      help="Offer a break after every N trials (0 = never, the default)."),
         click.option("--practice/--no-practice", default=None,
                      help="Show a practice trial with the instructions (default yes)."),
+        click.option("--kiosk/--no-kiosk", default=None,
+                     help="A shared lab computer: forget the participant at completion and "
+                          "after inactivity (default no)."),
     ]
     for o in reversed(opts):
         fn = o(fn)
@@ -104,14 +109,14 @@ def setting_options(fn):
 @with_appcontext
 @_schema_guard
 def load_experiment_cmd(experiment_file, name, consent_text, consent_file, order, repeats,
-                        min_viewport, break_every, practice):
+                        min_viewport, break_every, practice, kiosk):
     """Validate EXPERIMENT_FILE (schema, every image with its sha256) and load it.
     Loading the same file again changes nothing; an experiment with answers is never
     overwritten."""
     from tqdm import tqdm
 
     settings = _settings(consent_text, consent_file, order, repeats, break_every, practice,
-                         min_viewport)
+                         min_viewport, kiosk)
     try:
         exp, outcome = load_experiment(Path(experiment_file), name=name, settings=settings,
                                        progress=lambda it: tqdm(it, desc="images", unit="img",
@@ -128,14 +133,14 @@ def load_experiment_cmd(experiment_file, name, consent_text, consent_file, order
 @with_appcontext
 @_schema_guard
 def experiment_settings_cmd(name, consent_text, consent_file, order, repeats, min_viewport,
-                            break_every, practice):
+                            break_every, practice, kiosk):
     """Show or change the settings of experiment NAME."""
     try:
         exp = get_experiment(name)
     except RecordingError as e:
         fail(e.reason)
     settings = _settings(consent_text, consent_file, order, repeats, break_every, practice,
-                         min_viewport)
+                         min_viewport, kiosk)
     problems = validate_settings(settings)
     if problems:
         fail(problems)
@@ -148,7 +153,7 @@ def experiment_settings_cmd(name, consent_text, consent_file, order, repeats, mi
     vw, vh = exp.min_viewport()
     click.echo(f"experiment {exp.name!r}: order={exp.trial_order} "
                f"repeats={exp.repeats} break_every={exp.break_every} "
-               f"practice={exp.practice} min_viewport={vw}x{vh}")
+               f"practice={exp.practice} min_viewport={vw}x{vh} kiosk={exp.kiosk}")
     click.echo(f"consent: {exp.consent_text}")
 
 

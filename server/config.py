@@ -10,6 +10,13 @@ Environment variables read:
   (default: derived from the secret key).
 - `TLL_ENV`: `production` or `development` (default).
 - `TLL_COOKIE_SECURE=0`: in production, allow the session cookie over plain HTTP.
+- `TLL_PARTICIPANT_API=0`: turn the JSON participant API (/api/v1) off (the pages work
+  without it). `TLL_API_RESUME_BY_CODE=1|0`: whether the API resumes an existing code
+  (default: yes in development, no in production, where a code never yields a token).
+- `TLL_PROXIES`: how many reverse proxies (nginx: 1) stand before the server; their
+  X-Forwarded-For/-Proto/-Host are trusted (default 0: none).
+- `TLL_KIOSK_IDLE_S`: seconds without a page after which a kiosk experiment's browser
+  forgets its participant (default 900).
 """
 from __future__ import annotations
 
@@ -84,8 +91,18 @@ def configure(app, overrides: dict | None = None) -> None:
         cfg["SECRET_KEY"] = secret
     if env.get("TLL_PSEUDONYM_KEY"):
         cfg["PSEUDONYM_KEY"] = env["TLL_PSEUDONYM_KEY"]
+    if env.get("TLL_PARTICIPANT_API"):
+        cfg["PARTICIPANT_API"] = env["TLL_PARTICIPANT_API"] != "0"
+    if env.get("TLL_API_RESUME_BY_CODE"):
+        cfg["API_RESUME_BY_CODE"] = env["TLL_API_RESUME_BY_CODE"] != "0"
+    if env.get("TLL_PROXIES"):
+        cfg["TLL_PROXIES"] = int(env["TLL_PROXIES"])
+    if env.get("TLL_KIOSK_IDLE_S"):
+        cfg["KIOSK_IDLE_S"] = int(env["TLL_KIOSK_IDLE_S"])
     if overrides:
         cfg.update(overrides)
+    cfg.setdefault("PARTICIPANT_API", True)
+    cfg.setdefault("API_RESUME_BY_CODE", cfg["TLL_ENV"] != "production")
     cfg["SQLALCHEMY_DATABASE_URI"] = normalise_database_url(cfg["SQLALCHEMY_DATABASE_URI"])
     if cfg["SQLALCHEMY_DATABASE_URI"].startswith("sqlite"):
         # A local file cannot drop the connection: skip the ping per checkout.

@@ -1,11 +1,80 @@
-"""Error pages: every client error is a 4xx with a reason, JSON for the API (and for
-clients that ask for JSON), HTML otherwise."""
+"""Error pages and validation at the edges: every client error is a 4xx with a reason,
+JSON for the API (and for clients that ask for JSON, `{"error", "status"}`), HTML
+otherwise; a database outage is a 503 with Retry-After; nothing a client sends reaches
+the database with a NUL byte, an over-long id or JSON nested past a limit."""
 from __future__ import annotations
 
+import json
+
 from flask import jsonify, render_template, request
-from werkzeug.exceptions import HTTPException
+from flask.json.provider import DefaultJSONProvider
+from sqlalchemy.exc import DBAPIError, OperationalError
+from werkzeug.exceptions import BadRequest, HTTPException
 
 from .recording import RecordingError
+
+MAX_JSON_DEPTH = 20
+RETRY_AFTER_S = 5
+# Longest value accepted for each request parameter the server looks up in the database
+# (the column sizes of server/models.py); longer ones are refused before any query.
+PARAM_LIMITS = {"assignmentId": 100, "hitId": 100, "workerId": 100, "turkSubmitTo": 300,
+                "code": 64, "next": 500, "username": 100}
+MAX_PARAM = 2000  # any other query or form value
+MAX_HEADER = 8192
+
+
+class EdgeJSONProvider(DefaultJSONProvider):
+    """Flask's JSON provider, refusing (400) bodies nested deeper than MAX_JSON_DEPTH or
+    holding a NUL character, and numbers Python cannot parse, before any view sees them."""
+
+    def loads(self, s, **kwargs):
+        if isinstance(s, (bytes, bytearray)):
+            try:
+                s = s.decode("utf-8")
+            except UnicodeDecodeError:
+                raise BadRequest("the body is not UTF-8 JSON") from None
+        if json_depth(s) > MAX_JSON_DEPTH:
+            raise BadRequest(f"JSON nested deeper than {MAX_JSON_DEPTH} levels")
+        try:
+            value = json.loads(s, **kwargs)
+        except ValueError as e:  # includes over-long integers (int max str digits)
+            raise BadRequest(f"the body is not valid JSON: {e}") from None
+        if has_nul(value):
+            raise BadRequest("NUL characters are not allowed")
+        return value
+
+
+def json_depth(text: str) -> int:
+    """Return the deepest nesting of [ and { in the JSON `text` (strings skipped)."""
+    depth = best = 0
+    in_str = esc = False
+    for ch in text:
+        if in_str:
+            if esc:
+                esc = False
+            elif ch == "\\":
+                esc = True
+            elif ch == '"':
+                in_str = False
+        elif ch == '"':
+            in_str = True
+        elif ch in "[{":
+            depth += 1
+            best = max(best, depth)
+        elif ch in "]}":
+            depth -= 1
+    return best
+
+
+def has_nul(value) -> bool:
+    """Return True if a NUL character is in any string (key or value) of `value`."""
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(has_nul(k) or has_nul(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(has_nul(v) for v in value)
+    return False
 
 
 def wants_json() -> bool:
@@ -17,15 +86,50 @@ def wants_json() -> bool:
         request.accept_mimetypes["text/html"]
 
 
-def error_response(status: int, reason: str):
-    """Return a (response, status) pair with `reason`, as JSON or as an HTML page."""
+def error_response(status: int, reason: str, headers: dict | None = None):
+    """Return a (response, status, headers) triple with `reason`, as JSON or as HTML."""
     if wants_json():
-        return jsonify(error=reason, status=status), status
-    return render_template("error.html", status=status, reason=reason), status
+        return jsonify(error=reason, status=status), status, headers or {}
+    return render_template("error.html", status=status, reason=reason), status, headers or {}
+
+
+def _check_edges():
+    """Refuse (400) NUL bytes and over-long values in the path, query, form, headers and
+    HTTP Basic credentials before a view, and so the database, sees them."""
+    if "\x00" in request.path or b"\x00" in request.query_string:
+        return error_response(400, "NUL characters are not allowed")
+    for name, value in request.headers.items():
+        if "\x00" in value or len(value) > MAX_HEADER:
+            return error_response(400, f"header {name} is not allowed")
+    auth = request.authorization
+    if auth is not None and any("\x00" in (v or "") for v in (auth.username, auth.password)):
+        return error_response(400, "NUL characters are not allowed")
+    sources = [request.args]
+    if request.mimetype in ("application/x-www-form-urlencoded", "multipart/form-data"):
+        sources.append(request.form)
+    for src in sources:
+        for key, value in src.items(multi=True):
+            if "\x00" in key or "\x00" in value:
+                return error_response(400, "NUL characters are not allowed")
+            limit = PARAM_LIMITS.get(key, MAX_PARAM)
+            if len(value) > limit:
+                return error_response(400, f"{key} is longer than {limit} characters")
+    return None
+
+
+def _database_down(e: Exception) -> bool:
+    # Connection-level failures (server stopped, refused, restarting) are outages; data
+    # errors are bugs and stay 500 so they are seen.
+    if isinstance(e, OperationalError):
+        return True
+    return isinstance(e, DBAPIError) and bool(getattr(e, "connection_invalidated", False))
 
 
 def init_app(app) -> None:
-    """Register the error handlers on `app`."""
+    """Register the JSON provider, the edge checks and the error handlers on `app`."""
+    app.json = EdgeJSONProvider(app)
+    app.json.sort_keys = False
+    app.before_request(_check_edges)
 
     @app.errorhandler(RecordingError)
     def _recording(e: RecordingError):
@@ -33,4 +137,34 @@ def init_app(app) -> None:
 
     @app.errorhandler(HTTPException)
     def _http(e: HTTPException):
-        return error_response(e.code or 500, e.description or e.name)
+        headers = {}
+        if e.code == 429:
+            headers["Retry-After"] = "60"
+        if e.code == 405 and e.valid_methods:
+            headers["Allow"] = ", ".join(e.valid_methods)
+        return error_response(e.code or 500, e.description or e.name, headers)
+
+    @app.errorhandler(Exception)
+    def _unexpected(e: Exception):
+        from .models import db
+
+        try:
+            db.session.rollback()
+        except Exception:  # the connection may be gone: the pool replaces it
+            pass
+        if _database_down(e):
+            return error_response(503, "the database is not available: try again in a "
+                                       "few seconds", {"Retry-After": str(RETRY_AFTER_S)})
+        if _client_stream_error(e):
+            return error_response(400, "the request body could not be read")
+        app.logger.exception("unexpected error on %s %s", request.method, request.path)
+        return error_response(500, "internal error: the administrator has been told")
+
+
+def _client_stream_error(e: Exception) -> bool:
+    # A malformed chunked body or a client that hangs up mid-body surfaces as an
+    # exception from the WSGI server's input stream (gunicorn, werkzeug).
+    from werkzeug.exceptions import ClientDisconnected
+
+    mod = type(e).__module__ or ""
+    return isinstance(e, ClientDisconnected) or mod.startswith("gunicorn.http")

@@ -37,6 +37,26 @@ def participant_label(p: Participant) -> str:
     return p.code if p.attempt == 1 else f"{p.code}#{p.attempt}"
 
 
+# Cells a spreadsheet would read as a formula start with one of these (OWASP, "CSV
+# injection"); such a text cell gets a leading single quote in the CSV export.
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+# Numeric columns are never touched; every other column holds text (ids, labels, codes).
+NUMERIC_COLUMNS = frozenset(("trial_order", "catch", "chosen_position", "true_position",
+                             "correct", "rt_ms"))
+
+
+def _is_text(column: str) -> bool:
+    return column not in NUMERIC_COLUMNS and not column.startswith("machine:")
+
+
+def neutralise(cell):
+    """Return a text cell with a leading single quote when a spreadsheet would read it as
+    a formula (OWASP's advice), else the cell unchanged."""
+    if isinstance(cell, str) and cell.startswith(FORMULA_START):
+        return "'" + cell
+    return cell
+
+
 def columns(experiment: Experiment) -> list[str]:
     """Return the export's columns: the fixed ones, then `machine:<key>` sorted."""
     return COLUMNS + [f"machine:{k}" for k in experiment.feature_set_keys()]
@@ -105,7 +125,8 @@ def to_csv(experiment: Experiment, raw: bool = False) -> str:
     out = io.StringIO()
     w = csv.DictWriter(out, fieldnames=columns(experiment), lineterminator="\n")
     w.writeheader()
-    w.writerows(export_rows(experiment, raw))
+    for row in export_rows(experiment, raw):
+        w.writerow({k: (neutralise(v) if _is_text(k) else v) for k, v in row.items()})
     return out.getvalue()
 
 

@@ -1,14 +1,19 @@
 """The lab flow: landing (participant code) → consent → instructions with a practice
 trial → the trials (plain HTML forms, POST-redirect-GET; JavaScript only improves them)
-→ completion. The participant is remembered by a session cookie holding an opaque token;
-typing the same code again also resumes at the first unanswered trial."""
+→ completion. The participant cookie holds the current participant only
+(`{"e": experiment id, "t": token, "p": practised, "b": break taken at, "a": last seen}`),
+so its size is bounded however many people use one browser; a returning browser is asked
+"Are you CODE?" (Continue / I am someone else). In a kiosk experiment the browser forgets
+the participant at completion and after KIOSK_IDLE_S seconds without a page. Typing the
+same code again (any letter case) also resumes at the first unanswered trial."""
 from __future__ import annotations
 
 import json
 import random
+import time
 
-from flask import (Blueprint, abort, g, jsonify, redirect, render_template, request, session,
-                   url_for)
+from flask import (Blueprint, abort, current_app, g, jsonify, redirect, render_template,
+                   request, session, url_for)
 from sqlalchemy import select
 
 from . import recording as rec
@@ -19,22 +24,60 @@ from .recording import RecordingError
 bp = Blueprint("lab", __name__)
 
 
-def _session_key(exp: Experiment) -> str:
-    return f"lab:{exp.id}"
+SESSION_KEY = "participant"
+KIOSK_IDLE_S = 15 * 60  # default of the KIOSK_IDLE_S setting
+_ACTIVITY_STEP_S = 30  # refresh "last seen" at most this often (one Set-Cookie)
+
+
+def _state(exp: Experiment) -> dict | None:
+    state = session.get(SESSION_KEY)
+    if not isinstance(state, dict) or state.get("e") != exp.id:
+        return None
+    return state
+
+
+def forget() -> None:
+    """Forget this browser's participant (the cookie keeps only its CSRF token)."""
+    session.pop(SESSION_KEY, None)
+    # Cookies written before sessions were bounded kept one key per participant.
+    for key in [k for k in session if k.startswith(("lab:", "practised:", "break:"))]:
+        session.pop(key, None)
+
+
+def remember(exp: Experiment, p) -> None:
+    """Make `p` this browser's one participant (replacing any other)."""
+    forget()
+    session.permanent = not exp.kiosk
+    session[SESSION_KEY] = {"e": exp.id, "t": p.token, "p": 0, "b": -1, "a": int(time.time())}
+
+
+def _mark(key: str, value) -> None:
+    state = dict(session[SESSION_KEY])
+    state[key] = value
+    session[SESSION_KEY] = state
 
 
 def current_participant(exp: Experiment):
-    """Return this browser's participant in `exp`, or None."""
-    token = session.get(_session_key(exp))
-    if not token:
+    """Return this browser's participant in `exp`, or None (also when a kiosk browser
+    was idle too long: it is forgotten)."""
+    state = _state(exp)
+    if state is None:
         return None
+    now = int(time.time())
+    if exp.kiosk:
+        idle = int(current_app.config.get("KIOSK_IDLE_S", KIOSK_IDLE_S))
+        if now - int(state.get("a", 0)) > idle:
+            forget()
+            return None
+        if now - int(state.get("a", 0)) >= _ACTIVITY_STEP_S:
+            _mark("a", now)
     try:
-        p = rec.participant_by_token(token)
+        p = rec.participant_by_token(state.get("t"))
     except RecordingError:
-        session.pop(_session_key(exp), None)
+        forget()
         return None
     if p.experiment_id != exp.id:
-        session.pop(_session_key(exp), None)
+        forget()
         return None
     return p
 
@@ -114,9 +157,15 @@ def start(name: str):
     except RecordingError as e:
         return render_template("landing.html", exp=exp, participant=None,
                                error=e.reason), e.status
-    session.permanent = True
-    session[_session_key(exp)] = p.token
+    remember(exp, p)
     return _go("lab.flow", name)
+
+
+@bp.post("/lab/<name>/forget")
+def someone_else(name: str):
+    """"I am someone else": forget this browser's participant, back to a fresh landing."""
+    forget()
+    return _go("lab.landing", name)
 
 
 @bp.get("/lab/<name>/go")
@@ -128,7 +177,7 @@ def flow(name: str):
     answered, total = rec.progress(p)
     if answered >= total:
         return _go("lab.done", name)
-    if answered == 0 and exp.practice and not session.get(f"practised:{p.token}"):
+    if answered == 0 and exp.practice and not _state(exp).get("p"):
         return _go("lab.instructions", name)
     return _go("lab.trial", name)
 
@@ -172,9 +221,9 @@ def instructions(name: str):
     q, cands, true = practice_trial(exp) if exp.practice else (None, [], None)
     if request.method == "POST":
         choice = request.form.get("choice", "")
-        if not (choice.isdigit() and 0 <= int(choice) <= 4):
+        if not (choice in ("0", "1", "2", "3", "4")):
             abort(400, "choice must be one of the five candidates (1-5)")
-        session[f"practised:{p.token}"] = True
+        _mark("p", 1)
         feedback = "right" if int(choice) == true else "wrong"
     return render_template("instructions.html", exp=exp, participant=p, feedback=feedback,
                            query=_img(q) if q else None, candidates=[_img(c) for c in cands],
@@ -191,9 +240,9 @@ def trial(name: str):
         return _go("lab.done", name)
     answered = view["answered"]
     if request.args.get("resume"):
-        session[f"break:{p.token}"] = answered
+        _mark("b", answered)
     if (exp.break_every and answered and answered % exp.break_every == 0
-            and session.get(f"break:{p.token}") != answered):
+            and _state(exp).get("b") != answered):
         return render_template("break.html", exp=exp, answered=answered, total=view["total"],
                                resume=url_for("lab.trial", name=name, resume=answered))
     nxt = view["next"]
@@ -236,4 +285,7 @@ def done(name: str):
     answered, total = rec.progress(p)
     if answered < total:
         return _go("lab.flow", name)
-    return render_template("done.html", exp=exp, participant=p, total=total)
+    page = render_template("done.html", exp=exp, participant=p, total=total)
+    if exp.kiosk:
+        forget()  # the next person at this computer starts afresh
+    return page

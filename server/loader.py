@@ -15,15 +15,12 @@ from pathlib import Path
 
 from sqlalchemy import func, select
 
+from .images import encode_image, reencode
 from .models import Experiment, Hit, Image, Participant, Response, Trial, db
 from .recruitment import REPEATS
 
-JPEG_QUALITY = 90
-# Catch trials show the query again among the candidates: the query's copy gets its own
-# token and a different encoding so that neither URL nor bytes pair it with the candidate.
-CATCH_QUERY_QUALITY = 92
 SETTING_NAMES = ("consent_text", "trial_order", "repeats", "break_every", "practice",
-                 "min_viewport_width", "min_viewport_height")
+                 "min_viewport_width", "min_viewport_height", "kiosk")
 DEFAULT_CONSENT = (
     "You are invited to take part in a study on how people judge the similarity of images. "
     "In each trial you will see one image and five candidates, and choose the candidate "
@@ -167,19 +164,6 @@ def _entry_id(entry, where: str, kind: str, seen: set[str], problems: list[str])
     return eid
 
 
-def _encode(src: Path, size: tuple[int, int], quality: int) -> bytes:
-    from PIL import Image as PILImage
-
-    with PILImage.open(src) as im:
-        im = im.convert("RGB")
-        if im.size != size:
-            im = im.resize(size, PILImage.Resampling.LANCZOS)
-        out = io.BytesIO()
-        # No exif/icc/comment passed: the output carries pixels only.
-        im.save(out, "JPEG", quality=quality, optimize=False, progressive=False)
-        return out.getvalue()
-
-
 def _image_size(paths: list[Path]) -> tuple[int, int]:
     from PIL import Image as PILImage
 
@@ -281,7 +265,7 @@ def load_experiment(path: Path, name: str | None = None, settings: dict | None =
     it = progress(todo) if progress else todo
     for im in it:
         src = (root / im["path"]).resolve()
-        data = _encode(src, size, JPEG_QUALITY)
+        data = encode_image(src, size)
         row = Image(experiment_id=exp.id, key=im["id"], token=secrets.token_urlsafe(24),
                     pair=str(im.get("pair", "")), side=str(im.get("side", "")),
                     source_path=str(src), sha256=im["sha256"].lower(), mime="image/jpeg",
@@ -289,17 +273,18 @@ def load_experiment(path: Path, name: str | None = None, settings: dict | None =
         db.session.add(row)
         by_key[im["id"]] = row
     db.session.flush()
-    src_of = {im["id"]: (root / im["path"]).resolve() for im in images}
 
     hit_of = {tk: h["id"] for h in doc.get("hits", []) for tk in h["trials"]}
     for pos, t in enumerate(doc["trials"]):
         query = by_key[t["query"]]
         if t["query"] in t["candidates"]:
+            # A catch trial shows the query again among the candidates: the query's copy
+            # gets its own token and bytes (encoded alike: same quality and subsampling).
             alias = Image(experiment_id=exp.id, key=f"{t['query']}@{t['id']}",
                           token=secrets.token_urlsafe(24), pair=query.pair, side=query.side,
                           source_path=query.source_path, sha256=query.sha256,
                           mime="image/jpeg", width=size[0], height=size[1],
-                          data=_encode(src_of[t["query"]], size, CATCH_QUERY_QUALITY))
+                          data=reencode(query.data))
             db.session.add(alias)
             db.session.flush()
             query = alias

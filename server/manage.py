@@ -2,100 +2,195 @@
 password login, dashboard, per-experiment progress and live per-condition share of
 true-match answers, CSV/JSON export, and the answer key for the simulated participant.
 
-Every POST carries the session's CSRF token. JSON endpoints under /manage/api also accept
-HTTP Basic auth (admin user and password) so scripts can use them."""
+Sessions are Flask-Login's, kept in the admin area's own cookie (server/security.py);
+each carries the user's `session_token`, replaced at logout and password change so every
+copy of an old cookie stops working. Login is throttled per address and per user name
+(Flask-Limiter) and takes the same time whether or not the user exists. Every POST
+carries a CSRF token (Flask-WTF). JSON endpoints under /manage/api also accept HTTP Basic
+auth (admin user and password) so scripts can use them."""
 from __future__ import annotations
 
 import hmac
-import json
 import secrets
-from functools import wraps
+from urllib.parse import urlsplit
 
-from flask import (Blueprint, Response, abort, current_app, g, jsonify, redirect,
-                   render_template, request, session, url_for)
+from flask import (Blueprint, Response, current_app, jsonify, redirect, render_template,
+                   request, session, url_for)
+from flask_login import current_user, login_user, logout_user
 from sqlalchemy import case, func, select
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from . import export as ex
 from . import recording as rec
 from .models import AdminUser, Experiment, Image, Participant, Response as Answer, Trial, db
+from .security import limiter, login_manager
 
 bp = Blueprint("manage", __name__, url_prefix="/manage")
 DEFAULT_USER = "admin"
+MAX_USERNAME = 100
+MAX_PASSWORD = 1024
+_DUMMY_HASH: list[str] = []
+
+# Failed logins allowed before the 429 (successful ones are not counted).
+LOGIN_LIMIT_PER_ADDRESS = "10 per minute; 50 per hour"
+LOGIN_LIMIT_PER_USER = "20 per minute; 100 per hour"
+
+
+def _dummy_hash() -> str:
+    # Checked against when the user does not exist, so both paths hash once.
+    if not _DUMMY_HASH:
+        _DUMMY_HASH.append(generate_password_hash(secrets.token_hex(16)))
+    return _DUMMY_HASH[0]
 
 
 def set_password(password: str, username: str = DEFAULT_USER) -> None:
-    """Create or update the admin user with a werkzeug password hash."""
+    """Create or update the admin user with a werkzeug password hash; every session of
+    that user ends."""
     user = db.session.execute(select(AdminUser).where(AdminUser.username == username)).scalar_one_or_none()
     if user is None:
         user = AdminUser(username=username, password_hash="")
         db.session.add(user)
     user.password_hash = generate_password_hash(password)
+    user.session_token = secrets.token_urlsafe(24)
     db.session.commit()
+
+
+def _valid_text(value: str, limit: int) -> bool:
+    return isinstance(value, str) and len(value) <= limit and "\x00" not in value
+
+
+def authenticate(username: str, password: str) -> AdminUser | None:
+    """Return the admin user if `password` is `username`'s password, else None; takes the
+    same time for an unknown user (a dummy hash is checked instead)."""
+    if not (_valid_text(username, MAX_USERNAME) and _valid_text(password, MAX_PASSWORD)):
+        check_password_hash(_dummy_hash(), "")
+        return None
+    user = db.session.execute(select(AdminUser).where(AdminUser.username == username)).scalar_one_or_none()
+    ok = check_password_hash(user.password_hash if user else _dummy_hash(), password)
+    return user if (ok and user is not None) else None
 
 
 def check_login(username: str, password: str) -> bool:
     """Return True if `password` is the admin `username`'s password."""
-    user = db.session.execute(select(AdminUser).where(AdminUser.username == username)).scalar_one_or_none()
-    return user is not None and check_password_hash(user.password_hash, password)
+    return authenticate(username, password) is not None
 
 
-def csrf_token() -> str:
-    """Return (creating it once) the session's CSRF token."""
-    if "csrf" not in session:
-        session["csrf"] = secrets.token_urlsafe(24)
-    return session["csrf"]
+class AdminSession:
+    """The Flask-Login user: an admin user bound to the session token it logged in with."""
+
+    is_authenticated = True
+    is_active = True
+    is_anonymous = False
+
+    def __init__(self, user: AdminUser):
+        self.user = user
+        self.username = user.username
+
+    def get_id(self) -> str:
+        return f"{self.user.id}:{self.user.session_token}"
 
 
-@bp.app_context_processor
-def _inject():
-    return {"csrf_token": csrf_token}
+def _ensure_token(user: AdminUser) -> None:
+    if not user.session_token:
+        user.session_token = secrets.token_urlsafe(24)
+        db.session.commit()
 
 
-@bp.before_request
-def _guard():
-    if request.method == "POST":
-        sent = request.form.get("csrf_token") or request.headers.get("X-CSRF-Token") or ""
-        if not session.get("csrf") or not hmac.compare_digest(sent, session["csrf"]):
-            abort(400, "missing or wrong CSRF token: reload the page and try again")
+@login_manager.user_loader
+def _load(session_id: str):
+    uid, _, token = (session_id or "").partition(":")
+    if not uid.isascii() or not uid.isdigit() or len(uid) > 12 or not token:
+        return None
+    user = db.session.get(AdminUser, int(uid))
+    if user is None or not user.session_token or \
+            not hmac.compare_digest(user.session_token.encode(), token.encode()):
+        return None
+    return AdminSession(user)
+
+
+@login_manager.request_loader
+def _basic(req):
+    # Scripts (the simulated participant) use HTTP Basic on /manage/api only.
+    if not req.path.startswith("/manage/api/"):
+        return None
+    auth = req.authorization
+    if auth is None or auth.type != "basic":
+        return None
+    user = authenticate(auth.username or "", auth.password or "")
+    return AdminSession(user) if user else None
+
+
+@login_manager.unauthorized_handler
+def _unauthorized():
+    if request.path.startswith("/manage/api/"):
+        return jsonify(error="admin login required (HTTP Basic auth)", status=401), 401, \
+            {"WWW-Authenticate": 'Basic realm="tll-manage"'}
+    return redirect(url_for("manage.login", next=request.path), 303)
 
 
 def login_required(view):
-    @wraps(view)
-    def wrapped(*a, **kw):
-        if session.get("admin"):
-            return view(*a, **kw)
-        auth = request.authorization
-        if auth and auth.type == "basic" and check_login(auth.username or "", auth.password or ""):
-            return view(*a, **kw)
-        if request.path.startswith("/manage/api/"):
-            return jsonify(error="admin login required (HTTP Basic auth)", status=401), 401, \
-                {"WWW-Authenticate": 'Basic realm="tll-manage"'}
-        return redirect(url_for("manage.login", next=request.path), 303)
-    return wrapped
+    """Flask-Login's login_required (kept under this name for the routes below)."""
+    from flask_login import login_required as lr
+    return lr(view)
+
+
+def safe_next(target: str | None) -> str:
+    """Return `target` if it is a path inside the admin area (no scheme, host, control
+    character or backslash), else the dashboard's path: no open redirect."""
+    fallback = url_for("manage.dashboard")
+    if not target or len(target) > 500 or any(ord(c) < 32 or ord(c) == 127 for c in target):
+        return fallback
+    if "\\" in target or "//" in target:
+        return fallback
+    try:
+        parts = urlsplit(target)
+    except ValueError:
+        return fallback
+    if parts.scheme or parts.netloc or not (parts.path == "/manage"
+                                            or parts.path.startswith("/manage/")):
+        return fallback
+    return target
+
+
+def _user_key() -> str:
+    return "user:" + (request.form.get("username") or DEFAULT_USER)[:MAX_USERNAME]
+
+
+def _failed(response) -> bool:
+    return response.status_code == 401
 
 
 @bp.route("/login", methods=["GET", "POST"])
+@limiter.limit(LOGIN_LIMIT_PER_ADDRESS, methods=["POST"], deduct_when=_failed,
+               error_message="Too many failed logins from this address: wait a minute "
+                             "and try again.")
+@limiter.limit(LOGIN_LIMIT_PER_USER, methods=["POST"], key_func=_user_key,
+               deduct_when=_failed,
+               error_message="Too many failed logins for this user: wait a minute and "
+                             "try again.")
 def login():
     error = None
     if request.method == "POST":
         username = request.form.get("username", DEFAULT_USER) or DEFAULT_USER
-        if check_login(username, request.form.get("password", "")):
+        user = authenticate(username, request.form.get("password", ""))
+        if user is not None:
+            _ensure_token(user)
+            # A fresh admin session (new CSRF token): nothing of the one before survives.
             session.clear()
-            session["admin"] = username
-            csrf_token()
-            nxt = request.args.get("next", "")
-            # Only local paths: no open redirect.
-            if not nxt.startswith("/manage") or "//" in nxt or "\\" in nxt:
-                nxt = url_for("manage.dashboard")
-            return redirect(nxt, 303)
+            login_user(AdminSession(user))
+            return redirect(safe_next(request.args.get("next")), 303)
         error = "Wrong user name or password."
     return render_template("manage/login.html", error=error), (401 if error else 200)
 
 
 @bp.post("/logout")
 def logout():
-    session.pop("admin", None)
+    if current_user.is_authenticated:
+        # A new token: every copy of this user's session cookies stops working.
+        current_user.user.session_token = secrets.token_urlsafe(24)
+        db.session.commit()
+    logout_user()
+    session.clear()
     return redirect(url_for("manage.login"), 303)
 
 

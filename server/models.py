@@ -69,6 +69,9 @@ class Experiment(db.Model):
     repeats: Mapped[str] = mapped_column(String(10), default="none")
     break_every: Mapped[int] = mapped_column(Integer, default=0)  # 0 = no breaks
     practice: Mapped[bool] = mapped_column(Boolean, default=True)
+    # Kiosk: a shared lab computer; the browser forgets the participant at completion and
+    # after KIOSK_IDLE_S seconds without a page (server/lab.py).
+    kiosk: Mapped[bool] = mapped_column(Boolean, default=False)
     # Smallest viewport (CSS px) that shows the query and five candidates in one row;
     # None = derived from the image size (min_viewport()).
     min_viewport_width: Mapped[int | None] = mapped_column(Integer, nullable=True)
@@ -251,6 +254,9 @@ class AdminUser(db.Model):
     id: Mapped[int] = mapped_column(primary_key=True)
     username: Mapped[str] = mapped_column(String(100), unique=True)
     password_hash: Mapped[str] = mapped_column(String(300))
+    # Part of every admin session cookie; replaced at logout and password change, which
+    # ends every copy of the sessions issued before (server-side revocation).
+    session_token: Mapped[str] = mapped_column(String(64), default="")
     created: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 

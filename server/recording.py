@@ -70,7 +70,8 @@ def new_code(length: int = 8) -> str:
 
 
 def clean_code(code) -> str:
-    """Return the participant code stripped, or raise RecordingError(400)."""
+    """Return the participant code stripped and normalised to upper case (codes are
+    compared case-insensitively: "ab12" is "AB12"), or raise RecordingError(400)."""
     if not isinstance(code, str):
         raise RecordingError(400, "participant code must be a string")
     code = code.strip()
@@ -80,6 +81,9 @@ def clean_code(code) -> str:
         raise RecordingError(400, f"participant code is longer than {MAX_CODE_LEN} characters")
     if any(not (ch.isprintable()) for ch in code):
         raise RecordingError(400, "participant code contains control characters")
+    code = code.upper()
+    if len(code) > MAX_CODE_LEN:  # a few letters grow when upper-cased ("ß" -> "SS")
+        raise RecordingError(400, f"participant code is longer than {MAX_CODE_LEN} characters")
     return code
 
 
@@ -352,6 +356,14 @@ def _view(participant: Participant, n: int, answered: set[int]) -> dict:
     return view
 
 
+def next_open(participant) -> int | None:
+    """Return the 1-based position of the first unanswered trial, or None when all are
+    answered: the furthest a participant may see or answer."""
+    answered = _answered_ids(participant)
+    return next((n for n, tid in enumerate(participant.trial_ids(), start=1)
+                 if tid not in answered), None)
+
+
 def next_trial(participant: Participant) -> dict | None:
     """Return the view of the first unanswered trial in the sequence, or None when done."""
     answered = _answered_ids(participant)
@@ -366,7 +378,9 @@ def check_position(participant: Participant, n) -> int:
     if isinstance(n, bool):
         raise RecordingError(400, "trial position must be an integer")
     if isinstance(n, str):
-        if not n.strip().isdigit():
+        n = n.strip()
+        # ASCII digits only ("²".isdigit() is True) and short: int() never fails.
+        if not (n.isascii() and n.isdigit() and len(n) <= 9):
             raise RecordingError(400, "trial position must be an integer")
         n = int(n)
     if not isinstance(n, int):
@@ -387,7 +401,8 @@ def _check_choice(choice) -> int:
     if isinstance(choice, bool):
         raise RecordingError(400, "choice must be an integer 0..4")
     if isinstance(choice, str):
-        if not choice.strip().isdigit():
+        choice = choice.strip()
+        if not (choice.isascii() and choice.isdigit() and len(choice) <= 9):
             raise RecordingError(400, "choice must be an integer 0..4")
         choice = int(choice)
     if not isinstance(choice, int):

@@ -82,6 +82,8 @@
     data.append("n", form.elements["n"].value);
     data.append("choice", String(choice));
     data.append("rt_ms", rt);
+    // The lab pages carry a CSRF token (the MTurk pages need none: no cookie there).
+    if (form.elements["csrf_token"]) data.append("csrf_token", form.elements["csrf_token"].value);
     post(data.toString(), 0);
   }
 

@@ -112,8 +112,11 @@ def checked_submit_to(turk_submit_to: str | None,
     `turk_submit_to` is missing or not one of the allowed hosts (never trust it)."""
     if not turk_submit_to:
         return None
-    parts = urlsplit(turk_submit_to.strip())
+    try:
+        parts = urlsplit(turk_submit_to.strip())
+        candidate = origin(turk_submit_to)
+    except ValueError:  # e.g. "https://[": not a URL at all
+        return None
     if parts.path not in ("", "/") or parts.query or parts.fragment or parts.username:
         return None
-    candidate = origin(turk_submit_to)
     return candidate if candidate in allowed_submit_hosts(local_endpoint) else None

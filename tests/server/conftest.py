@@ -208,3 +208,22 @@ def live_server(app):
     finally:
         srv.shutdown()
         t.join(timeout=10)
+
+
+def csrf_from(html: str) -> str:
+    """Return the CSRF token of the first form in `html` (as a browser would send it)."""
+    import re
+
+    m = re.search(r'name="csrf_token" value="([^"]+)"', html)
+    assert m, "the page has no CSRF token"
+    return m.group(1)
+
+
+def lab_post(client, path: str, data: dict | None = None, **kw):
+    """POST a lab form the way a browser does: with the CSRF token of the browser
+    session's lab pages (read once from the experiment's landing page)."""
+    token = getattr(client, "_tll_csrf", None)
+    if token is None:
+        exp = path.split("/")[2]
+        token = client._tll_csrf = csrf_from(client.get(f"/lab/{exp}/").get_data(as_text=True))
+    return client.post(path, data={"csrf_token": token, **(data or {})}, **kw)

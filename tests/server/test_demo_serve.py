@@ -15,6 +15,7 @@ import time
 import requests
 
 from tests.conftest import free_port
+from tests.server.conftest import csrf_from
 
 from .conftest import ROOT, write_experiment
 
@@ -76,11 +77,13 @@ def test_demo_serve_script(tmp_path):
         assert admin == f"http://127.0.0.1:{port}/manage/"
         assert _wait(link).status_code == 200
         s = requests.Session()
-        r = s.post(link + "start", data={"code": "DEMO1"})
-        r = s.post(f"http://127.0.0.1:{port}/lab/demo/consent", data={"agree": "yes"})
-        s.post(f"http://127.0.0.1:{port}/lab/demo/instructions", data={"choice": "0"})
+        tok = csrf_from(s.get(link, timeout=10).text)
+        r = s.post(link + "start", data={"code": "DEMO1", "csrf_token": tok})
+        r = s.post(f"http://127.0.0.1:{port}/lab/demo/consent", data={"agree": "yes", "csrf_token": tok})
+        s.post(f"http://127.0.0.1:{port}/lab/demo/instructions", data={"choice": "0", "csrf_token": tok})
         for n in (1, 2, 3):
-            r = s.post(f"http://127.0.0.1:{port}/lab/demo/answer", data={"n": str(n), "choice": "1"})
+            r = s.post(f"http://127.0.0.1:{port}/lab/demo/answer",
+                       data={"n": str(n), "choice": "1", "csrf_token": tok})
             assert r.status_code == 200, r.text
         assert r.url.endswith("/lab/demo/done") and "Thank you" in r.text
         key = requests.get(f"http://127.0.0.1:{port}/manage/api/experiments/demo/key",

@@ -9,6 +9,7 @@ import re
 from PIL import Image
 
 from server.models import Trial, db
+from tests.server.conftest import lab_post
 
 
 def _candidate_markup(html: str) -> list[str]:
@@ -16,8 +17,8 @@ def _candidate_markup(html: str) -> list[str]:
 
 
 def test_no_answer_leak(app, client):
-    client.post("/lab/small/start", data={"code": "LEAK"})
-    client.post("/lab/small/consent", data={"agree": "yes"})
+    lab_post(client, "/lab/small/start", {"code": "LEAK"})
+    lab_post(client, "/lab/small/consent", {"agree": "yes"})
     with app.app_context():
         trials = db.session.query(Trial).order_by(Trial.position).all()
         secrets_in_file = set()
@@ -57,6 +58,6 @@ def test_no_answer_leak(app, client):
         # Catch trials show the query again: it has its own token and its own bytes.
         q = re.search(r'<div class="query"><img src="([^"]+)"', html).group(1)
         assert q not in urls and client.get(q).data not in [client.get(u).data for u in urls]
-        client.post("/lab/small/answer", data={"n": str(n), "choice": "0"})
+        lab_post(client, "/lab/small/answer", {"n": str(n), "choice": "0"})
     # Byte size does not single out the true match (it is not always the largest or smallest).
     assert len(set(size_rank_of_true)) > 1

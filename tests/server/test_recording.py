@@ -48,7 +48,7 @@ def test_concurrent_duplicates_store_one_row(any_app):
     def send():
         with any_app.test_client() as cc:
             statuses.append(cc.post(f"/api/v1/participants/{tok}/answers",
-                                    json={"n": 2, "choice": 1}).status_code)
+                                    json={"n": 1, "choice": 1}).status_code)
 
     threads = [threading.Thread(target=send) for _ in range(6)]
     [t.start() for t in threads]
@@ -61,8 +61,10 @@ def test_concurrent_duplicates_store_one_row(any_app):
 def test_resume_at_first_unanswered_and_complete(any_app):
     c = any_app.test_client()
     tok = _start(c, "P3").json["participant"]
-    # Answer out of order: 2 and 1; the next trial is then 3.
-    for n in (2, 1):
+    # No trial beyond the next unanswered one (issue 10): 2 before 1 is refused.
+    r = c.post(f"/api/v1/participants/{tok}/answers", json={"n": 2, "choice": 0})
+    assert r.status_code == 409 and "answer trial 1 first" in r.json["error"]
+    for n in (1, 2):
         assert c.post(f"/api/v1/participants/{tok}/answers", json={"n": n, "choice": 0}).status_code == 201
     again = _start(c, "P3")  # the same code again resumes the same participant
     assert again.status_code == 200 and again.json["participant"] == tok

@@ -14,6 +14,7 @@ from sqlalchemy import func, select
 
 from server.export import COLUMNS, pseudonym
 from server.models import Participant, Response, db
+from tests.server.conftest import lab_post
 
 AUTH = {"Authorization": "Basic " + base64.b64encode(b"admin:correct horse").decode()}
 
@@ -29,19 +30,19 @@ def _csrf(html: str) -> str:
 
 def lab_participant(client, code="LAB1"):
     """Start, consent and do the practice trial as a plain form; return the trial page."""
-    r = client.post("/lab/small/start", data={"code": code})
+    r = lab_post(client, "/lab/small/start", {"code": code})
     assert r.status_code == 303
     r = client.get(r.headers["Location"])
     assert r.status_code == 303 and r.headers["Location"].endswith("/lab/small/consent")
     page = client.get("/lab/small/consent").get_data(as_text=True)
     assert "study on how people judge" in page and code in page
-    assert client.post("/lab/small/consent", data={}).status_code == 400  # box not ticked
-    r = client.post("/lab/small/consent", data={"agree": "yes"})
+    assert lab_post(client, "/lab/small/consent", {}).status_code == 400  # box not ticked
+    r = lab_post(client, "/lab/small/consent", {"agree": "yes"})
     r = client.get(r.headers["Location"])
     assert r.headers["Location"].endswith("/lab/small/instructions")
     page = client.get("/lab/small/instructions").get_data(as_text=True)
     assert page.count('name="choice"') == 5
-    r = client.post("/lab/small/instructions", data={"choice": "2"})
+    r = lab_post(client, "/lab/small/instructions", {"choice": "2"})
     assert r.status_code == 200 and 'id="feedback"' in r.get_data(as_text=True)
     return client.get("/lab/small/trial")
 
@@ -53,10 +54,10 @@ def test_lab_flow_as_plain_forms(app, client):
         html = page.get_data(as_text=True)
         assert f'name="n" value="{n}"' in html and f"{n - 1} of 6 answered" in html
         assert html.count('<button type="submit" name="choice"') == 5
-        r = client.post("/lab/small/answer", data={"n": str(n), "choice": str(n % 5), "rt_ms": ""})
+        r = lab_post(client, "/lab/small/answer", {"n": str(n), "choice": str(n % 5), "rt_ms": ""})
         assert r.status_code == 303 and r.headers["Location"].endswith("/lab/small/trial")
         # The back button and a resend: nothing new is stored.
-        r2 = client.post("/lab/small/answer", data={"n": str(n), "choice": "0"})
+        r2 = lab_post(client, "/lab/small/answer", {"n": str(n), "choice": "0"})
         assert r2.status_code == 303
         page = client.get("/lab/small/trial")
     assert page.status_code == 303 and page.headers["Location"].endswith("/lab/small/done")
@@ -69,16 +70,16 @@ def test_lab_flow_as_plain_forms(app, client):
         assert all(r.rt_ms is None for r in p.responses)
     # The same code again, from another browser: already took part.
     other = app.test_client()
-    r = other.post("/lab/small/start", data={"code": "LAB1"})
+    r = lab_post(other, "/lab/small/start", {"code": "LAB1"})
     assert r.status_code == 409 and "already taken part" in r.get_data(as_text=True)
 
 
 def test_lab_resume_with_code_in_new_browser(app, client):
     lab_participant(client, "RES")
-    client.post("/lab/small/answer", data={"n": "1", "choice": "1", "rt_ms": "900.5"})
-    client.post("/lab/small/answer", data={"n": "2", "choice": "1", "rt_ms": "900.5"})
+    lab_post(client, "/lab/small/answer", {"n": "1", "choice": "1", "rt_ms": "900.5"})
+    lab_post(client, "/lab/small/answer", {"n": "2", "choice": "1", "rt_ms": "900.5"})
     other = app.test_client()
-    r = other.post("/lab/small/start", data={"code": "RES"})
+    r = lab_post(other, "/lab/small/start", {"code": "RES"})
     r = other.get(r.headers["Location"])
     assert r.headers["Location"].endswith("/lab/small/trial")
     assert 'name="n" value="3"' in other.get("/lab/small/trial").get_data(as_text=True)
@@ -91,14 +92,14 @@ def test_generated_code_and_breaks(app, client):
         exp = get_experiment("small")
         exp.break_every, exp.practice = 2, False
         db.session.commit()
-    r = client.post("/lab/small/start", data={"generate": "1"})
-    client.post("/lab/small/consent", data={"agree": "yes"})
+    r = lab_post(client, "/lab/small/start", {"generate": "1"})
+    lab_post(client, "/lab/small/consent", {"agree": "yes"})
     with app.app_context():
         code = db.session.execute(select(Participant.code)).scalar_one()
     assert re.fullmatch(r"[A-Z2-9]{8}", code)
     assert client.get("/lab/small/go").headers["Location"].endswith("/lab/small/trial")
     for n in (1, 2):
-        client.post("/lab/small/answer", data={"n": str(n), "choice": "0"})
+        lab_post(client, "/lab/small/answer", {"n": str(n), "choice": "0"})
     page = client.get("/lab/small/trial").get_data(as_text=True)
     assert "break" in page and "2 of 6" in page
     resume = re.search(r'id="resume" href="([^"]+)"', page).group(1).replace("&amp;", "&")
@@ -108,23 +109,23 @@ def test_generated_code_and_breaks(app, client):
 
 def test_lab_bad_input(app, client):
     assert client.get("/lab/nope/").status_code == 404
-    assert client.post("/lab/small/start", data={"code": "   "}).status_code == 400
-    assert client.post("/lab/small/start", data={"code": "x" * 65}).status_code == 400
-    assert client.post("/lab/small/start", data={"code": "a\x00b"}).status_code == 400
+    assert lab_post(client, "/lab/small/start", {"code": "   "}).status_code == 400
+    assert lab_post(client, "/lab/small/start", {"code": "x" * 65}).status_code == 400
+    assert lab_post(client, "/lab/small/start", {"code": "a\x00b"}).status_code == 400
     # No participant in this browser: answers are refused.
-    r = client.post("/lab/small/answer", data={"n": "1", "choice": "1"})
+    r = lab_post(client, "/lab/small/answer", {"n": "1", "choice": "1"})
     assert r.status_code == 403
     lab_participant(client, "BAD")
     for data, status in [({"n": "9", "choice": "1"}, 404), ({"n": "1", "choice": "7"}, 400),
                          ({"n": "x", "choice": "1"}, 400), ({"n": "1"}, 400),
                          ({"n": "1", "choice": "1", "rt_ms": "nan"}, 400)]:
-        r = client.post("/lab/small/answer", data=data)
+        r = lab_post(client, "/lab/small/answer", data)
         assert r.status_code == status, data
         assert "error" in r.get_data(as_text=True)
-    r = client.post("/lab/small/answer", data={"n": "1", "choice": "9"},
+    r = lab_post(client, "/lab/small/answer", {"n": "1", "choice": "9"},
                     headers={"Accept": "application/json"})
     assert r.status_code == 400 and "five candidates" in r.json["error"]
-    assert client.post("/lab/small/instructions", data={"choice": "8"}).status_code == 400
+    assert lab_post(client, "/lab/small/instructions", {"choice": "8"}).status_code == 400
     assert _rows(app) == 0
 
 
@@ -151,7 +152,8 @@ def test_api_bad_input(app, client):
                       json={"consent": True}).json["participant"]
     assert client.get(f"/api/v1/participants/{tok}/trials/99").status_code == 404
     assert client.get(f"/api/v1/participants/{tok}/trials/abc").status_code == 400
-    assert client.get(f"/api/v1/participants/{tok}/trials/2").json["trial"]["n"] == 2
+    assert client.get(f"/api/v1/participants/{tok}/trials/1").json["trial"]["n"] == 1
+    assert client.get(f"/api/v1/participants/{tok}/trials/2").status_code == 409  # not open yet
     assert client.post(f"/api/v1/participants/{tok}/answers", data="n=1&choice=1",
                        content_type="application/x-www-form-urlencoded").status_code == 415
     assert client.get(f"/api/v1/participants/{tok}/answers").status_code == 405
@@ -239,7 +241,8 @@ def test_export_csv_and_json(app, client):
     with app.app_context():
         from server.recording import get_experiment
         trials = get_experiment("small").trials
-        assert rows[0]["participant"] == pseudonym("alice") != "alice"
+        # Codes are stored normalised (upper case).
+        assert rows[0]["participant"] == pseudonym("ALICE") != "ALICE"
     for n, row in enumerate(rows, start=1):
         t = trials[n - 1]  # order is fixed in this fixture
         assert row["trial"] == t.key and row["trial_order"] == str(n)
@@ -257,7 +260,7 @@ def test_export_csv_and_json(app, client):
         assert row["external_session_id"] == row["status_synced_at"] == row["viewport"] == ""
     raw = list(csv.DictReader(io.StringIO(
         client.get("/manage/experiments/small/answers.csv?ids=raw").get_data(as_text=True))))
-    assert raw[0]["participant"] == "alice" == raw[0]["external_participant_id"]
+    assert raw[0]["participant"] == "ALICE" == raw[0]["external_participant_id"]
     js = client.get("/manage/experiments/small/answers.json").json
     assert set(js) == {"experiment", "trials", "answers"} and len(js["answers"]) == 3
     assert js["answers"][0] == {k: (int(v) if k in ("trial_order", "chosen_position", "true_position", "correct", "catch") else v)

@@ -1,0 +1,165 @@
+"""Security set-up of the application: two session cookies that never touch each other
+(participant and admin), Flask-Login for admin sessions, Flask-WTF's CSRFProtect,
+Flask-Limiter for login throttling and Flask-Talisman for the security headers.
+
+What is exempt, and why:
+- CSRF: the JSON participant API (`/api/v1`) is authenticated by the participant token in
+  its URL, never by a cookie, and only accepts `application/json` (a cross-site form
+  cannot send that without a CORS preflight we never answer), so a forged request has
+  nothing to ride on. The MTurk worker routes identify the worker by the token in the
+  URL too (MTurk's iframe is a third-party context where cookies are blocked), and the
+  final externalSubmit form posts to MTurk, not to us. Every other POST (lab start,
+  consent, practice, answers; admin login, logout) carries a CSRF token.
+- Throttling: only the admin login is limited.
+- Headers: Talisman sets them on every page; the MTurk worker pages get
+  `frame-ancestors` of MTurk's hosts instead of 'none' because MTurk frames them.
+- The hot paths (the JSON API and the images, HOT_BLUEPRINTS) skip Limiter's and
+  Talisman's per-request work altogether (about 90 us of CPU per request, measured): they
+  are no pages, are never framed or throttled, and get the two headers that matter to
+  them (nosniff, no-referrer) directly.
+"""
+from __future__ import annotations
+
+from functools import wraps
+
+from flask import request
+from flask.sessions import SecureCookieSessionInterface
+from flask_limiter import Limiter
+from flask_limiter.util import get_remote_address
+from flask_login import LoginManager
+from flask_talisman import Talisman
+from flask_wtf.csrf import CSRFProtect
+
+ADMIN_PREFIX = "/manage"
+ADMIN_COOKIE = "tll_admin"
+PARTICIPANT_COOKIE = "tll_session"
+
+csrf = CSRFProtect()
+login_manager = LoginManager()
+# In-memory counters: right for one host. Each gunicorn worker counts on its own, so the
+# effective limit is (workers x limit); set RATELIMIT_STORAGE_URI (e.g. redis://) to share.
+limiter = Limiter(key_func=get_remote_address, default_limits=[], storage_uri="memory://")
+talisman = Talisman()
+
+# 'self' only: no inline scripts or styles anywhere (scripts live in static/*.js).
+CSP = {
+    "default-src": "'self'",
+    "script-src": "'self'",
+    "style-src": "'self'",
+    "img-src": "'self'",
+    "object-src": "'none'",
+    "base-uri": "'none'",
+    "form-action": "'self'",
+    "frame-ancestors": "'none'",
+}
+
+
+HOT_BLUEPRINTS = frozenset(("api", "images"))
+
+
+def _not_on_hot_paths(hook):
+    """Wrap an extension's before/after_request hook so the hot blueprints skip it."""
+    @wraps(hook)
+    def wrapped(*args):
+        if request.blueprint in HOT_BLUEPRINTS:
+            return args[0] if args else None  # after_request hooks get the response
+        return hook(*args)
+    return wrapped
+
+
+def _hot_headers(resp):
+    if request.blueprint in HOT_BLUEPRINTS:
+        resp.headers["X-Content-Type-Options"] = "nosniff"
+        resp.headers["Referrer-Policy"] = "no-referrer"
+    return resp
+
+
+def is_admin_path(path: str) -> bool:
+    """Return True for paths of the admin area (its own cookie)."""
+    return path == ADMIN_PREFIX or path.startswith(ADMIN_PREFIX + "/")
+
+
+class SplitSessionInterface(SecureCookieSessionInterface):
+    """Two signed cookies: the admin area's (`tll_admin`, path /manage, its own signing
+    salt) and the participant's (`tll_session`, path /). A request under /manage opens
+    and writes only the admin cookie; every other request only the participant cookie,
+    so a participant can neither read, extend nor clear an admin session and an admin
+    login never clears a participant's session."""
+
+    def _admin(self) -> bool:
+        return is_admin_path(request.path)
+
+    def get_signing_serializer(self, app):
+        self.salt = "tll-admin-session" if self._admin() else "tll-participant-session"
+        return super().get_signing_serializer(app)
+
+    def get_cookie_name(self, app) -> str:
+        return ADMIN_COOKIE if self._admin() else PARTICIPANT_COOKIE
+
+    def get_cookie_path(self, app) -> str:
+        return ADMIN_PREFIX if self._admin() else "/"
+
+
+def csp_header(policy: dict) -> str:
+    """Return `policy` as a Content-Security-Policy header value."""
+    return "; ".join(f"{k} {v}" for k, v in policy.items())
+
+
+def _worker_policy(resp):
+    # MTurk frames the worker pages and the finished assignment is posted to
+    # turkSubmitTo: allow exactly MTurk's hosts (and a configured loopback emulator).
+    if not (request.endpoint or "").startswith("mturk_worker."):
+        return resp
+    from .mturk.question import allowed_submit_hosts, frame_ancestors
+    from .mturk.worker import local_endpoint
+
+    local = local_endpoint()
+    ancestors = frame_ancestors(local).split(" ", 1)[1]
+    resp.headers["Content-Security-Policy"] = csp_header(dict(
+        CSP, **{"frame-ancestors": ancestors,
+                "form-action": " ".join(("'self'",) + allowed_submit_hosts(local))}))
+    return resp
+
+
+def init_app(app) -> None:
+    """Install sessions, CSRF, login, throttling and headers on `app` (after the
+    blueprints are registered, so exemptions can name them)."""
+    app.session_interface = SplitSessionInterface()
+    app.config.setdefault("WTF_CSRF_TIME_LIMIT", None)  # valid for the session's life
+    app.config.setdefault("RATELIMIT_HEADERS_ENABLED", False)
+    csrf.init_app(app)
+    login_manager.init_app(app)
+    login_manager.login_view = "manage.login"
+    login_manager.login_message = None
+    limiter.init_app(app)
+    for name in ("api", "images", "mturk_worker", "lab", "static"):
+        if name in app.blueprints:
+            limiter.exempt(app.blueprints[name])
+    for name in ("api", "mturk_worker"):
+        if name in app.blueprints:
+            csrf.exempt(app.blueprints[name])
+    production = app.config.get("TLL_ENV") == "production"
+    # Registered before Talisman's, so it runs after it (Flask runs them in reverse).
+    app.after_request(_worker_policy)
+    talisman.init_app(
+        app, force_https=False,  # the reverse proxy redirects to HTTPS (deploy/nginx)
+        strict_transport_security=production,
+        session_cookie_secure=bool(app.config.get("SESSION_COOKIE_SECURE")),
+        session_cookie_http_only=True,
+        content_security_policy=CSP, frame_options="DENY",
+        referrer_policy="no-referrer", x_xss_protection=False)
+    for endpoint, view in app.view_functions.items():
+        if endpoint.startswith("mturk_worker."):
+            view.talisman_view_options = {"frame_options": None}
+    hooks = app.before_request_funcs.setdefault(None, [])
+    hooks[:] = [_not_on_hot_paths(h) if _owner(h) in ("flask_limiter", "flask_talisman")
+                else h for h in hooks]
+    hooks = app.after_request_funcs.setdefault(None, [])
+    hooks[:] = [_not_on_hot_paths(h) if _owner(h) in ("flask_limiter", "flask_talisman")
+                else h for h in hooks]
+    app.after_request(_hot_headers)
+
+
+def _owner(hook) -> str:
+    fn = getattr(hook, "func", hook)  # functools.partial (Limiter's header hook)
+    return (getattr(fn, "__module__", "") or "").split(".")[0]
