@@ -8,6 +8,8 @@ Environment variables read:
   one is generated once and kept in `<instance>/secret_key`.
 - `TLL_PSEUDONYM_KEY`: key of the HMAC that pseudonymises participant ids in exports
   (default: derived from the secret key).
+- `TLL_SQLITE_SYNCHRONOUS`: `FULL` (default: every commit synced, an acknowledged answer
+  survives an OS crash) or `NORMAL` (survives a process crash only).
 - `TLL_ENV`: `production` or `development` (default).
 - `TLL_COOKIE_SECURE=0`: in production, allow the session cookie over plain HTTP.
 """
@@ -71,12 +73,15 @@ def configure(app, overrides: dict | None = None) -> None:
         # then carry identical headers whatever the clock says.
         SESSION_REFRESH_EACH_REQUEST=False,
         SQLITE_BUSY_TIMEOUT_MS=10000,
+        SQLITE_SYNCHRONOUS="FULL",
         JSON_SORT_KEYS=False,
     )
     cfg.from_pyfile(str(instance / "config.py"), silent=True)
     env = os.environ
     if env.get("TLL_ENV"):
         cfg["TLL_ENV"] = env["TLL_ENV"]
+    if env.get("TLL_SQLITE_SYNCHRONOUS"):
+        cfg["SQLITE_SYNCHRONOUS"] = env["TLL_SQLITE_SYNCHRONOUS"]
     if env.get("DATABASE_URL"):
         cfg["SQLALCHEMY_DATABASE_URI"] = env["DATABASE_URL"]
     secret = env.get("SECRET_KEY") or env.get("TLL_SECRET_KEY")

@@ -9,7 +9,8 @@ from .models import db
 
 MIGRATIONS = __import__("pathlib").Path(__file__).resolve().parents[1] / "migrations"
 migrate = Migrate()
-_pragmas: dict[int, int] = {}
+_pragmas: dict[str, int | str] = {}
+SYNCHRONOUS = ("FULL", "NORMAL")
 
 
 @event.listens_for(Engine, "connect")
@@ -23,15 +24,21 @@ def _sqlite_pragmas(dbapi_conn, _record) -> None:
     cur.execute("PRAGMA journal_mode=WAL")
     cur.execute(f"PRAGMA busy_timeout={_pragmas.get('busy', 10000)}")
     cur.execute("PRAGMA foreign_keys=ON")
-    # NORMAL in WAL mode keeps committed transactions across a process crash (only an OS
-    # crash can lose the last ones), which is the failure the server must survive.
-    cur.execute("PRAGMA synchronous=NORMAL")
+    # FULL (the default) syncs the WAL at every commit, so an acknowledged answer also
+    # survives an OS crash or power loss; NORMAL keeps it across a process crash only.
+    cur.execute(f"PRAGMA synchronous={_pragmas.get('synchronous', 'FULL')}")
     cur.close()
 
 
 def init_db(app) -> None:
     """Attach the database and migrations to `app`."""
     _pragmas["busy"] = int(app.config.get("SQLITE_BUSY_TIMEOUT_MS", 10000))
+    sync = str(app.config.get("SQLITE_SYNCHRONOUS", "FULL")).upper()
+    if sync not in SYNCHRONOUS:
+        from .config import ConfigError
+        raise ConfigError(f"SQLITE_SYNCHRONOUS must be one of {', '.join(SYNCHRONOUS)}, "
+                          f"not {sync!r}")
+    _pragmas["synchronous"] = sync
     uri = app.config["SQLALCHEMY_DATABASE_URI"]
     if uri.startswith("sqlite"):
         opts = dict(app.config.get("SQLALCHEMY_ENGINE_OPTIONS") or {})
