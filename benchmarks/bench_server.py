@@ -160,13 +160,14 @@ class PostgresCluster:
     """A throw-away PostgreSQL cluster on loopback with durable settings (fsync on,
     synchronous_commit on): an acknowledged answer survives an OS crash."""
 
-    def __init__(self, base: Path):
+    def __init__(self):
         initdb, self.pg_ctl = pg_bin("initdb"), pg_bin("pg_ctl")
         if not initdb or not self.pg_ctl:
             raise SystemExit("PostgreSQL server binaries not found: apt-get install postgresql "
                              "(or leave postgresql out of --databases)")
+        # A folder of its own: the postgres user must own it (the bench's is root's, 0700).
+        base = Path(tempfile.mkdtemp(prefix="tll-bench-pg-", dir="/tmp"))
         self.base, self.data, self.port = base, base / "data", free_port()
-        base.mkdir(parents=True, exist_ok=True)
         self.prefix: list[str] = []
         if os.geteuid() == 0:  # initdb refuses root: run the cluster as postgres
             self.prefix = ["runuser", "-u", "postgres", "--"]
@@ -190,6 +191,7 @@ class PostgresCluster:
     def stop(self) -> None:
         subprocess.run(self.prefix + [self.pg_ctl, "-D", str(self.data), "-m", "fast", "stop"],
                        capture_output=True)
+        shutil.rmtree(self.base, ignore_errors=True)
 
 
 def wait_http(port: int, proc: subprocess.Popen | None, path: str = "/ping", seconds: float = 120) -> None:
@@ -535,7 +537,7 @@ def main(argv=None) -> int:
             for dbname in a.databases:
                 env = dict(base_env, TLL_INSTANCE=str(tmp / f"instance-{dbname}"))
                 if dbname == "postgresql":
-                    pg = PostgresCluster(tmp / "pg")
+                    pg = PostgresCluster()
                     env["DATABASE_URL"] = pg.url
                     db_meters[dbname] = [pg.pid()]
                 else:
