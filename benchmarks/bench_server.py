@@ -13,8 +13,9 @@ before timing: the timed phase is the answers only.
 For every level it reports the floor's requests/s, the server's answers/s, their ratio,
 CPU ms per answer of the gunicorn workers (from /proc; PostgreSQL's backends apart)
 against the floor's, p50 and p99, and the client's CPU share. A level whose floor run
-used more than 25 % of the machine's CPU in the client is marked NOT VALID instead of
-given a ratio: the client, not the floor, would have set the pace.
+spent more than 25 % of its CPU (client + floor processes, from getrusage and /proc) in
+the client is marked NOT VALID instead of given a ratio: the client, not the floor, would
+have set the pace.
 
 With `--capacity`, participants who think `--capacity-think-ms` (default 1 s) before each
 answer are added until p99 reaches 100 ms: the number held is reported.
@@ -456,14 +457,17 @@ def percentile(values, q: float) -> float:
     return v[k]
 
 
-def client_share(client_cpu_s: float, seconds: float, cpus: int) -> float:
-    """Return the share of the machine's CPU (0..1) the client used over a run."""
-    return client_cpu_s / (seconds * cpus) if seconds > 0 else 1.0
+def client_share(client_cpu_s: float, server_cpu_s: float) -> float:
+    """Return the client's share (0..1) of the CPU the run used (client + server
+    processes). Counted against the run's own CPU, not the machine's capacity, so other
+    work on a shared machine neither hides a heavy client nor flags a lean one."""
+    total = client_cpu_s + server_cpu_s
+    return client_cpu_s / total if total > 0 else 1.0
 
 
 def verdict(floor_client_share: float, limit: float = MAX_CLIENT_SHARE) -> bool:
-    """Return True when a level is valid: the client used at most `limit` of the machine's
-    CPU while driving the floor (so the floor measured the server stack, not the client)."""
+    """Return True when a level is valid: the client used at most `limit` of the CPU of
+    the floor's run (so the floor measured the server stack, not the client)."""
     return floor_client_share <= limit
 
 
@@ -480,7 +484,8 @@ def measure(port: int, scripts, meters: list[CpuMeter], processes: int, keepaliv
             "p50_ms": percentile(lat, 50), "p99_ms": percentile(lat, 99),
             "cpu_ms": [m.used * 1000 / n for m in meters], "errors": r["errors"],
             "first_error": r["first_error"], "timed_out": r["timed_out"],
-            "client_share": client_share(r["client_cpu_s"], r["seconds"], os.cpu_count() or 1)}
+            "client_share": client_share(r["client_cpu_s"], sum(m.used for m in meters)),
+            "client_cpu_ms": r["client_cpu_s"] * 1000 / n}
 
 
 # --------------------------------------------------------------------------- main
@@ -635,6 +640,7 @@ def row(path, mode, level, via, target, rep, s, fl, valid) -> dict:
          "participants": level, "repeat": rep + 1,
          "floor_req_per_s": round(fl["per_s"], 1), "floor_cpu_ms": round(fl["cpu_ms"][0], 3),
          "floor_p99_ms": round(fl["p99_ms"], 1), "floor_client_share": round(fl["client_share"], 3),
+         "floor_client_cpu_ms": round(fl["client_cpu_ms"], 3),
          "valid": valid}
     if s is not None:
         r.update({"answers": s["requests"], "answers_per_s": round(s["per_s"], 1),
@@ -666,8 +672,8 @@ def report(a, rows: list[dict], capacity_rows: list[dict]) -> None:
           f"{a.think_ms:g} ms; floor: a trivial Flask app, same gunicorn, measured beside each "
           f"level. SQLite: WAL, synchronous=FULL; PostgreSQL: fsync on. CPU ms: the gunicorn "
           f"workers' (and nginx's) CPU per request from /proc; db: PostgreSQL's backends. "
-          f"A level is NOT VALID when the client used > {MAX_CLIENT_SHARE:.0%} of the CPU "
-          f"during the floor's run.")
+          f"client CPU: the load generator's share of the floor run's CPU (client + floor); a level "
+          f"is NOT VALID when it exceeds {MAX_CLIENT_SHARE:.0%}.")
     print("| path | conn | via | db | participants | floor req/s | answers/s | ratio | CPU ms "
           "(floor) | db CPU ms | p50 ms | p99 ms | client CPU (floor run) | errors |")
     print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
@@ -703,7 +709,7 @@ def report(a, rows: list[dict], capacity_rows: list[dict]) -> None:
 ROW_ORDER = ("path", "connections", "via", "database", "participants", "repeat", "answers",
              "answers_per_s", "floor_req_per_s", "ratio", "valid", "cpu_ms", "floor_cpu_ms",
              "db_cpu_ms", "p50_ms", "p99_ms", "floor_p99_ms", "client_share",
-             "floor_client_share", "errors", "first_error")
+             "floor_client_share", "floor_client_cpu_ms", "errors", "first_error")
 
 
 if __name__ == "__main__":

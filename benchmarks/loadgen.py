@@ -12,7 +12,7 @@ Connections are either kept alive (one per participant, opened before timing, re
 when the server closes an idle one) or new for every request (`Connection: close`, the
 connect counted in the request's latency). With `think_ms` each participant waits an
 exponentially distributed time (capped at 10 x the mean) before each request. `burn_us`
-makes the client spin that long per request: a deliberately slow client, used to check
+makes the client spin that much CPU time per request: a deliberately slow client, used to check
 that the benchmark notices when its client is the bottleneck.
 """
 from __future__ import annotations
@@ -100,9 +100,9 @@ def _worker(host: str, port: int, scripts: list[list[bytes]], keepalive: bool,
     def send(c: _Conn, now: float, fresh: bool = True) -> None:
         if fresh:
             c.t0 = now
-            if burn:
-                end = time.perf_counter() + burn
-                while time.perf_counter() < end:
+            if burn:  # CPU time, not wall time: a busy machine must not hide the burn
+                end = time.thread_time() + burn
+                while time.thread_time() < end:
                     pass
         c.out = c.script[c.k]
         c.buf = b""
