@@ -64,7 +64,10 @@ def configure(app, overrides: dict | None = None) -> None:
     cfg.update(
         TLL_ENV="development",
         SQLALCHEMY_DATABASE_URI=f"sqlite:///{instance / 'server.sqlite3'}",
-        SQLALCHEMY_ENGINE_OPTIONS={"pool_pre_ping": True},
+        # No ping per checkout: database.py pings a pooled connection only when it has been
+        # idle for DB_PING_IDLE_S (a busy server's connections are seconds-fresh).
+        SQLALCHEMY_ENGINE_OPTIONS={},
+        DB_PING_IDLE_S=1.0,
         MAX_CONTENT_LENGTH=64 * 1024,
         SESSION_COOKIE_HTTPONLY=True,
         SESSION_COOKIE_SAMESITE="Lax",
@@ -92,11 +95,6 @@ def configure(app, overrides: dict | None = None) -> None:
     if overrides:
         cfg.update(overrides)
     cfg["SQLALCHEMY_DATABASE_URI"] = normalise_database_url(cfg["SQLALCHEMY_DATABASE_URI"])
-    if cfg["SQLALCHEMY_DATABASE_URI"].startswith("sqlite"):
-        # A local file cannot drop the connection: skip the ping per checkout.
-        opts = dict(cfg.get("SQLALCHEMY_ENGINE_OPTIONS") or {})
-        opts.pop("pool_pre_ping", None)
-        cfg["SQLALCHEMY_ENGINE_OPTIONS"] = opts
 
     if not cfg.get("SECRET_KEY"):
         if cfg["TLL_ENV"] == "production":
