@@ -20,6 +20,14 @@ def _source_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--population", metavar="NAME", action="append",
                    help="keep only this population (lab, mturk, simulated or a label); "
                         "repeat or comma-separate for several")
+    p.add_argument("--environment", metavar="NAME", action="append",
+                   help="count answers of this environment (lab, simulated, local-sandbox, "
+                        "sandbox, production) instead of the default, per platform; repeat "
+                        "or comma-separate. Rehearsals count only when named")
+    p.add_argument("--status", metavar="NAME", action="append",
+                   help="count answers of this submission status (e.g. submitted, approved, "
+                        "rejected, returned, abandoned, accepted) instead of the default, "
+                        "per platform; repeat or comma-separate")
     p.add_argument("--include-catch", action="store_true",
                    help="count catch trials in accuracy, agreement and position tables")
 
@@ -67,10 +75,24 @@ def _populations(values: list[str] | None) -> list[str] | None:
     return [p.strip() for v in values for p in v.split(",") if p.strip()]
 
 
-def _load(args):
-    from analysis.load import load_answers, require_answers
+def _counted(args):
+    """Load what counts under the command's --environment / --status and print what was
+    counted before anything else."""
+    from analysis.load import load_answers
     answers = load_answers(db=args.db, csv=args.csv, experiment=args.experiment,
-                           populations=_populations(args.population))
+                           populations=_populations(args.population),
+                           environments=_populations(args.environment),
+                           statuses=_populations(args.status))
+    print("== counting")
+    for line in answers.counting.lines():
+        print(line)
+    print()
+    return answers
+
+
+def _load(args):
+    from analysis.load import require_answers
+    answers = _counted(args)
     require_answers(answers)
     df = answers.df if args.include_catch else answers.without_catch()
     return answers, df
@@ -123,10 +145,8 @@ def cmd_participants(args) -> None:
 
 
 def cmd_report(args) -> None:
-    from analysis.load import load_answers
     from analysis.report import write_report
-    answers = load_answers(db=args.db, csv=args.csv, experiment=args.experiment,
-                           populations=_populations(args.population))
+    answers = _counted(args)
     path = write_report(answers, args.out, include_catch=args.include_catch)
     print(f"report written: {path}")
 

@@ -26,7 +26,10 @@ from analysis.errors import AnalysisError
 
 BASE_COLUMNS = ["experiment", "participant", "population", "trial", "trial_order",
                 "condition", "subset", "pair", "catch", "chosen_position", "true_position",
-                "correct", "rt_ms", "received_at", "hit_id", "assignment_id", "worker_id"]
+                "correct", "rt_ms", "received_at", "hit_id", "assignment_id", "worker_id",
+                # Provenance (analysis/counting.py counts by it); absent from old exports.
+                "platform", "environment", "external_participant_id", "external_session_id",
+                "external_study_id", "submission_status"]
 # Without these an analysis cannot be made; the rest may be absent from hand-made CSVs.
 REQUIRED_CSV_COLUMNS = ["experiment", "participant", "population", "trial", "condition",
                         "subset", "pair", "catch", "chosen_position", "true_position",
@@ -48,6 +51,8 @@ class Answers:
     # The design's condition -> feature-set key that built its distractors (experiment
     # file `design.feature_sets`), where the source keeps it (the database does).
     condition_features: dict[str, str] = field(default_factory=dict)
+    # What was counted and what each rule excluded (analysis/counting.py).
+    counting: object = None
 
     @property
     def populations(self) -> list[str]:
@@ -73,8 +78,13 @@ def order_populations(pops) -> list[str]:
 # --------------------------------------------------------------------------- public API
 def load_answers(db: str | None = None, csv: str | Path | None = None,
                  experiment: str | None = None,
-                 populations: list[str] | None = None) -> Answers:
-    """Return the answers of one experiment from a database URL or a CSV export.
+                 populations: list[str] | None = None,
+                 environments: list[str] | None = None,
+                 statuses: list[str] | None = None) -> Answers:
+    """Return the answers of one experiment that count (analysis/counting.py: by
+    default lab and simulated as recorded, MTurk submitted/approved in production;
+    ``environments`` / ``statuses`` choose otherwise) from a database URL or a CSV
+    export; ``Answers.counting`` (and ``df.attrs["counting"]``) says what was counted.
 
     ``experiment`` may be omitted when the source holds exactly one experiment.
     ``populations`` keeps only those populations (an unknown one is an error).
@@ -84,6 +94,8 @@ def load_answers(db: str | None = None, csv: str | Path | None = None,
     if (db is None) == (csv is None):
         raise AnalysisError("give exactly one of --db URL or --csv FILE")
     answers = _from_db(db, experiment) if db is not None else _from_csv(Path(csv), experiment)
+    from analysis.counting import count_answers
+    answers.df, answers.counting = count_answers(answers.df, environments, statuses)
     if populations:
         present = answers.populations
         unknown = [p for p in populations if p not in present]
@@ -91,7 +103,9 @@ def load_answers(db: str | None = None, csv: str | Path | None = None,
             raise AnalysisError(*[f"unknown population {p!r}: experiment "
                                   f"{answers.experiment!r} has answers from "
                                   f"{', '.join(present) or 'nobody'}" for p in unknown])
+        attrs = answers.df.attrs
         answers.df = answers.df[answers.df["population"].isin(populations)].reset_index(drop=True)
+        answers.df.attrs = attrs
     return answers
 
 
@@ -230,7 +244,12 @@ def _from_db(url: str, experiment: str | None) -> Answers:
                                       "WHERE experiment_id = :e"), conn, params={"e": exp_id})
             declared = _declared_feature_sets(conn, exp_id)
             by_condition = _condition_features(conn, exp_id)
-            rows = pd.read_sql(text(_ANSWERS_SQL), conn, params={"e": exp_id})
+            have = {c["name"] for c in inspect(conn).get_columns("participants")}
+            # A database not yet upgraded to 0002_recruitment has no provenance columns.
+            prov = ", ".join(f"p.{c} AS {c}" if c in have else f"NULL AS {c}"
+                             for c in _PROVENANCE_DB)
+            rows = pd.read_sql(text(_ANSWERS_SQL.replace("{provenance}", prov)), conn,
+                               params={"e": exp_id})
     except SQLAlchemyError as exc:
         raise AnalysisError(f"cannot read database {_safe(url)}: "
                             f"{str(exc).splitlines()[0]}") from None
@@ -274,13 +293,15 @@ def _condition_features(conn, exp_id: int) -> dict[str, str]:
     return {str(c): str(k) for c, k in fs.items()} if isinstance(fs, dict) else {}
 
 
+_PROVENANCE_DB = ("platform", "environment", "external_session_id", "external_study_id",
+                  "submission_status")
 _ANSWERS_SQL = """
 SELECT p.id AS participant_id, p.population AS population,
        t.key AS trial, r.trial_order AS trial_order, t.condition AS condition,
        t.subset AS subset, t.pair AS pair, t.catch AS catch,
        r.chosen_index AS chosen_index, t.true_index AS true_index, r.rt_ms AS rt_ms,
        r.received_at AS received_at, p.hit_id AS hit_id, p.assignment_id AS assignment_id,
-       p.worker_id AS worker_id, t.machine_choices AS machine_choices
+       p.worker_id AS worker_id, t.machine_choices AS machine_choices, {provenance}
 FROM responses r
 JOIN participants p ON p.id = r.participant_id
 JOIN trials t ON t.id = r.trial_id
@@ -314,6 +335,13 @@ def _db_frame(rows: pd.DataFrame, name: str, keys: list[str]) -> pd.DataFrame:
     # Worker ids identify people; keep only whether there was one, like the pseudonym.
     df["worker_id"] = [None if pd.isna(w) else "W" + f"{int(p):04d}"
                        for w, p in zip(rows["worker_id"], rows["participant_id"])]
+    for col in BASE_COLUMNS[BASE_COLUMNS.index("platform"):]:
+        if col == "external_participant_id":
+            # Like worker_id: whether there was a person id, not who.
+            df[col] = [None if pd.isna(w) else "X" + f"{int(p):04d}"
+                       for w, p in zip(rows["platform"], rows["participant_id"])]
+        else:
+            df[col] = rows[col].astype(object).where(rows[col].notna(), None).to_numpy()
     choices = [_json(mc) for mc in rows["machine_choices"]]
     for key in keys:
         vals = [c.get(key) for c in choices]
@@ -365,7 +393,12 @@ def _pick_experiment(names: list[str], experiment: str | None, where: str) -> st
 
 
 def require_answers(answers: Answers) -> None:
-    """Raise a clear AnalysisError when the experiment has no answers yet."""
+    """Raise a clear AnalysisError when the experiment has no answers (that count) yet."""
+    c = answers.counting
+    if answers.df.empty and c is not None and c.total:
+        raise AnalysisError(f"none of the {c.total} answers of experiment "
+                            f"{answers.experiment!r} counts: " + "; ".join(c.lines()[1:])
+                            + " (choose others with --environment / --status)")
     if answers.df.empty:
         raise AnalysisError(
             f"experiment {answers.experiment!r} has no answers yet ({answers.source}); "

@@ -79,6 +79,13 @@ def _write(answers: Answers, d: Path, include_catch: bool) -> None:
     sections: list[str] = []
     figs: dict[str, Path] = {}
 
+    if answers.counting is not None:
+        # What was counted comes first, in the page and beside it (counting.csv).
+        answers.counting.table.to_csv(d / "counting.csv", index=False)
+        sections.append("<h2>What was counted</h2><ul>" + "".join(
+            f"<li>{html.escape(line)}</li>" for line in answers.counting.lines())
+            + "</ul>" + _table_html(answers.counting.table))
+
     pops = answers.populations
     overview = pd.DataFrame([{
         "population": p,

@@ -5,7 +5,9 @@ participant and load tests).
   "population"?: str}` → 201 (new) / 200 (resumed) `{"participant": token, "code",
   "total", "answered", "next": url}`.
 - `GET /api/v1/participants/<token>` → `{"code", "experiment", "answered", "total",
-  "completed"}`.
+  "completed", "platform", "status"}`.
+- `POST /api/v1/participants/<token>/screen` body `{"viewport": [w, h], "screen": [w, h]}`
+  → 204: the page's viewport and screen size in CSS pixels.
 - `GET /api/v1/participants/<token>/next` → `{"done": false, "trial": {"n", "total",
   "answered", "query": url, "candidates": [5 urls], "next": {...}|null}}` or
   `{"done": true}`.
@@ -19,14 +21,23 @@ from __future__ import annotations
 
 import re
 
-from flask import Blueprint, jsonify, request, url_for
+from flask import Blueprint, g, jsonify, request, url_for
 
 from . import recording as rec
-from .models import iso_utc
+from .models import Experiment, db, iso_utc
 from .recording import RecordingError
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 POPULATION_RE = re.compile(r"^[A-Za-z0-9_.-]{1,40}$")
+
+
+@bp.before_request
+def load_participant() -> None:
+    """Load the participant whose token is in the URL into `g.participant` (a light
+    record, one indexed read), once per request for every participant route; an unknown
+    token is a 404 before the route runs."""
+    token = (request.view_args or {}).get("token")
+    g.participant = rec.participant_ref(token) if token is not None else None
 
 
 def json_body() -> dict:
@@ -88,15 +99,35 @@ def start(name: str):
 
 @bp.get("/participants/<token>")
 def status(token: str):
-    p = rec.participant_by_token(token)
+    p = g.participant
     answered, total = rec.progress(p)
-    return jsonify(code=p.code, experiment=p.experiment.name, answered=answered, total=total,
-                   completed=p.completed_at is not None)
+    exp = db.session.get(Experiment, p.experiment_id)
+    return jsonify(code=p.code, experiment=exp.name, answered=answered, total=total,
+                   completed=p.completed_at is not None, platform=p.platform,
+                   status=p.submission_status)
+
+
+@bp.post("/participants/<token>/screen")
+def screen(token: str):
+    """Record the participant's viewport and screen size (CSS px), sent once by the page:
+    body {"viewport": [w, h], "screen": [w, h]} → 204."""
+    body = json_body()
+    sizes = [_size(body.get("viewport"), "viewport"), _size(body.get("screen"), "screen")]
+    rec.record_screen(g.participant, *sizes)
+    return "", 204
+
+
+def _size(value, what: str) -> tuple[int, int]:
+    if (not isinstance(value, list) or len(value) != 2
+            or not all(isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= 100000
+                       for v in value)):
+        raise RecordingError(400, f"{what} must be [width, height] in CSS pixels")
+    return value[0], value[1]
 
 
 @bp.get("/participants/<token>/next")
 def next_(token: str):
-    p = rec.participant_ref(token)
+    p = g.participant
     view = rec.next_trial(p)
     if view is None:
         return jsonify(done=True)
@@ -105,13 +136,13 @@ def next_(token: str):
 
 @bp.get("/participants/<token>/trials/<n>")
 def trial(token: str, n: str):
-    p = rec.participant_ref(token)
+    p = g.participant
     return jsonify(trial=image_urls(rec.trial_view(p, n)))
 
 
 @bp.post("/participants/<token>/answers")
 def answer(token: str):
-    p = rec.participant_ref(token)
+    p = g.participant
     body = json_body()
     if "n" not in body or "choice" not in body:
         raise RecordingError(400, "the body needs 'n' (trial position) and 'choice' (0..4)")

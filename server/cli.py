@@ -37,7 +37,16 @@ def _schema_guard(fn):
     return wrapped
 
 
-def _settings(consent_text, consent_file, order, repeats, break_every, practice) -> dict:
+def _viewport(text: str) -> tuple[int, int]:
+    """Return (width, height) from 'WIDTHxHEIGHT' in CSS pixels, or fail with a message."""
+    w, sep, h = (text or "").lower().partition("x")
+    if not sep or not w.strip().isdigit() or not h.strip().isdigit():
+        fail(f"--min-viewport must be WIDTHxHEIGHT in CSS pixels (e.g. 1000x600), not {text!r}")
+    return int(w), int(h)
+
+
+def _settings(consent_text, consent_file, order, repeats, break_every, practice,
+              min_viewport=None) -> dict:
     s = {}
     if consent_file is not None:
         try:
@@ -49,7 +58,9 @@ def _settings(consent_text, consent_file, order, repeats, break_every, practice)
     if order is not None:
         s["trial_order"] = order
     if repeats is not None:
-        s["allow_repeats"] = repeats
+        s["repeats"] = repeats
+    if min_viewport is not None:
+        s["min_viewport_width"], s["min_viewport_height"] = _viewport(min_viewport)
     if break_every is not None:
         s["break_every"] = break_every
     if practice is not None:
@@ -65,8 +76,17 @@ def setting_options(fn):
                      help="Read the consent text from this file."),
         click.option("--order", type=click.Choice(["random", "fixed"]), default=None,
                      help="Trial order per participant (default random, seed recorded)."),
-        click.option("--allow-repeats/--no-repeats", "repeats", default=None,
-                     help="May a participant code take part more than once (default no)."),
+        click.option("--repeats", "repeats", type=click.Choice(["none", "per-hit", "allow"]),
+                     default=None,
+                     help="Who may take part again: none = once per experiment (default), "
+                          "per-hit = once per HIT (the paper's MTurk design), allow = anyone."),
+        click.option("--allow-repeats", "repeats", flag_value="allow",
+                     help="The same as --repeats allow."),
+        click.option("--no-repeats", "repeats", flag_value="none",
+                     help="The same as --repeats none."),
+        click.option("--min-viewport", default=None, metavar="WxH",
+                     help="Smallest browser window (CSS px) that may take part; default: "
+                          "what shows the query and five candidates in one row."),
         click.option("--break-every", type=click.IntRange(min=0), default=None,
                      help="Offer a break after every N trials (0 = never, the default)."),
         click.option("--practice/--no-practice", default=None,
@@ -84,13 +104,14 @@ def setting_options(fn):
 @with_appcontext
 @_schema_guard
 def load_experiment_cmd(experiment_file, name, consent_text, consent_file, order, repeats,
-                        break_every, practice):
+                        min_viewport, break_every, practice):
     """Validate EXPERIMENT_FILE (schema, every image with its sha256) and load it.
     Loading the same file again changes nothing; an experiment with answers is never
     overwritten."""
     from tqdm import tqdm
 
-    settings = _settings(consent_text, consent_file, order, repeats, break_every, practice)
+    settings = _settings(consent_text, consent_file, order, repeats, break_every, practice,
+                         min_viewport)
     try:
         exp, outcome = load_experiment(Path(experiment_file), name=name, settings=settings,
                                        progress=lambda it: tqdm(it, desc="images", unit="img",
@@ -106,14 +127,15 @@ def load_experiment_cmd(experiment_file, name, consent_text, consent_file, order
 @setting_options
 @with_appcontext
 @_schema_guard
-def experiment_settings_cmd(name, consent_text, consent_file, order, repeats, break_every,
-                            practice):
+def experiment_settings_cmd(name, consent_text, consent_file, order, repeats, min_viewport,
+                            break_every, practice):
     """Show or change the settings of experiment NAME."""
     try:
         exp = get_experiment(name)
     except RecordingError as e:
         fail(e.reason)
-    settings = _settings(consent_text, consent_file, order, repeats, break_every, practice)
+    settings = _settings(consent_text, consent_file, order, repeats, break_every, practice,
+                         min_viewport)
     problems = validate_settings(settings)
     if problems:
         fail(problems)
@@ -123,9 +145,10 @@ def experiment_settings_cmd(name, consent_text, consent_file, order, repeats, br
     for k, v in settings.items():
         setattr(exp, k, v)
     db.session.commit()
+    vw, vh = exp.min_viewport()
     click.echo(f"experiment {exp.name!r}: order={exp.trial_order} "
-               f"allow_repeats={exp.allow_repeats} break_every={exp.break_every} "
-               f"practice={exp.practice}")
+               f"repeats={exp.repeats} break_every={exp.break_every} "
+               f"practice={exp.practice} min_viewport={vw}x{vh}")
     click.echo(f"consent: {exp.consent_text}")
 
 

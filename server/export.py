@@ -15,7 +15,11 @@ from .models import Experiment, Participant, Response, Trial, db, iso_utc
 
 COLUMNS = ["experiment", "participant", "population", "trial", "trial_order", "condition",
            "subset", "pair", "catch", "chosen_position", "true_position", "correct", "rt_ms",
-           "received_at", "hit_id", "assignment_id", "worker_id"]
+           "received_at", "hit_id", "assignment_id", "worker_id",
+           # Provenance (server.recruitment): what the analysis counts by.
+           "platform", "environment", "external_participant_id", "external_session_id",
+           "external_study_id", "submission_status", "status_synced_at", "viewport",
+           "screen"]
 
 
 def pseudonym(value: str | None, key: str | None = None) -> str:
@@ -39,6 +43,11 @@ def columns(experiment: Experiment) -> list[str]:
 
 
 _iso = iso_utc
+
+
+def _size(width: int | None, height: int | None) -> str:
+    """Return 'WIDTHxHEIGHT' ('' when not recorded)."""
+    return "" if width is None or height is None else f"{width}x{height}"
 
 
 def export_rows(experiment: Experiment, raw: bool = False) -> list[dict]:
@@ -73,6 +82,16 @@ def export_rows(experiment: Experiment, raw: bool = False) -> list[dict]:
             "hit_id": p.hit_id or "",
             "assignment_id": p.assignment_id or "",
             "worker_id": (p.worker_id or "") if raw else pseudonym(p.worker_id),
+            "platform": p.platform,
+            "environment": p.environment,
+            "external_participant_id": ((p.external_participant_id or "") if raw
+                                        else pseudonym(p.external_participant_id)),
+            "external_session_id": p.external_session_id or "",
+            "external_study_id": p.external_study_id or "",
+            "submission_status": p.submission_status,
+            "status_synced_at": _iso(p.status_synced_at),
+            "viewport": _size(p.viewport_width, p.viewport_height),
+            "screen": _size(p.screen_width, p.screen_height),
         }
         for k in keys:
             v = mc.get(k)

@@ -11,8 +11,12 @@ from datetime import datetime, timezone
 from .models import db
 
 
-def _is_sqlite() -> bool:
+def is_sqlite() -> bool:
+    """Return True when the database is SQLite (else PostgreSQL)."""
     return db.engine.dialect.name == "sqlite"
+
+
+_is_sqlite = is_sqlite
 
 
 def sql(statement: str) -> str:

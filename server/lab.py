@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import random
 
-from flask import (Blueprint, abort, jsonify, redirect, render_template, request, session,
+from flask import (Blueprint, abort, g, jsonify, redirect, render_template, request, session,
                    url_for)
 from sqlalchemy import select
 
@@ -39,10 +39,20 @@ def current_participant(exp: Experiment):
     return p
 
 
+@bp.before_request
+def load_participant() -> None:
+    """Load the experiment named in the URL into `g.exp` and this browser's participant
+    in it (or None) into `g.participant`, once per request, for every lab route (as
+    flaskr loads the logged-in user)."""
+    name = (request.view_args or {}).get("name")
+    if name is None:
+        return
+    g.exp = rec.get_experiment(name)
+    g.participant = current_participant(g.exp)
+
+
 def _require(name: str):
-    exp = rec.get_experiment(name)
-    p = current_participant(exp)
-    return exp, p
+    return g.exp, g.participant
 
 
 def _go(endpoint: str, name: str, **args):
@@ -61,6 +71,11 @@ def _gate(name: str, p, consent: bool = True):
     return None
 
 
+def screen_url(p) -> str | None:
+    """Where the trial page sends the viewport and screen size, until they are recorded."""
+    return url_for("api.screen", token=p.token) if p.viewport_width is None else None
+
+
 def _img(token: str) -> str:
     return url_for("images.image", token=token)
 
@@ -71,17 +86,27 @@ def index():
     return render_template("index.html", experiments=exps)
 
 
+@bp.get("/lab/<name>/screen.css")
+def screen_css(name: str):
+    """The experiment's minimum-viewport rule (templates/_screen.html): below it, the page
+    shows the "use a larger window" notice instead of its content."""
+    w, h = g.exp.min_viewport()
+    css = (f"@media (max-width: {w - 1}px), (max-height: {h - 1}px) {{\n"
+           f"  .needs-room {{ display: none !important; }}\n"
+           f"  .too-small {{ display: block !important; }}\n}}\n")
+    return css, 200, {"Content-Type": "text/css; charset=utf-8", "Cache-Control": "no-cache"}
+
+
 @bp.get("/lab/<name>/")
 def landing(name: str):
-    exp = rec.get_experiment(name)
-    p = current_participant(exp)
+    exp, p = _require(name)
     return render_template("landing.html", exp=exp, participant=p,
                            error=request.args.get("error"))
 
 
 @bp.post("/lab/<name>/start")
 def start(name: str):
-    exp = rec.get_experiment(name)
+    exp = g.exp
     code = None if request.form.get("generate") else request.form.get("code", "")
     try:
         p, _ = rec.start_participant(exp, code=code, population="lab",
@@ -176,7 +201,7 @@ def trial(name: str):
     return render_template("trial.html", exp=exp, n=view["n"], total=view["total"],
                            answered=answered, query=_img(view["query"]),
                            candidates=[_img(t) for t in view["candidates"]], preload=preload,
-                           action=url_for("lab.answer", name=name))
+                           action=url_for("lab.answer", name=name), screen_url=screen_url(p))
 
 
 @bp.post("/lab/<name>/answer")

@@ -16,12 +16,14 @@ from pathlib import Path
 from sqlalchemy import func, select
 
 from .models import Experiment, Hit, Image, Participant, Response, Trial, db
+from .recruitment import REPEATS
 
 JPEG_QUALITY = 90
 # Catch trials show the query again among the candidates: the query's copy gets its own
 # token and a different encoding so that neither URL nor bytes pair it with the candidate.
 CATCH_QUERY_QUALITY = 92
-SETTING_NAMES = ("consent_text", "trial_order", "allow_repeats", "break_every", "practice")
+SETTING_NAMES = ("consent_text", "trial_order", "repeats", "break_every", "practice",
+                 "min_viewport_width", "min_viewport_height")
 DEFAULT_CONSENT = (
     "You are invited to take part in a study on how people judge the similarity of images. "
     "In each trial you will see one image and five candidates, and choose the candidate "
@@ -191,6 +193,14 @@ def _image_size(paths: list[Path]) -> tuple[int, int]:
 def validate_settings(settings: dict) -> list[str]:
     """Return one message per invalid experiment setting."""
     problems = []
+    if "allow_repeats" in settings:  # the setting before `repeats`: True = allow
+        settings["repeats"] = "allow" if settings.pop("allow_repeats") else "none"
+    if "repeats" in settings and settings["repeats"] not in REPEATS:
+        problems.append(f"repeats must be one of {', '.join(REPEATS)}")
+    for k in ("min_viewport_width", "min_viewport_height"):
+        v = settings.get(k)
+        if v is not None and (not isinstance(v, int) or isinstance(v, bool) or not 200 <= v <= 10000):
+            problems.append(f"{k.replace('_', ' ')} must be a number of CSS pixels 200..10000")
     if "trial_order" in settings and settings["trial_order"] not in ("random", "fixed"):
         problems.append("trial order must be 'random' or 'fixed'")
     if "break_every" in settings and (not isinstance(settings["break_every"], int)
@@ -259,7 +269,7 @@ def load_experiment(path: Path, name: str | None = None, settings: dict | None =
                      design=json.dumps(doc.get("design", {}), sort_keys=True),
                      feature_sets=json.dumps(sorted(doc.get("feature_sets", []))),
                      image_width=size[0], image_height=size[1],
-                     consent_text=DEFAULT_CONSENT, trial_order="random", allow_repeats=False,
+                     consent_text=DEFAULT_CONSENT, trial_order="random", repeats="none",
                      break_every=0, practice=True)
     for k, v in settings.items():
         setattr(exp, k, v)

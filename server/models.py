@@ -65,9 +65,14 @@ class Experiment(db.Model):
     # Settings (flask experiment-settings NAME ...)
     consent_text: Mapped[str] = mapped_column(Text, default="")
     trial_order: Mapped[str] = mapped_column(String(10), default="random")  # random|fixed
-    allow_repeats: Mapped[bool] = mapped_column(Boolean, default=False)
+    # Repeat policy (server.recruitment.REPEATS): none | per-hit | allow.
+    repeats: Mapped[str] = mapped_column(String(10), default="none")
     break_every: Mapped[int] = mapped_column(Integer, default=0)  # 0 = no breaks
     practice: Mapped[bool] = mapped_column(Boolean, default=True)
+    # Smallest viewport (CSS px) that shows the query and five candidates in one row;
+    # None = derived from the image size (min_viewport()).
+    min_viewport_width: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    min_viewport_height: Mapped[int | None] = mapped_column(Integer, nullable=True)
     created: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
     trials: Mapped[list[Trial]] = relationship(back_populates="experiment",
@@ -83,6 +88,25 @@ class Experiment(db.Model):
     def feature_set_keys(self) -> list[str]:
         """Return the experiment's machine feature-set keys, sorted."""
         return sorted(json.loads(self.feature_sets or "[]"))
+
+    @property
+    def allow_repeats(self) -> bool:
+        """True when the repeat policy is `allow` (the setting before `repeats`)."""
+        return self.repeats == "allow"
+
+    @allow_repeats.setter
+    def allow_repeats(self, value: bool) -> None:
+        self.repeats = "allow" if value else "none"
+
+    def min_viewport(self) -> tuple[int, int]:
+        """Return the smallest (width, height) in CSS px that shows this experiment's
+        trial page whole: the query above five candidates in one row at image size
+        (style.css: 4 px padding + 3 px border per side, 8 px gaps, 16 px page margins and
+        a scrollbar; progress bar and prompt above). The experiment's setting wins."""
+        w, h = self.image_width, self.image_height
+        width = 5 * (w + 2 * 4 + 2 * 3) + 4 * 8 + 2 * 16 + 16
+        height = (h + 6) + (h + 14) + 90  # + progress bar, prompt, margins
+        return (self.min_viewport_width or width, self.min_viewport_height or height)
 
 
 class Image(db.Model):
@@ -137,10 +161,13 @@ class Trial(db.Model):
 
 
 class Participant(db.Model):
-    """A lab participant (code), an MTurk worker on one assignment, or a simulated one."""
+    """A lab participant (code), an MTurk worker on one assignment, or a simulated one,
+    with the provenance of their answers (platform, environment, external ids, status)."""
     __tablename__ = "participants"
     __table_args__ = (
         UniqueConstraint("experiment_id", "code", "attempt"),
+        # The experiment's repeat policy, enforced by the database (NULL = no limit).
+        UniqueConstraint("experiment_id", "repeat_key"),
         Index("ix_participants_mturk", "experiment_id", "assignment_id", "worker_id",
               unique=True),
     )
@@ -165,6 +192,20 @@ class Participant(db.Model):
     completed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True),
                                                           nullable=True)
     user_agent: Mapped[str] = mapped_column(String(300), default="")
+    # Provenance (server.recruitment): the generic form of population / worker / HIT.
+    platform: Mapped[str] = mapped_column(String(20), default="lab")
+    environment: Mapped[str] = mapped_column(String(20), default="lab")
+    external_participant_id: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    external_session_id: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    external_study_id: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    submission_status: Mapped[str] = mapped_column(String(20), default="recorded")
+    status_synced_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True),
+                                                              nullable=True)
+    repeat_key: Mapped[str | None] = mapped_column(String(300), nullable=True)
+    viewport_width: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    viewport_height: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    screen_width: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    screen_height: Mapped[int | None] = mapped_column(Integer, nullable=True)
 
     experiment: Mapped[Experiment] = relationship(back_populates="participants")
     responses: Mapped[list[Response]] = relationship(back_populates="participant",
@@ -193,6 +234,14 @@ class Response(db.Model):
 
     participant: Mapped[Participant] = relationship(back_populates="responses")
     trial: Mapped[Trial] = relationship()
+
+
+class Setting(db.Model):
+    """A key/value setting of this deployment (e.g. `deployment_id`)."""
+    __tablename__ = "settings"
+
+    key: Mapped[str] = mapped_column(String(100), primary_key=True)
+    value: Mapped[str] = mapped_column(Text)
 
 
 class AdminUser(db.Model):

@@ -39,8 +39,8 @@ import time
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError, OperationalError
 
-from . import fastsql
-from .models import Experiment, Image, Participant, Response, Trial, db, utcnow
+from . import fastsql, recruitment
+from .models import Experiment, Hit, Image, Participant, Response, Trial, db, utcnow
 
 CODE_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"
 MAX_CODE_LEN = 64
@@ -104,13 +104,37 @@ def _sequence(experiment: Experiment, trial_keys: list[str] | None) -> tuple[lis
     return ids, seed
 
 
+def _identity(experiment_code: str, population: str, mturk: bool, assignment_id, worker_id,
+              hit_id, hit_record, environment: str | None) -> recruitment.Identity:
+    """Return the provenance of a new participant from what the route knows."""
+    if mturk:
+        if environment is None:
+            hit = hit_record if isinstance(hit_record, Hit) else (
+                db.session.get(Hit, hit_record) if hit_record is not None else None)
+            if hit is None:
+                raise ValueError("an MTurk participant needs its HIT record or environment")
+            environment = hit.environment
+        try:
+            return recruitment.platform("mturk").identity(
+                workerId=worker_id, assignmentId=assignment_id, hitId=hit_id,
+                hit_environment=environment)
+        except recruitment.UnknownName as e:
+            raise RecordingError(400, str(e)) from None
+    name = "simulated" if population == "simulated" else "lab"
+    return recruitment.platform(name).identity(code=experiment_code)
+
+
 def start_participant(experiment: Experiment, code: str | None = None, population: str = "lab",
                       assignment_id: str | None = None, worker_id: str | None = None,
                       hit_id: str | None = None, hit_record=None,
                       trial_keys: list[str] | None = None, consent: bool = False,
-                      user_agent: str = "") -> tuple[Participant, bool]:
+                      user_agent: str = "", environment: str | None = None
+                      ) -> tuple[Participant, bool]:
     """Return (participant, created): resume the existing participant for this code (or
-    MTurk assignment+worker), or create one with a fresh trial sequence."""
+    MTurk assignment+worker), or create one with a fresh trial sequence and its provenance
+    (platform, environment, external ids; MTurk's environment from `hit_record` unless
+    `environment` names it). The experiment's repeat policy is enforced by a unique key
+    in the database: a second participant of the same person is refused with 409."""
     mturk = assignment_id is not None or worker_id is not None
     if mturk:
         if not assignment_id or not worker_id:
@@ -133,30 +157,77 @@ def start_participant(experiment: Experiment, code: str | None = None, populatio
         if latest is not None:
             if latest.completed_at is None:
                 return latest, False
-            if not experiment.allow_repeats:
+            if experiment.repeats != "allow":
                 raise RecordingError(409, f"participant code {code!r} has already taken part "
                                           "in this experiment")
             attempt = latest.attempt + 1
+    ident = _identity(code, population, mturk, assignment_id, worker_id, hit_id, hit_record,
+                      environment)
+    key = recruitment.repeat_key(experiment.repeats, ident)
     ids, seed = _sequence(experiment, trial_keys)
     p = Participant(experiment_id=experiment.id, code=code, attempt=attempt,
                     population=population, token=secrets.token_urlsafe(24),
                     assignment_id=assignment_id, worker_id=worker_id, hit_id=hit_id,
                     hit_record_id=getattr(hit_record, "id", hit_record),
+                    platform=ident.platform, environment=ident.environment,
+                    external_participant_id=ident.external_participant_id,
+                    external_session_id=ident.external_session_id,
+                    external_study_id=ident.external_study_id,
+                    submission_status=recruitment.platform(ident.platform).statuses[0],
+                    repeat_key=key,
                     seed=seed, sequence=json.dumps(ids), user_agent=(user_agent or "")[:300],
                     consented_at=utcnow() if consent else None)
     db.session.add(p)
     try:
         db.session.commit()
     except IntegrityError:
-        # Two requests for the same code at once: the other one won; resume it.
+        # Two requests for the same code at once: the other one won; resume it. Otherwise
+        # the repeat key is taken: this person already takes part under the policy.
         db.session.rollback()
         q = select(Participant).where(Participant.experiment_id == experiment.id,
                                       Participant.code == code, Participant.attempt == attempt)
         other = db.session.execute(q).scalar_one_or_none()
-        if other is None:
-            raise
-        return other, False
+        if other is not None:
+            return other, False
+        if key is not None and db.session.execute(select(Participant.id).where(
+                Participant.experiment_id == experiment.id,
+                Participant.repeat_key == key)).first() is not None:
+            raise RepeatRefused(experiment.repeats) from None
+        raise
     return p, True
+
+
+class RepeatRefused(RecordingError):
+    """The experiment's repeat policy refuses another participant of this person."""
+
+    def __init__(self, policy: str):
+        what = "this HIT" if policy == "per-hit" else "this study"
+        super().__init__(409, f"you have already taken part in {what}, and each person may "
+                              "take part only once")
+        self.policy = policy
+
+
+def set_status(participant: Participant, status: str, synced: bool = False) -> None:
+    """Set the participant's submission status (one of its platform's, else
+    recruitment.UnknownName), stamping `status_synced_at` when it comes from the platform.
+    A participant whose session closed (returned, expired) without an answer frees their
+    repeat key, so that the person may take the study up again. The caller commits."""
+    recruitment.check_status(participant.platform, status)
+    participant.submission_status = status
+    if synced:
+        participant.status_synced_at = utcnow()
+    closed = recruitment.platform(participant.platform).closed_statuses
+    if status in closed and participant.repeat_key is not None and not _count(participant.id):
+        participant.repeat_key = None
+
+
+def record_screen(participant, viewport: tuple[int, int], screen: tuple[int, int]) -> None:
+    """Store the participant's viewport and screen size (CSS px) and commit."""
+    db.session.execute(Participant.__table__.update().where(
+        Participant.__table__.c.id == participant.id).values(
+        viewport_width=viewport[0], viewport_height=viewport[1],
+        screen_width=screen[0], screen_height=screen[1]))
+    db.session.commit()
 
 
 def give_consent(participant: Participant) -> None:
@@ -170,11 +241,12 @@ class ParticipantRef:
     """The few columns of a participant that the answer path needs (one light query)."""
 
     __slots__ = ("id", "experiment_id", "token", "code", "population", "sequence",
-                 "consented_at", "completed_at", "_ids", "__dict__")
+                 "consented_at", "completed_at", "platform", "submission_status", "_ids",
+                 "__dict__")
 
     def __init__(self, row):
         (self.id, self.experiment_id, self.token, self.code, self.population, self.sequence,
-         self.consented_at, self.completed_at) = row
+         self.consented_at, self.completed_at, self.platform, self.submission_status) = row
         self._ids = None
 
     def trial_ids(self) -> list[int]:
@@ -187,7 +259,7 @@ class ParticipantRef:
 _P = Participant.__table__.c
 _R = Response.__table__
 _REF_COLUMNS = (_P.id, _P.experiment_id, _P.token, _P.code, _P.population, _P.sequence,
-                _P.consented_at, _P.completed_at)
+                _P.consented_at, _P.completed_at, _P.platform, _P.submission_status)
 
 
 def _check_token(token) -> None:
@@ -209,7 +281,8 @@ def participant_ref(token) -> ParticipantRef:
     usable wherever the functions below take a participant; RecordingError(404) otherwise."""
     _check_token(token)
     row = fastsql.execute("SELECT id, experiment_id, token, code, population, sequence, "
-                          "consented_at, completed_at FROM participants WHERE token = ?",
+                          "consented_at, completed_at, platform, submission_status "
+                          "FROM participants WHERE token = ?",
                           (token,)).fetchone()
     if row is None:
         raise RecordingError(404, "unknown participant")
@@ -337,6 +410,14 @@ def _check_rt(rt_ms) -> float | None:
     return rt
 
 
+def _check_open(platform: str, status: str) -> None:
+    """Refuse answers of a participant whose platform session is closed (an MTurk
+    assignment returned or expired): they would never count."""
+    if status in recruitment.platform(platform).closed_statuses:
+        raise RecordingError(409, f"this session is closed (status {status}): answers are no "
+                                  "longer recorded; accept the task again to take part")
+
+
 def _existing(participant_id: int, trial_id: int) -> Response | None:
     return db.session.execute(select(Response).where(
         Response.participant_id == participant_id,
@@ -372,18 +453,33 @@ def record_answer(participant: Participant, n, choice, rt_ms=None) -> tuple[Answ
     rt = _check_rt(rt_ms)
     if participant.consented_at is None:
         raise RecordingError(403, "consent has not been given")
+    _check_open(participant.platform, participant.submission_status)
     trial_id = participant.trial_ids()[n - 1]
     pid = participant.id
     total = len(participant.trial_ids())
     participant.__dict__.pop("_answered_now", None)
-    now = utcnow()
     integrity_error, operational_error = fastsql.dbapi_errors()
+    lock_row = not fastsql.is_sqlite()  # SQLite writers are serialised already
     for attempt in range(5):
         try:
             # One short write transaction: insert, count, completion stamp, commit.
             with fastsql.write_lock():
                 cur = fastsql.cursor()
                 try:
+                    done_at = participant.completed_at
+                    if lock_row:
+                        # PostgreSQL (READ COMMITTED): without this row lock two last answers
+                        # committing at once each count the other's row as missing, and
+                        # nobody stamps the completion. With it, a participant's answers
+                        # are written one after the other and the count sees them all.
+                        cur.execute(fastsql.sql(
+                            "SELECT completed_at, submission_status FROM participants "
+                            "WHERE id = ? FOR NO KEY UPDATE"), (pid,))
+                        done_at, status = cur.fetchone()
+                        _check_open(participant.platform, status)
+                    # Taken once this participant's writes are serialised, so that the
+                    # completion stamp is the latest answer's time.
+                    now = utcnow()
                     cur.execute(fastsql.sql(
                         "INSERT INTO responses (participant_id, trial_id, trial_order, "
                         "chosen_index, rt_ms, received_at) VALUES (?, ?, ?, ?, ?, ?) RETURNING id"),
@@ -392,7 +488,7 @@ def record_answer(participant: Participant, n, choice, rt_ms=None) -> tuple[Answ
                     cur.execute(fastsql.sql(
                         "SELECT count(*) FROM responses WHERE participant_id = ?"), (pid,))
                     count = int(cur.fetchone()[0])
-                    completes = count >= total and participant.completed_at is None
+                    completes = count >= total and done_at is None
                     if completes:
                         cur.execute(fastsql.sql(
                             "UPDATE participants SET completed_at = ? WHERE id = ? "

@@ -12,6 +12,20 @@
   var imgs = Array.prototype.slice.call(form.querySelectorAll("img"));
   var shownAt = null, sent = false;
 
+  // Once per participant: the viewport and screen size, for the analysis of who saw what.
+  var screenUrl = script ? script.getAttribute("data-screen") : "";
+  if (screenUrl && window.fetch) {
+    fetch(screenUrl, {
+      method: "POST", credentials: "same-origin",
+      headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({ viewport: [window.innerWidth, window.innerHeight],
+                             screen: [screen.width, screen.height] })
+    }).catch(function () {});
+  }
+  // Below the experiment's minimum viewport the trial is hidden (screen.css): no answer
+  // may then be given from the keyboard either.
+  function visible() { return form.offsetParent !== null; }
+
   function loaded(img) {
     return new Promise(function (resolve) {
       if (img.complete) return resolve();
@@ -51,7 +65,7 @@
   }
 
   function answer(choice) {
-    if (sent) return;
+    if (sent || !visible()) return;
     sent = true;
     var rt = shownAt === null ? "" : (performance.now() - shownAt).toFixed(1);
     form.elements["rt_ms"].value = rt;

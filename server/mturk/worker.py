@@ -19,7 +19,8 @@ from sqlalchemy import exists, select
 from sqlalchemy.exc import IntegrityError
 
 from .. import recording as rec
-from ..lab import record_form_answer
+from .. import recruitment
+from ..lab import record_form_answer, screen_url
 from ..models import Assignment, Experiment, Hit, Participant, Response, Trial, db
 from ..recording import RecordingError
 from .question import checked_submit_to, frame_ancestors
@@ -95,6 +96,8 @@ def _record_assignment(hit: Hit, assignment_id: str, worker_id: str,
         for r in rows:
             if r is not mine and r.status in ("accepted", "finished"):
                 r.status = "returned"
+                if r.participant is not None:
+                    rec.set_status(r.participant, "returned")
         if mine is None:
             mine = Assignment(mturk_assignment_id=assignment_id, hit_id=hit.id,
                               worker_id=worker_id, participant_id=participant.id,
@@ -125,15 +128,21 @@ def _accepted(exp: Experiment, hit_key: str, trial_keys: list[str], params: dict
     existing = db.session.execute(select(Participant).where(
         Participant.experiment_id == exp.id, Participant.assignment_id == aid,
         Participant.worker_id == wid)).scalar_one_or_none()
-    if existing is None and not exp.allow_repeats and _took_part_elsewhere(exp, wid, aid):
-        return render_template("mturk/message.html", exp=exp, title="Thank you for your "
-                               "interest", message="You have already taken part in this "
-                               "study, and each person may take part only once. Please "
-                               "return this HIT; you will not be penalised. Thank you!"), 409
-    p, _created = rec.start_participant(exp, population="mturk", assignment_id=aid,
-                                        worker_id=wid, hit_id=hit_id, hit_record=hit,
-                                        trial_keys=trial_keys, consent=True,
-                                        user_agent=request.headers.get("User-Agent", ""))
+    # Defence in depth beside the database's repeat key (rows from before it existed).
+    if existing is None and exp.repeats == "none" and _took_part_elsewhere(exp, wid, aid):
+        return _refused(exp, "this study")
+    try:
+        p, _created = rec.start_participant(exp, population="mturk", assignment_id=aid,
+                                            worker_id=wid, hit_id=hit_id, hit_record=hit,
+                                            trial_keys=trial_keys, consent=True,
+                                            user_agent=request.headers.get("User-Agent", ""))
+    except rec.RepeatRefused as e:
+        return _refused(exp, "this HIT" if e.policy == "per-hit" else "this study")
+    if p.submission_status in ("returned", "abandoned"):
+        return render_template("mturk/message.html", exp=exp, title="This assignment is closed",
+                               message=f"This assignment was {p.submission_status}: answers "
+                               "to it are no longer recorded. Accept the HIT again to take "
+                               "part."), 409
     row = _record_assignment(hit, aid, wid, p)
     view = rec.next_trial(p)
     if view is None:
@@ -141,10 +150,11 @@ def _accepted(exp: Experiment, hit_key: str, trial_keys: list[str], params: dict
             row.status = "finished"
             db.session.commit()
         answered, total = rec.progress(p)
-        fields = {"assignmentId": aid, "experiment": exp.name, "hit": hit_key,
-                  "answered": f"{answered} of {total}"}
+        way_out = recruitment.platform("mturk").exit_response(
+            exp, p, submit_to=submit_to, experiment=exp.name, hit=hit_key,
+            answered=f"{answered} of {total}")
         return render_template("mturk/finish.html", exp=exp, total=total,
-                               action=submit_to + "/mturk/externalSubmit", fields=fields)
+                               action=way_out.url, fields=way_out.fields)
     nxt = view["next"]
     preload = [] if not nxt else [_img(nxt["query"])] + [_img(t) for t in nxt["candidates"]]
     action = url_for(".answer", name=exp.name, hit_key=hit_key) + "?" + urlencode(
@@ -153,7 +163,15 @@ def _accepted(exp: Experiment, hit_key: str, trial_keys: list[str], params: dict
                            total=view["total"], answered=view["answered"],
                            query=_img(view["query"]),
                            candidates=[_img(t) for t in view["candidates"]],
-                           preload=preload, action=action)
+                           preload=preload, action=action, screen_url=screen_url(p))
+
+
+def _refused(exp: Experiment, what: str):
+    """The page for a worker whom the repeat policy keeps out."""
+    return render_template("mturk/message.html", exp=exp, title="Thank you for your interest",
+                           message=f"You have already taken part in {what}, and each person "
+                           "may take part only once. Please return this HIT; you will not "
+                           "be penalised. Thank you!"), 409
 
 
 @bp.get("/mturk/task/<name>/<hit_key>")

@@ -126,10 +126,17 @@ def test_settings_and_password(tmp_path, env, small_experiment):
     consent.write_text("Our own consent text.\n")
     r = flask_run(env, "experiment-settings", "s", "--consent-file", str(consent),
                   "--allow-repeats", "--no-practice", "--break-every", "10")
-    assert "allow_repeats=True" in r.stdout and "Our own consent text." in r.stdout
-    row = _db(tmp_path).execute("select consent_text, allow_repeats, practice, break_every "
+    assert "repeats=allow" in r.stdout and "Our own consent text." in r.stdout
+    row = _db(tmp_path).execute("select consent_text, repeats, practice, break_every "
                                 "from experiments").fetchone()
-    assert row == ("Our own consent text.", 1, 0, 10)
+    assert row == ("Our own consent text.", "allow", 0, 10)
+    r = flask_run(env, "experiment-settings", "s", "--repeats", "per-hit",
+                  "--min-viewport", "1100x650")
+    assert "repeats=per-hit" in r.stdout and "min_viewport=1100x650" in r.stdout
+    r = flask_run(env, "experiment-settings", "s", "--min-viewport", "wide", check=False)
+    assert r.returncode == 2 and "WIDTHxHEIGHT" in r.stderr and "Traceback" not in r.stderr
+    r = flask_run(env, "experiment-settings", "s", "--repeats", "twice", check=False)
+    assert r.returncode == 2 and "Traceback" not in r.stderr
     r = flask_run(env, "experiment-settings", "nope", check=False)
     assert r.returncode == 2 and "unknown experiment" in r.stderr
     r = flask_run(env, "experiment-settings", "s", "--order", "sideways", check=False)

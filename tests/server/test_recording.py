@@ -118,15 +118,20 @@ def test_mturk_participant_keyed_by_assignment_and_worker(any_app):
         exp = rec.get_experiment("small")
         p, created = rec.start_participant(exp, assignment_id="A1", worker_id="W1",
                                            population="mturk", hit_id="H1",
-                                           trial_keys=["t0003"], consent=True)
+                                           trial_keys=["t0003"], consent=True,
+                                           environment="local-production")
         assert created and p.population == "mturk" and len(p.trial_ids()) == 1
+        # Provenance: a local endpoint is a rehearsal whatever environment it emulates.
+        assert (p.platform, p.environment, p.external_participant_id, p.external_session_id,
+                p.external_study_id, p.submission_status) == (
+            "mturk", "local-sandbox", "W1", "A1", "H1", "accepted")
         same, created2 = rec.start_participant(exp, assignment_id="A1", worker_id="W1",
                                                population="mturk", trial_keys=["t0003"])
         assert same.id == p.id and not created2
         # A returned assignment id reused by another worker is a new participant.
         other, created3 = rec.start_participant(exp, assignment_id="A1", worker_id="W2",
                                                 population="mturk", trial_keys=["t0003"],
-                                                consent=True)
+                                                consent=True, environment="sandbox")
         assert created3 and other.id != p.id
         resp, made = rec.record_answer(p, 1, 2, 1000)
         assert made and resp.trial.key == "t0003"

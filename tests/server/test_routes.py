@@ -250,9 +250,14 @@ def test_export_csv_and_json(app, client):
         want = "" if mc["face/dlib_hog"] is None else str(mc["face/dlib_hog"] + 1)
         assert row["machine:face/dlib_hog"] == want
         assert row["catch"] == "0" and row["hit_id"] == ""
+        # Provenance: a researcher's population label is a lab participant.
+        assert (row["platform"], row["environment"], row["submission_status"]) == (
+            "lab", "lab", "recorded")
+        assert row["external_participant_id"] == rows[0]["participant"]
+        assert row["external_session_id"] == row["status_synced_at"] == row["viewport"] == ""
     raw = list(csv.DictReader(io.StringIO(
         client.get("/manage/experiments/small/answers.csv?ids=raw").get_data(as_text=True))))
-    assert raw[0]["participant"] == "alice"
+    assert raw[0]["participant"] == "alice" == raw[0]["external_participant_id"]
     js = client.get("/manage/experiments/small/answers.json").json
     assert set(js) == {"experiment", "trials", "answers"} and len(js["answers"]) == 3
     assert js["answers"][0] == {k: (int(v) if k in ("trial_order", "chosen_position", "true_position", "correct", "catch") else v)

@@ -1,0 +1,79 @@
+"""The platform interface: how a participant enters (identity and environment), how they
+leave (exit response), and the requester's operations, which a platform may lack.
+
+Platforms are plain objects satisfying `Platform`; `server.recruitment` registers them by
+name. The recording core and the analysis know a platform only through the provenance
+columns an `Identity` fills (platform, environment, external ids, submission status).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
+
+# The requester's operations, in the order a study goes through them. A platform that has
+# no requester side (the lab) simply lacks these methods; `supports()` tells.
+REQUESTER_OPERATIONS = ("publish", "status", "sync", "review", "approve", "reject", "bonus",
+                        "cost")
+
+
+class UnknownName(ValueError):
+    """A platform, environment, status or repeat policy that is not in its table."""
+
+
+@dataclass(frozen=True)
+class Environment:
+    """Where answers are collected: `rehearsal` environments never reach a production
+    table unless asked for by name."""
+    name: str
+    rehearsal: bool
+    description: str
+
+
+@dataclass(frozen=True)
+class Identity:
+    """Who a participant is on their platform: the provenance kept with every answer."""
+    platform: str
+    environment: str
+    external_participant_id: str | None = None   # MTurk worker id, lab code
+    external_session_id: str | None = None       # MTurk assignment id
+    external_study_id: str | None = None         # MTurk HIT id
+
+
+@dataclass(frozen=True)
+class ExitResponse:
+    """How a participant leaves: `kind` is "page" (a completion page of ours),
+    "submit-form" (a form the page POSTs to `url` with `fields`, e.g. MTurk's
+    externalSubmit) or "redirect" (to `url`, e.g. with a completion code)."""
+    kind: str
+    url: str | None = None
+    fields: dict[str, str] = field(default_factory=dict)
+
+
+@runtime_checkable
+class Platform(Protocol):
+    """What every platform provides. Requester operations (REQUESTER_OPERATIONS) are
+    optional methods; a platform without a requester side leaves them out."""
+
+    name: str
+    # Submission statuses in the order a participant goes through them; the first is the
+    # status a new participant gets.
+    statuses: tuple[str, ...]
+    # Statuses after which the participant's answers are refused (returned, expired).
+    closed_statuses: frozenset[str]
+    environments: tuple[str, ...]
+
+    def identity(self, **entry: Any) -> Identity:
+        """Return the participant's Identity from the entry parameters (URL or form)."""
+        ...
+
+    def exit_response(self, experiment, participant, /, **context: Any) -> ExitResponse:
+        """Return how `participant` leaves `experiment` once every trial is answered."""
+        ...
+
+
+def supports(platform: Platform, operation: str) -> bool:
+    """Return True when `platform` implements the requester `operation`."""
+    if operation not in REQUESTER_OPERATIONS:
+        raise UnknownName(f"unknown requester operation {operation!r} (one of "
+                          f"{', '.join(REQUESTER_OPERATIONS)})")
+    return callable(getattr(platform, operation, None))
