@@ -63,6 +63,24 @@ def get_experiment(name: str) -> Experiment:
     return exp
 
 
+class ExperimentRef:
+    """The id and name of an experiment (one light query): what the form answer routes
+    need, without loading the ORM object."""
+
+    __slots__ = ("id", "name")
+
+    def __init__(self, id: int, name: str):
+        self.id, self.name = id, name
+
+
+def experiment_ref(name: str) -> ExperimentRef:
+    """Return the id and name of the experiment called `name`; RecordingError(404)."""
+    row = fastsql.execute("SELECT id, name FROM experiments WHERE name = ?", (name,)).fetchone()
+    if row is None:
+        raise RecordingError(404, f"unknown experiment {name!r}")
+    return ExperimentRef(*row)
+
+
 def new_code(length: int = 8) -> str:
     """Return a random participant code without ambiguous characters (no 0/O, 1/I)."""
     return "".join(secrets.choice(CODE_ALPHABET) for _ in range(length))
@@ -241,12 +259,13 @@ class ParticipantRef:
     """The few columns of a participant that the answer path needs (one light query)."""
 
     __slots__ = ("id", "experiment_id", "token", "code", "population", "sequence",
-                 "consented_at", "completed_at", "platform", "submission_status", "_ids",
-                 "__dict__")
+                 "consented_at", "completed_at", "platform", "submission_status",
+                 "assignment_id", "worker_id", "_ids", "__dict__")
 
     def __init__(self, row):
         (self.id, self.experiment_id, self.token, self.code, self.population, self.sequence,
-         self.consented_at, self.completed_at, self.platform, self.submission_status) = row
+         self.consented_at, self.completed_at, self.platform, self.submission_status,
+         self.assignment_id, self.worker_id) = row
         self._ids = None
 
     def trial_ids(self) -> list[int]:
@@ -259,7 +278,8 @@ class ParticipantRef:
 _P = Participant.__table__.c
 _R = Response.__table__
 _REF_COLUMNS = (_P.id, _P.experiment_id, _P.token, _P.code, _P.population, _P.sequence,
-                _P.consented_at, _P.completed_at, _P.platform, _P.submission_status)
+                _P.consented_at, _P.completed_at, _P.platform, _P.submission_status,
+                _P.assignment_id, _P.worker_id)
 
 
 def _check_token(token) -> None:
@@ -281,8 +301,8 @@ def participant_ref(token) -> ParticipantRef:
     usable wherever the functions below take a participant; RecordingError(404) otherwise."""
     _check_token(token)
     row = fastsql.execute("SELECT id, experiment_id, token, code, population, sequence, "
-                          "consented_at, completed_at, platform, submission_status "
-                          "FROM participants WHERE token = ?",
+                          "consented_at, completed_at, platform, submission_status, "
+                          "assignment_id, worker_id FROM participants WHERE token = ?",
                           (token,)).fetchone()
     if row is None:
         raise RecordingError(404, "unknown participant")
