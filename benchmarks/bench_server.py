@@ -11,7 +11,7 @@ worker page's answer (`POST /mturk/task/<name>/<hit>/answer`). Participants are 
 before timing: the timed phase is the answers only.
 
 For every level it reports the floor's requests/s, the server's answers/s, their ratio,
-CPU ms per answer of the gunicorn workers (from /proc; PostgreSQL's backends apart)
+CPU ms per answer of the gunicorn workers (from /proc schedstat; PostgreSQL's backends apart)
 against the floor's, p50 and p99, and the client's CPU share. A level whose floor run
 spent more than 25 % of its CPU (client + floor processes, from getrusage and /proc) in
 the client is marked NOT VALID instead of given a ratio: the client, not the floor, would
@@ -304,9 +304,21 @@ def children(pid: int) -> list[int]:
 
 
 def cpu_seconds(pids: list[int]) -> dict[int, float]:
-    """Return {pid: user + system CPU seconds} from /proc/<pid>/stat."""
+    """Return {pid: CPU seconds} summed over each process's threads from
+    /proc/<pid>/task/*/schedstat (nanoseconds on a CPU), or from /proc/<pid>/stat (user +
+    system, in clock ticks of 10 ms: too coarse for a short run) where schedstat is missing."""
     out = {}
     for pid in pids:
+        total, ok = 0, False
+        for f in glob.glob(f"/proc/{pid}/task/*/schedstat"):
+            try:
+                total += int(Path(f).read_text().split()[0])
+                ok = True
+            except (OSError, ValueError, IndexError):
+                pass
+        if ok:
+            out[pid] = total / 1e9
+            continue
         try:
             fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
         except OSError:
