@@ -535,6 +535,8 @@ def main(argv=None) -> int:
                  "5000 participants for --capacity")
     from tqdm import tqdm
 
+    # SIGTERM (timeout, kill) unwinds through `finally`: servers and cluster are stopped.
+    old_handler = signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     tmp = Path(tempfile.mkdtemp(prefix="tll-bench-"))
     procs: list[subprocess.Popen] = []
     pg = None
@@ -642,6 +644,7 @@ def main(argv=None) -> int:
         if pg is not None:
             pg.stop()
         shutil.rmtree(tmp, ignore_errors=True)
+        signal.signal(signal.SIGTERM, old_handler)
     report(a, rows, capacity_rows)
     return 0
 
