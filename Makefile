@@ -6,7 +6,12 @@ DEMO   ?= build/demo
 HOST   ?= 127.0.0.1
 PORT   ?= 5000
 
-.PHONY: venv venv-dev demo demo-pipeline test report bench clean
+.PHONY: venv venv-dev demo demo-pipeline test report bench clean system-test system-demo system-bench
+
+# What the targets need beyond Python (Chromium, PostgreSQL, nginx; Python >= 3.11):
+# installed with apt-get as root or through passwordless sudo, else one line saying how.
+system-test system-demo system-bench:
+	PYTHON=$(PYTHON) VENV=$(VENV) sh scripts/setup-system.sh $(@:system-%=%)
 
 $(VENV)/.req-stamp: requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -22,7 +27,7 @@ venv: $(VENV)/.req-stamp
 venv-dev: $(VENV)/.dev-stamp
 
 # The machine side on the bundled demo images, then the server on the demo experiment.
-demo-pipeline: venv
+demo-pipeline: system-demo venv
 	$(PY) -m experiments demo $(DEMO)
 
 demo: demo-pipeline
@@ -32,13 +37,13 @@ demo: demo-pipeline
 report: venv
 	$(PY) -m analysis report --db sqlite:///$(abspath $(DEMO))/server.sqlite3 --experiment demo --out $(DEMO)/report
 
-test: venv-dev
+test: system-test venv-dev
 	$(PY) -m pytest
 
-bench: venv-dev
+bench: system-bench venv-dev
 	$(PY) benchmarks/bench_features.py
 	$(PY) benchmarks/bench_retrieval.py
-	$(PY) benchmarks/bench_server.py
+	$(PY) benchmarks/bench_server.py --nginx --capacity 250 500 1000 1500 2000
 
 clean:
 	rm -rf build .pytest_cache

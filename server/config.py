@@ -8,6 +8,8 @@ Environment variables read:
   one is generated once and kept in `<instance>/secret_key`.
 - `TLL_PSEUDONYM_KEY`: key of the HMAC that pseudonymises participant ids in exports
   (default: derived from the secret key).
+- `TLL_SQLITE_SYNCHRONOUS`: `FULL` (default: every commit synced, an acknowledged answer
+  survives an OS crash) or `NORMAL` (survives a process crash only).
 - `TLL_ENV`: `production` or `development` (default).
 - `TLL_COOKIE_SECURE=0`: in production, allow the session cookie over plain HTTP.
 - `TLL_PARTICIPANT_API=0`: turn the JSON participant API (/api/v1) off (the pages work
@@ -69,7 +71,10 @@ def configure(app, overrides: dict | None = None) -> None:
     cfg.update(
         TLL_ENV="development",
         SQLALCHEMY_DATABASE_URI=f"sqlite:///{instance / 'server.sqlite3'}",
-        SQLALCHEMY_ENGINE_OPTIONS={"pool_pre_ping": True},
+        # No ping per checkout: database.py pings a pooled connection only when it has been
+        # idle for DB_PING_IDLE_S (a busy server's connections are seconds-fresh).
+        SQLALCHEMY_ENGINE_OPTIONS={},
+        DB_PING_IDLE_S=1.0,
         MAX_CONTENT_LENGTH=64 * 1024,
         SESSION_COOKIE_HTTPONLY=True,
         SESSION_COOKIE_SAMESITE="Lax",
@@ -78,12 +83,15 @@ def configure(app, overrides: dict | None = None) -> None:
         # then carry identical headers whatever the clock says.
         SESSION_REFRESH_EACH_REQUEST=False,
         SQLITE_BUSY_TIMEOUT_MS=10000,
+        SQLITE_SYNCHRONOUS="FULL",
         JSON_SORT_KEYS=False,
     )
     cfg.from_pyfile(str(instance / "config.py"), silent=True)
     env = os.environ
     if env.get("TLL_ENV"):
         cfg["TLL_ENV"] = env["TLL_ENV"]
+    if env.get("TLL_SQLITE_SYNCHRONOUS"):
+        cfg["SQLITE_SYNCHRONOUS"] = env["TLL_SQLITE_SYNCHRONOUS"]
     if env.get("DATABASE_URL"):
         cfg["SQLALCHEMY_DATABASE_URI"] = env["DATABASE_URL"]
     secret = env.get("SECRET_KEY") or env.get("TLL_SECRET_KEY")
@@ -104,11 +112,6 @@ def configure(app, overrides: dict | None = None) -> None:
     cfg.setdefault("PARTICIPANT_API", True)
     cfg.setdefault("API_RESUME_BY_CODE", cfg["TLL_ENV"] != "production")
     cfg["SQLALCHEMY_DATABASE_URI"] = normalise_database_url(cfg["SQLALCHEMY_DATABASE_URI"])
-    if cfg["SQLALCHEMY_DATABASE_URI"].startswith("sqlite"):
-        # A local file cannot drop the connection: skip the ping per checkout.
-        opts = dict(cfg.get("SQLALCHEMY_ENGINE_OPTIONS") or {})
-        opts.pop("pool_pre_ping", None)
-        cfg["SQLALCHEMY_ENGINE_OPTIONS"] = opts
 
     if not cfg.get("SECRET_KEY"):
         if cfg["TLL_ENV"] == "production":

@@ -37,6 +37,20 @@ def execute(statement: str, params: tuple = ()):
     return cur
 
 
+def commit() -> None:
+    """Commit the session's transaction. With nothing pending in the ORM (the answer
+    path writes through `execute` only) the DBAPI connection commits directly: the
+    Session's own commit (flush, expiry, transaction bookkeeping) cost about 6 % of an
+    answer's CPU. The Session still holds the connection and releases it at the end of
+    the request as before (its rollback then finds nothing to undo). The durability is
+    the driver's commit either way."""
+    s = db.session
+    if s.new or s.dirty or s.deleted:
+        s.commit()
+        return
+    s.connection().connection.driver_connection.commit()
+
+
 def dbapi_errors():
     """Return (IntegrityError, OperationalError) of the database driver in use."""
     mod = db.engine.dialect.dbapi
@@ -47,7 +61,9 @@ def dt_param(dt: datetime):
     """Return `dt` as the database stores it: SQLAlchemy's SQLite text format (naive UTC)
     or the aware datetime for PostgreSQL."""
     if _is_sqlite():
-        return dt.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%S.%f")
+        if dt.tzinfo is not None:
+            dt = dt.astimezone(timezone.utc).replace(tzinfo=None)
+        return dt.isoformat(" ", "microseconds")
     return dt
 
 

@@ -191,11 +191,12 @@ def task(name: str, hit_key: str):
 @bp.post("/mturk/task/<name>/<hit_key>/answer")
 def answer(name: str, hit_key: str):
     """Store one answer (idempotent) and send the worker on to the next page."""
-    exp = rec.get_experiment(name)
+    # Light records (ids and the columns checked), not ORM objects: this runs per trial.
+    exp = rec.experiment_ref(name)
     params = _params()
     if params["assignmentId"] in ("", PREVIEW_ID):
         raise RecordingError(403, "this is a preview: accept the HIT to answer")
-    p = rec.participant_by_token(request.args.get("p", ""))
+    p = rec.participant_ref(request.args.get("p", ""))
     if (p.experiment_id != exp.id or p.assignment_id != params["assignmentId"]
             or p.worker_id != params["workerId"]):
         raise RecordingError(403, "this answer does not belong to this assignment")
