@@ -416,13 +416,17 @@ def _plot(scores: HumanScores, out: Path) -> list[Path]:
     t = scores.table.iloc[::-1]   # best at the top of a horizontal bar chart
     y = np.arange(len(t))
     fig, (a, b) = plt.subplots(1, 2, figsize=(12, 1.2 + 0.55 * max(len(t), 2)), sharey=True)
-    a.barh(y, t["loglik_heldout"], color="tab:blue", label="feature set (held-out)")
-    a.scatter(t["loglik_uniform"], y, marker="|", s=300, color="k", label="uniform")
-    a.scatter(t["loglik_true_match"], y, marker="x", color="tab:red",
-              label=f"always the true match (ε = {scores.epsilon:g})")
-    a.set(yticks=y, yticklabels=t["feature_set"], xlabel="log-likelihood per answer (nats)",
-          title="Softmax of distances: human choices, held out")
-    a.legend(fontsize=8, loc="lower left")
+    # Gains over the uniform baseline, so that longer bars are better and 0 is chance.
+    gain = t["loglik_heldout"] - t["loglik_uniform"]
+    a.barh(y, gain, color="tab:blue",
+           label="feature set, held out")
+    a.axvline(0, color="k", lw=1, label="uniform (1/5 each)")
+    a.scatter(t["loglik_true_match"] - t["loglik_uniform"], y, marker="x", color="tab:red",
+              zorder=3, label=f"always the true match (ε = {scores.epsilon:g})")
+    a.set(yticks=y, yticklabels=t["feature_set"],
+          xlabel="log-likelihood per answer minus uniform's (nats)",
+          title="Softmax of distances: people's choices, held out")
+    a.legend(fontsize=7, loc="best")
     b.barh(y - 0.2, 100 * t["nearest_is_majority"], height=0.4, label="= people's majority")
     b.barh(y + 0.2, 100 * t["nearest_is_true"], height=0.4, label="= true match")
     b.axvline(100 / N_CANDIDATES, color="k", ls=":", lw=1, label="chance")
@@ -455,8 +459,12 @@ def write_scores(scores: HumanScores, out: str | os.PathLike) -> list[Path]:
                  ).to_csv(out / "per_trial.csv", index=False)
     files = [out / n for n in ("scores.csv", "scores.md", "missing.csv", "per_trial.csv")]
     files += _plot(scores, out)
-    missing_summary = (scores.missing.groupby(["feature_set", "role"]).size()
-                       .unstack(fill_value=0).reset_index() if len(scores.missing) else None)
+    missing_summary = None
+    if len(scores.missing):
+        missing_summary = (scores.missing.groupby(["feature_set", "role"])["trial"].nunique()
+                           .unstack(fill_value=0).rename_axis(columns=None)
+                           .rename(columns=lambda r: f"trials without a {r} feature")
+                           .reset_index())
     (out / "index.html").write_text(render(
         "score_humans.html", s=scores, table=shown.to_html(index=False, border=0, classes="t"),
         missing=(missing_summary.to_html(index=False, border=0, classes="t")

@@ -269,3 +269,97 @@ def test_bad_input_is_one_clear_line(synthetic, tmp_path, change, message):
     assert message in proc.stderr
     assert "Traceback" not in proc.stderr
     assert not (tmp_path / "o").exists()
+
+
+# --------------------------------------------------------------------------- the demo
+PW = "score-humans-pw-1"
+
+
+def _serve(app):
+    """Serve `app` over HTTP on 127.0.0.1 from a thread; return (url, stop)."""
+    import threading
+
+    from werkzeug.serving import make_server
+
+    srv = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=srv.serve_forever, daemon=True)
+    thread.start()
+
+    def stop():
+        srv.shutdown()
+        thread.join(timeout=10)
+    return f"http://127.0.0.1:{srv.server_port}", stop
+
+
+@pytest.mark.browser
+def test_demo_with_simulated_participants(demo_study, copy_study, tmp_path, page, artifacts_dir):
+    """The demo experiment, 20 simulated participants answering through the real server,
+    the server's CSV export, then score-humans ranks the demo's three feature sets."""
+    import base64
+    import urllib.request
+
+    from experiments import distance_sources as ds
+    from experiments.cli_trials import run_build
+    from experiments.demo import DEMO_SEED, demo_design
+    from experiments.designs import eligible_queries
+    from experiments.manifest import load_manifest
+    from experiments.store import FeatureStore
+    from server.loader import load_experiment
+    from server.manage import set_password
+    from tests.analysis.conftest import server_helpers
+
+    work = copy_study(demo_study)
+    store = FeatureStore(work)
+    face = store.load(ds.face_key(store.keys()))
+    design = demo_design(len(eligible_queries("face", load_manifest(work).ids, face)))
+    exp = work / "experiments" / "demo.json"
+    doc = run_build(work, design, DEMO_SEED, exp)           # what `make demo` builds
+
+    app = server_helpers().make_app(tmp_path)
+    with app.app_context():
+        load_experiment(exp, name="demo", settings={"practice": False})
+        set_password(PW)
+    url, stop = _serve(app)
+    try:
+        sim = run_cli("analysis", "simulate", "--server", url, "--experiment", "demo",
+                      "--participants", "20", "--accuracy", "0.75", "--position-bias",
+                      "3,2,2,1,1", "--seed", "7", "--admin-password", PW)
+        assert "20 simulated participants" in sim.stdout
+        req = urllib.request.Request(f"{url}/manage/experiments/demo/answers.csv")
+        req.add_header("Authorization", "Basic " + base64.b64encode(f"admin:{PW}".encode()).decode())
+        with urllib.request.urlopen(req, timeout=60) as r:
+            (tmp_path / "answers.csv").write_bytes(r.read())
+    finally:
+        stop()
+        with app.app_context():
+            from server.models import db
+            db.engine.dispose()
+
+    out = tmp_path / "humans"
+    proc = run_cli("experiments", "score-humans", str(work), "--experiment", str(exp),
+                   "--answers", str(tmp_path / "answers.csv"), "--out", str(out))
+    ordinary = [t for t in doc["trials"] if not t["catch"]]
+    table = pd.read_csv(out / "scores.csv").set_index("feature_set")
+    assert sorted(table.index) == sorted(store.keys())
+    assert sorted(table["rank"]) == [1, 2, 3]
+    assert f"{20 * len(ordinary)} answers to {len(ordinary)} trials" in proc.stdout
+    for key, row in table.iterrows():
+        # Every ordinary trial is either scored or counted as missing a feature.
+        assert (row["trials"] + row["trials_without_query_feature"]
+                + row["trials_without_candidate_feature"]) == len(ordinary), key
+    assert table.loc["generic/efficientnet_lite0", "trials"] == len(ordinary)
+    # The demo's random and generic trials have queries without a face: counted, listed.
+    missing = pd.read_csv(out / "missing.csv")
+    face_rows = table.loc["face/dlib_hog"]
+    assert face_rows["trials_without_query_feature"] > 0
+    assert (missing[(missing["feature_set"] == "face/dlib_hog") & (missing["role"] == "query")]
+            ["trial"].nunique() == face_rows["trials_without_query_feature"])
+    # Simulated people choose the true match 75 % of the time whatever the images: the
+    # "always the true match" baseline beats the uniform one.
+    g = table.loc["generic/efficientnet_lite0"]
+    assert g["loglik_true_match"] > g["loglik_uniform"]
+    page.goto((out / "index.html").as_uri())
+    assert "Human answers as a benchmark: experiment demo" in page.locator("h1").inner_text()
+    assert page.locator("table.t").count() == 2     # the ranking and the missing features
+    assert page.eval_on_selector("img", "e => e.naturalWidth") > 0
+    page.screenshot(path=str(artifacts_dir / "score_humans_demo.png"), full_page=True)
