@@ -6,8 +6,8 @@ feature set must rank first and its fitted temperature must come back near T0; a
 copy ranks second; shuffled and reversed distances do no better than chance."""
 from __future__ import annotations
 
-import json
 import math
+import os
 
 import numpy as np
 import pandas as pd
@@ -16,7 +16,7 @@ import pytest
 from experiments import score_humans as sh
 from experiments.experiment_file import make_document, write_experiment
 from experiments.store import CacheEntry, write_feature_set
-from tests.conftest import run_cli
+from tests.conftest import ROOT, run_cli
 
 T0 = 0.1             # the people's temperature
 N_TRIALS = 150
@@ -166,7 +166,7 @@ def synthetic(tmp_path_factory):
     df["rt_ms"] = 900.0
     answers = root / "answers.csv"
     df.to_csv(answers, index=False)
-    return {"study": study, "experiment": exp, "answers": answers, "doc": doc, "d": d,
+    return {"root": root, "study": study, "experiment": exp, "answers": answers, "doc": doc, "d": d,
             "true_index": true_index}
 
 
@@ -232,6 +232,20 @@ def test_missing_faces_are_counted_and_listed(synthetic, tmp_path):
     assert face["loglik_heldout"] > face["loglik_uniform"] + 0.1
     html = (out / "index.html").read_text()
     assert "Images without features" in html and "face/dlib_hog" in html
+
+
+def test_scoring_imports_neither_the_server_nor_torch(synthetic, tmp_path):
+    import subprocess
+    import sys
+    code = ("import sys; from experiments.score_humans import score_study; "
+            f"score_study({str(synthetic['study'])!r}, {str(synthetic['experiment'])!r}, "
+            f"{str(synthetic['answers'])!r}, ['generic/exact'], {str(tmp_path / 'o')!r}); "
+            "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('server', 'torch', 'flask')); "
+            "print(bad); sys.exit(1 if bad else 0)")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=str(synthetic["root"]), capture_output=True,
+                          text=True, timeout=300, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert (tmp_path / "o" / "scores.csv").is_file()
 
 
 @pytest.mark.parametrize("change, message", [
