@@ -344,6 +344,10 @@ def score_feature_sets(feature_sets: dict, doc: dict, answers: pd.DataFrame,
     counts = trials.counts
     top = counts == counts.max(axis=1, keepdims=True)
     notes = []
+    for r in table.itertuples(index=False):
+        if r.trials < 2:
+            notes.append(f"feature set {r.feature_set}: {r.trials} scored trial(s); the "
+                         "held-out log-likelihood needs 2 or more (ranked last)")
     if trials.unanswered:
         notes.append(f"{len(trials.unanswered)} ordinary trial(s) of the experiment have no "
                      f"counted answers and are not scored: {', '.join(trials.unanswered[:10])}"

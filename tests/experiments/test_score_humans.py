@@ -377,3 +377,23 @@ def test_demo_with_simulated_participants(demo_study, copy_study, tmp_path, page
     assert page.locator("table.t").count() == 2     # the ranking and the missing features
     assert page.eval_on_selector("img", "e => e.naturalWidth") > 0
     page.screenshot(path=str(artifacts_dir / "score_humans_demo.png"), full_page=True)
+
+
+def test_a_feature_set_that_scores_no_trial_is_ranked_last_with_a_note(synthetic):
+    """No image has a face: every trial is counted as missing, nothing crashes."""
+    from types import SimpleNamespace
+
+    from experiments.store import FaceSets
+    doc = synthetic["doc"]
+    ids = sorted({im["pair"] for im in doc["images"]})
+    empty = FaceSets(np.zeros((0, 3), np.float32), np.zeros(len(ids) + 1, np.int64),
+                     np.zeros((0, 4), np.int32))
+    fs = SimpleNamespace(kind="face", key="face/dlib_none", ids=ids, left=empty, right=empty)
+    answers = pd.read_csv(synthetic["answers"])
+    answers = answers[answers["catch"] == 0]
+    s = sh.score_feature_sets({"face/dlib_none": fs}, doc, answers)
+    row = s.table.iloc[0]
+    assert row["trials"] == 0 and row["trials_without_query_feature"] == N_TRIALS - 1
+    assert math.isnan(row["loglik_heldout"]) and math.isnan(row["temperature"])
+    assert (s.missing["role"] == "query").sum() == N_TRIALS - 1
+    assert any("face/dlib_none: 0 scored trial(s)" in n for n in s.notes)
