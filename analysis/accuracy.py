@@ -6,7 +6,9 @@ from __future__ import annotations
 import pandas as pd
 
 from analysis.load import MACHINE_PREFIX, machine_columns, order_populations
-from analysis.stats import wilson_interval
+from analysis.stats import cluster_bootstrap_interval, wilson_interval
+
+DEFAULT_RESAMPLES = 2000
 
 # The paper's column order: TLL_obj {random, generic}, TLL_d {random, face, face_generic,
 # generic}; other subsets and conditions follow alphabetically.
@@ -31,12 +33,22 @@ def cells(df: pd.DataFrame) -> list[tuple[str, str]]:
     return out
 
 
-def _row(group: str, kind: str, subset: str, condition: str, k: int, n: int,
-         no_choice: int | None = None) -> dict:
+def _row(group: str, kind: str, subset: str, condition: str, per_trial: pd.DataFrame,
+         n_resamples: int, seed: int, no_choice: int | None = None) -> dict:
+    """One cell; per_trial has one row per trial with `k` (correct) and `n` (answers)."""
+    k, n = int(per_trial["k"].sum()), int(per_trial["n"].sum())
     lo, hi = wilson_interval(k, n)
+    blo, bhi = cluster_bootstrap_interval(per_trial["k"], per_trial["n"], n_resamples, seed)
     return {"row": group, "kind": kind, "subset": subset, "condition": condition,
-            "n": n, "correct": k, "accuracy": k / n if n else float("nan"),
-            "ci_low": lo, "ci_high": hi, "no_choice": no_choice}
+            "n": n, "trials": len(per_trial), "correct": k,
+            "accuracy": k / n if n else float("nan"),
+            "boot_low": blo, "boot_high": bhi, "ci_low": lo, "ci_high": hi,
+            "no_choice": no_choice}
+
+
+def _per_trial(correct: pd.Series, trial: pd.Series) -> pd.DataFrame:
+    g = correct.astype(int).groupby(trial.to_numpy())
+    return pd.DataFrame({"k": g.sum(), "n": g.size()})
 
 
 PAPER_MACHINE_ROW = "machine: the condition's own features"
@@ -56,10 +68,16 @@ def condition_machine_choice(trials: pd.DataFrame, condition_features: dict[str,
     return out
 
 
-def accuracy_long(df: pd.DataFrame, condition_features: dict[str, str] | None = None
-                  ) -> pd.DataFrame:
+def accuracy_long(df: pd.DataFrame, condition_features: dict[str, str] | None = None,
+                  n_resamples: int = DEFAULT_RESAMPLES, seed: int = 0) -> pd.DataFrame:
     """Return one row per (row, subset, condition): human populations and machine feature
-    sets, with n, correct, accuracy (0..1), Wilson 95 % interval (ci_low, ci_high).
+    sets, with n (answers), trials, correct, accuracy (0..1), the cluster bootstrap 95 %
+    interval (boot_low, boot_high: trials resampled, then answers within each trial;
+    ``n_resamples`` resamples, numpy seed ``seed``) and the Wilson 95 % interval
+    (ci_low, ci_high), which assumes independent answers and is too narrow when answers
+    to one trial agree.
+
+    Example: ``accuracy_long(answers.without_catch(), answers.condition_features)``.
 
     ``df`` holds the answers to analyse (catch trials already removed). A human row counts
     answers; a machine row counts each distinct trial those answers cover once
@@ -78,7 +96,8 @@ def accuracy_long(df: pd.DataFrame, condition_features: dict[str, str] | None = 
         d = df[df["population"] == pop]
         for s, c, pooled in grid:
             sel = d if pooled else d[(d["subset"] == s) & (d["condition"] == c)]
-            rows.append(_row(pop, "human", s, c, int(sel["correct"].sum()), len(sel)))
+            rows.append(_row(pop, "human", s, c, _per_trial(sel["correct"], sel["trial"]),
+                             n_resamples, seed))
     machines = [(f"machine: {col[len(MACHINE_PREFIX):]}", trials[col])
                 for col in machine_columns(df)]
     if condition_features:
@@ -88,20 +107,29 @@ def accuracy_long(df: pd.DataFrame, condition_features: dict[str, str] | None = 
         for s, c, pooled in grid:
             sel = trials if pooled else trials[(trials["subset"] == s) & (trials["condition"] == c)]
             choice = choices.loc[sel.index]
-            k = int((choice == sel["true_position"]).fillna(False).sum())
-            rows.append(_row(label, "machine", s, c, k, len(sel),
-                             no_choice=int(choice.isna().sum())))
-    out = pd.DataFrame(rows, columns=["row", "kind", "subset", "condition", "n", "correct",
-                                      "accuracy", "ci_low", "ci_high", "no_choice"])
+            hit = (choice == sel["true_position"]).fillna(False).astype(bool)
+            rows.append(_row(label, "machine", s, c, _per_trial(hit, sel["trial"]),
+                             n_resamples, seed, no_choice=int(choice.isna().sum())))
+    out = pd.DataFrame(rows, columns=["row", "kind", "subset", "condition", "n", "trials",
+                                      "correct", "accuracy", "boot_low", "boot_high",
+                                      "ci_low", "ci_high", "no_choice"])
     out["no_choice"] = out["no_choice"].astype("Int64")
     return out
 
 
+def _no_choice_at_all(x) -> bool:
+    """A machine that ranked none of the cell's trials has no accuracy to show."""
+    return x["kind"] == "machine" and not pd.isna(x["no_choice"]) and x["no_choice"] == x["n"]
+
+
 def accuracy_table(long: pd.DataFrame, what: str = "percent") -> pd.DataFrame:
-    """Return the Table 2b layout of ``accuracy_long``: rows = populations then machine
-    rows, columns = (subset, condition) MultiIndex, values per ``what``:
-    ``percent`` (accuracy in %, 1 decimal), ``n`` (counts) or ``text``
-    ("83.3 [71.9, 90.7] n=60")."""
+    """Return the Table 2b layout of ``accuracy_long``.
+
+    Rows are populations then machine rows, columns a (subset, condition) MultiIndex;
+    values per ``what``: ``percent`` (accuracy in %, two decimals as in the paper: 68.25),
+    ``n`` (answers), ``text`` ("68.25 [44.80, 72.30] n=80" with the cluster bootstrap
+    interval) or ``wilson`` (the same with Wilson's interval). A machine with no choice
+    on any trial of a cell shows "—" (NaN in ``percent``), never 0."""
     if long.empty:
         return pd.DataFrame()
     rows = list(dict.fromkeys(long["row"]))
@@ -112,13 +140,17 @@ def accuracy_table(long: pd.DataFrame, what: str = "percent") -> pd.DataFrame:
         vals = []
         for r in rows:
             x = long.loc[(r, s, c)]
+            empty = not x["n"] or _no_choice_at_all(x)
             if what == "percent":
-                vals.append(round(100 * x["accuracy"], 1) if x["n"] else float("nan"))
+                vals.append(float("nan") if empty else round(100 * x["accuracy"], 2))
             elif what == "n":
                 vals.append(int(x["n"]))
             else:
-                vals.append(f"{100 * x['accuracy']:.1f} [{100 * x['ci_low']:.1f}, "
-                            f"{100 * x['ci_high']:.1f}] n={int(x['n'])}" if x["n"] else "–")
+                lo, hi = (("boot_low", "boot_high") if what == "text"
+                          else ("ci_low", "ci_high"))
+                vals.append("—" if empty else
+                            f"{100 * x['accuracy']:.2f} [{100 * x[lo]:.2f}, "
+                            f"{100 * x[hi]:.2f}] n={int(x['n'])}")
         data[(s, c)] = vals
     table = pd.DataFrame(data, index=pd.Index(rows, name="row"))
     table.columns = pd.MultiIndex.from_tuples(table.columns, names=["subset", "condition"])
