@@ -15,6 +15,8 @@ def _source_args(p: argparse.ArgumentParser) -> None:
     src.add_argument("--db", metavar="URL",
                      help="database URL, e.g. sqlite:////abs/path/server.sqlite3")
     src.add_argument("--csv", metavar="FILE", help="answers export (docs/contracts.md §6)")
+    src.add_argument("--json", metavar="FILE", help="JSON answers export "
+                                                    "({experiment, trials, answers})")
     p.add_argument("--experiment", metavar="NAME",
                    help="experiment name (needed when the source holds several)")
     p.add_argument("--population", metavar="NAME", action="append",
@@ -22,6 +24,9 @@ def _source_args(p: argparse.ArgumentParser) -> None:
                         "repeat or comma-separate for several")
     p.add_argument("--include-catch", action="store_true",
                    help="count catch trials in accuracy, agreement and position tables")
+    p.add_argument("--majority", choices=["strict", "half"], default="strict",
+                   help="a majority is more than half of a trial's answers (strict, default) "
+                        "or half or more (half)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -33,9 +38,19 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("report", help="every table, figure and one HTML report into --out")
     _source_args(p)
     p.add_argument("--out", required=True, metavar="DIR", help="folder to write the report to")
+    p.add_argument("--bootstrap", type=int, default=2000, metavar="B",
+                   help="cluster bootstrap resamples for intervals (default 2000)")
+    p.add_argument("--seed", type=int, default=0, metavar="S",
+                   help="seed of the bootstrap (default 0)")
+    p.add_argument("--dpi", type=int, default=300, metavar="DPI",
+                   help="resolution of the PNG figures (default 300; PDF and SVG are vector)")
+    p.add_argument("--experiment-file", metavar="FILE",
+                   help="the experiment file: trial images for the galleries, candidate "
+                        "distances for the human-likeness table (default: images from --db)")
     for name, text in (("accuracy", "Table 2b: accuracy with machine rows"),
                        ("agreement", "agreement between participants (Fig. 5)"),
                        ("position", "answers per display position, chi-square test"),
+                       ("tests", "the paper's comparisons, Holm-corrected, with effect sizes"),
                        ("participants", "per-participant accuracy, times and flags")):
         _source_args(sub.add_parser(name, help=text))
     s = sub.add_parser("simulate", help="answer through the server's HTTP endpoints as "
@@ -70,8 +85,8 @@ def _populations(values: list[str] | None) -> list[str] | None:
 def _load(args):
     from analysis.load import load_answers, require_answers
     answers = load_answers(db=args.db, csv=args.csv, experiment=args.experiment,
-                           populations=_populations(args.population))
-    require_answers(answers)
+                           populations=_populations(args.population), json_export=args.json)
+    require_answers(answers, args.include_catch)
     df = answers.df if args.include_catch else answers.without_catch()
     return answers, df
 
@@ -99,7 +114,10 @@ def cmd_accuracy(args) -> None:
 def cmd_agreement(args) -> None:
     from analysis import agreement
     answers, df = _load(args)
-    for pop, per_trial in agreement.by_population(df).items():
+    per_trials = agreement.by_population(df, args.majority)
+    _print(f"majority rule: {agreement.MAJORITY_RULES[args.majority]}; Fleiss' kappa "
+           f"(95 % bootstrap interval over trials)", agreement.kappa_table(per_trials))
+    for pop, per_trial in per_trials.items():
         s = agreement.summarize(per_trial)
         _print(f"agreement, population {pop}", pd.DataFrame([s.as_dict()]).T.rename(
             columns={0: "value"}))
@@ -115,6 +133,15 @@ def cmd_position(args) -> None:
     _print("chi-square goodness of fit against no bias", tests)
 
 
+def cmd_tests(args) -> None:
+    from analysis import comparisons
+    from analysis.stats import format_p
+    answers, df = _load(args)
+    t = comparisons.comparison_table(df)
+    _print(f"comparisons, experiment {answers.experiment} (p Holm-corrected over the table)",
+           t.assign(p=t["p"].map(format_p), p_holm=t["p_holm"].map(format_p)))
+
+
 def cmd_participants(args) -> None:
     from analysis import participants
     answers, _ = _load(args)
@@ -126,8 +153,10 @@ def cmd_report(args) -> None:
     from analysis.load import load_answers
     from analysis.report import write_report
     answers = load_answers(db=args.db, csv=args.csv, experiment=args.experiment,
-                           populations=_populations(args.population))
-    path = write_report(answers, args.out, include_catch=args.include_catch)
+                           populations=_populations(args.population), json_export=args.json)
+    path = write_report(answers, args.out, include_catch=args.include_catch,
+                        majority=args.majority, n_resamples=args.bootstrap, seed=args.seed,
+                        dpi=args.dpi, experiment_file=args.experiment_file)
     print(f"report written: {path}")
 
 
@@ -155,7 +184,7 @@ def cmd_simulate(args) -> None:
 
 
 COMMANDS = {"report": cmd_report, "accuracy": cmd_accuracy, "agreement": cmd_agreement,
-            "position": cmd_position, "participants": cmd_participants,
+            "position": cmd_position, "participants": cmd_participants, "tests": cmd_tests,
             "simulate": cmd_simulate}
 
 

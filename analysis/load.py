@@ -48,6 +48,8 @@ class Answers:
     # The design's condition -> feature-set key that built its distractors (experiment
     # file `design.feature_sets`), where the source keeps it (the database does).
     condition_features: dict[str, str] = field(default_factory=dict)
+    # The database URL when read from one (item analysis reads the images there too).
+    url: str | None = None
 
     @property
     def populations(self) -> list[str]:
@@ -371,7 +373,8 @@ def _from_db(url: str, experiment: str | None) -> Answers:
     keys = sorted({k for mc in trials["machine_choices"] for k in _json(mc)} | declared)
     return Answers(df=_db_frame(rows, name, keys), experiment=name,
                    source=f"database {_safe(url)}", machine_keys=keys,
-                   condition_features={c: k for c, k in by_condition.items() if k in keys})
+                   condition_features={c: k for c, k in by_condition.items() if k in keys},
+                   url=url)
 
 
 def _declared_feature_sets(conn, exp_id: int) -> set[str]:
