@@ -53,6 +53,16 @@ def build_parser() -> argparse.ArgumentParser:
                        ("tests", "the paper's comparisons, Holm-corrected, with effect sizes"),
                        ("participants", "per-participant accuracy, times and flags")):
         _source_args(sub.add_parser(name, help=text))
+    f = sub.add_parser("fig4", help="Fig. 4: the trials with the highest and the lowest "
+                                    "agreement, drawn with their candidates (PNG, PDF, SVG)")
+    _source_args(f)
+    f.add_argument("--experiment-file", metavar="FILE",
+                   help="the experiment file whose study folder holds the images "
+                        "(default with --db: the images in the database)")
+    f.add_argument("--out", required=True, metavar="DIR", help="folder for fig4.png/.pdf/.svg")
+    f.add_argument("--trials", type=int, default=3, metavar="K",
+                   help="trials at each end (default 3)")
+    f.add_argument("--dpi", type=int, default=300, metavar="DPI")
     s = sub.add_parser("simulate", help="answer through the server's HTTP endpoints as "
                                         "simulated participants")
     s.add_argument("--server", required=True, metavar="URL", help="e.g. http://127.0.0.1:5000")
@@ -160,6 +170,42 @@ def cmd_report(args) -> None:
     print(f"report written: {path}")
 
 
+def cmd_fig4(args) -> None:
+    from pathlib import Path
+
+    from analysis import items
+    from analysis.gallery import save_gallery
+    answers, _ = _load(args)
+    if args.trials < 1:
+        raise AnalysisError(f"--trials must be at least 1, got {args.trials}")
+    plain = items.item_table(answers.without_catch(), None, args.majority)
+    hi, lo = items.agreement_extremes(plain, args.trials)
+    if args.experiment_file:
+        images = items.from_experiment_file(args.experiment_file)
+    elif answers.url:
+        images = items.from_database(answers.url, answers.experiment,
+                                     set(hi["trial"]) | set(lo["trial"]))
+    else:
+        images = None
+    table = items.item_table(answers.without_catch(), images, args.majority).set_index(
+        "trial", drop=False)
+    drawings = items.drawings(table.loc[hi["trial"]], images) + \
+        items.drawings(table.loc[lo["trial"]], images)
+    for i, d in enumerate(drawings):
+        d.title = ("highest" if i < len(hi) else "lowest") + " agreement · " + d.title
+    out = Path(args.out)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise AnalysisError(f"cannot write to {out}: {exc.strerror or exc}") from None
+    png = save_gallery(drawings, out / "fig4.png", dpi=args.dpi)
+    pd.concat([table.loc[hi["trial"]].assign(end="highest"),
+               table.loc[lo["trial"]].assign(end="lowest")]).to_csv(out / "fig4.csv",
+                                                                     index=False)
+    print(f"Fig. 4 written: {png} (+ .pdf, .svg, fig4.csv); images: "
+          f"{images.source if images else 'none (grey boxes)'}")
+
+
 def cmd_simulate(args) -> None:
     from analysis.simulate import simulate
     weights = None
@@ -185,6 +231,7 @@ def cmd_simulate(args) -> None:
 
 COMMANDS = {"report": cmd_report, "accuracy": cmd_accuracy, "agreement": cmd_agreement,
             "position": cmd_position, "participants": cmd_participants, "tests": cmd_tests,
+            "fig4": cmd_fig4,
             "simulate": cmd_simulate}
 
 
