@@ -198,9 +198,11 @@ def machine_disagrees(items: pd.DataFrame, key: str, k: int = 6) -> pd.DataFrame
 
 def agreement_extremes(items: pd.DataFrame, k: int = 3) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Return (highest, lowest): the k trials with the highest and the lowest agreement
-    (paper Fig. 4; ties: more answers first, then trial id)."""
+    (paper Fig. 4; ties: more answers first, then trial id). With fewer than 2k trials
+    the lowest are taken from those not already among the highest."""
     hi = items.sort_values(["agreement", "n", "trial"], ascending=[False, False, True]).head(k)
-    lo = items.sort_values(["agreement", "n", "trial"], ascending=[True, False, True]).head(k)
+    rest = items[~items["trial"].isin(hi["trial"])]
+    lo = rest.sort_values(["agreement", "n", "trial"], ascending=[True, False, True]).head(k)
     return hi, lo
 
 
