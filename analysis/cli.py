@@ -27,6 +27,10 @@ def _source_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--majority", choices=["strict", "half"], default="strict",
                    help="a majority is more than half of a trial's answers (strict, default) "
                         "or half or more (half)")
+    p.add_argument("--bootstrap", type=int, default=2000, metavar="B",
+                   help="cluster bootstrap resamples for intervals (default 2000)")
+    p.add_argument("--seed", type=int, default=0, metavar="S",
+                   help="seed of the bootstrap (default 0)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -38,10 +42,6 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("report", help="every table, figure and one HTML report into --out")
     _source_args(p)
     p.add_argument("--out", required=True, metavar="DIR", help="folder to write the report to")
-    p.add_argument("--bootstrap", type=int, default=2000, metavar="B",
-                   help="cluster bootstrap resamples for intervals (default 2000)")
-    p.add_argument("--seed", type=int, default=0, metavar="S",
-                   help="seed of the bootstrap (default 0)")
     p.add_argument("--dpi", type=int, default=300, metavar="DPI",
                    help="resolution of the PNG figures (default 300; PDF and SVG are vector)")
     p.add_argument("--experiment-file", metavar="FILE",
@@ -112,10 +112,16 @@ def _print(title: str, df: pd.DataFrame, digits: int = 3) -> None:
 def cmd_accuracy(args) -> None:
     from analysis import accuracy
     answers, df = _load(args)
-    long = accuracy.accuracy_long(df, answers.condition_features)
+    if args.bootstrap < 10:
+        raise AnalysisError(f"--bootstrap must be at least 10 resamples, got {args.bootstrap}")
+    long = accuracy.accuracy_long(df, answers.condition_features, args.bootstrap, args.seed)
     _print(f"accuracy (%), experiment {answers.experiment}", accuracy.accuracy_table(long),
-           digits=1)
-    _print("accuracy with 95 % Wilson intervals", accuracy.accuracy_table(long, "text"))
+           digits=2)
+    _print(f"accuracy with 95 % cluster bootstrap intervals (trials, then answers within "
+           f"trials; {args.bootstrap} resamples, seed {args.seed})",
+           accuracy.accuracy_table(long, "text"))
+    _print("accuracy with 95 % Wilson intervals (assume independent answers)",
+           accuracy.accuracy_table(long, "wilson"))
     catch = accuracy.catch_summary(answers.catch_only())
     if len(catch):
         _print("catch trials", catch)
@@ -126,7 +132,8 @@ def cmd_agreement(args) -> None:
     answers, df = _load(args)
     per_trials = agreement.by_population(df, args.majority)
     _print(f"majority rule: {agreement.MAJORITY_RULES[args.majority]}; Fleiss' kappa "
-           f"(95 % bootstrap interval over trials)", agreement.kappa_table(per_trials))
+           f"(95 % bootstrap interval over trials)",
+           agreement.kappa_table(per_trials, max(10, args.bootstrap), args.seed))
     for pop, per_trial in per_trials.items():
         s = agreement.summarize(per_trial)
         _print(f"agreement, population {pop}", pd.DataFrame([s.as_dict()]).T.rename(
