@@ -35,7 +35,40 @@ _API = {
     "write_report": "report",
     "cluster_bootstrap_interval": "stats", "wilson_interval": "stats", "format_p": "stats",
 }
-__all__ = ["N_CANDIDATES", *_API]
+__all__ = [
+    "N_CANDIDATES",
+    "Answers",
+    "TrialDrawing",
+    "accuracy_long",
+    "accuracy_table",
+    "agreement_extremes",
+    "agreement_histogram",
+    "catch_summary",
+    "check_consistency",
+    "cluster_bootstrap_interval",
+    "comparison_table",
+    "drawings",
+    "fleiss_kappa",
+    "format_p",
+    "from_database",
+    "from_experiment_file",
+    "gallery_figure",
+    "item_table",
+    "kappa_table",
+    "likeness_table",
+    "load_answers",
+    "mixed_model",
+    "participant_table",
+    "plain_counts",
+    "position_table",
+    "rt_table",
+    "save_gallery",
+    "summarize",
+    "trial_distances",
+    "trial_distribution",
+    "wilson_interval",
+    "write_report",
+]
 
 
 def __getattr__(name):

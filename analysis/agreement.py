@@ -18,7 +18,6 @@ from scipy import stats
 
 from analysis import N_CANDIDATES
 
-
 MAJORITY_RULES = {"strict": "more than half (k > n/2)", "half": "half or more (k ≥ n/2)"}
 
 

@@ -129,7 +129,7 @@ def cmd_accuracy(args) -> None:
 
 def cmd_agreement(args) -> None:
     from analysis import agreement
-    answers, df = _load(args)
+    _, df = _load(args)
     per_trials = agreement.by_population(df, args.majority)
     _print(f"majority rule: {agreement.MAJORITY_RULES[args.majority]}; Fleiss' kappa "
            f"(95 % bootstrap interval over trials)",

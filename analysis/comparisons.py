@@ -170,7 +170,8 @@ def mixed_model(df: pd.DataFrame, seed: int = 0) -> tuple[pd.DataFrame, str]:
     try:
         model = BinomialBayesMixedGLM.from_formula(f"y ~ {rhs}", vc, d)
         res = model.fit_vb()
-    except Exception as exc:  # singular designs: say so in the report, not a traceback
+    except (ValueError, np.linalg.LinAlgError, FloatingPointError, OverflowError) as exc:
+        # singular designs: say so in the report, not a traceback
         return pd.DataFrame(columns=cols), f"not fitted: {str(exc).splitlines()[0]}"
     rows = []
     names = list(model.exog_names)

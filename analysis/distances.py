@@ -38,6 +38,29 @@ def _vectors(folder: Path, kind: str, side: str, row: int) -> np.ndarray:
     return np.asarray(vectors[offsets[row]:offsets[row + 1]], dtype=float)
 
 
+def _store_distances(folder: Path, key: str, doc: dict, where: dict) -> dict:
+    """{trial id: five distances} of one feature set's store folder."""
+    meta = json.loads((folder / "meta.json").read_text(encoding="utf-8"))
+    kind = str(meta.get("kind") or key.split("/")[0])
+    rows = {pid: i for i, pid in enumerate(meta["ids"])}
+    metric = "euclidean" if kind == "face" else "cosine"
+    cache: dict[str, np.ndarray] = {}
+
+    def vec(image_id: str) -> np.ndarray:
+        if image_id not in cache:
+            pair, side = where[image_id]
+            cache[image_id] = _vectors(folder, kind, side, rows[pair])
+        return cache[image_id]
+
+    per = {}
+    for t in doc.get("trials", []):
+        if t.get("catch"):
+            continue
+        q = vec(t["query"])
+        per[t["id"]] = [set_distance(q, vec(c), metric) for c in t["candidates"]]
+    return per
+
+
 def trial_distances(experiment_file: str | Path) -> tuple[dict, list[str]]:
     """Return ({feature set: {trial id: [five candidate distances]}}, notes) for every
     feature set of the experiment file whose store is in its study folder. Notes name
@@ -49,27 +72,8 @@ def trial_distances(experiment_file: str | Path) -> tuple[dict, list[str]]:
     out: dict[str, dict[str, list[float]]] = {}
     notes = []
     for key in doc.get("feature_sets", []):
-        folder = root / "features" / key
         try:
-            meta = json.loads((folder / "meta.json").read_text(encoding="utf-8"))
-            kind = str(meta.get("kind") or key.split("/")[0])
-            rows = {pid: i for i, pid in enumerate(meta["ids"])}
-            metric = "euclidean" if kind == "face" else "cosine"
-            cache: dict[str, np.ndarray] = {}
-
-            def vec(image_id: str) -> np.ndarray:
-                if image_id not in cache:
-                    pair, side = where[image_id]
-                    cache[image_id] = _vectors(folder, kind, side, rows[pair])
-                return cache[image_id]
-
-            per = {}
-            for t in doc.get("trials", []):
-                if t.get("catch"):
-                    continue
-                q = vec(t["query"])
-                per[t["id"]] = [set_distance(q, vec(c), metric) for c in t["candidates"]]
-            out[key] = per
+            out[key] = _store_distances(root / "features" / key, key, doc, where)
         except (OSError, KeyError, ValueError, IndexError) as exc:
             notes.append(f"{key}: no distances ({type(exc).__name__}: {exc})")
     return out, notes

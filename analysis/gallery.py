@@ -9,12 +9,11 @@ machine side can draw its retrieval galleries with the same function.
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
-
 from matplotlib.figure import Figure
 
 from analysis.plots import DEFAULT_DPI, DOUBLE, save_figure, style, styled

@@ -78,6 +78,7 @@ def from_database(url: str, experiment: str, only: set[str] | None = None) -> Tr
     """Return the trials' image ids, and the bytes of the images of ``only`` trials (all
     when None), from the server's database (tables trials and images)."""
     from sqlalchemy import text
+    from sqlalchemy.exc import SQLAlchemyError
 
     from analysis.load import _engine, _safe, normalise_database_url
 
@@ -104,7 +105,8 @@ def from_database(url: str, experiment: str, only: set[str] | None = None) -> Tr
                                     {"i": i}).scalar()
                 if blob is not None and i in keys:
                     out.blobs[keys[i]] = bytes(blob)
-    except Exception as exc:  # an older schema without images: galleries show grey boxes
+    except (SQLAlchemyError, ValueError) as exc:
+        # an older schema without images: galleries show grey boxes
         out.source = f"database {_safe(url)} (images unreadable: {str(exc).splitlines()[0]})"
     finally:
         engine.dispose()

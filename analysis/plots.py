@@ -8,13 +8,12 @@ MIN_PT = 9 pt at that size, so the figure can be placed at 100 % in a two-column
 """
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
+import matplotlib
 import numpy as np
 import pandas as pd
-import hashlib
-
-import matplotlib
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 

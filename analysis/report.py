@@ -15,16 +15,25 @@ import os
 import re
 import shutil
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import pandas as pd
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 from markupsafe import Markup
 
-from analysis import (accuracy, agreement, comparisons, items, likeness, participants,
-                      plots, position, response_times)
+from analysis import (
+    accuracy,
+    agreement,
+    comparisons,
+    items,
+    likeness,
+    participants,
+    plots,
+    position,
+    response_times,
+)
 from analysis.errors import AnalysisError
 from analysis.gallery import save_gallery
 from analysis.load import Answers, require_answers
@@ -416,7 +425,7 @@ def _write(answers: Answers, d: Path, options: Options) -> None:
     (d / "answers.csv").write_text(answers.df.to_csv(index=False))
     page = env.get_template("base.html").render(
         title=f"Report: experiment {answers.experiment}", source=answers.source,
-        now=_dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        now=_dt.datetime.now(_dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
         sections=rendered, majority_text=agreement.MAJORITY_RULES[options.majority],
         n_resamples=options.n_resamples, seed=options.seed, dpi=options.dpi)
     (d / REPORT_HTML).write_text(page, encoding="utf-8")

@@ -9,8 +9,21 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from analysis import accuracy, agreement, comparisons, items, likeness, participants, position
-from analysis.stats import cluster_bootstrap_interval, cohen_h, format_p, wilson_interval
+from analysis import (
+    accuracy,
+    agreement,
+    comparisons,
+    items,
+    likeness,
+    participants,
+    position,
+)
+from analysis.stats import (
+    cluster_bootstrap_interval,
+    cohen_h,
+    format_p,
+    wilson_interval,
+)
 
 
 def _frame(rows: list[dict]) -> pd.DataFrame:
@@ -128,7 +141,7 @@ def test_position_figure_data_follows_preference_not_where_the_true_match_was(ki
     spec = [(f"t{i}", [4, 6, 0, 0, 0], 2, "random", None) for i in range(8)]
     spec += [(f"u{i}", [4, 0, 6, 0, 0], 3, "random", None) for i in range(2)]
     df = _frame(_answers(kit, spec))
-    per_pos, tests = position.position_table(df)
+    per_pos, _ = position.position_table(df)
     assert list(per_pos["chosen"]) == [40, 48, 12, 0, 0]
     assert per_pos["chosen"].idxmax() == 1  # position 2 in the plain counts
     assert list(per_pos["wrong_chosen"]) == [40, 0, 0, 0, 0]

@@ -58,13 +58,13 @@ def test_every_postgres_url_the_server_accepts(postgres_url, prefix, capsys):
 
 @pytest.mark.parametrize("edit,message", [
     (lambda df: df.assign(chosen_position=df["chosen_position"].astype(str).where(
-        df.index != 3, "2.5")), "column chosen_position: 1 row(s) with a value that is not a "
-                                "position 1..5 (first: row 5, '2.5')"),
+        df.index != 3, "2.5")), ("column chosen_position: 1 row(s) with a value that is not a "
+                                 "position 1..5 (first: row 5, '2.5')")),
     (lambda df: df.assign(rt_ms=df["rt_ms"].where(df.index != 0, -5.0)),
      "column rt_ms: 1 negative response time(s) (first: participant L000, trial t0001, -5 ms)"),
     (lambda df: pd.concat([df, df.iloc[[2]]]),
-     "1 duplicate answer row(s): the same participant answered the same trial twice "
-     "(first: participant L002, trial t0001)"),
+     ("1 duplicate answer row(s): the same participant answered the same trial twice "
+      "(first: participant L002, trial t0001)")),
     (lambda df: df.assign(true_position=df["true_position"].where(df.index != 1, 3)),
      "1 trial(s) whose rows disagree on true_position (first: trial t0001 has 1, 3)"),
 ])
