@@ -70,24 +70,34 @@ def condition_machine_choice(trials: pd.DataFrame, condition_features: dict[str,
 
 def accuracy_long(df: pd.DataFrame, condition_features: dict[str, str] | None = None,
                   n_resamples: int = DEFAULT_RESAMPLES, seed: int = 0) -> pd.DataFrame:
-    """Return one row per (row, subset, condition): human populations and machine feature
-    sets, with n (answers), trials, correct, accuracy (0..1), the cluster bootstrap 95 %
-    interval (boot_low, boot_high: trials resampled, then answers within each trial;
-    ``n_resamples`` resamples, numpy seed ``seed``) and the Wilson 95 % interval
-    (ci_low, ci_high), which assumes independent answers and is too narrow when answers
-    to one trial agree.
+    """Accuracy per population and machine feature set, per subset x condition cell.
 
-    Example: ``accuracy_long(answers.without_catch(), answers.condition_features)``.
+    Parameters
+    ----------
+    df : DataFrame
+        Answers to analyse (``Answers.without_catch()``), columns as ``Answers.df``.
+    condition_features : dict, optional
+        The design's condition -> feature set; adds PAPER_MACHINE_ROW (each column judged
+        by the features that built its distractors; random: the generic ones).
+    n_resamples : int
+        Cluster bootstrap resamples (CLI ``--bootstrap``).
+    seed : int
+        Seed of the bootstrap (CLI ``--seed``).
 
-    ``df`` holds the answers to analyse (catch trials already removed). A human row counts
-    answers; a machine row counts each distinct trial those answers cover once
-    (machine correct = machine position == true position). ``no_choice`` is how many of
-    those trials the feature set could not rank (no face found): they count as wrong, as
-    the machine did not rank the true match highest. The cell POOLED ("all subsets",
-    "all conditions") pools everything.
-    With ``condition_features`` (the design's condition -> feature set) one more row,
-    PAPER_MACHINE_ROW, is the paper's single "machine" row: each column judged by the
-    features that built its distractors (random: the generic ones).
+    Returns
+    -------
+    DataFrame
+        One row per (row, subset, condition), the pooled cell POOLED last: row (population
+        or ``machine: <key>``), kind (human | machine), subset, condition, n (answers; a
+        machine counts each trial once), trials, correct, accuracy (0..1), boot_low,
+        boot_high (cluster bootstrap 95 %: trials resampled, then answers within each
+        trial: the default interval), ci_low, ci_high (Wilson 95 %, assuming independent
+        answers), no_choice (machine rows: trials it could not rank; they count as wrong).
+
+    Examples
+    --------
+    >>> long = accuracy_long(answers.without_catch(), answers.condition_features)  # doctest: +SKIP
+    >>> long[["row", "condition", "accuracy", "boot_low", "boot_high"]]  # doctest: +SKIP
     """
     rows: list[dict] = []
     trials = df.drop_duplicates("trial")
@@ -123,13 +133,27 @@ def _no_choice_at_all(x) -> bool:
 
 
 def accuracy_table(long: pd.DataFrame, what: str = "percent") -> pd.DataFrame:
-    """Return the Table 2b layout of ``accuracy_long``.
+    """The Table 2b layout of ``accuracy_long``.
 
-    Rows are populations then machine rows, columns a (subset, condition) MultiIndex;
-    values per ``what``: ``percent`` (accuracy in %, two decimals as in the paper: 68.25),
-    ``n`` (answers), ``text`` ("68.25 [44.80, 72.30] n=80" with the cluster bootstrap
-    interval) or ``wilson`` (the same with Wilson's interval). A machine with no choice
-    on any trial of a cell shows "—" (NaN in ``percent``), never 0."""
+    Parameters
+    ----------
+    long : DataFrame
+        From accuracy_long.
+    what : {"percent", "n", "text", "wilson"}
+        ``percent``: accuracy in % with two decimals as in the paper (68.25); ``n``:
+        answers; ``text``: "68.25 [44.80, 72.30] n=80" with the cluster bootstrap interval;
+        ``wilson``: the same with Wilson's interval.
+
+    Returns
+    -------
+    DataFrame
+        Rows = populations then machine rows, columns = (subset, condition) MultiIndex. A
+        machine with no choice on any trial of a cell shows "—" (NaN in ``percent``).
+
+    Examples
+    --------
+    >>> accuracy_table(accuracy_long(df), "text")  # doctest: +SKIP
+    """
     if long.empty:
         return pd.DataFrame()
     rows = list(dict.fromkeys(long["row"]))
@@ -158,8 +182,23 @@ def accuracy_table(long: pd.DataFrame, what: str = "percent") -> pd.DataFrame:
 
 
 def catch_summary(catch: pd.DataFrame) -> pd.DataFrame:
-    """Return, per population, answers to catch trials, how many were correct, the share
-    and its Wilson interval, and how many participants failed at least one."""
+    """Catch-trial results per population.
+
+    Parameters
+    ----------
+    catch : DataFrame
+        Answers to catch trials (``Answers.catch_only()``).
+
+    Returns
+    -------
+    DataFrame
+        population, answers, correct, accuracy, ci_low, ci_high (Wilson), participants,
+        participants_failed (who failed at least one).
+
+    Examples
+    --------
+    >>> catch_summary(answers.catch_only())  # doctest: +SKIP
+    """
     rows = []
     for pop in order_populations(catch["population"].unique()):
         d = catch[catch["population"] == pop]

@@ -40,7 +40,9 @@ def trial_distribution(df: pd.DataFrame, n_candidates: int = N_CANDIDATES,
     agreement (top / n), share_correct (share choosing the true match), majority
     (``strict``: top > n/2; ``half``: top >= n/2), total (top == n).
 
-    Example: ``trial_distribution(answers.without_catch(), majority="half")``.
+    Examples
+    --------
+    >>> trial_distribution(answers.without_catch(), majority="half")  # doctest: +SKIP
     """
     check_majority(majority)
     cols = [f"count_{p}" for p in range(1, n_candidates + 1)]
@@ -72,9 +74,23 @@ def trial_distribution(df: pd.DataFrame, n_candidates: int = N_CANDIDATES,
 
 
 def agreement_histogram(per_trial: pd.DataFrame) -> pd.DataFrame:
-    """Return the "k of n agreed" histogram: one row per (n, k) with k from the smallest
-    possible top count (ceil(n / K)) to n, the number of trials and their share among the
-    trials with that n (Fig. 5a)."""
+    """The "k of n agreed" histogram (Fig. 5a).
+
+    Parameters
+    ----------
+    per_trial : DataFrame
+        From trial_distribution.
+
+    Returns
+    -------
+    DataFrame
+        One row per (n, k), k from ceil(n / 5) to n: n, k, trials (with that top count),
+        share (among the trials with n answers).
+
+    Examples
+    --------
+    >>> agreement_histogram(trial_distribution(df))  # doctest: +SKIP
+    """
     rows = []
     for n, group in per_trial.groupby("n"):
         n = int(n)
@@ -109,10 +125,23 @@ class AgreementSummary:
 
 
 def summarize(per_trial: pd.DataFrame) -> AgreementSummary:
-    """Return the majority and total-agreement shares and Pearson's r (with its p-value)
-    between agreement and the share choosing the true match across trials.
+    """Majority and total-agreement shares and Pearson's r between agreement and correctness.
 
-    r is NaN, with a note, when fewer than 3 trials or when either variable is constant.
+    Parameters
+    ----------
+    per_trial : DataFrame
+        From trial_distribution (its ``majority`` column carries the rule chosen there).
+
+    Returns
+    -------
+    AgreementSummary
+        trials, answers, answers_per_trial, majority_share, total_share, mean_agreement,
+        pearson_r, pearson_p (NaN, with a note, when fewer than 3 trials or a variable is
+        constant), note.
+
+    Examples
+    --------
+    >>> summarize(trial_distribution(df, majority="half")).majority_share  # doctest: +SKIP
     """
     t = len(per_trial)
     if t == 0:
@@ -166,6 +195,10 @@ def fleiss_kappa(counts) -> float:
         0 = what chance alone gives, NaN when undefined (no trial with two answers, or
         every answer on one position).
         With equal n this is statsmodels.stats.inter_rater.fleiss_kappa.
+
+    Examples
+    --------
+    >>> fleiss_kappa([[20, 0, 0, 0, 0], [0, 10, 10, 0, 0]])  # doctest: +SKIP
     """
     c = np.asarray(counts, dtype=float)
     if c.ndim != 2:
@@ -204,8 +237,24 @@ def fleiss_kappa_interval(counts, n_resamples: int = 2000, seed: int = 0,
 
 def kappa_table(per_trials: dict[str, pd.DataFrame], n_resamples: int = 2000,
                 seed: int = 0) -> pd.DataFrame:
-    """Return Fleiss' kappa per population: population, trials, answers, kappa,
-    kappa_low, kappa_high (bootstrap over trials)."""
+    """Fleiss' kappa per population with a bootstrap interval over trials.
+
+    Parameters
+    ----------
+    per_trials : dict of str to DataFrame
+        population -> trial_distribution (as by_population returns).
+    n_resamples, seed : int
+        Bootstrap resamples and seed.
+
+    Returns
+    -------
+    DataFrame
+        population, trials, answers, kappa, kappa_low, kappa_high (95 %).
+
+    Examples
+    --------
+    >>> kappa_table(by_population(df), n_resamples=2000)  # doctest: +SKIP
+    """
     rows = []
     for pop, per_trial in per_trials.items():
         counts = per_trial[[c for c in per_trial.columns if c.startswith("count_")]]

@@ -80,6 +80,10 @@ def comparison_table(df: pd.DataFrame, alpha: float = 0.05) -> pd.DataFrame:
         accuracy_a, accuracy_b (mean per-trial share, 0..1), difference_pp, cohen_h, test,
         statistic, p, p_holm (statsmodels' multipletests, method "holm", over all rows
         with a p-value), significant (p_holm < alpha).
+
+    Examples
+    --------
+    >>> comparison_table(answers.without_catch()).query("significant")  # doctest: +SKIP
     """
     from statsmodels.stats.multitest import multipletests
 
@@ -138,19 +142,32 @@ def comparison_table(df: pd.DataFrame, alpha: float = 0.05) -> pd.DataFrame:
 
 
 def mixed_model(df: pd.DataFrame, seed: int = 0) -> tuple[pd.DataFrame, str]:
-    """Fit correct ~ cell × population with random intercepts for trial and participant
-    (statsmodels BinomialBayesMixedGLM, variational Bayes) and return (effects, note).
+    """Mixed-effects logistic model of correctness.
+
+    Fits correct ~ cell × population + (1 | trial) + (1 | participant) with statsmodels'
+    BinomialBayesMixedGLM (variational Bayes; cell = subset/condition; a term is dropped
+    when it has one level).
+
+    Parameters
+    ----------
+    df : DataFrame
+        Answers without catch trials.
+    seed : int
+        Seeds numpy's global generator before the fit (reproducibility).
 
     Returns
     -------
     effects : DataFrame
         term, log_odds (posterior mean), sd (posterior sd), low, high (mean ± 1.96 sd),
-        odds_ratio, or_low, or_high: the fixed effects (cell = subset/condition, treatment
-        coding against the first cell and the first population), then the standard
-        deviations of the trial and participant random intercepts (``vc:`` rows, on the
-        log-odds scale).
+        odds_ratio, or_low, or_high for each fixed effect (treatment coding against the
+        first cell and population), then ``vc: sd of … intercepts`` rows: the random
+        intercepts' standard deviations (log-odds scale) with their intervals.
     note : str
-        What was fitted, or why not (too few trials, a single cell, no variation).
+        What was fitted, or why not (fewer than 3 trials, no variation, singular design).
+
+    Examples
+    --------
+    >>> effects, note = mixed_model(answers.without_catch())  # doctest: +SKIP
     """
     from statsmodels.genmod.bayes_mixed_glm import BinomialBayesMixedGLM
 

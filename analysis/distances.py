@@ -62,9 +62,26 @@ def _store_distances(folder: Path, key: str, doc: dict, where: dict) -> dict:
 
 
 def trial_distances(experiment_file: str | Path) -> tuple[dict, list[str]]:
-    """Return ({feature set: {trial id: [five candidate distances]}}, notes) for every
-    feature set of the experiment file whose store is in its study folder. Notes name
-    the feature sets that could not be read, so nothing is dropped silently."""
+    """The five candidates' distances to the query, per feature set and trial.
+
+    Parameters
+    ----------
+    experiment_file : str or Path
+        The experiment file; the feature store is STUDY_DIR/features/<key>/ (contracts §3).
+
+    Returns
+    -------
+    distances : dict
+        feature set -> trial id -> list of five floats (display order; +inf where a side
+        has no face). Catch trials are left out.
+    notes : list of str
+        One line per feature set whose store could not be read: nothing is dropped
+        silently.
+
+    Examples
+    --------
+    >>> dist, notes = trial_distances("build/demo/experiments/demo.json")  # doctest: +SKIP
+    """
     path = Path(experiment_file)
     doc = json.loads(path.read_text(encoding="utf-8"))
     root = (path.parent / str(doc.get("image_root", "."))).resolve()

@@ -111,10 +111,31 @@ def _cell(ax, image, label: str, frame: str | None = None, dashed: bool = False,
 @styled
 def gallery_figure(trials: Sequence[TrialDrawing], title: str = "",
                    bar_label: str = "share chose", bar_max: float | None = 1.0):
-    """Return a matplotlib Figure (double-column width) with one row per trial: the query,
-    then each candidate with its bar underneath; the marked candidate framed green, the
-    highlighted one framed orange (dashed). ``bar_max`` fixes the bars' scale (None: the
-    largest value)."""
+    """Draw trials as the paper's galleries.
+
+    Parameters
+    ----------
+    trials : sequence of TrialDrawing
+        One row each: the query, the candidates (PIL images, numpy arrays or None for a
+        grey box naming the image), the marked candidate (framed green), an optional
+        highlighted one (framed orange, dashed), one bar value per candidate.
+    title : str
+        Figure title.
+    bar_label : str
+        What the bars mean (kept for callers; the bar texts say the values).
+    bar_max : float or None
+        Scale of the bars (1.0 for shares; None: the largest value, e.g. for distances).
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        Double-column width (7.16 in), 9-pt text; save it with plots.save_figure or use
+        save_gallery.
+
+    Examples
+    --------
+    >>> fig = gallery_figure([TrialDrawing(query, cands, marked=1, bars=[.1, .6, .1, .1, .1])])  # doctest: +SKIP
+    """
     n = max(1, len(trials))
     k = max([len(t.candidates) for t in trials] or [5])
     width = DOUBLE
@@ -149,6 +170,25 @@ def gallery_figure(trials: Sequence[TrialDrawing], title: str = "",
 
 def save_gallery(trials: Sequence[TrialDrawing], path: Path, title: str = "",
                  dpi: int = DEFAULT_DPI, **kwargs) -> Path:
-    """Draw ``trials`` with gallery_figure and write PNG, PDF and SVG; return the PNG
-    path."""
+    """Draw ``trials`` with gallery_figure and write PNG (at ``dpi``), PDF and SVG.
+
+    Parameters
+    ----------
+    trials : sequence of TrialDrawing
+    path : Path
+        Where the PNG goes; the PDF and SVG get the same stem.
+    title : str
+    dpi : int
+    **kwargs
+        Passed to gallery_figure (bar_max).
+
+    Returns
+    -------
+    Path
+        The PNG's path.
+
+    Examples
+    --------
+    >>> save_gallery(drawings(selection, images), Path("fig4.png"))  # doctest: +SKIP
+    """
     return save_figure(gallery_figure(trials, title, **kwargs), path, dpi, tight=False)

@@ -52,9 +52,28 @@ class TrialImages:
 
 
 def from_experiment_file(path: str | Path) -> TrialImages:
-    """Return the trials' image ids and paths from an experiment file (contracts §5);
-    images are found under its ``image_root`` resolved against the file's folder.
-    Raises AnalysisError when the file is missing or not an experiment file."""
+    """The trials' image ids and paths from an experiment file (docs/contracts.md §5).
+
+    Parameters
+    ----------
+    path : str or Path
+        The experiment file; images are found under its ``image_root`` resolved against
+        the file's folder (the study folder).
+
+    Returns
+    -------
+    TrialImages
+        ``trials`` (trial -> query and candidate image ids), ``paths`` (image id -> file).
+
+    Raises
+    ------
+    AnalysisError
+        When the file is missing or not an experiment file.
+
+    Examples
+    --------
+    >>> images = from_experiment_file("build/demo/experiments/demo.json")  # doctest: +SKIP
+    """
     path = Path(path)
     if not path.is_file():
         raise AnalysisError(f"experiment file not found: {path}")
@@ -75,8 +94,29 @@ def from_experiment_file(path: str | Path) -> TrialImages:
 
 
 def from_database(url: str, experiment: str, only: set[str] | None = None) -> TrialImages:
-    """Return the trials' image ids, and the bytes of the images of ``only`` trials (all
-    when None), from the server's database (tables trials and images)."""
+    """The trials' image ids and image bytes from the server's database.
+
+    Parameters
+    ----------
+    url : str
+        Database URL (any form the server accepts).
+    experiment : str
+        Experiment name.
+    only : set of str, optional
+        Read image bytes for these trials only (all when None): a gallery needs few.
+
+    Returns
+    -------
+    TrialImages
+        ``trials`` (trial -> query and candidate image ids), ``blobs`` (image id ->
+        bytes), ``source``. An unreadable images table gives no blobs and says so in
+        ``source``: galleries then draw grey boxes.
+
+    Examples
+    --------
+    >>> images = from_database("sqlite:////abs/server.sqlite3", "demo", {"t0001"})  # doctest: +SKIP
+    >>> images.image(images.trials["t0001"]["query"])  # doctest: +SKIP
+    """
     from sqlalchemy import text
     from sqlalchemy.exc import SQLAlchemyError
 
@@ -135,6 +175,10 @@ def item_table(df: pd.DataFrame, images: TrialImages | None = None,
         agreement, human_choice (most chosen position; lowest on ties), tied,
         has_majority, then per feature set ``<key>`` (its 1-based choice, <NA> = none),
         ``<key> = human`` and ``<key> = true`` (booleans, <NA> without a choice).
+
+    Examples
+    --------
+    >>> item_table(answers.without_catch(), from_experiment_file("demo.json"))  # doctest: +SKIP
     """
     per = trial_distribution(df, majority=majority)
     cand_cols = [f"candidate_{i}" for i in range(1, N_CANDIDATES + 1)]

@@ -56,6 +56,10 @@ def likeness_table(items: pd.DataFrame, machine_keys: list[str],
         spearman_mean (mean over trials of trial_spearman) and its percentile bootstrap
         interval over trials. Sorted by spearman_mean when distances are given, else by
         same_as_human.
+
+    Examples
+    --------
+    >>> likeness_table(item_table(df, images), answers.machine_keys, trial_distances("demo.json")[0])  # doctest: +SKIP
     """
     rows = []
     shares = items[[f"count_{p}" for p in range(1, N_CANDIDATES + 1)]].to_numpy(float)

@@ -58,13 +58,32 @@ def wrong_position_p(chosen, true, n_candidates: int = N_CANDIDATES) -> tuple[fl
 
 def participant_table(df: pd.DataFrame, alpha: float = POSITION_ALPHA,
                       n_candidates: int = N_CANDIDATES) -> pd.DataFrame:
-    """Return one row per participant: population, answers (ordinary trials), accuracy,
-    median_rt_ms, catch_answers, catch_failed, top_position (most chosen), top_share,
-    position_p (the most chosen position against 1/K, see position_preference_p: kept for
-    reference, it ignores where the true match was), wrong_answers, bias_position and
-    bias_p (see wrong_position_p: wrong answers against what the participant's trials'
-    true positions predict), and the flags failed_catch (at least one catch trial wrong)
-    and position_bias (bias_p < alpha)."""
+    """One row per participant: accuracy, response time, catch trials and position bias.
+
+    Parameters
+    ----------
+    df : DataFrame
+        All answers of the participants (catch trials included: they count for the
+        failed_catch flag only).
+    alpha : float
+        Threshold of the position flag (0.01).
+    n_candidates : int
+        Positions per trial (5).
+
+    Returns
+    -------
+    DataFrame
+        participant, population, answers (ordinary trials), accuracy, median_rt_ms,
+        catch_answers, catch_failed, top_position (most chosen), top_share, position_p (the
+        most chosen position against 1/K: kept for reference, it ignores where the true
+        match was), wrong_answers, bias_position, bias_p (wrong answers against what the
+        participant's trials' true positions predict, see wrong_position_p), failed_catch
+        (at least one catch trial wrong), position_bias (bias_p < alpha).
+
+    Examples
+    --------
+    >>> participant_table(answers.df).query("position_bias")  # doctest: +SKIP
+    """
     rows = []
     for (pop, who), d in df.groupby(["population", "participant"], sort=False):
         ordinary, catch = d[~d["catch"]], d[d["catch"]]

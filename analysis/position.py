@@ -56,18 +56,31 @@ def wrong_answer_test(chosen, true, n_candidates: int = N_CANDIDATES) -> dict:
 
 def position_table(df: pd.DataFrame, n_candidates: int = N_CANDIDATES
                    ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Return (per_position, tests) for each population.
+    """Answers per display position, per population, and the tests of position bias.
 
-    per_position: population, position, chosen (answers choosing it), expected (n / K),
-    ratio (chosen / expected), true (how often the true match was shown there: if it is
-    itself unbalanced, accurate answers alone look biased).
-    wrong_chosen / wrong_expected: the same among wrong answers only (see
-    wrong_answer_test), which stays fair when the true match was not shown evenly;
-    wrong_ratio = wrong_chosen / wrong_expected with its 95 % interval (wrong_low,
-    wrong_high: Wilson's interval of the observed share of wrong answers, divided by the
-    expected share). This ratio is what the position figure shows.
-    tests: population, answers, chi2, dof, p, then wrong_answers, chi2_wrong, dof_wrong,
-    p_wrong.
+    Parameters
+    ----------
+    df : DataFrame
+        Answers without catch trials.
+    n_candidates : int
+        Positions per trial (5).
+
+    Returns
+    -------
+    per_position : DataFrame
+        population, position, chosen (all answers there: the paper's plain counts),
+        expected (n / K), ratio, true (how often the true match was shown there),
+        wrong_chosen, wrong_expected (wrong answers observed and expected given where each
+        trial's true match was: see wrong_answer_test), wrong_ratio (observed / expected,
+        1 = no bias: what the position figure shows) and its 95 % interval wrong_low,
+        wrong_high (Wilson's interval of the observed share over the expected share).
+    tests : DataFrame
+        population, answers, chi2, dof, p (all answers against uniform), wrong_answers,
+        chi2_wrong, dof_wrong, p_wrong (wrong answers against their expectation).
+
+    Examples
+    --------
+    >>> per_position, tests = position_table(answers.without_catch())  # doctest: +SKIP
     """
     rows, tests = [], []
     for pop in order_populations(df["population"].unique()):
@@ -101,10 +114,23 @@ def position_table(df: pd.DataFrame, n_candidates: int = N_CANDIDATES
 
 
 def plain_counts(per_position: pd.DataFrame) -> pd.DataFrame:
-    """Return the paper's plain counts: all answers per display position (rows =
-    populations, columns = positions 1..K), as in "627, 522, 465, 395, 391" (AMT). These
-    mirror where the true match was shown as much as any preference; the position
-    figure uses wrong answers instead."""
+    """The paper's plain counts: all answers per display position.
+
+    Parameters
+    ----------
+    per_position : DataFrame
+        From position_table.
+
+    Returns
+    -------
+    DataFrame
+        Rows = populations, columns "position 1" .. "position 5". These mirror where the
+        true match was shown as much as any preference (the figure uses wrong answers).
+
+    Examples
+    --------
+    >>> plain_counts(position_table(df)[0])  # doctest: +SKIP
+    """
     if per_position.empty:
         return pd.DataFrame()
     t = per_position.pivot(index="population", columns="position", values="chosen")

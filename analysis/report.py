@@ -377,6 +377,10 @@ def write_report(answers: Answers, out: Path, include_catch: bool = False,
     -------
     Path
         The path of report.html.
+
+    Examples
+    --------
+    >>> write_report(load_answers(csv="answers.csv"), "report", experiment_file="demo.json")  # doctest: +SKIP
     """
     agreement.check_majority(majority)
     if n_resamples < 10:

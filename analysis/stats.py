@@ -50,6 +50,10 @@ def cluster_bootstrap_interval(correct, n_answers, n_resamples: int = 2000, seed
     Answers to one trial are correlated (the same five images), so the interval widens
     with the between-trial spread: when every trial is all right or all wrong it is about
     sqrt(n) times the width of Wilson's, which assumes independent answers.
+
+    Examples
+    --------
+    >>> cluster_bootstrap_interval([16, 0, 16, 0], [16, 16, 16, 16], n_resamples=2000)  # doctest: +SKIP
     """
     import numpy as np
 
