@@ -102,7 +102,9 @@ def _load(args):
 
 
 def _print(title: str, df: pd.DataFrame, digits: int = 3) -> None:
+    from analysis.stats import format_p_columns
     print(f"== {title}")
+    df = format_p_columns(df) if len(df) else df
     with pd.option_context("display.max_rows", 500, "display.max_columns", 50,
                            "display.width", 200):
         print(df.to_string(float_format=lambda v: f"{v:.{digits}f}") if len(df) else "(empty)")
@@ -152,11 +154,9 @@ def cmd_position(args) -> None:
 
 def cmd_tests(args) -> None:
     from analysis import comparisons
-    from analysis.stats import format_p
     answers, df = _load(args)
     t = comparisons.comparison_table(df)
-    _print(f"comparisons, experiment {answers.experiment} (p Holm-corrected over the table)",
-           t.assign(p=t["p"].map(format_p), p_holm=t["p_holm"].map(format_p)))
+    _print(f"comparisons, experiment {answers.experiment} (p Holm-corrected over the table)", t)
 
 
 def cmd_participants(args) -> None:

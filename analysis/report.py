@@ -37,7 +37,7 @@ from analysis import (
 from analysis.errors import AnalysisError
 from analysis.gallery import save_gallery
 from analysis.load import Answers, require_answers
-from analysis.stats import format_p
+from analysis.stats import format_p, format_p_columns
 
 REPORT_HTML = "report.html"
 TEMPLATES = Path(__file__).resolve().parent / "templates" / "report"
@@ -154,7 +154,7 @@ def section_accuracy(ctx: Context) -> dict:
 def section_tests(ctx: Context) -> dict:
     tests = comparisons.comparison_table(ctx.df)
     ctx.csv("tests", tests)
-    shown = tests.assign(p=tests["p"].map(format_p), p_holm=tests["p_holm"].map(format_p))
+    shown = format_p_columns(tests)
     ctx.latex("tests", shown, digits=3)
     model, note = comparisons.mixed_model(ctx.df, ctx.options.seed)
     ctx.csv("mixed_model", model)
@@ -320,6 +320,7 @@ def _table(df: pd.DataFrame, index: bool = False, digits: int = 3) -> Markup:
         return Markup("<p>(empty)</p>")
     if index:
         df = df.rename_axis(index=None)  # no empty header row for the index name
+    df = format_p_columns(df)
     return Markup('<div class="scroll">' + df.to_html(
         index=index, escape=True, na_rep="—", float_format=lambda v: f"{v:.{digits}f}",
         border=0, classes="t") + "</div>")

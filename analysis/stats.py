@@ -87,3 +87,19 @@ def format_p(p: float) -> str:
     if p is None or (isinstance(p, float) and math.isnan(p)):
         return "—"
     return "< 0.001" if p < 0.001 else f"{p:.3f}"
+
+
+def is_p_column(name: str) -> bool:
+    """Return whether a table column holds p-values (p, p_holm, p_wrong, bias_p, …)."""
+    name = str(name)
+    return name == "p" or name.startswith("p_") or name.endswith("_p")
+
+
+def format_p_columns(table):
+    """Return a copy of a DataFrame with every p-value column as text (format_p), so
+    that no p-value prints as 0.000."""
+    out = table.copy()
+    for col in out.columns:
+        if is_p_column(col) and out[col].dtype != object:
+            out[col] = out[col].map(format_p)
+    return out

@@ -99,6 +99,10 @@ def test_two_decimals_and_a_dash_for_a_machine_without_any_choice(kit):
 def test_p_values_and_effect_sizes_print_as_a_paper_wants():
     assert format_p(1e-12) == "< 0.001" and format_p(0.0123) == "0.012"
     assert format_p(float("nan")) == "—"
+    from analysis.stats import format_p_columns
+    t = format_p_columns(pd.DataFrame({"p": [1e-9], "p_holm": [0.5], "bias_p": [2e-4],
+                                       "population": ["lab"], "chi2": [1e-9]}))
+    assert t.iloc[0].tolist() == ["< 0.001", "0.500", "< 0.001", "lab", 1e-9]
     assert cohen_h(0.5, 0.5) == 0.0
     assert cohen_h(1.0, 0.0) == pytest.approx(math.pi)
 
