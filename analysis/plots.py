@@ -98,6 +98,9 @@ def accuracy_plot(long: pd.DataFrame, path: Path, dpi: int = DEFAULT_DPI,
     for i, r in enumerate(rows):
         sel = d[d["row"] == r].set_index(["subset", "condition"]).reindex(cols)
         acc = 100 * sel["accuracy"].to_numpy(float)
+        # a machine that ranked none of a cell's trials has no bar, as the table shows "—"
+        none = (sel["no_choice"].astype("Float64").fillna(-1) == sel["n"]).to_numpy(bool)
+        acc = np.where(none, np.nan, acc)
         lo = 100 * sel[lo_col].to_numpy(float)
         hi = 100 * sel[hi_col].to_numpy(float)
         ax.bar(x + (i - (len(rows) - 1) / 2) * width, acc, width, label=r,

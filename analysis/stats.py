@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import math
 
+import pandas as pd
 from scipy import stats as _st
 
 Z95 = float(_st.norm.ppf(0.975))
@@ -84,7 +85,7 @@ def cohen_h(p1: float, p2: float) -> float:
 def format_p(p: float) -> str:
     """Return a p-value as text: "< 0.001" below 0.001, three decimals otherwise, "—"
     when undefined."""
-    if p is None or (isinstance(p, float) and math.isnan(p)):
+    if p is None or p is pd.NA or (isinstance(p, float) and math.isnan(p)):
         return "—"
     return "< 0.001" if p < 0.001 else f"{p:.3f}"
 
@@ -100,6 +101,7 @@ def format_p_columns(table):
     that no p-value prints as 0.000."""
     out = table.copy()
     for col in out.columns:
-        if is_p_column(col) and out[col].dtype != object:
+        if is_p_column(col) and pd.api.types.is_numeric_dtype(out[col]) \
+                and not pd.api.types.is_bool_dtype(out[col]):
             out[col] = out[col].map(format_p)
     return out

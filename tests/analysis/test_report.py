@@ -30,6 +30,15 @@ def test_report_from_csv(tmp_path, small_export, capsys):
     for png in pngs:  # every figure also as vector graphics
         assert (out / png).with_suffix(".pdf").read_bytes().startswith(b"%PDF")
         assert b"<svg" in (out / png).with_suffix(".svg").read_bytes()[:2000]
+    # one style fit for a paper: no text under 9 pt at the size drawn (SVG units are pt);
+    # simple figures one column wide (3.5 in = 252 pt), the rest at most the text width
+    for svg in out.glob("*.svg"):
+        text = svg.read_text()
+        sizes = [float(x) for x in re.findall(r"font-size: ([0-9.]+)px", text)]
+        assert sizes and min(sizes) >= 9, svg.name
+        width = float(re.search(r'<svg[^>]* width="([0-9.]+)pt"', text).group(1))
+        single = svg.name.startswith(("position", "agreement"))
+        assert width <= (3.5 if single else 7.2) * 72 + 3, (svg.name, width)
     for tex in ("accuracy_table.tex", "tests.tex"):
         assert "\\begin{tabular}" in (out / tex).read_text()
 
