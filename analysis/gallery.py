@@ -110,7 +110,7 @@ def _cell(ax, image, label: str, frame: str | None = None, dashed: bool = False,
 
 @styled
 def gallery_figure(trials: Sequence[TrialDrawing], title: str = "",
-                   bar_label: str = "share chose", bar_max: float | None = 1.0):
+                   bar_max: float | None = 1.0):
     """Draw trials as the paper's galleries.
 
     Parameters
@@ -121,8 +121,6 @@ def gallery_figure(trials: Sequence[TrialDrawing], title: str = "",
         highlighted one (framed orange, dashed), one bar value per candidate.
     title : str
         Figure title.
-    bar_label : str
-        What the bars mean (kept for callers; the bar texts say the values).
     bar_max : float or None
         Scale of the bars (1.0 for shares; None: the largest value, e.g. for distances).
 

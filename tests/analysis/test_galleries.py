@@ -133,6 +133,7 @@ def test_fig4_command_draws_the_extremes(study, tmp_path, capsys):
                                                           ("lowest", "t0002")]
 
 
+@pytest.mark.browser
 def test_report_with_images_in_chromium(study, tmp_path, page, artifacts_dir):
     out = tmp_path / "report"
     assert main(["report", "--csv", str(study["csv"]), "--experiment-file", str(study["exp"]),
