@@ -11,7 +11,7 @@ import csv
 import io
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import redirect_stdout
-from urllib.parse import urlencode, urlsplit, parse_qsl
+from urllib.parse import parse_qsl, urlencode, urlsplit
 
 import pytest
 import requests
@@ -39,7 +39,7 @@ class Player:
         return self.em.post(f"/worker/hits/{hit_id}/accept", json={"workerId": self.worker_id},
                             headers={"Accept": "application/json"})
 
-    def take(self, hit_id: str) -> "Player":
+    def take(self, hit_id: str) -> Player:
         r = self.accept(hit_id)
         assert r.status_code == 201, r.get_data(as_text=True)
         self.assignment = r.get_json()
