@@ -54,7 +54,7 @@ def ingest(source: Path, workdir: Path, layout: str, votes: Path | None, strict:
     (pair ids, pixel sha256, sizes, votes) and the study's copy of each image under
     images/left and images/right. Bad pairs are listed and skipped (--strict: nothing is
     written). Re-ingesting replaces the manifest and keeps the features."""
-    from experiments.dataset import CombinedGeometry, IngestError, ingest as run_ingest, summary
+    from experiments.ingest import CombinedGeometry, IngestError, ingest as run_ingest, summary
 
     try:
         result = run_ingest(source, workdir, layout=layout, votes=votes, strict=strict,
