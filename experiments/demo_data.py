@@ -19,6 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
+from experiments import files
+
 WIDTH, HEIGHT = 200, 245            # TLL image size (w, h)
 JPEG_QUALITY = 90
 
@@ -309,15 +311,15 @@ def write_demo_data(out_dir: str | os.PathLike, progress: bool = True) -> list[d
     from tqdm import tqdm
 
     out = Path(out_dir)
-    (out / "left").mkdir(parents=True, exist_ok=True)
-    (out / "right").mkdir(parents=True, exist_ok=True)
+    files.make_dirs(out / "left")
+    files.make_dirs(out / "right")
     rows = []
     recipes = _interleaved(demo_pairs())
     for i, pair in enumerate(tqdm(recipes, desc="demo pairs", unit="pair",
                                   disable=None if progress else True), start=1):
         pid = f"{i:05d}"
         for side, recipe in (("left", pair.left), ("right", pair.right)):
-            (out / side / f"{pid}.jpg").write_bytes(_jpeg_bytes(recipe.render()))
+            files.write_bytes(out / side / f"{pid}.jpg", _jpeg_bytes(recipe.render()))
         rows.append({"id": pid, "kind": pair.kind, "note": pair.note,
                      "left_source": pair.left.describe(),
                      "right_source": pair.right.describe()})
@@ -327,11 +329,12 @@ def write_demo_data(out_dir: str | os.PathLike, progress: bool = True) -> list[d
         for stale in (out / side).glob("[0-9][0-9][0-9][0-9][0-9].jpg"):
             if stale.name not in written:
                 stale.unlink()
-    with open(out / "provenance.csv", "w", newline="", encoding="utf-8") as fh:
-        writer = csv.DictWriter(fh, fieldnames=["id", "kind", "note", "left_source", "right_source"],
-                                lineterminator="\n")
-        writer.writeheader()
-        writer.writerows(rows)
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=["id", "kind", "note", "left_source", "right_source"],
+                            lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    files.write_text(out / "provenance.csv", buf.getvalue())
     return rows
 
 

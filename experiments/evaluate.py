@@ -20,6 +20,7 @@ import pandas as pd
 
 from experiments import distance_sources as ds
 from experiments import retrieval
+from experiments.files import make_dirs, write_text, write_with
 
 ZOOM_KS = (1, 5, 10, 20)
 
@@ -116,7 +117,8 @@ def _plots(ev: Evaluation, out: Path) -> list[Path]:
             ax.legend(fontsize=8)
         ax.grid(alpha=0.3)
         files.append(out / name)
-        fig.savefig(files[-1], dpi=110, bbox_inches="tight")
+        write_with(files[-1], lambda fh: fig.savefig(fh, format="png", dpi=110,
+                                                     bbox_inches="tight"))
         plt.close(fig)
 
     k = np.arange(1, ev.n + 1)
@@ -175,24 +177,24 @@ def _html(ev: Evaluation, votes_note: str) -> str:
 def write_evaluation(ev: Evaluation, out: str | os.PathLike) -> list[Path]:
     """Write the tables, plots and index.html of ``ev`` into ``out``; return the files."""
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    make_dirs(out)
     files = []
     for name, df in (("table1", ev.table1), ("table2a", ev.table2a)):
-        df.to_csv(out / f"{name}.csv", index=False)
-        (out / f"{name}.md").write_text(markdown_table(df), encoding="utf-8")
+        write_text(out / f"{name}.csv", df.to_csv(index=False))
+        write_text(out / f"{name}.md", markdown_table(df))
         files += [out / f"{name}.csv", out / f"{name}.md"]
     votes_note = "No votes in the manifest for these pairs: no correlation computed."
     if ev.votes is not None:
-        ev.votes.to_csv(out / "votes.csv", index=False)
-        (out / "votes.md").write_text(markdown_table(ev.votes), encoding="utf-8")
+        write_text(out / "votes.csv", ev.votes.to_csv(index=False))
+        write_text(out / "votes.md", markdown_table(ev.votes))
     else:
-        (out / "votes.csv").write_text("note\n" + votes_note + "\n", encoding="utf-8")
-        (out / "votes.md").write_text(votes_note + "\n", encoding="utf-8")
+        write_text(out / "votes.csv", "note\n" + votes_note + "\n")
+        write_text(out / "votes.md", votes_note + "\n")
     files += [out / "votes.csv", out / "votes.md"]
-    ev.ranks.to_csv(out / "ranks.csv", index=False)
+    write_text(out / "ranks.csv", ev.ranks.to_csv(index=False))
     files.append(out / "ranks.csv")
     files += _plots(ev, out)
-    (out / "index.html").write_text(_html(ev, votes_note), encoding="utf-8")
+    write_text(out / "index.html", _html(ev, votes_note))
     files.append(out / "index.html")
     ev.files = files
     return files

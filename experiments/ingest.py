@@ -25,6 +25,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from experiments import files
 from experiments.manifest import (ImageRef, Manifest, Pair, manifest_path, pixel_sha256,
                                   save_manifest)
 
@@ -393,7 +394,7 @@ def _process(c: Candidate, layout: str, staging: Path,
         for side, box in zip(SIDES, boxes):
             half = combined.crop(box)
             rel = f"images/{side}/{c.id}.png"
-            half.save(staging / rel, format="PNG")
+            files.write_with(staging / rel, lambda fh, im=half: im.save(fh, format="PNG"))
             refs[side] = ImageRef(rel, pixel_sha256(half), half.size, os.path.abspath(c.left),
                                   tuple(box))
         return Pair(c.id, refs["left"], refs["right"], c.votes), []
@@ -411,7 +412,7 @@ def _process(c: Candidate, layout: str, staging: Path,
     for side, (path, data, img) in decoded.items():
         ext = path.suffix.lower() if path.suffix.lower() in IMAGE_EXTS else ".img"
         rel = f"images/{side}/{c.id}{ext}"
-        (staging / rel).write_bytes(data)
+        files.write_bytes(staging / rel, data)
         refs[side] = ImageRef(rel, pixel_sha256(img), img.size, os.path.abspath(path), None)
     return Pair(c.id, refs["left"], refs["right"], c.votes), []
 
@@ -452,11 +453,11 @@ def ingest(source: str | os.PathLike, workdir: str | os.PathLike, layout: str = 
         notes += _join_votes(candidates, vote_map)
     # even with --strict every image is checked, so that one run lists every problem
     created = not workdir.exists()
-    workdir.mkdir(parents=True, exist_ok=True)
+    files.make_dirs(workdir)
     staging = Path(tempfile.mkdtemp(prefix=".ingest-", dir=workdir))
     try:
         for side in SIDES:
-            (staging / "images" / side).mkdir(parents=True)
+            files.make_dirs(staging / "images" / side)
         pairs: list[Pair] = []
         workers = workers or min(8, (os.cpu_count() or 1) + 1)
         with ThreadPoolExecutor(max_workers=workers) as pool:

@@ -8,9 +8,10 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from experiments import files
 
 FORMAT = "tll-manifest"
 VERSION = 1
@@ -132,8 +133,7 @@ class Manifest:
 
     def to_bytes(self) -> bytes:
         """Return the canonical file bytes (sorted keys, indent 2, trailing newline)."""
-        return (json.dumps(self.to_json(), sort_keys=True, indent=2, ensure_ascii=False)
-                + "\n").encode("utf-8")
+        return files.canonical_json(self.to_json())
 
 
 def manifest_path(workdir: str | os.PathLike) -> Path:
@@ -177,18 +177,8 @@ def save_manifest(workdir: str | os.PathLike, manifest: Manifest) -> Path:
     """Write the manifest atomically (temp file in the same folder, then rename); set
     `manifest.sha256` to the hash of the bytes written and return the file's path."""
     workdir = Path(workdir)
-    workdir.mkdir(parents=True, exist_ok=True)
+    files.make_dirs(workdir)
     data = manifest.to_bytes()
-    fd, tmp = tempfile.mkstemp(prefix=".manifest-", suffix=".tmp", dir=workdir)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, manifest_path(workdir))
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    files.write_bytes(manifest_path(workdir), data, fsync=True)
     manifest.sha256 = hashlib.sha256(data).hexdigest()
     return manifest_path(workdir)

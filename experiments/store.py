@@ -12,12 +12,13 @@ import json
 import os
 import re
 import shutil
-import tempfile
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
+
+from experiments import files
 
 KINDS = ("generic", "face", "face_generic")
 SIDES = ("left", "right")
@@ -223,39 +224,14 @@ class FeatureStore:
 
 
 # ------------------------------------------------------------------------- writing
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}-", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 def _atomic_save_npy(path: Path, array: np.ndarray) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}-", suffix=".npy", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            np.save(fh, array, allow_pickle=False)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
-def json_bytes(obj) -> bytes:
-    """Return the canonical JSON bytes (sorted keys, indent 2, trailing newline)."""
-    return (json.dumps(obj, sort_keys=True, indent=2, ensure_ascii=False) + "\n").encode("utf-8")
+    files.write_with(path, lambda fh: np.save(fh, array, allow_pickle=False))
 
 
 def write_meta(folder: Path, meta: dict) -> None:
     """Write meta.json atomically."""
-    folder.mkdir(parents=True, exist_ok=True)
-    _atomic_write_bytes(folder / META_NAME, json_bytes(meta))
+    files.make_dirs(folder)
+    files.write_json(folder / META_NAME, meta)
 
 
 def utc_now() -> str:
@@ -289,17 +265,17 @@ class FeatureCache:
     def __post_init__(self) -> None:
         self.folder = Path(self.folder)
         self.dir = self.folder / CACHE_DIR
-        self.dir.mkdir(parents=True, exist_ok=True)
+        files.make_dirs(self.dir)
         cfg_path = self.dir / "config.json"
         try:
             old = json.loads(cfg_path.read_text(encoding="utf-8"))
         except (OSError, ValueError):
             old = None
-        if old != json.loads(json_bytes(self.config)):
+        if old != json.loads(files.canonical_json(self.config)):
             for p in self._chunks():
                 self.discarded += 1
                 p.unlink()
-            _atomic_write_bytes(cfg_path, json_bytes(self.config))
+            files.write_json(cfg_path, self.config)
         for p in self._chunks():
             self._read_chunk(p)
 
@@ -357,15 +333,7 @@ class FeatureCache:
         }
         if entries and entries[0].boxes is not None:
             arrays["boxes"] = np.concatenate([e.boxes.reshape(-1, 4) for e in entries]).astype(np.int32)
-        fd, tmp = tempfile.mkstemp(prefix=".chunk-", suffix=".npz", dir=self.dir)
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                np.savez(fh, **arrays)
-            os.replace(tmp, path)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
+        files.write_with(path, lambda fh: np.savez(fh, **arrays))
 
     def compact(self, keep: set[str]) -> None:
         """Rewrite the cache as one chunk holding only the images in `keep`."""
@@ -388,7 +356,7 @@ def write_feature_set(folder: str | os.PathLike, meta: dict, sides: dict) -> Non
     """Write a feature set's arrays, then its meta.json with `complete: true`.
     `sides[side]` is the list of CacheEntry of that side's images in manifest order."""
     folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
+    files.make_dirs(folder)
     dim = int(meta["dim"])
     for side in SIDES:
         entries = sides[side]
