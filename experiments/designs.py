@@ -32,13 +32,16 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from experiments import conditions
 from experiments import distance_sources as ds
 from experiments import distractors, retrieval
 from experiments import experiment_file as ef
 from experiments.manifest import file_sha256
 
-CONDITION_KIND = {"generic": "generic", "face": "face", "face_generic": "face_generic"}
 DESIGNS = ("paper", "custom")
+# The paper's six cells (§4.3), subset -> conditions, in the order of Table 2b.
+PAPER_CELLS = {"TLL_obj": ("random", "generic"),
+               "TLL_d": ("random", "face", "face_generic", "generic")}
 
 
 class DesignError(Exception):
@@ -76,8 +79,8 @@ class Design:
 
 def paper_design() -> Design:
     """Return the design of paper §4.3 (120 pairs, 20 per sub-experiment, one per HIT)."""
-    conds = [ConditionSpec("random", "TLL_obj", 20), ConditionSpec("generic", "TLL_obj", 20)]
-    conds += [ConditionSpec(c, "TLL_d", 20) for c in ("random", "face", "face_generic", "generic")]
+    conds = [ConditionSpec(c, "TLL_obj", 20) for c in PAPER_CELLS["TLL_obj"]]
+    conds += [ConditionSpec(c, "TLL_d", 20) for c in PAPER_CELLS["TLL_d"]]
     return Design("paper", conds)
 
 
@@ -97,9 +100,10 @@ def design_from_spec(spec: dict, where: str = "spec") -> Design:
             problems.append(f"{where}: conditions[{i}] is not an object")
             continue
         cond, subset, count = c.get("condition"), c.get("subset", "all"), c.get("count")
-        if cond not in distractors.CONDITIONS:
-            problems.append(f"{where}: conditions[{i}]: unknown condition {cond!r} "
-                            f"(use one of {', '.join(distractors.CONDITIONS)})")
+        try:
+            conditions.get(cond)
+        except conditions.UnknownConditionError as exc:
+            problems.append(f"{where}: conditions[{i}]: {exc}")
         if not isinstance(count, int) or isinstance(count, bool) or count < 1:
             problems.append(f"{where}: conditions[{i}]: count must be a positive integer")
         if not isinstance(subset, str) or not subset:
@@ -111,12 +115,14 @@ def design_from_spec(spec: dict, where: str = "spec") -> Design:
     if not isinstance(catch, int) or isinstance(catch, bool) or catch < 0:
         problems.append(f"{where}: catch_trials must be a non-negative integer")
     fsets = spec.get("feature_sets", {}) or {}
-    if not isinstance(fsets, dict) or any(k not in CONDITION_KIND for k in fsets):
-        problems.append(f"{where}: feature_sets maps generic/face/face_generic to store keys")
+    if not isinstance(fsets, dict) or any(k not in conditions.FEATURE_CONDITIONS for k in fsets):
+        problems.append(f"{where}: feature_sets maps {'/'.join(conditions.FEATURE_CONDITIONS)} "
+                        "to store keys")
         fsets = {}
     for cond, key in fsets.items():
-        if not str(key).startswith(CONDITION_KIND[cond] + "/"):
-            problems.append(f"{where}: feature_sets.{cond} must be a {CONDITION_KIND[cond]}/... key")
+        kind = conditions.get(cond).feature_kind
+        if not str(key).startswith(kind + "/"):
+            problems.append(f"{where}: feature_sets.{cond} must be a {kind}/... key")
     if problems:
         raise DesignError("\n".join(problems))
     return Design(str(spec.get("name", "custom")), out, tph, catch,
@@ -144,26 +150,19 @@ def resolve_feature_sets(design: Design, keys: Sequence[str],
     """Return ``{condition: feature-set key}`` for the feature conditions of ``design``,
     from its overrides or the store's defaults; raise DesignError naming the `features`
     command for what is missing."""
-    used = {c.condition for c in design.conditions if c.condition != "random"}
+    used = {c.condition for c in design.conditions if conditions.get(c.condition).uses_features}
     out: dict[str, str] = {}
     problems: list[str] = []
     for cond in sorted(used):
+        kind = conditions.get(cond).feature_kind
         try:
             if cond in design.feature_sets:
                 key = design.feature_sets[cond]
                 if key not in keys:
                     raise ds.FeatureAccessError(
                         f"feature set {key} is not in the store: run `{ds.features_command(key)}`")
-            elif cond == "generic":
-                key = ds.generic_key(keys, generic_model)
-            elif cond == "face":
-                key = ds.face_key(keys)
             else:
-                model = generic_model.split("/")[-1] if generic_model else None
-                try:
-                    key = ds.face_generic_key(keys, model)
-                except ds.FeatureAccessError:
-                    key = ds.face_generic_key(keys)
+                key = ds.default_key(kind, keys, generic_model)
             out[cond] = key
         except ds.FeatureAccessError as exc:
             problems.append(f"condition {cond}: {exc}")
@@ -175,7 +174,7 @@ def resolve_feature_sets(design: Design, keys: Sequence[str],
 def eligible_queries(condition: str, subset_ids: Sequence[str], fs) -> list[str]:
     """Return the pairs of a subset that can be queries of ``condition``: all for random
     and generic; for face kinds, pairs whose own distance is finite (a face both sides)."""
-    if condition == "random" or fs is None or fs.kind == "generic":
+    if not conditions.get(condition).needs_faces or fs is None:
         return list(subset_ids)
     rows = ds.rows_for(fs, subset_ids)
     ok = ds.has_feature(fs, "left", rows) & ds.has_feature(fs, "right", rows)
@@ -196,7 +195,7 @@ def select_queries(design: Design, eligible: list[list[str]], seed: int) -> list
         if len(avail) < spec.count:
             taken = len(eligible[i]) - len(avail)
             why = f" ({taken} taken by other conditions: no pair is used twice)" if taken else ""
-            extra = " with a face on both sides" if spec.condition in ("face", "face_generic") else ""
+            extra = " with a face on both sides" if conditions.get(spec.condition).needs_faces else ""
             problems.append(f"condition {spec.condition} on {spec.subset}: {spec.count} trials "
                             f"asked, {len(avail)} pairs{extra} available{why}: short by "
                             f"{spec.count - len(avail)}")
@@ -238,7 +237,7 @@ def build_trials(design: Design, seed: int, subsets: dict[str, list[str]],
     for spec in design.conditions:
         fs = feature_sets.get(condition_keys.get(spec.condition, ""))
         el = eligible_queries(spec.condition, subsets[spec.subset], fs)
-        if spec.condition in ("face", "face_generic") and not el:
+        if conditions.get(spec.condition).needs_faces and not el:
             problems.append(f"condition {spec.condition} on {spec.subset}: no pair of the subset "
                             f"has a face on both sides in {fs.key}; a face condition needs faces")
         if len(subsets[spec.subset]) < distractors.N_CANDIDATES:
@@ -256,7 +255,7 @@ def build_trials(design: Design, seed: int, subsets: dict[str, list[str]],
         col = {p: j for j, p in enumerate(pool)}
         keys = [content_keys[(p, "right")] for p in pool]
         dist = None
-        if spec.condition != "random":
+        if conditions.get(spec.condition).uses_features:
             key = condition_keys[spec.condition]
             fs = feature_sets[key]
             block = ds.block_for(fs, ds.rows_for(fs, qs), ds.rows_for(fs, pool))
@@ -287,7 +286,7 @@ def build_trials(design: Design, seed: int, subsets: dict[str, list[str]],
 
 def _trial(spec: ConditionSpec, query: str, cands: list[tuple[str, str]], true_index: int,
            catch: bool, key: str | None, feature_sets: dict, rows: dict) -> dict:
-    return {"id": "", "condition": "catch" if catch else spec.condition, "subset": spec.subset,
+    return {"id": "", "condition": conditions.CATCH if catch else spec.condition, "subset": spec.subset,
             "pair": query, "query": ef.image_id(query, "left"),
             "candidates": [ef.image_id(p, s) for p, s in cands], "true_index": true_index,
             "catch": catch, "feature_set": key,

@@ -10,9 +10,9 @@ from typing import Sequence
 
 import numpy as np
 
-from experiments import retrieval
+from experiments import conditions, retrieval
 
-FACE_KINDS = ("face", "face_generic")
+FACE_KINDS = conditions.FACE_KINDS
 PREFERRED_GENERIC = ("densenet121", "efficientnet_lite0")
 PREFERRED_DETECTORS = ("cnn", "hog")
 
@@ -23,8 +23,8 @@ class FeatureAccessError(Exception):
 
 def default_metric(kind: str) -> str:
     """Return the distance a feature kind uses: cosine for generic CNN features (also on
-    face crops), Euclidean for dlib face descriptors (paper §4.1)."""
-    return "euclidean" if kind == "face" else "cosine"
+    face crops), Euclidean for dlib face descriptors (paper §4.1; experiments/conditions.py)."""
+    return conditions.distance_of_kind(kind)
 
 
 def features_command(key: str, workdir: str = "STUDY_DIR") -> str:
@@ -154,3 +154,21 @@ def face_generic_key(keys: Sequence[str], model: str | None = None,
         return (PREFERRED_GENERIC.index(m) if m in PREFERRED_GENERIC else 9,
                 PREFERRED_DETECTORS.index(d) if d in PREFERRED_DETECTORS else 9, k)
     return sorted(cands, key=pref)[0]
+
+
+def default_key(kind: str, keys: Sequence[str], generic_model: str | None = None) -> str:
+    """Return the store's default feature-set key of feature kind ``kind``: the generic
+    model named (else the preferred one), the preferred face detector, and for face crops
+    the named generic model's set when there is one, else the preferred one."""
+    if kind == "generic":
+        return generic_key(keys, generic_model)
+    if kind == "face":
+        return face_key(keys)
+    if kind == "face_generic":
+        model = generic_model.split("/")[-1] if generic_model else None
+        try:
+            return face_generic_key(keys, model)
+        except FeatureAccessError:
+            return face_generic_key(keys)
+    conditions.for_kind(kind)  # raises for a kind that is not in the table
+    raise conditions.UnknownKindError(f"no default feature set for kind {kind!r}")

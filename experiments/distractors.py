@@ -17,8 +17,10 @@ from typing import Sequence
 
 import numpy as np
 
-CONDITIONS = ("random", "generic", "face", "face_generic")
-FEATURE_CONDITIONS = ("generic", "face", "face_generic")
+from experiments import conditions
+
+CONDITIONS = conditions.NAMES
+FEATURE_CONDITIONS = conditions.FEATURE_CONDITIONS
 N_CANDIDATES = 5
 
 
@@ -92,14 +94,12 @@ def choose_candidates(condition: str, pool_size: int, true_col: int,
                       keys: Sequence | None = None) -> tuple[list[int], int]:
     """Return ``(five pool positions in display order, index of the true one)`` for a
     trial of ``condition``; feature conditions need the query's ``distances`` to the pool."""
-    if condition == "random":
+    if not conditions.get(condition).uses_features:
         cands = random_candidates(pool_size, true_col, rng, keys)
-    elif condition in FEATURE_CONDITIONS:
-        if distances is None:
-            raise ValueError(f"condition {condition!r} needs the query's distances")
-        cands = nearest_candidates(distances, true_col, rng, keys)
+    elif distances is None:
+        raise ValueError(f"condition {condition!r} needs the query's distances")
     else:
-        raise ValueError(f"unknown condition {condition!r} (use one of {', '.join(CONDITIONS)})")
+        cands = nearest_candidates(distances, true_col, rng, keys)
     return shuffle_display(cands, true_col, rng)
 
 

@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from experiments import distance_sources as ds
-from experiments import retrieval
+from experiments import conditions, retrieval
 from experiments.files import make_dirs, write_text, write_with
 
 ZOOM_KS = (1, 5, 10, 20)
@@ -52,9 +52,8 @@ def evaluate_feature_sets(feature_sets: dict, ids: Sequence[str], votes: dict | 
     ``votes``: pair id -> {"up", "down"} (pairs without votes are left out of the
     correlation; None or empty: no votes)."""
     n = len(ids)
-    order = sorted(feature_sets, key=lambda k: (("generic", "face", "face_generic").index(
-        feature_sets[k].kind) if feature_sets[k].kind in ("generic", "face", "face_generic")
-        else 9, k))
+    order = sorted(feature_sets, key=lambda k: (
+        conditions.FEATURE_KINDS.index(conditions.for_kind(feature_sets[k].kind).feature_kind), k))
     rows1, rows2, vrows = [], [], []
     ranks_cols: dict[str, np.ndarray] = {}
     curves, cme = {}, {}

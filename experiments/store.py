@@ -18,9 +18,9 @@ from pathlib import Path
 
 import numpy as np
 
-from experiments import files
+from experiments import conditions, files
 
-KINDS = ("generic", "face", "face_generic")
+KINDS = conditions.FEATURE_KINDS
 SIDES = ("left", "right")
 META_NAME = "meta.json"
 CACHE_DIR = "cache"
