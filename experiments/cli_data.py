@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from experiments.cli import ExperimentsError
+from experiments.cli_base import ExperimentsError
 
 
 @click.command("demo-data")

@@ -7,10 +7,15 @@ build STUDY_DIR/experiments/demo.json with a design sized to the demo set.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 
 import click
+
+from experiments.errors import DemoStepError
+
+__all__ = ["DemoStepError", "demo_design", "run_demo"]
 
 DEMO_SEED = 2018
 DEMO_SUBSET = "all"
@@ -19,30 +24,19 @@ DEMO_TRIALS_PER_HIT = 7
 DEMO_CATCH_TRIALS = 1
 
 
-class DemoStepError(Exception):
-    """A step of the demo pipeline failed; the message names it."""
-
-
 def _step(title: str) -> None:
     click.echo(click.style(f"\n== {title}", bold=True))
 
 
-def _run(*args: str) -> None:
-    """Run the command `python -m experiments ARGS` in this process (one interpreter for
-    every step, so torch is imported once); raise DemoStepError if it fails."""
-    from experiments.cli import _register, cli
+@contextlib.contextmanager
+def _failing_step(what: str):
+    """Turn a user error of one step into DemoStepError naming the step's command."""
+    from experiments.errors import user_errors
 
-    if "ingest" not in cli.commands:   # called as a library, not through the CLI
-        _register()
     try:
-        cli.main(list(args), prog_name="python -m experiments", standalone_mode=False)
-    except click.ClickException as exc:
-        raise DemoStepError(f"`python -m experiments {' '.join(args)}` failed: "
-                            f"{exc.format_message()}") from None
-    except SystemExit as exc:  # a command that exits by itself
-        if exc.code not in (0, None):
-            raise DemoStepError(f"`python -m experiments {' '.join(args)}` failed "
-                                f"(exit {exc.code})") from None
+        yield
+    except user_errors() as exc:
+        raise DemoStepError(f"`python -m experiments {what}` failed: {exc}") from None
 
 
 def demo_design(face_pairs: int):
@@ -62,12 +56,19 @@ def demo_design(face_pairs: int):
 
 
 def run_demo(study_dir: str | os.PathLike) -> dict:
-    """Run the demo pipeline into ``study_dir``; return the experiment document built."""
+    """Run the demo pipeline into ``study_dir`` (printing what each step did); return the
+    experiment document built. Every step calls the library function its command calls."""
     from experiments import distance_sources as ds
-    from experiments.cli_trials import run_build, run_evaluate, run_subsets
-    from experiments.designs import eligible_queries
+    from experiments.demo_data import write_demo_data
+    from experiments.designs import build_experiment, eligible_queries
+    from experiments.evaluate import evaluate_study
+    from experiments.experiment_file import write_experiment
+    from experiments.features import extract
+    from experiments.ingest import ingest, summary
     from experiments.manifest import load_manifest
     from experiments.store import FeatureStore
+    from experiments.subsets import SubsetParams, compute_subsets
+    from experiments.summaries import build_summary, evaluation_summary, subsets_summary
 
     study = Path(study_dir)
     source = study / "source"
@@ -75,23 +76,37 @@ def run_demo(study_dir: str | os.PathLike) -> dict:
     if (source / "left").is_dir() and (source / "right").is_dir():
         click.echo(f"{source} exists: kept")
     else:
-        _run("demo-data", str(source))
+        with _failing_step(f"demo-data {source}"):
+            rows = write_demo_data(source)
+        click.echo(f"wrote {len(rows)} demo pairs to {source}")
     _step("2/6 ingest")
-    _run("ingest", str(source), "--workdir", str(study))
+    with _failing_step(f"ingest {source} --workdir {study}"):
+        click.echo(summary(ingest(source, study), study))
     _step("3/6 features (generic, face, face_generic; cached per image)")
-    for kind in ("generic", "face", "face_generic"):
-        _run("features", str(study), "--kind", kind)
+    with _failing_step(f"features {study} --kind generic"):
+        click.echo(extract.extract_generic(study).line())
+    with _failing_step(f"features {study} --kind face"):
+        click.echo(extract.extract_faces(study).line())
+    with _failing_step(f"features {study} --kind face_generic"):
+        for s in extract.extract_face_generic(study):
+            click.echo(s.line())
     _step("4/6 near-duplicate subsets")
-    run_subsets(study)
+    with _failing_step(f"subsets {study}"):
+        params = SubsetParams()
+        click.echo(subsets_summary(compute_subsets(study, params), params, study))
     _step("5/6 retrieval evaluation")
-    run_evaluate(study)
+    with _failing_step(f"evaluate {study}"):
+        click.echo(evaluation_summary(evaluate_study(study), "mean"))
     _step("6/6 demo experiment")
-    manifest = load_manifest(study)
-    store = FeatureStore(study)
-    face = store.load(ds.face_key(store.keys()))
-    design = demo_design(len(eligible_queries("face", manifest.ids, face)))
     out = study / "experiments" / "demo.json"
-    doc = run_build(study, design, DEMO_SEED, out)
+    with _failing_step(f"build {study} --seed {DEMO_SEED}"):
+        manifest = load_manifest(study)
+        store = FeatureStore(study)
+        face = store.load(ds.face_key(store.keys()))
+        design = demo_design(len(eligible_queries("face", manifest.ids, face)))
+        doc = build_experiment(study, design, DEMO_SEED, out)
+        write_experiment(out, doc)
+    click.echo(build_summary(doc, design, DEMO_SEED, out))
     click.echo(f"\ndemo study ready in {study}: evaluation in {study / 'evaluation'}/, "
                f"experiment file {out}")
     return doc
