@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from experiments import files
+from experiments.images import needs_conversion, to_rgb
 from experiments.manifest import (ImageRef, Manifest, Pair, manifest_path, pixel_sha256,
                                   save_manifest)
 
@@ -362,8 +363,10 @@ def _join_votes(candidates: list[Candidate], votes: dict[str, dict]) -> list[str
 
 
 # --------------------------------------------------------------------------- images
-def _decode(data: bytes):
-    """Return the fully decoded RGB image of file bytes; raise ValueError with a reason."""
+def _decode(data: bytes, converted: list | None = None):
+    """Return the fully decoded image of file bytes as upright 8-bit RGB (images.to_rgb);
+    append to ``converted`` whether that differs from a plain convert("RGB") of the file.
+    Raise ValueError with a reason."""
     from PIL import Image, UnidentifiedImageError
 
     if not data:
@@ -371,7 +374,9 @@ def _decode(data: bytes):
     try:
         with Image.open(io.BytesIO(data)) as im:
             im.load()  # full decode: a truncated file fails here, not later
-            return im.convert("RGB")
+            if converted is not None:
+                converted.append(needs_conversion(im))
+            return to_rgb(im)
     except UnidentifiedImageError:
         raise ValueError("not an image (PIL cannot identify it)") from None
     except Image.DecompressionBombError as exc:
@@ -402,17 +407,24 @@ def _process(c: Candidate, layout: str, staging: Path,
     for side, path, label in (("left", c.left, c.left_label), ("right", c.right, c.right_label)):
         try:
             data = path.read_bytes()
-            decoded[side] = (path, data, _decode(data))
+            converted: list[bool] = []
+            decoded[side] = (path, data, _decode(data, converted), converted[0])
         except FileNotFoundError:
             problems.append(f"{label}: file not found ({path})")
         except (OSError, ValueError) as exc:
             problems.append(f"{label}: {_reason(exc)}")
     if problems:
         return None, problems  # nothing copied: a half-good pair leaves no file behind
-    for side, (path, data, img) in decoded.items():
-        ext = path.suffix.lower() if path.suffix.lower() in IMAGE_EXTS else ".img"
-        rel = f"images/{side}/{c.id}{ext}"
-        files.write_bytes(staging / rel, data)
+    for side, (path, data, img, converted) in decoded.items():
+        if converted:
+            # 16-bit, transparent or EXIF-rotated: the study keeps the pixels the models
+            # and the participants must see, since they only convert("RGB")
+            rel = f"images/{side}/{c.id}.png"
+            files.write_with(staging / rel, lambda fh, im=img: im.save(fh, format="PNG"))
+        else:
+            ext = path.suffix.lower() if path.suffix.lower() in IMAGE_EXTS else ".img"
+            rel = f"images/{side}/{c.id}{ext}"
+            files.write_bytes(staging / rel, data)
         refs[side] = ImageRef(rel, pixel_sha256(img), img.size, os.path.abspath(path), None)
     return Pair(c.id, refs["left"], refs["right"], c.votes), []
 
