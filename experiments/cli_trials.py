@@ -98,21 +98,27 @@ def run_build(study_dir: Path, design, seed: int, out: Path,
 @click.command("build")
 @STUDY
 @click.option("--design", "design_kind", type=click.Choice(["paper", "custom"]), required=True,
-              help="paper: the 120 trials of the paper; custom: from --spec.")
+              help="paper: the paper's six cells (TLL_obj x random, generic; TLL_d x "
+                   "random, face, face_generic, generic), --per-condition trials each; "
+                   "custom: from --spec.")
 @click.option("--spec", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="JSON design spec (for --design custom).")
-@click.option("--seed", type=int, required=True, help="Seed of every random draw.")
+@click.option("--per-condition", type=click.IntRange(min=1), default=None,
+              help="--design paper: trials in each of the six cells [default: 20, the "
+                   "paper's].")
+@click.option("--seed", type=click.IntRange(min=0), required=True,
+              help="Seed of every random draw (a non-negative integer).")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Experiment file [default: STUDY_DIR/experiments/<design name>.json].")
 @click.option("--generic-model", default=None, help="Generic model for the generic condition "
               "[default: densenet121 if in the store, else efficientnet_lite0].")
 @clean_errors
-def build(study_dir, design_kind, spec, seed, out, generic_model):
+def build(study_dir, design_kind, spec, per_condition, seed, out, generic_model):
     """Build an experiment file: the trials of a design (conditions x counts x subsets),
     their candidates, the machine's choices, and the HITs."""
     from experiments.designs import load_design
 
-    design = load_design(design_kind, str(spec) if spec else None)
+    design = load_design(design_kind, str(spec) if spec else None, per_condition)
     out = out or study_dir / "experiments" / f"{design.name}.json"
     run_build(study_dir, design, seed, out, generic_model)
 

@@ -142,13 +142,17 @@ def test_bad_inputs(study, tmp_path, faces):
     fails(base + ["--design", "paper"], out, "condition", "short by")
     big = spec_file(tmp_path, {"conditions": [{"condition": "random", "subset": "all", "count": 10_000}]})
     fails(base + ["--design", "custom", "--spec", str(big)], out,
-          "condition random on all: 10000 trials asked", "short by")
+          "condition random on all: ", " suitable pairs, 10000 needed: short by ")
+    fails(["build", str(study), "--design", "paper", "--seed", "-5", "--out", str(out)], out,
+          "--seed", "-5 is not in the range x>=0")
     bad = spec_file(tmp_path, {"conditions": [{"condition": "colour", "subset": "all", "count": 2}]})
     fails(base + ["--design", "custom", "--spec", str(bad)], out, "unknown condition 'colour'")
     ok = spec_file(tmp_path, {"conditions": [{"condition": "generic", "subset": "all", "count": 2}]})
     fails(base + ["--design", "custom", "--spec", str(ok), "--generic-model", "resnet50"], out,
           "python -m experiments features", "--model resnet50")
     fails(base + ["--design", "custom"], out, "--spec")
+    fails(base + ["--design", "custom", "--spec", str(ok), "--per-condition", "5"], out,
+          "--per-condition is for --design paper")
     _, none = faces
     nofaces = tmp_path / "nofaces.txt"
     nofaces.write_text("\n".join(none) + "\n")
