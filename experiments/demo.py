@@ -3,7 +3,9 @@
 Steps (each reuses the command that does it; reruns are quick because `demo-data` is
 skipped when STUDY_DIR/source exists and the feature store skips unchanged images):
 demo-data -> ingest -> features generic, face, face_generic -> subsets -> evaluate ->
-build STUDY_DIR/experiments/demo.json with a design sized to the demo set.
+build STUDY_DIR/experiments/demo.json: the paper's design (six cells: TLL_obj x random,
+generic; TLL_d x random, face, face_generic, generic) with the largest number of trials
+per cell the demo set allows, at least DEMO_MIN_PER_CONDITION.
 """
 from __future__ import annotations
 
@@ -15,13 +17,10 @@ import click
 
 from experiments.errors import DemoStepError
 
-__all__ = ["DemoStepError", "demo_design", "run_demo"]
+__all__ = ["DemoStepError", "largest_paper_design", "run_demo"]
 
 DEMO_SEED = 2018
-DEMO_SUBSET = "all"
-DEMO_PER_CONDITION = 5
-DEMO_TRIALS_PER_HIT = 7
-DEMO_CATCH_TRIALS = 1
+DEMO_MIN_PER_CONDITION = 5
 
 
 def _step(title: str) -> None:
@@ -39,34 +38,31 @@ def _failing_step(what: str):
         raise DemoStepError(f"`python -m experiments {what}` failed: {exc}") from None
 
 
-def demo_design(face_pairs: int):
-    """Return the demo's custom design: random, generic, face and face_generic on all
-    pairs, a few trials each (face conditions sized to the pairs with faces), blocks of
-    seven trials per HIT and one catch trial."""
-    from experiments.designs import ConditionSpec, Design
+def largest_paper_design(study: Path, seed: int, out: Path,
+                         most: int = 20, least: int = DEMO_MIN_PER_CONDITION):
+    """Return ``(design, document)`` of the paper design with the largest number of
+    trials per cell (from ``most`` down to ``least``) that the study's subsets can fill
+    with ``seed``; raise DesignError with the refusal for ``least`` when none can."""
+    from experiments.designs import DesignError, build_experiment, paper_design
 
-    face_n = min(DEMO_PER_CONDITION, face_pairs // 2)
-    conds = [ConditionSpec("random", DEMO_SUBSET, DEMO_PER_CONDITION),
-             ConditionSpec("generic", DEMO_SUBSET, DEMO_PER_CONDITION)]
-    if face_n:
-        conds += [ConditionSpec("face", DEMO_SUBSET, face_n),
-                  ConditionSpec("face_generic", DEMO_SUBSET, face_n)]
-    return Design("demo", conds, trials_per_hit=DEMO_TRIALS_PER_HIT,
-                  catch_trials=DEMO_CATCH_TRIALS)
+    for n in range(most, least - 1, -1):
+        design = paper_design(n)
+        try:
+            return design, build_experiment(study, design, seed, out)
+        except DesignError:
+            if n == least:
+                raise
+    raise ValueError(f"most ({most}) must be at least least ({least})")
 
 
 def run_demo(study_dir: str | os.PathLike) -> dict:
     """Run the demo pipeline into ``study_dir`` (printing what each step did); return the
     experiment document built. Every step calls the library function its command calls."""
-    from experiments import distance_sources as ds
     from experiments.demo_data import write_demo_data
-    from experiments.designs import build_experiment, eligible_queries
     from experiments.evaluate import evaluate_study
     from experiments.experiment_file import write_experiment
     from experiments.features import extract
     from experiments.ingest import ingest, summary
-    from experiments.manifest import load_manifest
-    from experiments.store import FeatureStore
     from experiments.subsets import SubsetParams, compute_subsets
     from experiments.summaries import build_summary, evaluation_summary, subsets_summary
 
@@ -99,13 +95,14 @@ def run_demo(study_dir: str | os.PathLike) -> dict:
         click.echo(evaluation_summary(evaluate_study(study), "mean"))
     _step("6/6 demo experiment")
     out = study / "experiments" / "demo.json"
-    with _failing_step(f"build {study} --seed {DEMO_SEED}"):
-        manifest = load_manifest(study)
-        store = FeatureStore(study)
-        face = store.load(ds.face_key(store.keys()))
-        design = demo_design(len(eligible_queries("face", manifest.ids, face)))
-        doc = build_experiment(study, design, DEMO_SEED, out)
+    with _failing_step(f"build {study} --design paper --per-condition "
+                       f"{DEMO_MIN_PER_CONDITION} --seed {DEMO_SEED}"):
+        design, doc = largest_paper_design(study, DEMO_SEED, out)
         write_experiment(out, doc)
+    click.echo(f"the paper's design with {design.conditions[0].count} trials per cell, the "
+               f"most the demo set allows (the paper had 20): python -m experiments build "
+               f"{study} --design paper --per-condition {design.conditions[0].count} "
+               f"--seed {DEMO_SEED}")
     click.echo(build_summary(doc, design, DEMO_SEED, out))
     click.echo(f"\ndemo study ready in {study}: evaluation in {study / 'evaluation'}/, "
                f"experiment file {out}")

@@ -32,7 +32,14 @@ JPEG_QUALITY = 90
 LFW_SAME_PERSON = [(36, 90), (61, 77), (3, 97)]
 # Different people that dlib's descriptor puts close: left, right.
 LFW_LOOKALIKE = [(39, 59), (10, 89), (60, 65), (32, 38), (76, 95), (8, 58), (35, 81),
-                 (16, 78), (24, 86), (11, 56), (43, 64), (54, 55), (25, 80), (52, 91)]
+                 (16, 78), (24, 86), (11, 56), (43, 64), (54, 55), (25, 80), (52, 91),
+                 # added for the paper's design in the demo (six cells of at least 5
+                 # trials, TLL_d needing faces on both sides): the closest pairs of the
+                 # remaining crops that HOG finds, dlib distance 0.49 .. 0.64
+                 (6, 21), (0, 73), (20, 48), (66, 87), (40, 44), (19, 63), (7, 47),
+                 (85, 94), (12, 23), (79, 98), (27, 41), (31, 75), (37, 57), (46, 53),
+                 (45, 99), (42, 62), (34, 71), (1, 33), (69, 70), (5, 51), (26, 84),
+                 (50, 96), (14, 29), (72, 88), (22, 93), (17, 74)]
 
 # (tint black, tint white) for the gray LFW crops: old-photo tones.
 TINTS = [((30, 20, 10), (255, 238, 205)), ((10, 18, 35), (225, 238, 255)),
