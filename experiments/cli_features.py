@@ -5,6 +5,7 @@ import click
 
 from experiments.cli_base import ExperimentsError
 from experiments.conditions import FEATURE_KINDS as KINDS
+
 MODELS = ("efficientnet_lite0", "alexnet", "vgg16", "resnet18", "resnet50", "resnet152",
           "densenet121", "densenet169", "densenet201")
 DETECTORS = ("hog", "cnn")

@@ -26,15 +26,14 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Callable, Sequence
 
 import numpy as np
 
-from experiments import conditions
+from experiments import conditions, distractors, retrieval
 from experiments import distance_sources as ds
-from experiments import distractors, retrieval
 from experiments import experiment_file as ef
 from experiments.manifest import file_sha256
 

@@ -6,7 +6,7 @@ Also the choice of default feature sets (which generic model, which face detecto
 """
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 

@@ -14,7 +14,7 @@ right images of its subset; candidates are pool positions until the design names
 """
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 

@@ -11,15 +11,15 @@ from __future__ import annotations
 
 import html
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import pandas as pd
 
-from experiments import distance_sources as ds
 from experiments import conditions, retrieval
+from experiments import distance_sources as ds
 from experiments.files import make_dirs, write_text, write_with
 
 ZOOM_KS = (1, 5, 10, 20)

@@ -27,8 +27,14 @@ from pathlib import Path
 
 from experiments import files
 from experiments.images import needs_conversion, to_rgb
-from experiments.manifest import (ImageRef, Manifest, Pair, manifest_path, pixel_sha256,
-                                  save_manifest)
+from experiments.manifest import (
+    ImageRef,
+    Manifest,
+    Pair,
+    manifest_path,
+    pixel_sha256,
+    save_manifest,
+)
 
 LAYOUTS = ("tll", "combined", "csv")
 IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"}

@@ -63,7 +63,7 @@ class ImageRef:
                 "source": self.source, "box": list(self.box) if self.box is not None else None}
 
     @classmethod
-    def from_json(cls, obj: dict) -> "ImageRef":
+    def from_json(cls, obj: dict) -> ImageRef:
         """Return the ImageRef read from a manifest side object."""
         box = obj.get("box")
         return cls(path=str(obj["path"]), sha256=str(obj["sha256"]),
@@ -93,7 +93,7 @@ class Pair:
                 "votes": dict(self.votes) if self.votes is not None else None}
 
     @classmethod
-    def from_json(cls, obj: dict) -> "Pair":
+    def from_json(cls, obj: dict) -> Pair:
         """Return the Pair read from a manifest pair object."""
         votes = obj.get("votes")
         return cls(id=str(obj["id"]), left=ImageRef.from_json(obj["left"]),

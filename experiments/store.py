@@ -13,7 +13,7 @@ import os
 import re
 import shutil
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -236,7 +236,7 @@ def write_meta(folder: Path, meta: dict) -> None:
 
 def utc_now() -> str:
     """Return the current UTC time as ISO 8601 (seconds)."""
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+    return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 @dataclass

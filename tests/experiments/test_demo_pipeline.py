@@ -9,7 +9,6 @@ from collections import Counter
 import pandas as pd
 
 from analysis.accuracy import POOLED, accuracy_long, accuracy_table
-
 from tests.conftest import run_cli
 
 

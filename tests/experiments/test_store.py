@@ -102,7 +102,8 @@ def test_missing_and_malformed_keys_name_the_command(demo_study):
     assert parse_key("face_generic/efficientnet_lite0_hog") == {
         "kind": "face_generic", "name": "efficientnet_lite0_hog",
         "model": "efficientnet_lite0", "detector": "hog"}
-    assert features_command("S", "face/dlib_cnn") == "python -m experiments features S --kind face --detector cnn"
+    assert (features_command("S", "face/dlib_cnn")
+            == "python -m experiments features S --kind face --detector cnn")
 
 
 # ------------------------------------------------------------------ incremental runs
