@@ -167,8 +167,7 @@ def resolve_feature_sets(design: Design, keys: Sequence[str],
             if cond in design.feature_sets:
                 key = design.feature_sets[cond]
                 if key not in keys:
-                    raise ds.FeatureAccessError(
-                        f"feature set {key} is not in the store: run `{ds.features_command(key)}`")
+                    raise ds.FeatureAccessError(ds.missing_set(keys, key))
             else:
                 key = ds.default_key(kind, keys, generic_model)
             out[cond] = key

@@ -77,6 +77,17 @@ def features_command(workdir: str | os.PathLike, key: str) -> str:
 
 
 # ------------------------------------------------------------------------- reading
+class StoreKeys(list):
+    """The usable feature-set keys of a store (a plain sorted list of str), with the
+    study folder and the sets that are present but incomplete or out of date (key ->
+    why), so that a message about a missing set can name it and the command to run."""
+
+    def __init__(self, keys=(), workdir: str = "STUDY_DIR", unusable: dict | None = None):
+        super().__init__(keys)
+        self.workdir = workdir
+        self.unusable = dict(unusable or {})
+
+
 @dataclass
 class FaceSets:
     """The faces of one side: `vectors` float32 F x d (all faces, image by image),
@@ -177,9 +188,10 @@ class FeatureStore:
                 return "out of date (the pair manifest changed since)"
         return None
 
-    def keys(self) -> list[str]:
-        """Return the keys of the complete, up-to-date feature sets, sorted."""
-        found = []
+    def keys(self) -> StoreKeys:
+        """Return the keys of the complete, up-to-date feature sets, sorted (a list that
+        also says which sets are present but unusable, and why)."""
+        found, unusable = [], {}
         if self.root.is_dir():
             for meta_path in self.root.glob(f"*/*/{META_NAME}"):
                 key = f"{meta_path.parent.parent.name}/{meta_path.parent.name}"
@@ -187,9 +199,12 @@ class FeatureStore:
                     parse_key(key)
                 except StoreError:
                     continue
-                if self._problem(key, read_meta(meta_path.parent)) is None:
+                problem = self._problem(key, read_meta(meta_path.parent))
+                if problem is None:
                     found.append(key)
-        return sorted(found)
+                else:
+                    unusable[key] = problem
+        return StoreKeys(sorted(found), workdir=str(self.workdir), unusable=unusable)
 
     def has(self, key: str) -> bool:
         """Return True if `key` is complete and matches the current manifest."""

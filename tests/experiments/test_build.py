@@ -184,3 +184,31 @@ def test_missing_features_and_subsets(demo_study, copy_study, tmp_path):
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert "--kind face" in proc.stderr
     assert not (work / "subsets").exists()
+
+
+def test_stale_and_incomplete_sets_name_the_set_and_the_command(demo_study, copy_study, tmp_path):
+    work = copy_study(demo_study)
+    out = tmp_path / "z.json"
+
+    def edit_meta(key, **changes):
+        path = work / "features" / key / "meta.json"
+        meta = json.loads(path.read_text())
+        meta.update(changes)
+        path.write_text(json.dumps(meta))
+
+    def build(condition):
+        spec = spec_file(tmp_path, {"conditions": [{"condition": condition, "subset": "all",
+                                                    "count": 2}]})
+        return fails(["build", str(work), "--design", "custom", "--spec", str(spec), "--seed",
+                      "0", "--out", str(out)], out)
+
+    edit_meta("generic/efficientnet_lite0", complete=False)   # an interrupted run
+    err = build("generic")
+    assert ("feature set generic/efficientnet_lite0 is incomplete (its run was interrupted): "
+            f"run `python -m experiments features {work} --kind generic --model "
+            "efficientnet_lite0`") in err
+    meta = json.loads((work / "features" / "face/dlib_hog" / "meta.json").read_text())
+    edit_meta("face/dlib_hog", left_sha256=["0" * 64] + meta["left_sha256"][1:])  # stale
+    err = build("face")
+    assert ("feature set face/dlib_hog is out of date (the pair manifest changed since): "
+            f"run `python -m experiments features {work} --kind face --detector hog`") in err
