@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import click
 
-from experiments.cli import ExperimentsError
+from experiments.cli_base import ExperimentsError
+from experiments.conditions import FEATURE_KINDS as KINDS
 
-KINDS = ("generic", "face", "face_generic")
 MODELS = ("efficientnet_lite0", "alexnet", "vgg16", "resnet18", "resnet50", "resnet152",
           "densenet121", "densenet169", "densenet201")
 DETECTORS = ("hog", "cnn")

@@ -6,13 +6,13 @@ Also the choice of default feature sets (which generic model, which face detecto
 """
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
-from experiments import retrieval
+from experiments import conditions, retrieval
 
-FACE_KINDS = ("face", "face_generic")
+FACE_KINDS = conditions.FACE_KINDS
 PREFERRED_GENERIC = ("densenet121", "efficientnet_lite0")
 PREFERRED_DETECTORS = ("cnn", "hog")
 
@@ -23,8 +23,8 @@ class FeatureAccessError(Exception):
 
 def default_metric(kind: str) -> str:
     """Return the distance a feature kind uses: cosine for generic CNN features (also on
-    face crops), Euclidean for dlib face descriptors (paper §4.1)."""
-    return "euclidean" if kind == "face" else "cosine"
+    face crops), Euclidean for dlib face descriptors (paper §4.1; experiments/conditions.py)."""
+    return conditions.distance_of_kind(kind)
 
 
 def features_command(key: str, workdir: str = "STUDY_DIR") -> str:
@@ -96,23 +96,43 @@ def image_vectors(fs, side: str, row: int) -> np.ndarray:
 
 
 # --------------------------------------------------------------------------- defaults
+def _workdir(keys) -> str:
+    return getattr(keys, "workdir", "STUDY_DIR")
+
+
+def missing_set(keys, key: str) -> str:
+    """Return why feature set ``key`` cannot be used (not computed, incomplete or out of
+    date, as the store's ``keys()`` knows) and the exact command that computes it."""
+    state = getattr(keys, "unusable", {}).get(key, "not in the store")
+    return f"feature set {key} is {state}: run `{features_command(key, _workdir(keys))}`"
+
+
+def _none_usable(keys, kind: str, label: str, default: str) -> FeatureAccessError:
+    """The error for "no usable set of this kind": it names every set of the kind that is
+    present but unusable, else the command for the default set."""
+    stale = sorted(k for k in getattr(keys, "unusable", {}) if k.startswith(kind + "/"))
+    if stale:
+        return FeatureAccessError(f"no usable {label} features in the store: "
+                                  + "; ".join(missing_set(keys, k) for k in stale))
+    return FeatureAccessError(f"no {label} features in the store: run "
+                              f"`{features_command(default, _workdir(keys))}`")
+
+
 def generic_key(keys: Sequence[str], model: str | None = None) -> str:
     """Return the generic feature-set key to use: `generic/<model>` when a model is named,
     else DenseNet121 if present, else EfficientNet-Lite0, else the first generic set."""
     if model:
         key = model if model.startswith("generic/") else f"generic/{model}"
         if key not in keys:
-            raise FeatureAccessError(
-                f"no generic features for model {key.split('/', 1)[1]!r} in the store: run "
-                f"`{features_command(key)}` (available: {', '.join(keys) or 'none'})")
+            raise FeatureAccessError(f"{missing_set(keys, key)} (usable: "
+                                     f"{', '.join(keys) or 'none'})")
         return key
     for name in PREFERRED_GENERIC:
         if f"generic/{name}" in keys:
             return f"generic/{name}"
     generic = [k for k in keys if k.startswith("generic/")]
     if not generic:
-        raise FeatureAccessError("no generic features in the store: run "
-                                 f"`{features_command('generic/efficientnet_lite0')}`")
+        raise _none_usable(keys, "generic", "generic", "generic/efficientnet_lite0")
     return generic[0]
 
 
@@ -122,14 +142,12 @@ def face_key(keys: Sequence[str], detector: str | None = None) -> str:
     if detector:
         key = f"face/dlib_{detector}"
         if key not in keys:
-            raise FeatureAccessError(f"no face features for detector {detector!r} in the store: "
-                                     f"run `{features_command(key)}`")
+            raise FeatureAccessError(missing_set(keys, key))
         return key
     for det in PREFERRED_DETECTORS:
         if f"face/dlib_{det}" in keys:
             return f"face/dlib_{det}"
-    raise FeatureAccessError("no face features in the store: run "
-                             f"`{features_command('face/dlib_hog')}`")
+    raise _none_usable(keys, "face", "face", "face/dlib_hog")
 
 
 def face_generic_key(keys: Sequence[str], model: str | None = None,
@@ -144,13 +162,33 @@ def face_generic_key(keys: Sequence[str], model: str | None = None,
         cands = [k for k in cands if k.rpartition("_")[2] == detector]
     if not cands:
         want = f"face_generic/{model or 'efficientnet_lite0'}_{detector or 'hog'}"
+        if want in getattr(keys, "unusable", {}) or not (model or detector):
+            raise _none_usable(keys, "face_generic", "face-generic", want)
         raise FeatureAccessError("no face-generic features in the store"
                                  + (f" for model {model!r}" if model else "")
                                  + (f" and detector {detector!r}" if detector else "")
-                                 + f": run `{features_command(want)}`")
+                                 + f": run `{features_command(want, _workdir(keys))}`")
 
     def pref(k: str) -> tuple:
         m, _, d = k.split("/", 1)[1].rpartition("_")
         return (PREFERRED_GENERIC.index(m) if m in PREFERRED_GENERIC else 9,
                 PREFERRED_DETECTORS.index(d) if d in PREFERRED_DETECTORS else 9, k)
     return sorted(cands, key=pref)[0]
+
+
+def default_key(kind: str, keys: Sequence[str], generic_model: str | None = None) -> str:
+    """Return the store's default feature-set key of feature kind ``kind``: the generic
+    model named (else the preferred one), the preferred face detector, and for face crops
+    the named generic model's set when there is one, else the preferred one."""
+    if kind == "generic":
+        return generic_key(keys, generic_model)
+    if kind == "face":
+        return face_key(keys)
+    if kind == "face_generic":
+        model = generic_model.split("/")[-1] if generic_model else None
+        try:
+            return face_generic_key(keys, model)
+        except FeatureAccessError:
+            return face_generic_key(keys)
+    conditions.for_kind(kind)  # raises for a kind that is not in the table
+    raise conditions.UnknownKindError(f"no default feature set for kind {kind!r}")

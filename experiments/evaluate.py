@@ -11,15 +11,16 @@ pair's own right image per feature set), ``recall_curves.png``, ``recall_zoom.pn
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import pandas as pd
 
+from experiments import conditions, retrieval
 from experiments import distance_sources as ds
-from experiments import retrieval
+from experiments.files import make_dirs, write_text, write_with
 
 ZOOM_KS = (1, 5, 10, 20)
 
@@ -51,9 +52,8 @@ def evaluate_feature_sets(feature_sets: dict, ids: Sequence[str], votes: dict | 
     ``votes``: pair id -> {"up", "down"} (pairs without votes are left out of the
     correlation; None or empty: no votes)."""
     n = len(ids)
-    order = sorted(feature_sets, key=lambda k: (("generic", "face", "face_generic").index(
-        feature_sets[k].kind) if feature_sets[k].kind in ("generic", "face", "face_generic")
-        else 9, k))
+    order = sorted(feature_sets, key=lambda k: (
+        conditions.FEATURE_KINDS.index(conditions.for_kind(feature_sets[k].kind).feature_kind), k))
     rows1, rows2, vrows = [], [], []
     ranks_cols: dict[str, np.ndarray] = {}
     curves, cme = {}, {}
@@ -116,7 +116,8 @@ def _plots(ev: Evaluation, out: Path) -> list[Path]:
             ax.legend(fontsize=8)
         ax.grid(alpha=0.3)
         files.append(out / name)
-        fig.savefig(files[-1], dpi=110, bbox_inches="tight")
+        write_with(files[-1], lambda fh: fig.savefig(fh, format="png", dpi=110,
+                                                     bbox_inches="tight"))
         plt.close(fig)
 
     k = np.arange(1, ev.n + 1)
@@ -164,25 +165,25 @@ def write_evaluation(ev: Evaluation, out: str | os.PathLike, figures=None) -> li
     showing ``figures``, the Figures of experiments.figures, when given); return the
     files."""
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    make_dirs(out)
     files = []
     for name, df in (("table1", ev.table1), ("table2a", ev.table2a)):
-        df.to_csv(out / f"{name}.csv", index=False)
-        (out / f"{name}.md").write_text(markdown_table(df), encoding="utf-8")
+        write_text(out / f"{name}.csv", df.to_csv(index=False))
+        write_text(out / f"{name}.md", markdown_table(df))
         files += [out / f"{name}.csv", out / f"{name}.md"]
     votes_note = "No votes in the manifest for these pairs: no correlation computed."
     if ev.votes is not None:
-        ev.votes.to_csv(out / "votes.csv", index=False)
-        (out / "votes.md").write_text(markdown_table(ev.votes), encoding="utf-8")
+        write_text(out / "votes.csv", ev.votes.to_csv(index=False))
+        write_text(out / "votes.md", markdown_table(ev.votes))
     else:
-        (out / "votes.csv").write_text("note\n" + votes_note + "\n", encoding="utf-8")
-        (out / "votes.md").write_text(votes_note + "\n", encoding="utf-8")
+        write_text(out / "votes.csv", "note\n" + votes_note + "\n")
+        write_text(out / "votes.md", votes_note + "\n")
     files += [out / "votes.csv", out / "votes.md"]
-    ev.ranks.to_csv(out / "ranks.csv", index=False)
+    write_text(out / "ranks.csv", ev.ranks.to_csv(index=False))
     files.append(out / "ranks.csv")
     files += _plots(ev, out)
     files += figures.files if figures is not None else []
-    (out / "index.html").write_text(_html(ev, votes_note, figures), encoding="utf-8")
+    write_text(out / "index.html", _html(ev, votes_note, figures))
     files.append(out / "index.html")
     ev.files = files
     return files

@@ -15,7 +15,7 @@ face set where either side has no face) ties with every other infinite distance.
 """
 from __future__ import annotations
 
-from typing import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 import numpy as np
 

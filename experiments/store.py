@@ -12,14 +12,15 @@ import json
 import os
 import re
 import shutil
-import tempfile
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
 
-KINDS = ("generic", "face", "face_generic")
+from experiments import conditions, files
+
+KINDS = conditions.FEATURE_KINDS
 SIDES = ("left", "right")
 META_NAME = "meta.json"
 CACHE_DIR = "cache"
@@ -76,6 +77,17 @@ def features_command(workdir: str | os.PathLike, key: str) -> str:
 
 
 # ------------------------------------------------------------------------- reading
+class StoreKeys(list):
+    """The usable feature-set keys of a store (a plain sorted list of str), with the
+    study folder and the sets that are present but incomplete or out of date (key ->
+    why), so that a message about a missing set can name it and the command to run."""
+
+    def __init__(self, keys=(), workdir: str = "STUDY_DIR", unusable: dict | None = None):
+        super().__init__(keys)
+        self.workdir = workdir
+        self.unusable = dict(unusable or {})
+
+
 @dataclass
 class FaceSets:
     """The faces of one side: `vectors` float32 F x d (all faces, image by image),
@@ -176,9 +188,10 @@ class FeatureStore:
                 return "out of date (the pair manifest changed since)"
         return None
 
-    def keys(self) -> list[str]:
-        """Return the keys of the complete, up-to-date feature sets, sorted."""
-        found = []
+    def keys(self) -> StoreKeys:
+        """Return the keys of the complete, up-to-date feature sets, sorted (a list that
+        also says which sets are present but unusable, and why)."""
+        found, unusable = [], {}
         if self.root.is_dir():
             for meta_path in self.root.glob(f"*/*/{META_NAME}"):
                 key = f"{meta_path.parent.parent.name}/{meta_path.parent.name}"
@@ -186,9 +199,12 @@ class FeatureStore:
                     parse_key(key)
                 except StoreError:
                     continue
-                if self._problem(key, read_meta(meta_path.parent)) is None:
+                problem = self._problem(key, read_meta(meta_path.parent))
+                if problem is None:
                     found.append(key)
-        return sorted(found)
+                else:
+                    unusable[key] = problem
+        return StoreKeys(sorted(found), workdir=str(self.workdir), unusable=unusable)
 
     def has(self, key: str) -> bool:
         """Return True if `key` is complete and matches the current manifest."""
@@ -223,44 +239,19 @@ class FeatureStore:
 
 
 # ------------------------------------------------------------------------- writing
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}-", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 def _atomic_save_npy(path: Path, array: np.ndarray) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}-", suffix=".npy", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            np.save(fh, array, allow_pickle=False)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
-def json_bytes(obj) -> bytes:
-    """Return the canonical JSON bytes (sorted keys, indent 2, trailing newline)."""
-    return (json.dumps(obj, sort_keys=True, indent=2, ensure_ascii=False) + "\n").encode("utf-8")
+    files.write_with(path, lambda fh: np.save(fh, array, allow_pickle=False))
 
 
 def write_meta(folder: Path, meta: dict) -> None:
     """Write meta.json atomically."""
-    folder.mkdir(parents=True, exist_ok=True)
-    _atomic_write_bytes(folder / META_NAME, json_bytes(meta))
+    files.make_dirs(folder)
+    files.write_json(folder / META_NAME, meta)
 
 
 def utc_now() -> str:
     """Return the current UTC time as ISO 8601 (seconds)."""
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+    return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 @dataclass
@@ -289,17 +280,17 @@ class FeatureCache:
     def __post_init__(self) -> None:
         self.folder = Path(self.folder)
         self.dir = self.folder / CACHE_DIR
-        self.dir.mkdir(parents=True, exist_ok=True)
+        files.make_dirs(self.dir)
         cfg_path = self.dir / "config.json"
         try:
             old = json.loads(cfg_path.read_text(encoding="utf-8"))
         except (OSError, ValueError):
             old = None
-        if old != json.loads(json_bytes(self.config)):
+        if old != json.loads(files.canonical_json(self.config)):
             for p in self._chunks():
                 self.discarded += 1
                 p.unlink()
-            _atomic_write_bytes(cfg_path, json_bytes(self.config))
+            files.write_json(cfg_path, self.config)
         for p in self._chunks():
             self._read_chunk(p)
 
@@ -357,15 +348,7 @@ class FeatureCache:
         }
         if entries and entries[0].boxes is not None:
             arrays["boxes"] = np.concatenate([e.boxes.reshape(-1, 4) for e in entries]).astype(np.int32)
-        fd, tmp = tempfile.mkstemp(prefix=".chunk-", suffix=".npz", dir=self.dir)
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                np.savez(fh, **arrays)
-            os.replace(tmp, path)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
+        files.write_with(path, lambda fh: np.savez(fh, **arrays))
 
     def compact(self, keep: set[str]) -> None:
         """Rewrite the cache as one chunk holding only the images in `keep`."""
@@ -388,7 +371,7 @@ def write_feature_set(folder: str | os.PathLike, meta: dict, sides: dict) -> Non
     """Write a feature set's arrays, then its meta.json with `complete: true`.
     `sides[side]` is the list of CacheEntry of that side's images in manifest order."""
     folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
+    files.make_dirs(folder)
     dim = int(meta["dim"])
     for side in SIDES:
         entries = sides[side]

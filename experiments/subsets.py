@@ -22,13 +22,13 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
-from experiments import retrieval
+from experiments import files, retrieval
 
 D_RULES = ("left_duplicate", "right_duplicate", "cross_duplicate",
            "face_left_duplicate", "face_right_duplicate", "face_cross_duplicate")
@@ -139,15 +139,6 @@ def subsets_dir(workdir: str | os.PathLike) -> Path:
     return Path(workdir) / "subsets"
 
 
-def write_json(path: Path, obj) -> None:
-    """Write ``obj`` as canonical JSON (sorted keys, indent 2, trailing newline), atomically."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(obj, sort_keys=True, indent=2, ensure_ascii=False) + "\n",
-                   encoding="utf-8")
-    os.replace(tmp, path)
-
-
 def compute_subsets(workdir: str | os.PathLike, params: SubsetParams = SubsetParams(),
                     model: str | None = None, detector: str | None = None) -> dict[str, dict]:
     """Compute the near-duplicate subsets of a study from its feature store, write
@@ -170,7 +161,7 @@ def compute_subsets(workdir: str | os.PathLike, params: SubsetParams = SubsetPar
         retrieval.select_faces(face.right.vectors, face.right.offsets, f_rows), params)
     docs = build_subsets(ids, reasons, params, [gkey, fkey])
     for name, doc in docs.items():
-        write_json(subsets_dir(workdir) / f"{name}.json", doc)
+        files.write_json(subsets_dir(workdir) / f"{name}.json", doc)
     return docs
 
 

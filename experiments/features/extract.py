@@ -7,21 +7,20 @@ manifest order and writes meta.json with `complete: true`."""
 from __future__ import annotations
 
 import importlib.metadata
-import os
 import platform
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
 from experiments import store as store_mod
-from experiments.manifest import file_sha256
 from experiments.features import backbones, faces
 from experiments.features import weights as weights_mod
 from experiments.features.generic import ImageItem, cpu_count, iter_features, set_torch_threads
+from experiments.manifest import file_sha256
 
 DEFAULT_BATCH_SIZE = 8
 

@@ -6,7 +6,7 @@ dlib is imported inside the functions."""
 from __future__ import annotations
 
 import multiprocessing
-from typing import Iterator, Sequence
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 

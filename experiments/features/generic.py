@@ -3,8 +3,8 @@ normalisation and the forward pass batched in the main process under inference_m
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Iterator, Sequence
 
 from PIL import Image
 
@@ -110,7 +110,7 @@ def normalize_batch(batch, prep: dict, channels_last: bool):
 
 
 def iter_features(backbone, items: Sequence[ImageItem], batch_size: int = 8,
-                  workers: int = 0, progress=None) -> Iterator[tuple[list[int], "object"]]:
+                  workers: int = 0, progress=None) -> Iterator[tuple[list[int], object]]:
     """Yield (item indices, float32 ndarray len x dim) batch by batch, in item order:
     the backbone's features of each image (or crop), computed under inference_mode.
     `workers` > 0 DataLoader processes decode and resize ahead of the model (0: in this

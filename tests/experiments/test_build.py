@@ -142,13 +142,17 @@ def test_bad_inputs(study, tmp_path, faces):
     fails(base + ["--design", "paper"], out, "condition", "short by")
     big = spec_file(tmp_path, {"conditions": [{"condition": "random", "subset": "all", "count": 10_000}]})
     fails(base + ["--design", "custom", "--spec", str(big)], out,
-          "condition random on all: 10000 trials asked", "short by")
+          "condition random on all: ", " suitable pairs, 10000 needed: short by ")
+    fails(["build", str(study), "--design", "paper", "--seed", "-5", "--out", str(out)], out,
+          "--seed", "-5 is not in the range x>=0")
     bad = spec_file(tmp_path, {"conditions": [{"condition": "colour", "subset": "all", "count": 2}]})
     fails(base + ["--design", "custom", "--spec", str(bad)], out, "unknown condition 'colour'")
     ok = spec_file(tmp_path, {"conditions": [{"condition": "generic", "subset": "all", "count": 2}]})
     fails(base + ["--design", "custom", "--spec", str(ok), "--generic-model", "resnet50"], out,
           "python -m experiments features", "--model resnet50")
     fails(base + ["--design", "custom"], out, "--spec")
+    fails(base + ["--design", "custom", "--spec", str(ok), "--per-condition", "5"], out,
+          "--per-condition is for --design paper")
     _, none = faces
     nofaces = tmp_path / "nofaces.txt"
     nofaces.write_text("\n".join(none) + "\n")
@@ -180,3 +184,31 @@ def test_missing_features_and_subsets(demo_study, copy_study, tmp_path):
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert "--kind face" in proc.stderr
     assert not (work / "subsets").exists()
+
+
+def test_stale_and_incomplete_sets_name_the_set_and_the_command(demo_study, copy_study, tmp_path):
+    work = copy_study(demo_study)
+    out = tmp_path / "z.json"
+
+    def edit_meta(key, **changes):
+        path = work / "features" / key / "meta.json"
+        meta = json.loads(path.read_text())
+        meta.update(changes)
+        path.write_text(json.dumps(meta))
+
+    def build(condition):
+        spec = spec_file(tmp_path, {"conditions": [{"condition": condition, "subset": "all",
+                                                    "count": 2}]})
+        return fails(["build", str(work), "--design", "custom", "--spec", str(spec), "--seed",
+                      "0", "--out", str(out)], out)
+
+    edit_meta("generic/efficientnet_lite0", complete=False)   # an interrupted run
+    err = build("generic")
+    assert ("feature set generic/efficientnet_lite0 is incomplete (its run was interrupted): "
+            f"run `python -m experiments features {work} --kind generic --model "
+            "efficientnet_lite0`") in err
+    meta = json.loads((work / "features" / "face/dlib_hog" / "meta.json").read_text())
+    edit_meta("face/dlib_hog", left_sha256=["0" * 64] + meta["left_sha256"][1:])  # stale
+    err = build("face")
+    assert ("feature set face/dlib_hog is out of date (the pair manifest changed since): "
+            f"run `python -m experiments features {work} --kind face --detector hog`") in err

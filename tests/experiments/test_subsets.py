@@ -6,6 +6,7 @@ import json
 import numpy as np
 import pytest
 
+from experiments import files
 from experiments import subsets as S
 
 IDS = [f"p{i:02d}" for i in range(14)]
@@ -101,7 +102,7 @@ def test_thresholds_are_parameters(crafted):
 
 def test_load_subset_by_name_and_file(tmp_path):
     ids = ["a", "b", "c", "d"]
-    S.write_json(tmp_path / "subsets" / "TLL_d.json", {"name": "TLL_d", "ids": ["c", "a"]})
+    files.write_json(tmp_path / "subsets" / "TLL_d.json", {"name": "TLL_d", "ids": ["c", "a"]})
     assert S.load_subset(tmp_path, "TLL_d", ids) == ("TLL_d", ["a", "c"])
     assert S.load_subset(tmp_path, "all", ids) == ("all", ids)
     (tmp_path / "mine.txt").write_text("# my pairs\nd\nb\n")
