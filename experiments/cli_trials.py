@@ -49,16 +49,17 @@ STUDY = click.argument("study_dir", type=click.Path(file_okay=False, path_type=P
 def run_subsets(study_dir: Path, obj_definition: str = "notebook", model: str | None = None,
                 detector: str | None = None, within_cosine: float = 0.10,
                 cross_cosine: float = 0.15, within_face: float = 0.4,
-                cross_face: float = 0.4) -> dict:
+                cross_face: float = 0.4, face_rule: str = "notebook") -> dict:
     """Compute and write the subsets of a study; print one line per subset; return them."""
     from experiments.subsets import SubsetParams, compute_subsets, subsets_dir
 
-    params = SubsetParams(within_cosine, cross_cosine, within_face, cross_face, obj_definition)
+    params = SubsetParams(within_cosine, cross_cosine, within_face, cross_face, obj_definition,
+                          face_rule)
     docs = compute_subsets(study_dir, params, model=model, detector=detector)
     total = len(docs["TLL_d"]["ids"]) + len({r["id"] for r in docs["TLL_d"]["dropped"]})
     click.echo(f"subsets of {total} pairs from {', '.join(docs['TLL_d']['feature_sets'])} "
                f"(within cosine {within_cosine}, cross cosine {cross_cosine}, "
-               f"face {within_face}/{cross_face}):")
+               f"face {within_face}/{cross_face}, face rule {face_rule}):")
     for name, doc in docs.items():
         click.echo(f"  {name:<17} {len(doc['ids']):>6} pairs kept, "
                    f"{len({r['id'] for r in doc['dropped']}):>6} dropped")
@@ -71,6 +72,11 @@ def run_subsets(study_dir: Path, obj_definition: str = "notebook", model: str | 
 @click.option("--obj-definition", type=click.Choice(["notebook", "strict"]), default="notebook",
               show_default=True, help="TLL_obj: notebook drops pairs whose larger face count "
               "is exactly 1; strict drops every pair with a face.")
+@click.option("--face-rule", type=click.Choice(["notebook", "distance"]), default="notebook",
+              show_default=True, help="TLL_d's face de-duplication: notebook compares the "
+              "argmin INDEX of each within-side face-distance row (faceless rows 10^9) with "
+              "--within-face, as the authors' notebook did (the paper's 1,828 pairs); "
+              "distance applies the stated rule to the distances.")
 @click.option("--model", default=None, help="Generic model for the cosine rules "
               "[default: densenet121 if in the store, else efficientnet_lite0].")
 @click.option("--detector", type=click.Choice(["hog", "cnn"]), default=None,
@@ -84,12 +90,12 @@ def run_subsets(study_dir: Path, obj_definition: str = "notebook", model: str | 
 @click.option("--cross-face", type=float, default=0.4, show_default=True,
               help="Face distance of the left image to another pair's right image at most this.")
 @clean_errors
-def subsets(study_dir, obj_definition, model, detector, within_cosine, cross_cosine,
+def subsets(study_dir, obj_definition, face_rule, model, detector, within_cosine, cross_cosine,
             within_face, cross_face):
     """Write the near-duplicate subsets TLL_d and TLL_obj (both definitions) of a study,
     each with the reason for every dropped pair, to STUDY_DIR/subsets/."""
     run_subsets(study_dir, obj_definition, model, detector, within_cosine, cross_cosine,
-                within_face, cross_face)
+                within_face, cross_face, face_rule)
 
 
 # --------------------------------------------------------------------------- evaluate
