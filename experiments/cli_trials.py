@@ -100,13 +100,19 @@ def subsets(study_dir, obj_definition, face_rule, model, detector, within_cosine
 
 # --------------------------------------------------------------------------- evaluate
 def run_evaluate(study_dir: Path, subset: str | None = None, out: Path | None = None,
-                 ties: str = "mean", repetitions: int = 10, seed: int = 0):
+                 ties: str = "mean", repetitions: int = 10, seed: int = 0,
+                 face_denominator: str = "notebook", associative: str = "exact",
+                 device: str = "auto"):
     """Evaluate every feature set on a subset, write the results, print Table 1."""
     from experiments.evaluate import evaluate_study, markdown_table
 
-    ev = evaluate_study(study_dir, subset, out, ties=ties, repetitions=repetitions, seed=seed)
-    click.echo(f"Table 1: recall@k (%) on subset {ev.subset} (N = {ev.n}, ties: {ties})")
-    cols = ["feature_set", "metric", "pairs_with_feature"] + [c for c in ev.table1.columns
+    ev = evaluate_study(study_dir, subset, out, ties=ties, repetitions=repetitions, seed=seed,
+                        face_denominator=face_denominator, associative=associative,
+                        device=device)
+    click.echo(f"Table 1: recall@k (%) on subset {ev.subset} (N = {ev.n}, ties: {ties}, "
+               f"subset face rule: {ev.face_rule}, face rows over: {ev.face_denominator}, "
+               f"associative recall: {ev.associative})")
+    cols = ["feature_set", "metric", "queries"] + [c for c in ev.table1.columns
                                                               if c.startswith("R@")]
     click.echo(markdown_table(ev.table1[cols]))
     if ev.votes is None:
@@ -124,15 +130,27 @@ def run_evaluate(study_dir: Path, subset: str | None = None, out: Path | None = 
               help="Output folder [default: STUDY_DIR/evaluation/<subset>].")
 @click.option("--ties", type=click.Choice(["mean", "optimistic", "pessimistic"]), default="mean",
               show_default=True, help="How distances equal to the true match's count.")
+@click.option("--face-denominator", type=click.Choice(["notebook", "subset"]),
+              default="notebook", show_default=True,
+              help="Face and face-generic rows of Tables 1 and 2a: notebook counts only pairs "
+              "whose own face distance is finite (the authors' cell 53); subset every pair.")
+@click.option("--associative", type=click.Choice(["exact", "sampled"]), default="exact",
+              show_default=True, help="Table 2a: exact (closed form from the ranks) or "
+              "sampled (the notebook's random sets, --repetitions times).")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto",
+              show_default=True, help="Where generic distances run: auto uses a CUDA GPU "
+              "when torch sees one and the features are large.")
 @click.option("--repetitions", type=click.IntRange(1), default=10, show_default=True,
-              help="Repetitions of associative recall (Table 2a).")
+              help="Repetitions of sampled associative recall (Table 2a).")
 @click.option("--seed", type=int, default=0, show_default=True,
               help="Seed of associative recall's random sets.")
 @clean_errors
-def evaluate(study_dir, subset, out, ties, repetitions, seed):
+def evaluate(study_dir, subset, out, ties, face_denominator, associative, device, repetitions,
+             seed):
     """Retrieval of every feature set in the store on a subset: Table 1 (recall@k),
     Table 2a (associative recall), votes correlation, recall plots, index.html."""
-    run_evaluate(study_dir, subset, out, ties, repetitions, seed)
+    run_evaluate(study_dir, subset, out, ties, repetitions, seed, face_denominator,
+                 associative, device)
 
 
 # --------------------------------------------------------------------------- build

@@ -197,9 +197,11 @@ class FeatureStore:
         except StoreError:
             return False
 
-    def load(self, key: str) -> FeatureSet:
+    def load(self, key: str, mmap: bool = True) -> FeatureSet:
         """Return the FeatureSet `key`; raise StoreError naming the command to run when it
-        is missing, incomplete or out of date."""
+        is missing, incomplete or out of date. With `mmap` (the default) the arrays are
+        read-only memory maps: only the rows a computation touches are read, so 100,000
+        pairs of nine models do not have to fit in RAM together."""
         folder = self.folder(key)
         meta = read_meta(folder)
         problem = self._problem(key, meta)
@@ -207,14 +209,16 @@ class FeatureStore:
             raise StoreError(f"feature set {key} in {self.workdir} is {problem}: run "
                              f"`{features_command(self.workdir, key)}`")
         kind = meta["kind"]
+        mode = "r" if mmap else None
+
+        def arr(name: str) -> np.ndarray:
+            return np.load(folder / name, allow_pickle=False, mmap_mode=mode)
         try:
             if kind == "generic":
-                sides = [np.load(folder / f"{s}.npy", allow_pickle=False) for s in SIDES]
+                sides = [arr(f"{s}.npy") for s in SIDES]
             else:
-                sides = [FaceSets(np.load(folder / f"{s}_vectors.npy", allow_pickle=False),
-                                  np.load(folder / f"{s}_offsets.npy", allow_pickle=False),
-                                  np.load(folder / f"{s}_boxes.npy", allow_pickle=False))
-                         for s in SIDES]
+                sides = [FaceSets(arr(f"{s}_vectors.npy"), arr(f"{s}_offsets.npy"),
+                                  arr(f"{s}_boxes.npy")) for s in SIDES]
         except (OSError, ValueError) as exc:
             raise StoreError(f"feature set {key} in {self.workdir} is damaged ({exc}): run "
                              f"`{features_command(self.workdir, key)}`") from None

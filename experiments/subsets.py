@@ -243,6 +243,20 @@ def _read_id_file(path: Path) -> list[str]:
     return [str(x) for x in obj]
 
 
+def subset_face_rule(workdir: str | os.PathLike, name: str) -> str | None:
+    """Return the face rule that made the computed subset ``name`` (None for ``all``, a
+    user's file, or a subset file written before face rules existed)."""
+    path = subsets_dir(workdir) / f"{name}.json"
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(doc, dict):
+        return None
+    rule = doc.get("face_rule") or (doc.get("params") or {}).get("face_rule")
+    return rule if isinstance(rule, str) else None
+
+
 def load_subset(workdir: str | os.PathLike, name: str, manifest_ids: Sequence[str]
                 ) -> tuple[str, list[str]]:
     """Return ``(name, ids)`` of a subset given by name (``all``, ``TLL_d``, any
