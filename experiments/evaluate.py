@@ -136,7 +136,8 @@ def evaluate_feature_sets(feature_sets, ids: Sequence[str], votes: dict | None =
             vrows.append({"feature_set": _label(key), "metric": metric, "n": c["n"],
                           **{f"{side}_{stat}": round(c[side][stat], 4)
                              for side in ("up", "down")
-                             for stat in ("pearson_r", "pearson_p", "spearman_r", "spearman_p")}})
+                             for stat in ("pearson_r", "pearson_p", "spearman_r", "spearman_p")},
+                          "face_rule": face_rule})
         del fs
     ranks_df = pd.DataFrame({"pair": list(ids), **{k: v for k, v in ranks_cols.items()}})
     return Evaluation(subset=subset, n=n, table1=pd.DataFrame(rows1), table2a=pd.DataFrame(rows2),
