@@ -189,42 +189,60 @@ def auto_chunk(n: int, budget: int = 16_000_000) -> int:
     return int(min(1024, max(16, budget // max(n, 1))))
 
 
+def _unit_copy(a: np.ndarray, rows: np.ndarray | None = None, block: int = 8192
+               ) -> tuple[np.ndarray, np.ndarray]:
+    """Return ``(copy of a[rows] with unit rows, the rows' norms)`` making one array of
+    that size (norms taken block by block, so no temporary as large as ``a``; row for
+    row the same arithmetic as `unit_rows`)."""
+    src = np.asarray(a)
+    out = np.array(src if rows is None else src[rows], copy=True)
+    if out.dtype not in (np.float32, np.float64):
+        out = out.astype(np.float64)
+    norms = np.empty(len(out), dtype=out.dtype)
+    for s in range(0, len(out), block):
+        norms[s:s + block] = np.linalg.norm(out[s:s + block], axis=1)
+    out /= np.where(norms > 0, norms, 1)[:, None]
+    return out, norms
+
+
 def generic_match_stats(left: np.ndarray, right: np.ndarray, chunk: int | None = None,
-                        euclidean: bool = True) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]:
+                        euclidean: bool = True, rows: np.ndarray | None = None
+                        ) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]:
     """Return ``{metric: (closer, ties, own)}`` (see `match_stats`) for vector features,
-    row i of ``left`` pairing with row i of ``right``, for cosine and (``euclidean``)
-    Euclidean distance from ONE matrix product per row chunk: the cosine block is
-    ``1 - l̂ r̂ᵀ`` exactly as `generic_block` computes it, and the squared Euclidean
-    distance ``|l|² + |r|² - 2 |l| |r| l̂·r̂`` reuses it (squares rank like distances)."""
-    n = len(left)
+    row i of ``left[rows]`` pairing with row i of ``right[rows]`` (``rows`` default: all;
+    the arrays may be read-only memory maps), for cosine and (``euclidean``) Euclidean
+    distance from ONE matrix product per row chunk: the cosine block is ``1 - l̂ r̂ᵀ`` as
+    in `generic_block`, and the squared Euclidean distance ``|l|² + |r|² - 2 |l| |r| l̂·r̂``
+    reuses it (squares rank like distances). Memory: one unit-row copy per side plus a
+    few ``chunk x N`` blocks (`auto_chunk`: about 64 MB each)."""
+    ln, lnorm = _unit_copy(left, rows)
+    rn, rnorm = _unit_copy(right, rows)
+    n = len(ln)
     chunk = chunk or auto_chunk(n)
-    ln = unit_rows(left)
-    lnorm = np.linalg.norm(_as_float(left), axis=1)
-    rnorm = np.linalg.norm(_as_float(right), axis=1)
-    rnt = np.ascontiguousarray(unit_rows(right).T)
+    rnt = rn.T                 # BLAS takes the transposed operand as is: no copy
     metrics = ("cosine", "euclidean") if euclidean else ("cosine",)
     out = {m: (np.empty(n, np.int64), np.empty(n, np.int64), np.empty(n, np.float64))
            for m in metrics}
-    rsq = (rnorm * rnorm).astype(rnt.dtype)
-    rnorm_t = rnorm.astype(rnt.dtype)
-    for rows in _chunks(n, chunk):
-        sim = ln[rows] @ rnt
-        r = np.arange(len(rows))
+    rsq = rnorm * rnorm
+    for rws in _chunks(n, chunk):
+        sim = ln[rws] @ rnt
+        r = np.arange(len(rws))
         for m in metrics:
             if m == "cosine":
                 d = np.subtract(1.0, sim, dtype=sim.dtype)
             else:  # in place: one chunk-sized temporary
-                ln_r = lnorm[rows].astype(sim.dtype)[:, None]
+                ln_r = lnorm[rws][:, None]
                 d = np.multiply(sim, -2 * ln_r)
-                d *= rnorm_t[None, :]
+                d *= rnorm[None, :]
                 d += rsq[None, :]
                 d += ln_r * ln_r
-            own = d[r, rows][:, None]
+            own = d[r, rws][:, None]
             closer, ties, dist = out[m]
-            closer[rows] = np.count_nonzero(d < own, axis=1)
-            ties[rows] = np.count_nonzero(d == own, axis=1) - 1
-            dist[rows] = own[:, 0]
+            closer[rws] = np.count_nonzero(d < own, axis=1)
+            ties[rws] = np.count_nonzero(d == own, axis=1) - 1
+            dist[rws] = own[:, 0]
             del d
+        del sim
     if euclidean:  # squared above; report the distance itself
         out["euclidean"][2][:] = np.sqrt(np.maximum(out["euclidean"][2], 0))
     return out
