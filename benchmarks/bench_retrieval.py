@@ -110,14 +110,14 @@ def full_evaluate(n: int, d: int, chunk: int) -> dict:
 
     left, right = data(n, d)
 
-    def product() -> None:
+    def product(lhs: np.ndarray, rhs: np.ndarray) -> None:
         out = np.empty((chunk, n), dtype=np.float32)
-        rt = np.ascontiguousarray(right.T)
+        rt = np.ascontiguousarray(rhs.T)
         for start in range(0, n, chunk):
-            a = left[start:start + chunk]
+            a = lhs[start:start + chunk]
             np.matmul(a, rt, out=out[:len(a)])
     t = time.perf_counter()
-    product()
+    product(left, right)
     t_product = time.perf_counter() - t
     with tempfile.TemporaryDirectory(prefix="bench-retrieval-") as tmp:
         np.save(Path(tmp) / "left.npy", left)

@@ -300,8 +300,6 @@ def build_backbone(name: str = DEFAULT_MODEL, weights: str | os.PathLike | None 
     `pretrained` is False. `optimize` folds BatchNorm into the convolutions and switches
     to channels_last memory, which is what makes CPU inference fast; the features agree
     with the plain model to float rounding. Raise WeightsError when weights are missing."""
-    import torch
-
     check_model(name)
     sha = None
     if pretrained:
