@@ -209,7 +209,6 @@ def extract_generic(workdir, model: str = backbones.DEFAULT_MODEL, weights=None,
             if precision != "float32":
                 backbone = backbones.half_precision(
                     backbone, precision, [ImageItem(paths[s]) for s in todo[:8]])
-        meta["device"] = str(getattr(backbone, "device", "cpu"))
         store_mod.write_meta(folder, meta)   # marked incomplete only once the model is loaded
         workers = default_loader_workers() if workers is None else workers
         bar = _progress(len(todo), key, "img", progress)
