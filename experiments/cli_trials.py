@@ -13,12 +13,13 @@ from experiments.cli_base import STUDY, clean_errors
 def run_subsets(study_dir: Path, obj_definition: str = "notebook", model: str | None = None,
                 detector: str | None = None, within_cosine: float = 0.10,
                 cross_cosine: float = 0.15, within_face: float = 0.4,
-                cross_face: float = 0.4) -> dict:
+                cross_face: float = 0.4, face_rule: str = "notebook") -> dict:
     """Compute and write the subsets of a study; print one line per subset; return them."""
     from experiments.subsets import SubsetParams, compute_subsets
     from experiments.summaries import subsets_summary
 
-    params = SubsetParams(within_cosine, cross_cosine, within_face, cross_face, obj_definition)
+    params = SubsetParams(within_cosine, cross_cosine, within_face, cross_face, obj_definition,
+                          face_rule)
     docs = compute_subsets(study_dir, params, model=model, detector=detector)
     click.echo(subsets_summary(docs, params, study_dir))
     return docs
@@ -29,6 +30,11 @@ def run_subsets(study_dir: Path, obj_definition: str = "notebook", model: str | 
 @click.option("--obj-definition", type=click.Choice(["notebook", "strict"]), default="notebook",
               show_default=True, help="TLL_obj: notebook drops pairs whose larger face count "
               "is exactly 1; strict drops every pair with a face.")
+@click.option("--face-rule", type=click.Choice(["notebook", "distance"]), default="notebook",
+              show_default=True, help="TLL_d's face de-duplication: notebook compares the "
+              "argmin INDEX of each within-side face-distance row (faceless rows 10^9) with "
+              "--within-face, as the authors' notebook did (the paper's 1,828 pairs); "
+              "distance applies the stated rule to the distances.")
 @click.option("--model", default=None, help="Generic model for the cosine rules "
               "[default: densenet121 if in the store, else efficientnet_lite0].")
 @click.option("--detector", type=click.Choice(["hog", "cnn"]), default=None,
@@ -42,23 +48,26 @@ def run_subsets(study_dir: Path, obj_definition: str = "notebook", model: str | 
 @click.option("--cross-face", type=float, default=0.4, show_default=True,
               help="Face distance of the left image to another pair's right image at most this.")
 @clean_errors
-def subsets(study_dir, obj_definition, model, detector, within_cosine, cross_cosine,
+def subsets(study_dir, obj_definition, face_rule, model, detector, within_cosine, cross_cosine,
             within_face, cross_face):
     """Write the near-duplicate subsets TLL_d and TLL_obj (both definitions) of a study,
     each with the reason for every dropped pair, to STUDY_DIR/subsets/."""
     run_subsets(study_dir, obj_definition, model, detector, within_cosine, cross_cosine,
-                within_face, cross_face)
+                within_face, cross_face, face_rule)
 
 
 # --------------------------------------------------------------------------- evaluate
 def run_evaluate(study_dir: Path, subset: str | None = None, out: Path | None = None,
-                 ties: str = "mean", repetitions: int = 10, seed: int = 0, gallery: int = 3):
+                 ties: str = "mean", repetitions: int = 10, seed: int = 0, gallery: int = 3,
+                 face_denominator: str = "notebook", associative: str = "exact",
+                 device: str = "auto"):
     """Evaluate every feature set on a subset, write the results, print Table 1."""
     from experiments.evaluate import evaluate_study
     from experiments.summaries import evaluation_summary
 
     ev = evaluate_study(study_dir, subset, out, ties=ties, repetitions=repetitions, seed=seed,
-                        gallery=gallery)
+                        gallery=gallery, face_denominator=face_denominator,
+                        associative=associative, device=device)
     click.echo(evaluation_summary(ev, ties))
     return ev
 
@@ -71,18 +80,30 @@ def run_evaluate(study_dir: Path, subset: str | None = None, out: Path | None = 
               help="Output folder [default: STUDY_DIR/evaluation/<subset>].")
 @click.option("--ties", type=click.Choice(["mean", "optimistic", "pessimistic"]), default="mean",
               show_default=True, help="How distances equal to the true match's count.")
+@click.option("--face-denominator", type=click.Choice(["notebook", "subset"]),
+              default="notebook", show_default=True,
+              help="Face and face-generic rows of Tables 1 and 2a: notebook counts only pairs "
+              "whose own face distance is finite (the authors' cell 53); subset every pair.")
+@click.option("--associative", type=click.Choice(["exact", "sampled"]), default="exact",
+              show_default=True, help="Table 2a: exact (closed form from the ranks) or "
+              "sampled (the notebook's random sets, --repetitions times).")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto",
+              show_default=True, help="Where generic distances run: auto uses a CUDA GPU "
+              "when torch sees one and the features are large.")
 @click.option("--repetitions", type=click.IntRange(1), default=10, show_default=True,
-              help="Repetitions of associative recall (Table 2a).")
+              help="Repetitions of sampled associative recall (Table 2a).")
 @click.option("--seed", type=int, default=0, show_default=True,
               help="Seed of associative recall's random sets and of Fig. 3's random queries.")
 @click.option("--gallery", type=click.IntRange(0), default=3, show_default=True,
               help="Fig. 3: queries per group (worst, best, random) per feature set; 0: none.")
 @clean_errors
-def evaluate(study_dir, subset, out, ties, repetitions, seed, gallery):
+def evaluate(study_dir, subset, out, ties, face_denominator, associative, device, repetitions,
+             seed, gallery):
     """Retrieval of every feature set in the store on a subset: Table 1 (recall@k),
     Table 2a (associative recall), votes correlation, recall plots, Fig. 3 galleries,
     Fig. 5c face counts, index.html."""
-    run_evaluate(study_dir, subset, out, ties, repetitions, seed, gallery)
+    run_evaluate(study_dir, subset, out, ties, repetitions, seed, gallery, face_denominator,
+                 associative, device)
 
 
 # --------------------------------------------------------------------------- build

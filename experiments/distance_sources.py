@@ -70,6 +70,82 @@ def block_for(fs, left_rows: np.ndarray, right_rows: np.ndarray, metric: str | N
     return retrieval.face_block(lv, lo, rv, ro, metric)
 
 
+# Below this many multiply-adds (N x N x d) a GPU's start-up costs more than it saves.
+GPU_MIN_WORK = 2e11
+
+
+def resolve_retrieval_device(device: str, n: int, dim: int) -> str:
+    """Return where the distances of an ``n x n`` retrieval on ``dim``-d features run:
+    ``cpu``, or ``cuda`` when asked, or (``auto``) when the features are large and torch
+    sees a GPU. torch is only imported for large features."""
+    if device == "cpu":
+        return "cpu"
+    if device not in ("auto", "cuda"):
+        raise ValueError(f"unknown device {device!r} (use auto, cpu or cuda)")
+    if device == "auto" and float(n) * n * dim < GPU_MIN_WORK:
+        return "cpu"
+    try:
+        import torch
+    except ImportError:  # pragma: no cover - torch is a requirement of experiments/
+        available = False
+    else:
+        available = torch.cuda.is_available()
+    if device == "cuda" and not available:
+        raise FeatureAccessError("--device cuda: torch sees no CUDA GPU on this machine "
+                                 "(use --device auto or cpu)")
+    return "cuda" if available else "cpu"
+
+
+def torch_generic_stats(left: np.ndarray, right: np.ndarray, device: str = "cuda",
+                        chunk: int | None = None) -> dict:
+    """Return what `retrieval.generic_match_stats` returns, computed with torch on
+    ``device`` (the GPU path of `evaluate`): the same formulas, float32, counts reduced on
+    the device so only N numbers per metric come back."""
+    import torch
+
+    n = len(left)
+    chunk = chunk or retrieval.auto_chunk(n, 64_000_000)
+    dev = torch.device(device)
+    lt = torch.as_tensor(np.ascontiguousarray(left, dtype=np.float32), device=dev)
+    rt = torch.as_tensor(np.ascontiguousarray(right, dtype=np.float32), device=dev)
+    lnorm, rnorm = lt.norm(dim=1), rt.norm(dim=1)
+    ln = lt / torch.where(lnorm > 0, lnorm, 1)[:, None]
+    rnt = (rt / torch.where(rnorm > 0, rnorm, 1)[:, None]).T.contiguous()
+    del lt, rt
+    rsq = rnorm * rnorm
+    out = {m: (np.empty(n, np.int64), np.empty(n, np.int64), np.empty(n, np.float64))
+           for m in ("cosine", "euclidean")}
+    for start in range(0, n, chunk):
+        rows = torch.arange(start, min(start + chunk, n), device=dev)
+        sim = ln[rows] @ rnt
+        idx = torch.arange(len(rows), device=dev)
+        lr = lnorm[rows][:, None]
+        for m in ("cosine", "euclidean"):
+            d = 1.0 - sim if m == "cosine" else (sim * (-2 * lr)) * rnorm[None, :] + rsq[None, :] + lr * lr
+            own = d[idx, rows][:, None]
+            sl = slice(start, start + len(rows))
+            out[m][0][sl] = (d < own).sum(1).cpu().numpy()
+            out[m][1][sl] = ((d == own).sum(1) - 1).cpu().numpy()
+            out[m][2][sl] = own[:, 0].double().cpu().numpy()
+    out["euclidean"][2][:] = np.sqrt(np.maximum(out["euclidean"][2], 0))
+    return out
+
+
+def generic_stats(fs, rows: np.ndarray, device: str = "auto") -> dict:
+    """Return ``{metric: (closer, ties, own)}`` for cosine and Euclidean distance of the
+    generic feature set ``fs`` restricted to ``rows`` (left i pairs with right i), from one
+    distance pass, on the GPU where `resolve_retrieval_device` says so."""
+    left, right = np.asarray(fs.left), np.asarray(fs.right)
+    rows = np.asarray(rows, dtype=np.int64)
+    # the whole set in store order (evaluate on `all`): no index copy of a memory map
+    whole = len(rows) == len(left) and bool((rows == np.arange(len(left))).all())
+    where = resolve_retrieval_device(device, len(rows), left.shape[1] if left.ndim == 2 else 0)
+    if where == "cuda":
+        return torch_generic_stats(left if whole else left[rows],
+                                   right if whole else right[rows], "cuda")
+    return retrieval.generic_match_stats(left, right, rows=None if whole else rows)
+
+
 def has_feature(fs, side: str, rows: np.ndarray) -> np.ndarray:
     """Return a bool per image: whether it has a feature (always for generic; a face for
     face kinds)."""

@@ -213,9 +213,11 @@ class FeatureStore:
         except StoreError:
             return False
 
-    def load(self, key: str) -> FeatureSet:
+    def load(self, key: str, mmap: bool = True) -> FeatureSet:
         """Return the FeatureSet `key`; raise StoreError naming the command to run when it
-        is missing, incomplete or out of date."""
+        is missing, incomplete or out of date. With `mmap` (the default) the arrays are
+        read-only memory maps: only the rows a computation touches are read, so 100,000
+        pairs of nine models do not have to fit in RAM together."""
         folder = self.folder(key)
         meta = read_meta(folder)
         problem = self._problem(key, meta)
@@ -223,14 +225,16 @@ class FeatureStore:
             raise StoreError(f"feature set {key} in {self.workdir} is {problem}: run "
                              f"`{features_command(self.workdir, key)}`")
         kind = meta["kind"]
+        mode = "r" if mmap else None
+
+        def arr(name: str) -> np.ndarray:
+            return np.load(folder / name, allow_pickle=False, mmap_mode=mode)
         try:
             if kind == "generic":
-                sides = [np.load(folder / f"{s}.npy", allow_pickle=False) for s in SIDES]
+                sides = [arr(f"{s}.npy") for s in SIDES]
             else:
-                sides = [FaceSets(np.load(folder / f"{s}_vectors.npy", allow_pickle=False),
-                                  np.load(folder / f"{s}_offsets.npy", allow_pickle=False),
-                                  np.load(folder / f"{s}_boxes.npy", allow_pickle=False))
-                         for s in SIDES]
+                sides = [FaceSets(arr(f"{s}_vectors.npy"), arr(f"{s}_offsets.npy"),
+                                  arr(f"{s}_boxes.npy")) for s in SIDES]
         except (OSError, ValueError) as exc:
             raise StoreError(f"feature set {key} in {self.workdir} is damaged ({exc}): run "
                              f"`{features_command(self.workdir, key)}`") from None
@@ -263,39 +267,72 @@ class CacheEntry:
     boxes: np.ndarray | None = None
 
 
-_CHUNK = re.compile(r"^chunk-(\d+)\.npz$")
+_CHUNK = re.compile(r"^chunk-(?:(s\d+of\d+)-)?(\d+)\.npz$")
 
 
 @dataclass
 class FeatureCache:
     """Per-image results of one feature set keyed by pixel sha256, persisted under
-    `<folder>/cache/` in chunk files (one per `add`). Results computed under another
-    configuration (model, weights, preprocessing, detector...) are discarded on open."""
+    `<folder>/cache/` in chunk files (one per `add`), written atomically under names no
+    other writer uses (`chunk-<tag>-<n>.npz` for shard `tag`), so shards on several
+    machines can fill one cache at once.
+
+    Opening changes nothing on disk: results computed under another configuration (model,
+    weights, preprocessing, detector...) are ignored then, and only removed by the first
+    `add` (so a run that fails before computing anything, e.g. on a bad weights file,
+    leaves the store exactly as it was). The cache keeps an index of the chunk files it
+    has read or written, so adding a batch never lists the folder."""
 
     folder: Path
     config: dict
+    tag: str | None = None
     entries: dict = field(default_factory=dict)
     discarded: int = 0
 
     def __post_init__(self) -> None:
         self.folder = Path(self.folder)
         self.dir = self.folder / CACHE_DIR
-        files.make_dirs(self.dir)
-        cfg_path = self.dir / "config.json"
+        self._files: set[str] = set()
+        self._next = 1
         try:
-            old = json.loads(cfg_path.read_text(encoding="utf-8"))
+            old = json.loads((self.dir / "config.json").read_text(encoding="utf-8"))
         except (OSError, ValueError):
             old = None
-        if old != json.loads(files.canonical_json(self.config)):
-            for p in self._chunks():
-                self.discarded += 1
-                p.unlink()
-            files.write_json(cfg_path, self.config)
-        for p in self._chunks():
-            self._read_chunk(p)
+        self.stale = old != json.loads(files.canonical_json(self.config))
+        self._stale_files: list[Path] = []
+        if self.stale:
+            self._stale_files = self._list()
+        else:
+            self.refresh()
 
-    def _chunks(self) -> list[Path]:
+    def _list(self) -> list[Path]:
+        if not self.dir.is_dir():
+            return []
         return sorted(p for p in self.dir.iterdir() if _CHUNK.match(p.name))
+
+    def refresh(self) -> int:
+        """Read the chunk files written since (by other shards); return how many."""
+        if self.stale:
+            return 0
+        new = [p for p in self._list() if p.name not in self._files]
+        for p in new:
+            m = _CHUNK.match(p.name)
+            if m.group(1) == self.tag:
+                self._next = max(self._next, int(m.group(2)) + 1)
+            self._files.add(p.name)
+            self._read_chunk(p)
+        return len(new)
+
+    def _reset(self) -> None:
+        """Drop the results of another configuration (only the files seen at open: a
+        shard that started at the same time keeps its own) and record this one."""
+        files.make_dirs(self.dir)
+        for p in self._stale_files:
+            self.discarded += 1
+            p.unlink(missing_ok=True)
+        self._stale_files = []
+        files.write_json(self.dir / "config.json", self.config)
+        self.stale = False
 
     def _read_chunk(self, path: Path) -> None:
         try:
@@ -326,6 +363,8 @@ class FeatureCache:
         persist them as one new chunk file before returning."""
         if not shas:
             return
+        if self.stale:
+            self._reset()
         entries = [CacheEntry(np.atleast_2d(np.asarray(v, dtype=np.float32)),
                               None if boxes is None else np.asarray(boxes[i], dtype=np.int32).reshape(-1, 4))
                    for i, v in enumerate(vectors)]
@@ -334,8 +373,10 @@ class FeatureCache:
             self.entries[sha] = e
 
     def _next_chunk_path(self) -> Path:
-        nums = [int(_CHUNK.match(p.name).group(1)) for p in self._chunks()]
-        return self.dir / f"chunk-{(max(nums) + 1) if nums else 1:06d}.npz"
+        name = f"chunk-{self.tag + '-' if self.tag else ''}{self._next:06d}.npz"
+        self._next += 1
+        self._files.add(name)
+        return self.dir / name
 
     def _write_chunk(self, path: Path, shas: list[str], entries: list[CacheEntry]) -> None:
         dims = {e.vectors.shape[1] for e in entries if e.vectors.shape[0]}
@@ -348,23 +389,28 @@ class FeatureCache:
         }
         if entries and entries[0].boxes is not None:
             arrays["boxes"] = np.concatenate([e.boxes.reshape(-1, 4) for e in entries]).astype(np.int32)
+        files.make_dirs(self.dir)
         files.write_with(path, lambda fh: np.savez(fh, **arrays))
 
     def compact(self, keep: set[str]) -> None:
-        """Rewrite the cache as one chunk holding only the images in `keep`."""
-        old = self._chunks()
+        """Rewrite the chunks this cache has read or written as one chunk holding only the
+        images in `keep` (chunks other shards wrote since are left alone)."""
+        if self.stale:
+            return
+        old = sorted(self._files)
         kept = [s for s in self.entries if s in keep]
-        new_path = self.dir / f"chunk-{(int(_CHUNK.match(old[-1].name).group(1)) + 1) if old else 1:06d}.npz"
         if kept:
-            self._write_chunk(new_path, kept, [self.entries[s] for s in kept])
-        for p in old:
-            p.unlink()
+            self._write_chunk(self._next_chunk_path(), kept, [self.entries[s] for s in kept])
+        for name in old:
+            (self.dir / name).unlink(missing_ok=True)
+            self._files.discard(name)
         self.entries = {s: self.entries[s] for s in kept}
 
     def clear(self) -> None:
         """Remove the whole cache folder."""
         shutil.rmtree(self.dir, ignore_errors=True)
         self.entries = {}
+        self._files = set()
 
 
 def write_feature_set(folder: str | os.PathLike, meta: dict, sides: dict) -> None:

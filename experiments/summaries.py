@@ -17,7 +17,7 @@ def subsets_summary(docs: dict, params, workdir: str | Path) -> str:
     total = len(first["ids"]) + len({r["id"] for r in first["dropped"]})
     lines = [f"subsets of {total} pairs from {', '.join(first['feature_sets'])} "
              f"(within cosine {params.within_cosine}, cross cosine {params.cross_cosine}, "
-             f"face {params.within_face}/{params.cross_face}):"]
+             f"face {params.within_face}/{params.cross_face}, face rule {params.face_rule}):"]
     for name, doc in docs.items():
         lines.append(f"  {name:<17} {len(doc['ids']):>6} pairs kept, "
                      f"{len({r['id'] for r in doc['dropped']}):>6} dropped")
@@ -30,9 +30,11 @@ def evaluation_summary(ev, ties: str) -> str:
     tables, plots and index.html are."""
     from experiments.evaluate import markdown_table
 
-    cols = ["feature_set", "metric", "pairs_with_feature"] + [c for c in ev.table1.columns
-                                                              if c.startswith("R@")]
-    lines = [f"Table 1: recall@k (%) on subset {ev.subset} (N = {ev.n}, ties: {ties})",
+    cols = ["feature_set", "metric", "queries"] + [c for c in ev.table1.columns
+                                                   if c.startswith("R@")]
+    lines = [f"Table 1: recall@k (%) on subset {ev.subset} (N = {ev.n}, ties: {ties}, "
+             f"subset face rule: {ev.face_rule}, face rows over: {ev.face_denominator}, "
+             f"associative recall: {ev.associative})",
              markdown_table(ev.table1[cols]).rstrip("\n")]
     if ev.votes is None:
         lines.append("votes: none in the manifest for these pairs, no correlation computed")

@@ -136,6 +136,41 @@ def test_evaluate_writes_tables_and_plots(study, tmp_path):
     assert row["R@5"] > 100 * 5 / len(g) * 2
 
 
+def test_face_rule_and_face_denominator_through_the_cli(study, tmp_path, faces):
+    """subsets --face-rule and evaluate --face-denominator: the default (notebook) TLL_d is
+    pairs with a face on both sides minus duplicates; the tables say which rules made them."""
+    import pandas as pd
+
+    both, _ = faces
+    work = tmp_path / "study"
+    shutil.copytree(study, work)
+    nb = json.loads((work / "subsets" / "TLL_d.json").read_text())
+    assert nb["face_rule"] == "notebook" and set(nb["ids"]) <= set(both)
+    proc = run_cli("experiments", "subsets", str(work), "--face-rule", "distance")
+    assert "face rule distance" in proc.stdout
+    dist = json.loads((work / "subsets" / "TLL_d.json").read_text())
+    assert dist["face_rule"] == "distance" and len(dist["ids"]) > len(nb["ids"])
+    assert not {r["rule"] for r in dist["dropped"]} & {"face_left_argmin", "face_right_argmin"}
+    rows = {}
+    for fd in ("notebook", "subset"):
+        out = tmp_path / fd
+        proc = run_cli("experiments", "evaluate", str(work), "--subset", "all", "--out", str(out),
+                       "--face-denominator", fd)
+        assert f"face rows over: {fd}" in proc.stdout
+        t1 = pd.read_csv(out / "table1.csv").set_index("feature_set")
+        t2 = pd.read_csv(out / "table2a.csv").set_index("feature_set")
+        assert t1.loc["face/dlib_hog", "face_denominator"] == fd == t2.loc["face/dlib_hog", "face_denominator"]
+        rows[fd] = t1.loc["face/dlib_hog"]
+    # the notebook counts the pairs with a face on both sides, the subset every pair
+    assert rows["notebook"]["queries"] == len(both) and rows["subset"]["queries"] == len(dist["ids"]) + len(
+        {r["id"] for r in dist["dropped"]})
+    assert rows["notebook"]["R@1"] * len(both) == pytest.approx(rows["subset"]["R@1"] * rows["subset"]["queries"],
+                                                               abs=1)
+    proc = run_cli("experiments", "evaluate", str(work), "--out", str(tmp_path / "d"))
+    assert "subset face rule: distance" in proc.stdout
+    assert (pd.read_csv(tmp_path / "d" / "table1.csv")["face_rule"] == "distance").all()
+
+
 def test_bad_inputs(study, tmp_path, faces):
     out = tmp_path / "x.json"
     base = ["build", str(study), "--seed", "1", "--out", str(out)]
