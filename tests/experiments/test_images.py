@@ -15,7 +15,7 @@ from experiments.features.faces import load_rgb
 from experiments.features.generic import open_rgb
 from experiments.ingest import ingest
 from experiments.manifest import load_manifest, pixel_sha256
-from server.loader import _encode
+from server.images import JPEG_QUALITY, JPEG_SUBSAMPLING, encode_image
 
 W, H = 40, 30
 
@@ -118,10 +118,11 @@ def test_models_and_participants_see_the_right_picture(study, pid):
         # lossless files: exact; JPEG: close on average (its block edges stray further)
         assert (err.max() == 0) if tol == 0 else (err.mean() < tol / 3), pid
     # the server's re-encoding for participants: the JPEG of exactly the right pixels
-    served = _encode(path, (W, H), 95)
+    served = encode_image(path, (W, H))
     if tol == 0:
         expected = io.BytesIO()
-        Image.fromarray(want).save(expected, "JPEG", quality=95, optimize=False,
+        Image.fromarray(want).save(expected, "JPEG", quality=JPEG_QUALITY,
+                                   subsampling=JPEG_SUBSAMPLING, optimize=False,
                                    progressive=False)
         assert served == expected.getvalue(), pid
     else:
