@@ -312,22 +312,20 @@ def test_demo_with_simulated_participants(demo_study, copy_study, tmp_path, page
     import base64
     import urllib.request
 
-    from experiments import distance_sources as ds
-    from experiments.cli_trials import run_build
-    from experiments.demo import DEMO_SEED, demo_design
-    from experiments.designs import eligible_queries
-    from experiments.manifest import load_manifest
+    from experiments.demo import DEMO_SEED, largest_paper_design
+    from experiments.experiment_file import write_experiment
     from experiments.store import FeatureStore
+    from experiments.subsets import SubsetParams, compute_subsets
     from server.loader import load_experiment
     from server.manage import set_password
     from tests.analysis.conftest import server_helpers
 
     work = copy_study(demo_study)
-    store = FeatureStore(work)
-    face = store.load(ds.face_key(store.keys()))
-    design = demo_design(len(eligible_queries("face", load_manifest(work).ids, face)))
     exp = work / "experiments" / "demo.json"
-    doc = run_build(work, design, DEMO_SEED, exp)           # what `make demo` builds
+    compute_subsets(work, SubsetParams())
+    _, doc = largest_paper_design(work, DEMO_SEED, exp)     # what `make demo` builds
+    write_experiment(exp, doc)
+    store = FeatureStore(work)
 
     app = server_helpers().make_app(tmp_path)
     with app.app_context():
