@@ -31,12 +31,13 @@ def create_app(config: dict | None = None, instance_path: str | os.PathLike | No
     from . import session_cookie
     session_cookie.init_app(app)
 
-    from . import errors, lab, api, images, manage, cli
+    from . import errors, lab, api, images, manage, home, cli
     errors.init_app(app)
     app.register_blueprint(lab.bp)
     app.register_blueprint(api.bp)
     app.register_blueprint(images.bp)
     app.register_blueprint(manage.bp)
+    app.register_blueprint(home.bp)
     cli.init_app(app)
 
     from . import mturk
