@@ -1,5 +1,5 @@
 // The researcher's home: poll the progress JSON and redraw each cell's chart (answers
-// against the target as a bar, the answers over time as a line), and follow a report
+// against the target as a bar, the answers over the last polls as a line), and follow a report
 // being made (status JSON) until it is done. No inline script: the CSP forbids it.
 (function () {
   "use strict";
@@ -17,7 +17,7 @@
     var h = history[c.key] = (history[c.key] || []).concat([c.answers]).slice(-KEEP);
     var top = Math.max(c.target, h[h.length - 1], 1);
     var pts = h.map(function (v, i) {
-      var x = h.length > 1 ? (SVG_W * i) / (KEEP - 1) : 0;
+      var x = h.length > 1 ? (SVG_W * i) / (h.length - 1) : 0;
       var y = SPARK_TOP + SPARK_H - (SPARK_H * v) / top;
       return x.toFixed(1) + "," + y.toFixed(1);
     });
