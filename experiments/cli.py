@@ -19,9 +19,9 @@ def cli() -> None:
 
 
 def _register() -> None:
-    from experiments import cli_data, cli_features, cli_trials
+    from experiments import cli_data, cli_features, cli_humans, cli_trials
 
-    for mod in (cli_data, cli_features, cli_trials):
+    for mod in (cli_data, cli_features, cli_trials, cli_humans):
         for cmd in mod.COMMANDS:
             cli.add_command(cmd)
 

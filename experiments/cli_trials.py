@@ -94,11 +94,12 @@ def subsets(study_dir, obj_definition, model, detector, within_cosine, cross_cos
 
 # --------------------------------------------------------------------------- evaluate
 def run_evaluate(study_dir: Path, subset: str | None = None, out: Path | None = None,
-                 ties: str = "mean", repetitions: int = 10, seed: int = 0):
+                 ties: str = "mean", repetitions: int = 10, seed: int = 0, gallery: int = 3):
     """Evaluate every feature set on a subset, write the results, print Table 1."""
     from experiments.evaluate import evaluate_study, markdown_table
 
-    ev = evaluate_study(study_dir, subset, out, ties=ties, repetitions=repetitions, seed=seed)
+    ev = evaluate_study(study_dir, subset, out, ties=ties, repetitions=repetitions, seed=seed,
+                        gallery=gallery)
     click.echo(f"Table 1: recall@k (%) on subset {ev.subset} (N = {ev.n}, ties: {ties})")
     cols = ["feature_set", "metric", "pairs_with_feature"] + [c for c in ev.table1.columns
                                                               if c.startswith("R@")]
@@ -121,12 +122,15 @@ def run_evaluate(study_dir: Path, subset: str | None = None, out: Path | None = 
 @click.option("--repetitions", type=click.IntRange(1), default=10, show_default=True,
               help="Repetitions of associative recall (Table 2a).")
 @click.option("--seed", type=int, default=0, show_default=True,
-              help="Seed of associative recall's random sets.")
+              help="Seed of associative recall's random sets and of Fig. 3's random queries.")
+@click.option("--gallery", type=click.IntRange(0), default=3, show_default=True,
+              help="Fig. 3: queries per group (worst, best, random) per feature set; 0: none.")
 @clean_errors
-def evaluate(study_dir, subset, out, ties, repetitions, seed):
+def evaluate(study_dir, subset, out, ties, repetitions, seed, gallery):
     """Retrieval of every feature set in the store on a subset: Table 1 (recall@k),
-    Table 2a (associative recall), votes correlation, recall plots, index.html."""
-    run_evaluate(study_dir, subset, out, ties, repetitions, seed)
+    Table 2a (associative recall), votes correlation, recall plots, Fig. 3 galleries,
+    Fig. 5c face counts, index.html."""
+    run_evaluate(study_dir, subset, out, ties, repetitions, seed, gallery)
 
 
 # --------------------------------------------------------------------------- build

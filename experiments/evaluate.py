@@ -5,11 +5,11 @@ correlation, the recall curves (Fig. 2) and the cosine-minus-Euclidean curve (Fi
 Written to OUT (default ``STUDY_DIR/evaluation/<subset>/``): ``table1.csv`` / ``.md``,
 ``table2a.csv`` / ``.md``, ``votes.csv`` / ``.md``, ``ranks.csv`` (the rank of every
 pair's own right image per feature set), ``recall_curves.png``, ``recall_zoom.png``,
-``cosine_minus_euclidean.png`` and ``index.html`` showing all of it.
+``cosine_minus_euclidean.png``, Fig. 3 and Fig. 5c (experiments/figures.py) and
+``index.html`` showing all of it (rendered from experiments/templates/evaluate.html).
 """
 from __future__ import annotations
 
-import html
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -145,35 +145,24 @@ def _plots(ev: Evaluation, out: Path) -> list[Path]:
     return files
 
 
-def _html(ev: Evaluation, votes_note: str) -> str:
+def _html(ev: Evaluation, votes_note: str, figures=None) -> str:
+    from experiments.figures import FACE_COUNT_CAP
+    from experiments.templates import render
+
     def table(df):
         return df.to_html(index=False, border=0, classes="t", na_rep="")
-    parts = [
-        "<!doctype html><html><head><meta charset='utf-8'>",
-        f"<title>Retrieval evaluation: {html.escape(ev.subset)}</title>",
-        "<style>body{font-family:sans-serif;margin:2em;max-width:1100px}"
-        "table.t{border-collapse:collapse}table.t td,table.t th{padding:3px 8px;"
-        "border-bottom:1px solid #ddd;text-align:right}img{max-width:48%;margin:4px}</style>",
-        "</head><body>",
-        f"<h1>Retrieval evaluation, subset {html.escape(ev.subset)} (N = {ev.n})</h1>",
-        "<h2>Table 1: recall@k (%)</h2>", table(ev.table1),
-        "<p>Rank of each left image's own right image among the subset's right images; "
-        "cosine for generic features, Euclidean (minimum over face pairs, +inf without a "
-        "face) for dlib faces.</p>",
-        "<h2>Table 2a: associative recall (%)</h2>", table(ev.table2a),
-        "<h2>Votes against the pair's distance</h2>",
-        table(ev.votes) if ev.votes is not None else f"<p>{html.escape(votes_note)}</p>",
-        "<h2>Plots</h2>",
-        "<img src='recall_curves.png' alt='recall curves'>",
-        "<img src='recall_zoom.png' alt='recall at 1, 5, 10, 20'>",
-        "<img src='cosine_minus_euclidean.png' alt='cosine minus Euclidean recall'>",
-        "<p>Files: table1.csv, table1.md, table2a.csv, table2a.md, votes.csv, votes.md, "
-        "ranks.csv.</p></body></html>"]
-    return "\n".join(parts) + "\n"
+    summary = getattr(figures, "face_summary", None)
+    return render("evaluate.html", ev=ev, figures=figures, votes_note=votes_note,
+                  table1=table(ev.table1), table2a=table(ev.table2a),
+                  votes=table(ev.votes) if ev.votes is not None else None,
+                  face_summary=table(summary.round(4)) if summary is not None else "",
+                  cap=FACE_COUNT_CAP)
 
 
-def write_evaluation(ev: Evaluation, out: str | os.PathLike) -> list[Path]:
-    """Write the tables, plots and index.html of ``ev`` into ``out``; return the files."""
+def write_evaluation(ev: Evaluation, out: str | os.PathLike, figures=None) -> list[Path]:
+    """Write the tables, plots and index.html of ``ev`` into ``out`` (index.html also
+    showing ``figures``, the Figures of experiments.figures, when given); return the
+    files."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     files = []
@@ -192,7 +181,8 @@ def write_evaluation(ev: Evaluation, out: str | os.PathLike) -> list[Path]:
     ev.ranks.to_csv(out / "ranks.csv", index=False)
     files.append(out / "ranks.csv")
     files += _plots(ev, out)
-    (out / "index.html").write_text(_html(ev, votes_note), encoding="utf-8")
+    files += figures.files if figures is not None else []
+    (out / "index.html").write_text(_html(ev, votes_note, figures), encoding="utf-8")
     files.append(out / "index.html")
     ev.files = files
     return files
@@ -200,9 +190,10 @@ def write_evaluation(ev: Evaluation, out: str | os.PathLike) -> list[Path]:
 
 def evaluate_study(workdir: str | os.PathLike, subset: str | None = None,
                    out: str | os.PathLike | None = None, ties: str = "mean",
-                   repetitions: int = 10, seed: int = 0) -> Evaluation:
+                   repetitions: int = 10, seed: int = 0, gallery: int = 3) -> Evaluation:
     """Evaluate every feature set of a study's store on ``subset`` (default TLL_d when
-    computed, else all pairs), write the results to ``out`` and return them."""
+    computed, else all pairs), write the results with Fig. 3 (``gallery`` queries per
+    group) and Fig. 5c to ``out`` and return them."""
     from experiments.manifest import load_manifest
     from experiments.store import FeatureStore
     from experiments.subsets import load_subset, subsets_dir
@@ -222,5 +213,8 @@ def evaluate_study(workdir: str | os.PathLike, subset: str | None = None,
     votes = {p.id: p.votes for p in manifest.pairs if p.votes is not None}
     ev = evaluate_feature_sets(fsets, ids, votes, ties=ties, repetitions=repetitions,
                                seed=seed, subset=name)
-    write_evaluation(ev, out or Path(workdir) / "evaluation" / name)
+    from experiments.figures import write_figures
+
+    out = Path(out or Path(workdir) / "evaluation" / name)
+    write_evaluation(ev, out, write_figures(workdir, manifest, fsets, ev, out, gallery, seed))
     return ev

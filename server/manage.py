@@ -6,8 +6,8 @@ Sessions are Flask-Login's, kept in the admin area's own cookie (server/security
 each carries the user's `session_token`, replaced at logout and password change so every
 copy of an old cookie stops working. Login is throttled per address and per user name
 (Flask-Limiter) and takes the same time whether or not the user exists. Every POST
-carries a CSRF token (Flask-WTF). JSON endpoints under /manage/api also accept HTTP Basic
-auth (admin user and password) so scripts can use them."""
+carries a CSRF token (Flask-WTF). GET requests (the JSON endpoints under /manage/api, the
+exports) also accept HTTP Basic auth (admin user and password) so scripts can use them."""
 from __future__ import annotations
 
 import hmac
@@ -110,8 +110,9 @@ def _load(session_id: str):
 
 @login_manager.request_loader
 def _basic(req):
-    # Scripts (the simulated participant) use HTTP Basic on /manage/api only.
-    if not req.path.startswith("/manage/api/"):
+    # Scripts (the simulated participant, exports) use HTTP Basic; read-only requests
+    # only, so a browser's cached credentials never carry a state change.
+    if req.method not in ("GET", "HEAD"):
         return None
     auth = req.authorization
     if auth is None or auth.type != "basic":
