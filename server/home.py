@@ -15,6 +15,7 @@ import os
 import re
 import secrets
 import shlex
+import shutil
 import subprocess
 import sys
 import threading
@@ -48,6 +49,7 @@ bp = Blueprint("home", __name__, url_prefix="/manage")
 # Answers wanted per trial when the design does not say (the paper: 20 workers per HIT).
 DEFAULT_TARGET_PER_TRIAL = 20
 REPORT_NICE = 10
+KEEP_REPORTS = 10
 JOB_ID = re.compile(r"^\d{8}T\d{6}Z-[0-9a-f]{6}$")
 REPORT_FILES = re.compile(r"^[A-Za-z0-9_.-]+\.(html|png|csv|svg)$")
 MIMES = {"html": "text/html", "png": "image/png", "csv": "text/csv", "svg": "image/svg+xml"}
@@ -274,9 +276,13 @@ def start_report(exp: Experiment) -> dict:
     """Start `python -m analysis report` on the current answers in a background process
     (its own session, so it outlives a request and never runs in a web thread); return
     the new job's state, or the running one's when a report is already being made."""
-    for j in jobs(exp):
+    previous = jobs(exp)
+    for j in previous:
         if j["state"] == "running":
             return j
+    # Keep the newest KEEP_REPORTS reports (the latest finished one always among them).
+    for j in previous[KEEP_REPORTS - 1:]:
+        shutil.rmtree(_reports_dir(exp) / j["id"], ignore_errors=True)
     job_id = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ") + "-" + secrets.token_hex(3)
     job = _reports_dir(exp) / job_id
     job.mkdir(parents=True)

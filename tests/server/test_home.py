@@ -53,9 +53,10 @@ def write_machine_results(study: Path) -> None:
     (study / "secret.png").write_bytes((ev / "recall_zoom.png").read_bytes())
 
 
-def build_home_app(tmp: Path):
-    """Return an app with experiment `small` (6 trials, design DESIGN) loaded from a
-    study folder that holds machine results; admin password `correct horse`."""
+def build_home_app(tmp: Path, db_url: str | None = None):
+    """Return an app (SQLite unless `db_url`) with experiment `small` (6 trials, design
+    DESIGN) loaded from a study folder that holds machine results; admin password
+    `correct horse`."""
     from server.loader import load_experiment
     from server.manage import set_password
 
@@ -65,7 +66,7 @@ def build_home_app(tmp: Path):
     doc["design"] = DESIGN
     path.write_text(json.dumps(doc, sort_keys=True, indent=2) + "\n")
     write_machine_results(study)
-    app = make_app(tmp, TLL_TARGET_ANSWERS_PER_TRIAL=3)
+    app = make_app(tmp, db_url, TLL_TARGET_ANSWERS_PER_TRIAL=3)
     with app.app_context():
         load_experiment(path, name="small", settings={"trial_order": "fixed"})
         set_password("correct horse")
@@ -75,6 +76,16 @@ def build_home_app(tmp: Path):
 @pytest.fixture
 def home_app(tmp_path):
     return build_home_app(tmp_path)
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def any_home_app(request, tmp_path):
+    """`home_app` once on SQLite and once on a real PostgreSQL server."""
+    url = request.getfixturevalue("postgres_url") if request.param == "postgres" else None
+    app, study = build_home_app(tmp_path, url)
+    yield app, study
+    with app.app_context():
+        db.engine.dispose()
 
 
 def login(client) -> str:
@@ -170,6 +181,7 @@ def _participant(app, code, platform, environment, status, completed, answers):
     from server.models import utcnow
     with app.app_context():
         trials = db.session.execute(db.select(Trial).order_by(Trial.position)).scalars().all()
+        trials = [t for t in trials if t.experiment.name == "small"]
         p = Participant(experiment_id=trials[0].experiment_id, code=code, token=code * 3,
                         population=platform, platform=platform, environment=environment,
                         submission_status=status, sequence=json.dumps([t.id for t in trials]),
@@ -182,8 +194,8 @@ def _participant(app, code, platform, environment, status, completed, answers):
         db.session.commit()
 
 
-def test_progress_per_platform_and_cell(home_app):
-    app, _ = home_app
+def test_progress_per_platform_and_cell(any_home_app):
+    app, _ = any_home_app
     c = app.test_client()
     empty = c.get("/manage/api/experiments/small/progress", headers=AUTH).json
     assert empty["participants"] == [] and empty["answers"] == 0
@@ -223,8 +235,8 @@ def wait_report(c, timeout=180.0) -> dict:
     raise AssertionError("the report did not finish in time")
 
 
-def test_report_in_background_and_served(home_app):
-    app, _ = home_app
+def test_report_in_background_and_served(any_home_app):
+    app, _ = any_home_app
     c = app.test_client()
     token = login(c)
     # No answers yet: the report process fails and says why; nothing is served.
@@ -290,3 +302,29 @@ def test_gallery_marks_true_match(home_app):
                 [k == t.true_index for k in range(5)]
     # Images by their opaque tokens only: no file name of the study reaches the page.
     assert ".png" not in html and html.count('src="/i/') == 6 * 6
+
+
+def test_old_reports_are_pruned(home_app, monkeypatch):
+    from server import home
+    app, _ = home_app
+    monkeypatch.setattr(home, "KEEP_REPORTS", 3)
+    base = Path(app.instance_path) / "reports" / "small"
+    for k in range(5):
+        job = base / f"2026010{k + 1}T000000Z-00000{k}"
+        (job / "out").mkdir(parents=True)
+        (job / "job.json").write_text(json.dumps({"started": time.time() - 100 + k}))
+        (job / "rc").write_text("0\n")
+        (job / "out" / "report.html").write_text(f"<p>report {k}</p>")
+    (base / "not-a-job").mkdir()
+    c = app.test_client()
+    token = login(c)
+    assert c.get("/manage/home/small/report/latest/report.html").data == b"<p>report 4</p>"
+    r = c.post("/manage/home/small/report", data={"csrf_token": token},
+               headers={"Accept": "application/json"})
+    assert r.status_code == 202
+    kept = sorted(p.name for p in base.iterdir())
+    # The new job and the two newest finished ones; other folders are not touched.
+    assert kept == ["20260104T000000Z-000003", "20260105T000000Z-000004", r.json["id"],
+                    "not-a-job"]
+    wait_report(c)  # (fails: no answers) the latest finished report stays served
+    assert c.get("/manage/home/small/report/latest/report.html").data == b"<p>report 4</p>"
