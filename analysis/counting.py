@@ -10,8 +10,9 @@ Rehearsal environments (local-sandbox, sandbox) therefore never reach a table un
 named. Every answer is either counted or excluded by the first rule it fails, and the
 `Counting` says how many each rule excluded.
 
-The tables of platforms, environments and statuses are the server's
-(`server.recruitment`), read here so that an unknown value is an error in both places.
+The tables of platforms, environments and statuses are `provenance`'s, which the server's
+`server.recruitment` enforces too, so that an unknown value is an error in both places
+(read from there so that the analysis never loads the web side).
 """
 from __future__ import annotations
 
@@ -20,8 +21,7 @@ from dataclasses import dataclass, field
 import pandas as pd
 
 from analysis.errors import AnalysisError
-from server.recruitment import ENVIRONMENTS, STATUSES
-from server.recruitment import platform as _platform
+from provenance import ENVIRONMENTS, PLATFORMS, STATUSES
 
 PROVENANCE = ["platform", "environment", "submission_status"]
 
@@ -96,7 +96,7 @@ def rules_for(platforms, environments=None, statuses=None) -> dict[str, dict]:
             raise AnalysisError(f"unknown platform {plat!r} in the answers (one of "
                                 f"{', '.join(DEFAULTS)})")
         rule = dict(DEFAULTS[plat])
-        p = _platform(plat)
+        p = PLATFORMS[plat]
         mine = [e for e in (envs or []) if e in p.environments]
         if mine:
             rule["environments"] = tuple(mine)

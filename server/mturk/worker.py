@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 from urllib.parse import urlencode
 
-from flask import Blueprint, current_app, render_template, request, url_for
+from flask import Blueprint, current_app, g, render_template, request, url_for
 from sqlalchemy import exists, select
 from sqlalchemy.exc import IntegrityError
 
@@ -35,6 +35,29 @@ bp = Blueprint("mturk_worker", __name__)
 def local_endpoint() -> str | None:
     """The configured local MTurk endpoint (config or env MTURK_ENDPOINT_URL), if any."""
     return current_app.config.get("MTURK_ENDPOINT_URL") or os.environ.get("MTURK_ENDPOINT_URL")
+
+
+@bp.before_request
+def load_participant() -> None:
+    """Load the participant whose token an answer carries (`?p=`) into `g.participant`,
+    refusing a preview and a participant that is not this URL's assignment (as flaskr
+    loads the user). The task page has no token: it finds or creates the participant from
+    the MTurk parameters."""
+    g.participant = None
+    if request.endpoint != "mturk_worker.answer":
+        return
+    token = request.args.get("p", "")
+    args = request.view_args or {}
+    # Light records (ids and the columns checked), not ORM objects: this runs per trial.
+    exp = rec.experiment_ref(args.get("name", ""))
+    params = _params()
+    if params["assignmentId"] in ("", PREVIEW_ID):
+        raise RecordingError(403, "this is a preview: accept the HIT to answer")
+    p = rec.participant_ref(token)
+    if (p.experiment_id != exp.id or p.assignment_id != params["assignmentId"]
+            or p.worker_id != params["workerId"]):
+        raise RecordingError(403, "this answer does not belong to this assignment")
+    g.participant = p
 
 
 @bp.after_request
@@ -191,15 +214,7 @@ def task(name: str, hit_key: str):
 @bp.post("/mturk/task/<name>/<hit_key>/answer")
 def answer(name: str, hit_key: str):
     """Store one answer (idempotent) and send the worker on to the next page."""
-    # Light records (ids and the columns checked), not ORM objects: this runs per trial.
-    exp = rec.experiment_ref(name)
     params = _params()
-    if params["assignmentId"] in ("", PREVIEW_ID):
-        raise RecordingError(403, "this is a preview: accept the HIT to answer")
-    p = rec.participant_ref(request.args.get("p", ""))
-    if (p.experiment_id != exp.id or p.assignment_id != params["assignmentId"]
-            or p.worker_id != params["workerId"]):
-        raise RecordingError(403, "this answer does not belong to this assignment")
     if checked_submit_to(params["turkSubmitTo"], local_endpoint()) is None:
         raise RecordingError(400, "turkSubmitTo is not one of MTurk's hosts")
-    return record_form_answer(p, _task_url(name, hit_key, params))
+    return record_form_answer(g.participant, _task_url(name, hit_key, params))

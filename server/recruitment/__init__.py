@@ -13,6 +13,8 @@ The recording core and the analysis know platforms only as provenance columns.
 """
 from __future__ import annotations
 
+import provenance as _TABLES
+
 from .base import (REQUESTER_OPERATIONS, Environment, ExitResponse, Identity, Platform,
                    UnknownName, supports)
 from .local import LAB, SIMULATED
@@ -22,19 +24,15 @@ __all__ = ["ENVIRONMENTS", "PLATFORMS", "REPEATS", "STATUSES", "REQUESTER_OPERAT
            "Environment", "ExitResponse", "Identity", "Platform", "UnknownName",
            "check_status", "environment", "platform", "register", "repeat_key", "supports"]
 
-ENVIRONMENTS: dict[str, Environment] = {e.name: e for e in (
-    Environment("lab", False, "participants in the lab, entering with a code"),
-    Environment("simulated", False, "simulated participants (scripts, load tests)"),
-    Environment("local-sandbox", True, "a dry run against the local MTurk-compatible endpoint"),
-    Environment("sandbox", True, "a platform's sandbox: rehearsal with test workers"),
-    Environment("production", False, "real recruitment on a platform"),
-)}
+ENVIRONMENTS: dict[str, Environment] = _TABLES.ENVIRONMENTS
 
 PLATFORMS: dict[str, Platform] = {}
 
 
 def register(p: Platform) -> Platform:
     """Add platform `p` to the registry (its environments must be in ENVIRONMENTS)."""
+    if p.name not in _TABLES.PLATFORMS:
+        raise UnknownName(f"platform {p.name!r} has no row in provenance.PLATFORMS")
     unknown = [e for e in p.environments if e not in ENVIRONMENTS]
     if unknown:
         raise UnknownName(f"platform {p.name!r} names unknown environment(s) "

@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
+from provenance import Environment  # noqa: F401  (re-exported: the table lives there)
+
 # The requester's operations, in the order a study goes through them. A platform that has
 # no requester side (the lab) simply lacks these methods; `supports()` tells.
 REQUESTER_OPERATIONS = ("publish", "status", "sync", "review", "approve", "reject", "bonus",
@@ -18,15 +20,6 @@ REQUESTER_OPERATIONS = ("publish", "status", "sync", "review", "approve", "rejec
 
 class UnknownName(ValueError):
     """A platform, environment, status or repeat policy that is not in its table."""
-
-
-@dataclass(frozen=True)
-class Environment:
-    """Where answers are collected: `rehearsal` environments never reach a production
-    table unless asked for by name."""
-    name: str
-    rehearsal: bool
-    description: str
 
 
 @dataclass(frozen=True)

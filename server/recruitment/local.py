@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from provenance import PLATFORMS
+
 from .base import ExitResponse, Identity
 
 
@@ -11,13 +13,21 @@ from .base import ExitResponse, Identity
 class LocalPlatform:
     """A platform without a requester side: answers count as recorded."""
     name: str
-    statuses: tuple[str, ...] = ("recorded",)
-    closed_statuses: frozenset[str] = frozenset()
+
+    @property
+    def statuses(self) -> tuple[str, ...]:
+        """Its statuses (provenance.PLATFORMS): answers count as recorded."""
+        return PLATFORMS[self.name].statuses
+
+    @property
+    def closed_statuses(self) -> frozenset[str]:
+        """None: a lab participant's answers are never refused by status."""
+        return PLATFORMS[self.name].closed_statuses
 
     @property
     def environments(self) -> tuple[str, ...]:
         """The one environment of this platform (named like it)."""
-        return (self.name,)
+        return PLATFORMS[self.name].environments
 
     def identity(self, code: str | None = None, **_entry) -> Identity:
         """Return the Identity of a participant who entered with `code`."""

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from provenance import PLATFORMS
+
 from .base import ExitResponse, Identity, UnknownName
 
 # The requester's labels (server.mturk.requester.Requester.label, kept in hits.environment)
@@ -29,11 +31,11 @@ def environment_of(hit_label: str) -> str:
 class MTurkPlatform:
     """Amazon Mechanical Turk (ExternalQuestion HITs)."""
     name: str = "mturk"
-    # MTurk's life of an assignment; `abandoned` = accepted, never submitted, expired.
-    statuses: tuple[str, ...] = ("accepted", "submitted", "approved", "rejected", "returned",
-                                 "abandoned")
-    closed_statuses: frozenset[str] = frozenset({"returned", "abandoned"})
-    environments: tuple[str, ...] = ("local-sandbox", "sandbox", "production")
+    # MTurk's life of an assignment (provenance.PLATFORMS): `abandoned` = accepted, never
+    # submitted, expired.
+    statuses: tuple[str, ...] = PLATFORMS["mturk"].statuses
+    closed_statuses: frozenset[str] = PLATFORMS["mturk"].closed_statuses
+    environments: tuple[str, ...] = PLATFORMS["mturk"].environments
 
     def identity(self, workerId: str | None = None, assignmentId: str | None = None,
                  hitId: str | None = None, hit_environment: str = "sandbox",

@@ -18,9 +18,8 @@ MTURK = [("W1", "production", "submitted", True), ("W2", "production", "approved
          ("W7", "sandbox", "submitted", False)]
 
 
-@pytest.fixture
-def exported(any_app, tmp_path):
-    """The answers of every kind of participant; returns (CSV path, database URL)."""
+def _fill(any_app, tmp_path):
+    """Store answers of every kind of participant; return (CSV export path, database URL)."""
     from server.export import to_csv
     from server.models import db
 
@@ -45,8 +44,8 @@ def exported(any_app, tmp_path):
     return path, url
 
 
-def test_default_counting_from_csv_and_database(exported):
-    path, url = exported
+def test_counting_from_csv_and_database(any_app, tmp_path):
+    path, url = _fill(any_app, tmp_path)
     for answers in (load_answers(csv=path), load_answers(db=url, experiment="small")):
         c = answers.counting
         assert (c.total, c.counted) == (10, 5)
@@ -61,10 +60,6 @@ def test_default_counting_from_csv_and_database(exported):
         assert row.loc[("mturk", "local-sandbox", "submitted"), "decision"] == \
             "excluded: environment"
         assert row.loc[("mturk", "production", "returned"), "decision"] == "excluded: status"
-
-
-def test_counting_otherwise_when_asked(exported):
-    path, _ = exported
     # A rehearsal is counted only when named; the lab keeps its own rule.
     a = load_answers(csv=path, environments=["local-sandbox"])
     assert a.counting.counted == 2 + 1 + 1
@@ -77,8 +72,8 @@ def test_counting_otherwise_when_asked(exported):
     assert "unknown environment 'moon'" in str(e.value)
 
 
-def test_every_output_starts_with_what_was_counted(exported, tmp_path, capsys):
-    path, _ = exported
+def test_every_output_starts_with_what_was_counted(app, tmp_path, capsys):
+    path, _ = _fill(app, tmp_path)
     assert main(["accuracy", "--csv", str(path)]) == 0
     out = capsys.readouterr().out
     assert out.startswith("== counting\ncounted 5 of 10 answers\n")

@@ -68,6 +68,16 @@ def _slow_client(port: int) -> socket.socket:
     return s
 
 
+def _raw_status(port: int, raw: bytes) -> int:
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        s.sendall(raw)
+        s.shutdown(socket.SHUT_WR)
+        reply = b""
+        while chunk := s.recv(65536):
+            reply += chunk
+    return int(reply.split(b" ", 2)[1]) if reply else 0
+
+
 def test_nginx_config_is_valid(tmp_path):
     conf = _nginx_conf(tmp_path, free_port(), free_port())
     r = subprocess.run([NGINX, "-t", "-p", str(tmp_path), "-c", str(conf)],
@@ -122,6 +132,14 @@ def test_50_slow_clients_do_not_stop_a_participant(tmp_path, sqlite_template):
         # The client's address reaches the app through the proxy (login throttling).
         r = urllib.request.urlopen(base + "/lab/small/", timeout=5)
         assert r.status == 200 and r.headers["Content-Security-Policy"]
+        # A malformed chunked body, straight to gunicorn and through nginx: a 4xx.
+        for p in (app_port, port):
+            for body in (b"zz\r\nabc\r\n0\r\n\r\n", b"3\r\nabcdef\r\n0\r\n\r\n"):
+                status = _raw_status(p, b"POST /api/v1/experiments/small/participants "
+                                        b"HTTP/1.1\r\nHost: x\r\nContent-Type: application/json"
+                                        b"\r\nTransfer-Encoding: chunked\r\nConnection: close"
+                                        b"\r\n\r\n" + body)
+                assert 400 <= status < 500, (p, body, status)
     finally:
         for s in slow:
             s.close()
