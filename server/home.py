@@ -50,7 +50,7 @@ bp = Blueprint("home", __name__, url_prefix="/manage")
 DEFAULT_TARGET_PER_TRIAL = 20
 REPORT_NICE = 10
 KEEP_REPORTS = 10
-JOB_ID = re.compile(r"^\d{8}T\d{6}Z-[0-9a-f]{6}$")
+JOB_ID = re.compile(r"^\d{8}T\d{6}\.\d{6}Z-[0-9a-f]{6}$")
 REPORT_FILES = re.compile(r"^[A-Za-z0-9_.-]+\.(html|png|csv|svg)$")
 MIMES = {"html": "text/html", "png": "image/png", "csv": "text/csv", "svg": "image/svg+xml"}
 # The report is our own HTML with figures embedded as data: URIs and one <style>: allowed
@@ -283,7 +283,8 @@ def start_report(exp: Experiment) -> dict:
     # Keep the newest KEEP_REPORTS reports (the latest finished one always among them).
     for j in previous[KEEP_REPORTS - 1:]:
         shutil.rmtree(_reports_dir(exp) / j["id"], ignore_errors=True)
-    job_id = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ") + "-" + secrets.token_hex(3)
+    # Microseconds: two reports within one second still sort newest first by name.
+    job_id = datetime.now(UTC).strftime("%Y%m%dT%H%M%S.%fZ") + "-" + secrets.token_hex(3)
     job = _reports_dir(exp) / job_id
     job.mkdir(parents=True)
     (job / "job.json").write_text(json.dumps({"started": time.time(), "experiment": exp.name}))

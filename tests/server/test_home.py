@@ -275,7 +275,8 @@ def test_report_in_background_and_served(any_home_app):
     r = c.get(f"/manage/home/small/report/{latest['id']}/{csvs[0]}")
     assert r.status_code == 200 and r.mimetype == "text/csv"
     for bad in (f"{latest['id']}/..%2F..%2F..%2Fserver.sqlite3", f"{latest['id']}/log.txt",
-                "..%2Fsmall/report.html", "20990101T000000Z-abcdef/report.html"):
+                "..%2Fsmall/report.html", "20990101T000000.000000Z-abcdef/report.html",
+                "20990101T000000Z-abcdef/report.html"):
         assert c.get(f"/manage/home/small/report/{bad}").status_code == 404, bad
     home = c.get("/manage/home/small").get_data(as_text=True)
     assert f"/manage/home/small/report/{latest['id']}/report.html" in home
@@ -310,7 +311,7 @@ def test_old_reports_are_pruned(home_app, monkeypatch):
     monkeypatch.setattr(home, "KEEP_REPORTS", 3)
     base = Path(app.instance_path) / "reports" / "small"
     for k in range(5):
-        job = base / f"2026010{k + 1}T000000Z-00000{k}"
+        job = base / f"2026010{k + 1}T000000.000000Z-00000{k}"
         (job / "out").mkdir(parents=True)
         (job / "job.json").write_text(json.dumps({"started": time.time() - 100 + k}))
         (job / "rc").write_text("0\n")
@@ -324,7 +325,7 @@ def test_old_reports_are_pruned(home_app, monkeypatch):
     assert r.status_code == 202
     kept = sorted(p.name for p in base.iterdir())
     # The new job and the two newest finished ones; other folders are not touched.
-    assert kept == ["20260104T000000Z-000003", "20260105T000000Z-000004", r.json["id"],
+    assert kept == ["20260104T000000.000000Z-000003", "20260105T000000.000000Z-000004", r.json["id"],
                     "not-a-job"]
     wait_report(c)  # (fails: no answers) the latest finished report stays served
     assert c.get("/manage/home/small/report/latest/report.html").data == b"<p>report 4</p>"
