@@ -36,7 +36,8 @@ demo: demo-pipeline
 
 # The report for the demo experiment from the answers given so far.
 report: venv
-	$(PY) -m analysis report --db sqlite:///$(abspath $(DEMO))/server.sqlite3 --experiment demo --out $(DEMO)/report
+	$(PY) -m analysis report --db sqlite:///$(abspath $(DEMO))/server.sqlite3 --experiment demo --out $(DEMO)/report \
+	    $(if $(wildcard $(DEMO)/experiments/demo.json),--experiment-file $(DEMO)/experiments/demo.json)
 
 test: system-test venv-dev
 	$(PY) -m pytest

@@ -6,7 +6,9 @@ from __future__ import annotations
 import pandas as pd
 
 from analysis.load import MACHINE_PREFIX, machine_columns, order_populations
-from analysis.stats import wilson_interval
+from analysis.stats import cluster_bootstrap_interval, wilson_interval
+
+DEFAULT_RESAMPLES = 2000
 
 # The paper's column order: TLL_obj {random, generic}, TLL_d {random, face, face_generic,
 # generic}; other subsets and conditions follow alphabetically.
@@ -31,12 +33,22 @@ def cells(df: pd.DataFrame) -> list[tuple[str, str]]:
     return out
 
 
-def _row(group: str, kind: str, subset: str, condition: str, k: int, n: int,
-         no_choice: int | None = None) -> dict:
+def _row(group: str, kind: str, subset: str, condition: str, per_trial: pd.DataFrame,
+         n_resamples: int, seed: int, no_choice: int | None = None) -> dict:
+    """One cell; per_trial has one row per trial with `k` (correct) and `n` (answers)."""
+    k, n = int(per_trial["k"].sum()), int(per_trial["n"].sum())
     lo, hi = wilson_interval(k, n)
+    blo, bhi = cluster_bootstrap_interval(per_trial["k"], per_trial["n"], n_resamples, seed)
     return {"row": group, "kind": kind, "subset": subset, "condition": condition,
-            "n": n, "correct": k, "accuracy": k / n if n else float("nan"),
-            "ci_low": lo, "ci_high": hi, "no_choice": no_choice}
+            "n": n, "trials": len(per_trial), "correct": k,
+            "accuracy": k / n if n else float("nan"),
+            "boot_low": blo, "boot_high": bhi, "ci_low": lo, "ci_high": hi,
+            "no_choice": no_choice}
+
+
+def _per_trial(correct: pd.Series, trial: pd.Series) -> pd.DataFrame:
+    g = correct.astype(int).groupby(trial.to_numpy())
+    return pd.DataFrame({"k": g.sum(), "n": g.size()})
 
 
 PAPER_MACHINE_ROW = "machine: the condition's own features"
@@ -56,20 +68,36 @@ def condition_machine_choice(trials: pd.DataFrame, condition_features: dict[str,
     return out
 
 
-def accuracy_long(df: pd.DataFrame, condition_features: dict[str, str] | None = None
-                  ) -> pd.DataFrame:
-    """Return one row per (row, subset, condition): human populations and machine feature
-    sets, with n, correct, accuracy (0..1), Wilson 95 % interval (ci_low, ci_high).
+def accuracy_long(df: pd.DataFrame, condition_features: dict[str, str] | None = None,
+                  n_resamples: int = DEFAULT_RESAMPLES, seed: int = 0) -> pd.DataFrame:
+    """Accuracy per population and machine feature set, per subset x condition cell.
 
-    ``df`` holds the answers to analyse (catch trials already removed). A human row counts
-    answers; a machine row counts each distinct trial those answers cover once
-    (machine correct = machine position == true position). ``no_choice`` is how many of
-    those trials the feature set could not rank (no face found): they count as wrong, as
-    the machine did not rank the true match highest. The cell POOLED ("all subsets",
-    "all conditions") pools everything.
-    With ``condition_features`` (the design's condition -> feature set) one more row,
-    PAPER_MACHINE_ROW, is the paper's single "machine" row: each column judged by the
-    features that built its distractors (random: the generic ones).
+    Parameters
+    ----------
+    df : DataFrame
+        Answers to analyse (``Answers.without_catch()``), columns as ``Answers.df``.
+    condition_features : dict, optional
+        The design's condition -> feature set; adds PAPER_MACHINE_ROW (each column judged
+        by the features that built its distractors; random: the generic ones).
+    n_resamples : int
+        Cluster bootstrap resamples (CLI ``--bootstrap``).
+    seed : int
+        Seed of the bootstrap (CLI ``--seed``).
+
+    Returns
+    -------
+    DataFrame
+        One row per (row, subset, condition), the pooled cell POOLED last: row (population
+        or ``machine: <key>``), kind (human | machine), subset, condition, n (answers; a
+        machine counts each trial once), trials, correct, accuracy (0..1), boot_low,
+        boot_high (cluster bootstrap 95 %: trials resampled, then answers within each
+        trial: the default interval), ci_low, ci_high (Wilson 95 %, assuming independent
+        answers), no_choice (machine rows: trials it could not rank; they count as wrong).
+
+    Examples
+    --------
+    >>> long = accuracy_long(answers.without_catch(), answers.condition_features)  # doctest: +SKIP
+    >>> long[["row", "condition", "accuracy", "boot_low", "boot_high"]]  # doctest: +SKIP
     """
     rows: list[dict] = []
     trials = df.drop_duplicates("trial")
@@ -78,7 +106,8 @@ def accuracy_long(df: pd.DataFrame, condition_features: dict[str, str] | None = 
         d = df[df["population"] == pop]
         for s, c, pooled in grid:
             sel = d if pooled else d[(d["subset"] == s) & (d["condition"] == c)]
-            rows.append(_row(pop, "human", s, c, int(sel["correct"].sum()), len(sel)))
+            rows.append(_row(pop, "human", s, c, _per_trial(sel["correct"], sel["trial"]),
+                             n_resamples, seed))
     machines = [(f"machine: {col[len(MACHINE_PREFIX):]}", trials[col])
                 for col in machine_columns(df)]
     if condition_features:
@@ -88,20 +117,43 @@ def accuracy_long(df: pd.DataFrame, condition_features: dict[str, str] | None = 
         for s, c, pooled in grid:
             sel = trials if pooled else trials[(trials["subset"] == s) & (trials["condition"] == c)]
             choice = choices.loc[sel.index]
-            k = int((choice == sel["true_position"]).fillna(False).sum())
-            rows.append(_row(label, "machine", s, c, k, len(sel),
-                             no_choice=int(choice.isna().sum())))
-    out = pd.DataFrame(rows, columns=["row", "kind", "subset", "condition", "n", "correct",
-                                      "accuracy", "ci_low", "ci_high", "no_choice"])
+            hit = (choice == sel["true_position"]).fillna(False).astype(bool)
+            rows.append(_row(label, "machine", s, c, _per_trial(hit, sel["trial"]),
+                             n_resamples, seed, no_choice=int(choice.isna().sum())))
+    out = pd.DataFrame(rows, columns=["row", "kind", "subset", "condition", "n", "trials",
+                                      "correct", "accuracy", "boot_low", "boot_high",
+                                      "ci_low", "ci_high", "no_choice"])
     out["no_choice"] = out["no_choice"].astype("Int64")
     return out
 
 
+def _no_choice_at_all(x) -> bool:
+    """A machine that ranked none of the cell's trials has no accuracy to show."""
+    return x["kind"] == "machine" and not pd.isna(x["no_choice"]) and x["no_choice"] == x["n"]
+
+
 def accuracy_table(long: pd.DataFrame, what: str = "percent") -> pd.DataFrame:
-    """Return the Table 2b layout of ``accuracy_long``: rows = populations then machine
-    rows, columns = (subset, condition) MultiIndex, values per ``what``:
-    ``percent`` (accuracy in %, 1 decimal), ``n`` (counts) or ``text``
-    ("83.3 [71.9, 90.7] n=60")."""
+    """The Table 2b layout of ``accuracy_long``.
+
+    Parameters
+    ----------
+    long : DataFrame
+        From accuracy_long.
+    what : {"percent", "n", "text", "wilson"}
+        ``percent``: accuracy in % with two decimals as in the paper (68.25); ``n``:
+        answers; ``text``: "68.25 [44.80, 72.30] n=80" with the cluster bootstrap interval;
+        ``wilson``: the same with Wilson's interval.
+
+    Returns
+    -------
+    DataFrame
+        Rows = populations then machine rows, columns = (subset, condition) MultiIndex. A
+        machine with no choice on any trial of a cell shows "—" (NaN in ``percent``).
+
+    Examples
+    --------
+    >>> accuracy_table(accuracy_long(df), "text")  # doctest: +SKIP
+    """
     if long.empty:
         return pd.DataFrame()
     rows = list(dict.fromkeys(long["row"]))
@@ -112,13 +164,17 @@ def accuracy_table(long: pd.DataFrame, what: str = "percent") -> pd.DataFrame:
         vals = []
         for r in rows:
             x = long.loc[(r, s, c)]
+            empty = not x["n"] or _no_choice_at_all(x)
             if what == "percent":
-                vals.append(round(100 * x["accuracy"], 1) if x["n"] else float("nan"))
+                vals.append(float("nan") if empty else round(100 * x["accuracy"], 2))
             elif what == "n":
                 vals.append(int(x["n"]))
             else:
-                vals.append(f"{100 * x['accuracy']:.1f} [{100 * x['ci_low']:.1f}, "
-                            f"{100 * x['ci_high']:.1f}] n={int(x['n'])}" if x["n"] else "–")
+                lo, hi = (("boot_low", "boot_high") if what == "text"
+                          else ("ci_low", "ci_high"))
+                vals.append("—" if empty else
+                            f"{100 * x['accuracy']:.2f} [{100 * x[lo]:.2f}, "
+                            f"{100 * x[hi]:.2f}] n={int(x['n'])}")
         data[(s, c)] = vals
     table = pd.DataFrame(data, index=pd.Index(rows, name="row"))
     table.columns = pd.MultiIndex.from_tuples(table.columns, names=["subset", "condition"])
@@ -126,8 +182,23 @@ def accuracy_table(long: pd.DataFrame, what: str = "percent") -> pd.DataFrame:
 
 
 def catch_summary(catch: pd.DataFrame) -> pd.DataFrame:
-    """Return, per population, answers to catch trials, how many were correct, the share
-    and its Wilson interval, and how many participants failed at least one."""
+    """Catch-trial results per population.
+
+    Parameters
+    ----------
+    catch : DataFrame
+        Answers to catch trials (``Answers.catch_only()``).
+
+    Returns
+    -------
+    DataFrame
+        population, answers, correct, accuracy, ci_low, ci_high (Wilson), participants,
+        participants_failed (who failed at least one).
+
+    Examples
+    --------
+    >>> catch_summary(answers.catch_only())  # doctest: +SKIP
+    """
     rows = []
     for pop in order_populations(catch["population"].unique()):
         d = catch[catch["population"] == pop]

@@ -2,9 +2,10 @@
 
 Per trial: how the answers spread over the five candidates; agreement = the share
 choosing the most chosen candidate ("k of n agreed" with k the top count). Summaries:
-the share of trials with a majority (k > n/2, strictly), with total agreement (k == n),
-the histogram of k for each n, and Pearson's r between agreement and the share choosing
-the true match.
+the share of trials with a majority (``strict``: k > n/2, the default; ``half``: k >= n/2,
+which may be how the paper counted its 87 %), with total agreement (k == n), the histogram
+of k for each n, Pearson's r between agreement and the share choosing the true match, and
+Fleiss' kappa (agreement beyond chance) with a bootstrap interval over trials.
 """
 from __future__ import annotations
 
@@ -17,16 +18,38 @@ from scipy import stats
 
 from analysis import N_CANDIDATES
 
+MAJORITY_RULES = {"strict": "more than half (k > n/2)", "half": "half or more (k ≥ n/2)"}
 
-def trial_distribution(df: pd.DataFrame, n_candidates: int = N_CANDIDATES) -> pd.DataFrame:
-    """Return one row per trial: trial, subset, condition, n (answers), count_1..count_K
-    (answers per display position), top (largest count), agreement (top / n),
-    share_correct (share choosing the true match), majority (top > n/2),
-    total (top == n)."""
+
+def check_majority(rule: str) -> str:
+    """Return ``rule`` if it is a known majority rule, else raise AnalysisError."""
+    if rule not in MAJORITY_RULES:
+        from analysis.errors import AnalysisError
+        raise AnalysisError(f"unknown majority rule {rule!r}: use one of "
+                            f"{', '.join(MAJORITY_RULES)}")
+    return rule
+
+
+def trial_distribution(df: pd.DataFrame, n_candidates: int = N_CANDIDATES,
+                       majority: str = "strict") -> pd.DataFrame:
+    """Return one row per trial (sorted by trial id).
+
+    Columns: trial, subset, condition, true_position, n (answers), count_1..count_K
+    (answers per display position), top (largest count), top_position (the most chosen
+    position; the lowest one on ties), tied (several positions share the top count),
+    agreement (top / n), share_correct (share choosing the true match), majority
+    (``strict``: top > n/2; ``half``: top >= n/2), total (top == n).
+
+    Examples
+    --------
+    >>> trial_distribution(answers.without_catch(), majority="half")  # doctest: +SKIP
+    """
+    check_majority(majority)
     cols = [f"count_{p}" for p in range(1, n_candidates + 1)]
     if df.empty:
         return pd.DataFrame(columns=["trial", "subset", "condition", "true_position", "n",
-                                     *cols, "top", "agreement", "share_correct",
+                                     *cols, "top", "top_position", "tied", "agreement",
+                                     "share_correct",
                                      "majority", "total"])
     counts = (pd.crosstab(df["trial"], df["chosen_position"])
               .reindex(columns=range(1, n_candidates + 1), fill_value=0))
@@ -40,18 +63,34 @@ def trial_distribution(df: pd.DataFrame, n_candidates: int = N_CANDIDATES) -> pd
     true_counts = m[np.arange(len(m)), out["true_position"].to_numpy() - 1]
     out.insert(3, "n", n)
     out["top"] = top
+    out["top_position"] = m.argmax(axis=1) + 1
+    out["tied"] = (m == top[:, None]).sum(axis=1) > 1
     out["agreement"] = top / n
     out["share_correct"] = true_counts / n
-    out["majority"] = 2 * top > n
+    out["majority"] = 2 * top > n if majority == "strict" else 2 * top >= n
     out["total"] = top == n
     return out.reset_index().rename(columns={"index": "trial"}).sort_values("trial",
                                                                             ignore_index=True)
 
 
 def agreement_histogram(per_trial: pd.DataFrame) -> pd.DataFrame:
-    """Return the "k of n agreed" histogram: one row per (n, k) with k from the smallest
-    possible top count (ceil(n / K)) to n, the number of trials and their share among the
-    trials with that n (Fig. 5a)."""
+    """The "k of n agreed" histogram (Fig. 5a).
+
+    Parameters
+    ----------
+    per_trial : DataFrame
+        From trial_distribution.
+
+    Returns
+    -------
+    DataFrame
+        One row per (n, k), k from ceil(n / 5) to n: n, k, trials (with that top count),
+        share (among the trials with n answers).
+
+    Examples
+    --------
+    >>> agreement_histogram(trial_distribution(df))  # doctest: +SKIP
+    """
     rows = []
     for n, group in per_trial.groupby("n"):
         n = int(n)
@@ -86,10 +125,23 @@ class AgreementSummary:
 
 
 def summarize(per_trial: pd.DataFrame) -> AgreementSummary:
-    """Return the majority and total-agreement shares and Pearson's r (with its p-value)
-    between agreement and the share choosing the true match across trials.
+    """Majority and total-agreement shares and Pearson's r between agreement and correctness.
 
-    r is NaN, with a note, when fewer than 3 trials or when either variable is constant.
+    Parameters
+    ----------
+    per_trial : DataFrame
+        From trial_distribution (its ``majority`` column carries the rule chosen there).
+
+    Returns
+    -------
+    AgreementSummary
+        trials, answers, answers_per_trial, majority_share, total_share, mean_agreement,
+        pearson_r, pearson_p (NaN, with a note, when fewer than 3 trials or a variable is
+        constant), note.
+
+    Examples
+    --------
+    >>> summarize(trial_distribution(df, majority="half")).majority_share  # doctest: +SKIP
     """
     t = len(per_trial)
     if t == 0:
@@ -117,9 +169,99 @@ def summarize(per_trial: pd.DataFrame) -> AgreementSummary:
         mean_agreement=float(a.mean()), pearson_r=r, pearson_p=p, note="; ".join(notes))
 
 
-def by_population(df: pd.DataFrame) -> dict[str, pd.DataFrame]:
+def by_population(df: pd.DataFrame, majority: str = "strict") -> dict[str, pd.DataFrame]:
     """Return {population: trial_distribution of that population's answers}; agreement is
     measured within a population (the paper's Fig. 5 is the AMT workers)."""
     from analysis.load import order_populations
-    return {pop: trial_distribution(df[df["population"] == pop])
+    return {pop: trial_distribution(df[df["population"] == pop], majority=majority)
             for pop in order_populations(df["population"].unique())}
+
+
+def fleiss_kappa(counts) -> float:
+    """Return Fleiss' kappa of a trials x categories table of answer counts.
+
+    Parameters
+    ----------
+    counts : array_like, shape (T, K)
+        counts[t, j]: answers on trial t choosing display position j + 1. Trials may have
+        different numbers of answers (the per-trial agreement uses each trial's own n);
+        trials with fewer than two answers are left out.
+
+    Returns
+    -------
+    float
+        (P̄ − P̄e) / (1 − P̄e), with P_t = Σ_j c_tj (c_tj − 1) / (n_t (n_t − 1)) and
+        P̄e = Σ_j p_j², p_j the share of all answers on position j. 1 = total agreement,
+        0 = what chance alone gives, NaN when undefined (no trial with two answers, or
+        every answer on one position).
+        With equal n this is statsmodels.stats.inter_rater.fleiss_kappa.
+
+    Examples
+    --------
+    >>> fleiss_kappa([[20, 0, 0, 0, 0], [0, 10, 10, 0, 0]])  # doctest: +SKIP
+    """
+    c = np.asarray(counts, dtype=float)
+    if c.ndim != 2:
+        return math.nan
+    n = c.sum(axis=1)
+    c = c[n >= 2]
+    n = n[n >= 2]
+    if len(c) == 0:
+        return math.nan
+    p_t = (c * (c - 1)).sum(axis=1) / (n * (n - 1))
+    p_j = c.sum(axis=0) / n.sum()
+    pe = float((p_j ** 2).sum())
+    if pe >= 1.0:
+        return math.nan
+    return float((p_t.mean() - pe) / (1 - pe))
+
+
+def fleiss_kappa_interval(counts, n_resamples: int = 2000, seed: int = 0,
+                          level: float = 0.95) -> tuple[float, float]:
+    """Return the percentile bootstrap interval (low, high) of Fleiss' kappa, trials
+    resampled with replacement (the trial is the unit whose answers agree)."""
+    c = np.asarray(counts, dtype=float)
+    c = c[c.sum(axis=1) >= 2]
+    if len(c) < 2:
+        return (math.nan, math.nan)
+    rng = np.random.default_rng(seed)
+    ks = np.array([fleiss_kappa(c[rng.integers(0, len(c), len(c))])
+                   for _ in range(n_resamples)])
+    ks = ks[~np.isnan(ks)]
+    if len(ks) == 0:
+        return (math.nan, math.nan)
+    alpha = (1 - level) / 2
+    lo, hi = np.quantile(ks, [alpha, 1 - alpha])
+    return (float(lo), float(hi))
+
+
+def kappa_table(per_trials: dict[str, pd.DataFrame], n_resamples: int = 2000,
+                seed: int = 0) -> pd.DataFrame:
+    """Fleiss' kappa per population with a bootstrap interval over trials.
+
+    Parameters
+    ----------
+    per_trials : dict of str to DataFrame
+        population -> trial_distribution (as by_population returns).
+    n_resamples, seed : int
+        Bootstrap resamples and seed.
+
+    Returns
+    -------
+    DataFrame
+        population, trials, answers, kappa, kappa_low, kappa_high (95 %).
+
+    Examples
+    --------
+    >>> kappa_table(by_population(df), n_resamples=2000)  # doctest: +SKIP
+    """
+    rows = []
+    for pop, per_trial in per_trials.items():
+        counts = per_trial[[c for c in per_trial.columns if c.startswith("count_")]]
+        k = fleiss_kappa(counts.to_numpy())
+        lo, hi = fleiss_kappa_interval(counts.to_numpy(), n_resamples, seed)
+        rows.append({"population": pop, "trials": len(per_trial),
+                     "answers": int(per_trial["n"].sum()), "kappa": k,
+                     "kappa_low": lo, "kappa_high": hi})
+    return pd.DataFrame(rows, columns=["population", "trials", "answers", "kappa",
+                                       "kappa_low", "kappa_high"])

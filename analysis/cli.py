@@ -15,6 +15,8 @@ def _source_args(p: argparse.ArgumentParser) -> None:
     src.add_argument("--db", metavar="URL",
                      help="database URL, e.g. sqlite:////abs/path/server.sqlite3")
     src.add_argument("--csv", metavar="FILE", help="answers export (docs/contracts.md §6)")
+    src.add_argument("--json", metavar="FILE", help="JSON answers export "
+                                                    "({experiment, trials, answers})")
     p.add_argument("--experiment", metavar="NAME",
                    help="experiment name (needed when the source holds several)")
     p.add_argument("--population", metavar="NAME", action="append",
@@ -30,6 +32,13 @@ def _source_args(p: argparse.ArgumentParser) -> None:
                         "per platform; repeat or comma-separate")
     p.add_argument("--include-catch", action="store_true",
                    help="count catch trials in accuracy, agreement and position tables")
+    p.add_argument("--majority", choices=["strict", "half"], default="strict",
+                   help="a majority is more than half of a trial's answers (strict, default) "
+                        "or half or more (half)")
+    p.add_argument("--bootstrap", type=int, default=2000, metavar="B",
+                   help="cluster bootstrap resamples for intervals (default 2000)")
+    p.add_argument("--seed", type=int, default=0, metavar="S",
+                   help="seed of the bootstrap (default 0)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -41,11 +50,27 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("report", help="every table, figure and one HTML report into --out")
     _source_args(p)
     p.add_argument("--out", required=True, metavar="DIR", help="folder to write the report to")
+    p.add_argument("--dpi", type=int, default=300, metavar="DPI",
+                   help="resolution of the PNG figures (default 300; PDF and SVG are vector)")
+    p.add_argument("--experiment-file", metavar="FILE",
+                   help="the experiment file: trial images for the galleries, candidate "
+                        "distances for the human-likeness table (default: images from --db)")
     for name, text in (("accuracy", "Table 2b: accuracy with machine rows"),
                        ("agreement", "agreement between participants (Fig. 5)"),
                        ("position", "answers per display position, chi-square test"),
+                       ("tests", "the paper's comparisons, Holm-corrected, with effect sizes"),
                        ("participants", "per-participant accuracy, times and flags")):
         _source_args(sub.add_parser(name, help=text))
+    f = sub.add_parser("fig4", help="Fig. 4: the trials with the highest and the lowest "
+                                    "agreement, drawn with their candidates (PNG, PDF, SVG)")
+    _source_args(f)
+    f.add_argument("--experiment-file", metavar="FILE",
+                   help="the experiment file whose study folder holds the images "
+                        "(default with --db: the images in the database)")
+    f.add_argument("--out", required=True, metavar="DIR", help="folder for fig4.png/.pdf/.svg")
+    f.add_argument("--trials", type=int, default=3, metavar="K",
+                   help="trials at each end (default 3)")
+    f.add_argument("--dpi", type=int, default=300, metavar="DPI")
     s = sub.add_parser("simulate", help="answer through the server's HTTP endpoints as "
                                         "simulated participants")
     s.add_argument("--server", required=True, metavar="URL", help="e.g. http://127.0.0.1:5000")
@@ -82,7 +107,7 @@ def _counted(args):
     answers = load_answers(db=args.db, csv=args.csv, experiment=args.experiment,
                            populations=_populations(args.population),
                            environments=_populations(args.environment),
-                           statuses=_populations(args.status))
+                           statuses=_populations(args.status), json_export=args.json)
     print("== counting")
     for line in answers.counting.lines():
         print(line)
@@ -93,13 +118,15 @@ def _counted(args):
 def _load(args):
     from analysis.load import require_answers
     answers = _counted(args)
-    require_answers(answers)
+    require_answers(answers, args.include_catch)
     df = answers.df if args.include_catch else answers.without_catch()
     return answers, df
 
 
 def _print(title: str, df: pd.DataFrame, digits: int = 3) -> None:
+    from analysis.stats import format_p_columns
     print(f"== {title}")
+    df = format_p_columns(df) if len(df) else df
     with pd.option_context("display.max_rows", 500, "display.max_columns", 50,
                            "display.width", 200):
         print(df.to_string(float_format=lambda v: f"{v:.{digits}f}") if len(df) else "(empty)")
@@ -109,10 +136,16 @@ def _print(title: str, df: pd.DataFrame, digits: int = 3) -> None:
 def cmd_accuracy(args) -> None:
     from analysis import accuracy
     answers, df = _load(args)
-    long = accuracy.accuracy_long(df, answers.condition_features)
+    if args.bootstrap < 10:
+        raise AnalysisError(f"--bootstrap must be at least 10 resamples, got {args.bootstrap}")
+    long = accuracy.accuracy_long(df, answers.condition_features, args.bootstrap, args.seed)
     _print(f"accuracy (%), experiment {answers.experiment}", accuracy.accuracy_table(long),
-           digits=1)
-    _print("accuracy with 95 % Wilson intervals", accuracy.accuracy_table(long, "text"))
+           digits=2)
+    _print(f"accuracy with 95 % cluster bootstrap intervals (trials, then answers within "
+           f"trials; {args.bootstrap} resamples, seed {args.seed})",
+           accuracy.accuracy_table(long, "text"))
+    _print("accuracy with 95 % Wilson intervals (assume independent answers)",
+           accuracy.accuracy_table(long, "wilson"))
     catch = accuracy.catch_summary(answers.catch_only())
     if len(catch):
         _print("catch trials", catch)
@@ -120,8 +153,12 @@ def cmd_accuracy(args) -> None:
 
 def cmd_agreement(args) -> None:
     from analysis import agreement
-    answers, df = _load(args)
-    for pop, per_trial in agreement.by_population(df).items():
+    _, df = _load(args)
+    per_trials = agreement.by_population(df, args.majority)
+    _print(f"majority rule: {agreement.MAJORITY_RULES[args.majority]}; Fleiss' kappa "
+           f"(95 % bootstrap interval over trials)",
+           agreement.kappa_table(per_trials, max(10, args.bootstrap), args.seed))
+    for pop, per_trial in per_trials.items():
         s = agreement.summarize(per_trial)
         _print(f"agreement, population {pop}", pd.DataFrame([s.as_dict()]).T.rename(
             columns={0: "value"}))
@@ -137,6 +174,13 @@ def cmd_position(args) -> None:
     _print("chi-square goodness of fit against no bias", tests)
 
 
+def cmd_tests(args) -> None:
+    from analysis import comparisons
+    answers, df = _load(args)
+    t = comparisons.comparison_table(df)
+    _print(f"comparisons, experiment {answers.experiment} (p Holm-corrected over the table)", t)
+
+
 def cmd_participants(args) -> None:
     from analysis import participants
     answers, _ = _load(args)
@@ -147,8 +191,46 @@ def cmd_participants(args) -> None:
 def cmd_report(args) -> None:
     from analysis.report import write_report
     answers = _counted(args)
-    path = write_report(answers, args.out, include_catch=args.include_catch)
+    path = write_report(answers, args.out, include_catch=args.include_catch,
+                        majority=args.majority, n_resamples=args.bootstrap, seed=args.seed,
+                        dpi=args.dpi, experiment_file=args.experiment_file)
     print(f"report written: {path}")
+
+
+def cmd_fig4(args) -> None:
+    from pathlib import Path
+
+    from analysis import items
+    from analysis.gallery import save_gallery
+    answers, _ = _load(args)
+    if args.trials < 1:
+        raise AnalysisError(f"--trials must be at least 1, got {args.trials}")
+    plain = items.item_table(answers.without_catch(), None, args.majority)
+    hi, lo = items.agreement_extremes(plain, args.trials)
+    if args.experiment_file:
+        images = items.from_experiment_file(args.experiment_file)
+    elif answers.url:
+        images = items.from_database(answers.url, answers.experiment,
+                                     set(hi["trial"]) | set(lo["trial"]))
+    else:
+        images = None
+    table = items.item_table(answers.without_catch(), images, args.majority).set_index(
+        "trial", drop=False)
+    drawings = items.drawings(table.loc[hi["trial"]], images) + \
+        items.drawings(table.loc[lo["trial"]], images)
+    for i, d in enumerate(drawings):
+        d.title = ("highest" if i < len(hi) else "lowest") + " agreement · " + d.title
+    out = Path(args.out)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise AnalysisError(f"cannot write to {out}: {exc.strerror or exc}") from None
+    png = save_gallery(drawings, out / "fig4.png", dpi=args.dpi)
+    pd.concat([table.loc[hi["trial"]].assign(end="highest"),
+               table.loc[lo["trial"]].assign(end="lowest")]).to_csv(out / "fig4.csv",
+                                                                     index=False)
+    print(f"Fig. 4 written: {png} (+ .pdf, .svg, fig4.csv); images: "
+          f"{images.source if images else 'none (grey boxes)'}")
 
 
 def cmd_simulate(args) -> None:
@@ -175,7 +257,8 @@ def cmd_simulate(args) -> None:
 
 
 COMMANDS = {"report": cmd_report, "accuracy": cmd_accuracy, "agreement": cmd_agreement,
-            "position": cmd_position, "participants": cmd_participants,
+            "position": cmd_position, "participants": cmd_participants, "tests": cmd_tests,
+            "fig4": cmd_fig4,
             "simulate": cmd_simulate}
 
 

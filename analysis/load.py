@@ -53,6 +53,8 @@ class Answers:
     condition_features: dict[str, str] = field(default_factory=dict)
     # What was counted and what each rule excluded (analysis/counting.py).
     counting: object = None
+    # The database URL when read from one (item analysis reads the images there too).
+    url: str | None = None
 
     @property
     def populations(self) -> list[str]:
@@ -80,20 +82,57 @@ def load_answers(db: str | None = None, csv: str | Path | None = None,
                  experiment: str | None = None,
                  populations: list[str] | None = None,
                  environments: list[str] | None = None,
-                 statuses: list[str] | None = None) -> Answers:
-    """Return the answers of one experiment that count (analysis/counting.py: by
-    default lab and simulated as recorded, MTurk submitted/approved in production;
-    ``environments`` / ``statuses`` choose otherwise) from a database URL or a CSV
-    export; ``Answers.counting`` (and ``df.attrs["counting"]``) says what was counted.
+                 statuses: list[str] | None = None,
+                 json_export: str | Path | None = None) -> Answers:
+    """Read the answers of one experiment that count (analysis/counting.py: by default
+    lab and simulated as recorded, MTurk submitted/approved in production;
+    ``environments`` / ``statuses`` choose otherwise); ``Answers.counting`` (and
+    ``df.attrs["counting"]``) says what was counted and what each rule excluded.
 
-    ``experiment`` may be omitted when the source holds exactly one experiment.
-    ``populations`` keeps only those populations (an unknown one is an error).
-    Raises AnalysisError with one line per problem on bad input or when there are no
-    answers.
+    Parameters
+    ----------
+    db : str, optional
+        Database URL, any form the server accepts (``sqlite:////abs/server.sqlite3``,
+        ``postgres://``, ``postgresql://``, ``postgresql+psycopg://``).
+    csv : str or Path, optional
+        The CSV answers export (docs/contracts.md §6).
+    experiment : str, optional
+        Experiment name; may be omitted when the source holds exactly one.
+    populations : list of str, optional
+        Keep only these populations (an unknown one is an error).
+    json_export : str or Path, optional
+        The JSON export ``{"experiment", "trials", "answers"}``. Give exactly one of
+        ``db``, ``csv`` and ``json_export``.
+
+    Returns
+    -------
+    Answers
+        ``.df`` has one row per answer and the columns of the CSV export (see the module
+        docstring), ``.machine_keys`` the feature sets, ``.condition_features`` the
+        design's condition -> feature set where the source keeps it.
+
+    Raises
+    ------
+    AnalysisError
+        One line per problem: unreadable source, missing columns, non-integer or
+        out-of-range positions, negative response times, duplicate answers, rows of one
+        trial that disagree on its true position, condition, subset, pair or machine
+        choices.
+
+    Examples
+    --------
+    >>> answers = load_answers(csv="answers.csv")  # doctest: +SKIP
+    >>> answers.df[["trial", "chosen_position", "correct"]].head()  # doctest: +SKIP
     """
-    if (db is None) == (csv is None):
-        raise AnalysisError("give exactly one of --db URL or --csv FILE")
-    answers = _from_db(db, experiment) if db is not None else _from_csv(Path(csv), experiment)
+    if sum(x is not None for x in (db, csv, json_export)) != 1:
+        raise AnalysisError("give exactly one of --db URL, --csv FILE or --json FILE")
+    if db is not None:
+        answers = _from_db(db, experiment)
+    elif csv is not None:
+        answers = _from_csv(Path(csv), experiment)
+    else:
+        answers = _from_json(Path(json_export), experiment)
+    check_consistency(answers.df, answers.source)
     from analysis.counting import count_answers
     answers.df, answers.counting = count_answers(answers.df, environments, statuses)
     if populations:
@@ -162,6 +201,8 @@ def _typed(raw: pd.DataFrame, where: str) -> pd.DataFrame:
         if col in ("chosen_position", "true_position", "trial_order"):
             num = pd.to_numeric(s.replace("", None), errors="coerce")
             bad = num.isna() if col != "trial_order" else (num.isna() & (s != ""))
+            # 2.5 is no position: refuse it rather than truncate it to 2
+            bad |= num.notna() & (num != num.round())
             if col != "trial_order":
                 bad |= ~num.between(1, N_CANDIDATES)
             if bad.any():
@@ -169,7 +210,7 @@ def _typed(raw: pd.DataFrame, where: str) -> pd.DataFrame:
                                 f"that is not a position 1..{N_CANDIDATES} (first: "
                                 f"row {int(np.flatnonzero(bad)[0]) + 2}, {s[bad].iloc[0]!r})")
                 continue
-            df[col] = num.astype("Int64") if col == "trial_order" else num.astype(int)
+            df[col] = num.round().astype("Int64") if col == "trial_order" else num.astype(int)
         elif col in ("catch", "correct"):
             low = s.str.lower()
             ok = low.isin(["0", "1", "true", "false"])
@@ -191,7 +232,8 @@ def _typed(raw: pd.DataFrame, where: str) -> pd.DataFrame:
     for col in machine_columns(raw):
         s = raw[col].str.strip()
         num = pd.to_numeric(s.replace("", None), errors="coerce")
-        bad = (num.isna() & (s != "")) | (num.notna() & ~num.between(1, N_CANDIDATES))
+        bad = ((num.isna() & (s != "")) | (num.notna() & ~num.between(1, N_CANDIDATES))
+               | (num.notna() & (num != num.round())))
         if bad.any():
             problems.append(f"{where}: column {col}: {int(bad.sum())} row(s) with a value that "
                             f"is not a position 1..{N_CANDIDATES} or empty")
@@ -204,7 +246,98 @@ def _typed(raw: pd.DataFrame, where: str) -> pd.DataFrame:
     return df
 
 
+# --------------------------------------------------------------------------- JSON
+def _from_json(path: Path, experiment: str | None) -> Answers:
+    """The JSON export: the same rows as the CSV under "answers", plus the experiment's
+    design (condition -> feature set) and its feature sets."""
+    if not path.is_file():
+        raise AnalysisError(f"JSON file not found: {path}")
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise AnalysisError(f"{path}: not a readable JSON file ({exc})") from None
+    if not isinstance(doc, dict) or not isinstance(doc.get("answers"), list):
+        raise AnalysisError(f"{path}: not an answers export (expected a JSON object with "
+                            f"\"experiment\", \"trials\" and \"answers\")")
+    exp = doc.get("experiment") if isinstance(doc.get("experiment"), dict) else {}
+    rows = doc["answers"]
+    if not all(isinstance(r, dict) for r in rows):
+        raise AnalysisError(f"{path}: \"answers\" must be a list of objects")
+    declared = [str(k) for k in exp.get("feature_sets") or []]
+    raw = pd.DataFrame(rows)
+    for key in declared:
+        if MACHINE_PREFIX + key not in raw.columns:
+            raw[MACHINE_PREFIX + key] = ""
+    if raw.empty:
+        name = str(exp.get("name") or "")
+        if experiment is not None and name and experiment != name:
+            _pick_experiment([name], experiment, where=str(path))
+        raw = pd.DataFrame(columns=REQUIRED_CSV_COLUMNS)
+    missing = [c for c in REQUIRED_CSV_COLUMNS if c not in raw.columns]
+    if missing:
+        raise AnalysisError(f"{path}: answers lack field{'s' if len(missing) > 1 else ''} "
+                            f"{', '.join(missing)}")
+    raw = raw.map(lambda v: "" if v is None else (str(int(v)) if isinstance(v, bool)
+                                                  else str(v)))
+    names = sorted(set(raw["experiment"])) or [str(exp.get("name") or "")]
+    name = _pick_experiment(names, experiment, where=str(path))
+    raw = raw[raw["experiment"] == name]
+    df = _typed(raw, where=str(path))
+    keys = sorted({c[len(MACHINE_PREFIX):] for c in machine_columns(df)})
+    design = exp.get("design") if isinstance(exp.get("design"), dict) else {}
+    fs = design.get("feature_sets") if isinstance(design.get("feature_sets"), dict) else {}
+    return Answers(df=df, experiment=name, source=f"JSON {path}", machine_keys=keys,
+                   condition_features={str(c): str(k) for c, k in fs.items() if k in keys})
+
+
+# --------------------------------------------------------------------------- checks
+# Columns that describe a trial, not an answer: every row of one trial must agree on them.
+TRIAL_COLUMNS = ["true_position", "condition", "subset", "pair", "catch"]
+
+
+def check_consistency(df: pd.DataFrame, where: str) -> None:
+    """Raise AnalysisError, one line per problem, when answers contradict each other:
+    negative response times, the same participant answering a trial twice, or rows of one
+    trial that disagree on what the trial is (true position, condition, subset, pair,
+    catch, machine choices). Returns None when the answers are consistent."""
+    problems: list[str] = []
+    if df.empty:
+        return
+    neg = df["rt_ms"] < 0
+    if neg.any():
+        first = df[neg].iloc[0]
+        problems.append(f"{where}: column rt_ms: {int(neg.sum())} negative response time(s) "
+                        f"(first: participant {first['participant']}, trial {first['trial']}, "
+                        f"{first['rt_ms']:g} ms)")
+    dup = df.duplicated(["participant", "trial"], keep="first")
+    if dup.any():
+        first = df[dup].iloc[0]
+        problems.append(f"{where}: {int(dup.sum())} duplicate answer row(s): the same "
+                        f"participant answered the same trial twice (first: participant "
+                        f"{first['participant']}, trial {first['trial']})")
+    for col in TRIAL_COLUMNS + machine_columns(df):
+        values = df[col].astype(object).where(df[col].notna(), None)
+        n = values.groupby(df["trial"]).nunique(dropna=False)
+        bad = n[n > 1]
+        if len(bad):
+            t = bad.index[0]
+            seen = sorted(map(str, values[df["trial"] == t].unique()))
+            problems.append(f"{where}: {len(bad)} trial(s) whose rows disagree on {col} "
+                            f"(first: trial {t} has {', '.join(seen)})")
+    if problems:
+        raise AnalysisError(*problems)
+
+
 # --------------------------------------------------------------------------- database
+def normalise_database_url(url: str) -> str:
+    """Return ``url`` rewritten as the server rewrites it (server/config.py):
+    ``postgres://`` and ``postgresql://`` use psycopg 3, the driver the project installs."""
+    for prefix in ("postgres://", "postgresql://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix):]
+    return url
+
+
 def _engine(url: str):
     from sqlalchemy import create_engine
     from sqlalchemy.engine import make_url
@@ -231,6 +364,7 @@ def _from_db(url: str, experiment: str | None) -> Answers:
     from sqlalchemy import inspect, text
     from sqlalchemy.exc import SQLAlchemyError
 
+    url = normalise_database_url(url)
     engine = _engine(url)
     try:
         with engine.connect() as conn:
@@ -267,7 +401,8 @@ def _from_db(url: str, experiment: str | None) -> Answers:
     keys = sorted({k for mc in trials["machine_choices"] for k in _json(mc)} | declared)
     return Answers(df=_db_frame(rows, name, keys), experiment=name,
                    source=f"database {_safe(url)}", machine_keys=keys,
-                   condition_features={c: k for c, k in by_condition.items() if k in keys})
+                   condition_features={c: k for c, k in by_condition.items() if k in keys},
+                   url=url)
 
 
 def _declared_feature_sets(conn, exp_id: int) -> set[str]:
@@ -401,13 +536,20 @@ def _pick_experiment(names: list[str], experiment: str | None, where: str) -> st
     return names[0]
 
 
-def require_answers(answers: Answers) -> None:
-    """Raise a clear AnalysisError when the experiment has no answers (that count) yet."""
+def require_answers(answers: Answers, include_catch: bool = False) -> None:
+    """Raise a clear AnalysisError when the experiment has no answers (that count) yet,
+    or (unless ``include_catch``) only answers to catch trials, which no table counts.
+    Returns None."""
     c = answers.counting
     if answers.df.empty and c is not None and c.total:
         raise AnalysisError(f"none of the {c.total} answers of experiment "
                             f"{answers.experiment!r} counts: " + "; ".join(c.lines()[1:])
                             + " (choose others with --environment / --status)")
+    if not answers.df.empty and not include_catch and bool(answers.df["catch"].all()):
+        raise AnalysisError(
+            f"experiment {answers.experiment!r} has only catch-trial answers "
+            f"({len(answers.df)}, {answers.source}): no ordinary trial to analyse "
+            f"(add --include-catch to count them anyway)")
     if answers.df.empty:
         raise AnalysisError(
             f"experiment {answers.experiment!r} has no answers yet ({answers.source}); "

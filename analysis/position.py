@@ -9,6 +9,7 @@ from scipy import stats
 
 from analysis import N_CANDIDATES
 from analysis.load import order_populations
+from analysis.stats import wilson_interval
 
 
 def position_counts(chosen_positions, n_candidates: int = N_CANDIDATES) -> np.ndarray:
@@ -55,15 +56,31 @@ def wrong_answer_test(chosen, true, n_candidates: int = N_CANDIDATES) -> dict:
 
 def position_table(df: pd.DataFrame, n_candidates: int = N_CANDIDATES
                    ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Return (per_position, tests) for each population.
+    """Answers per display position, per population, and the tests of position bias.
 
-    per_position: population, position, chosen (answers choosing it), expected (n / K),
-    ratio (chosen / expected), true (how often the true match was shown there: if it is
-    itself unbalanced, accurate answers alone look biased).
-    wrong_chosen / wrong_expected: the same among wrong answers only (see
-    wrong_answer_test), which stays fair when the true match was not shown evenly.
-    tests: population, answers, chi2, dof, p, then wrong_answers, chi2_wrong, dof_wrong,
-    p_wrong.
+    Parameters
+    ----------
+    df : DataFrame
+        Answers without catch trials.
+    n_candidates : int
+        Positions per trial (5).
+
+    Returns
+    -------
+    per_position : DataFrame
+        population, position, chosen (all answers there: the paper's plain counts),
+        expected (n / K), ratio, true (how often the true match was shown there),
+        wrong_chosen, wrong_expected (wrong answers observed and expected given where each
+        trial's true match was: see wrong_answer_test), wrong_ratio (observed / expected,
+        1 = no bias: what the position figure shows) and its 95 % interval wrong_low,
+        wrong_high (Wilson's interval of the observed share over the expected share).
+    tests : DataFrame
+        population, answers, chi2, dof, p (all answers against uniform), wrong_answers,
+        chi2_wrong, dof_wrong, p_wrong (wrong answers against their expectation).
+
+    Examples
+    --------
+    >>> per_position, tests = position_table(answers.without_catch())  # doctest: +SKIP
     """
     rows, tests = [], []
     for pop in order_populations(df["population"].unique()):
@@ -72,16 +89,51 @@ def position_table(df: pd.DataFrame, n_candidates: int = N_CANDIDATES
         true = position_counts(d["true_position"], n_candidates)
         t = position_test(obs)
         w = wrong_answer_test(d["chosen_position"], d["true_position"], n_candidates)
+        n_wrong = w["answers"]
         for i in range(n_candidates):
+            e = float(w["expected"][i])
+            lo, hi = wilson_interval(int(w["observed"][i]), n_wrong)
+            share_e = e / n_wrong if n_wrong else np.nan
+            ok = n_wrong and e > 0
             rows.append({"population": pop, "position": i + 1, "chosen": int(obs[i]),
                          "expected": float(t["expected"][i]), "ratio": float(t["ratio"][i]),
                          "true": int(true[i]), "wrong_chosen": int(w["observed"][i]),
-                         "wrong_expected": float(w["expected"][i])})
+                         "wrong_expected": e,
+                         "wrong_ratio": float(w["observed"][i]) / e if ok else np.nan,
+                         "wrong_low": lo / share_e if ok else np.nan,
+                         "wrong_high": hi / share_e if ok else np.nan})
         tests.append({"population": pop, "answers": int(obs.sum()), "chi2": t["chi2"],
                       "dof": t["dof"], "p": t["p"], "wrong_answers": w["answers"],
                       "chi2_wrong": w["chi2"], "dof_wrong": w["dof"], "p_wrong": w["p"]})
     return (pd.DataFrame(rows, columns=["population", "position", "chosen", "expected",
-                                        "ratio", "true", "wrong_chosen", "wrong_expected"]),
+                                        "ratio", "true", "wrong_chosen", "wrong_expected",
+                                        "wrong_ratio", "wrong_low", "wrong_high"]),
             pd.DataFrame(tests, columns=["population", "answers", "chi2", "dof", "p",
                                          "wrong_answers", "chi2_wrong", "dof_wrong",
                                          "p_wrong"]))
+
+
+def plain_counts(per_position: pd.DataFrame) -> pd.DataFrame:
+    """The paper's plain counts: all answers per display position.
+
+    Parameters
+    ----------
+    per_position : DataFrame
+        From position_table.
+
+    Returns
+    -------
+    DataFrame
+        Rows = populations, columns "position 1" .. "position 5". These mirror where the
+        true match was shown as much as any preference (the figure uses wrong answers).
+
+    Examples
+    --------
+    >>> plain_counts(position_table(df)[0])  # doctest: +SKIP
+    """
+    if per_position.empty:
+        return pd.DataFrame()
+    t = per_position.pivot(index="population", columns="position", values="chosen")
+    t = t.reindex(list(dict.fromkeys(per_position["population"])))
+    t.columns = [f"position {c}" for c in t.columns]
+    return t.rename_axis(index=None)

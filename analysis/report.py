@@ -1,64 +1,413 @@
-"""The full report: CSV tables, PNG figures and one self-contained HTML page (figures
-embedded as base64 data URIs) that a researcher can email.
+"""The full report: CSV (and LaTeX) tables, PNG/PDF/SVG figures and one self-contained
+HTML page (PNG figures embedded as base64 data URIs) that a researcher can email.
 
-Written into a temporary folder beside ``out`` and renamed into place at the end, so a
-failure never leaves a half-written report.
+Each section is one function plus one Jinja2 template (analysis/templates/report/),
+registered in SECTIONS: a new table is one new function, one new template and one line.
+The page is written into a temporary folder beside ``out`` and renamed into place at the
+end, so a failure never leaves a half-written report.
 """
 from __future__ import annotations
 
 import base64
 import datetime as _dt
-import html
 import math
 import os
+import re
 import shutil
 import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
+from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
+from markupsafe import Markup
 
-from analysis import accuracy, agreement, participants, plots, position, response_times
+from analysis import (
+    accuracy,
+    agreement,
+    comparisons,
+    items,
+    likeness,
+    participants,
+    plots,
+    position,
+    response_times,
+)
 from analysis.errors import AnalysisError
+from analysis.gallery import save_gallery
 from analysis.load import Answers, require_answers
+from analysis.stats import format_p, format_p_columns
 
 REPORT_HTML = "report.html"
+TEMPLATES = Path(__file__).resolve().parent / "templates" / "report"
+GALLERY_K = 2  # trials per condition in the easiest / hardest galleries
+FIG4_K = 3     # trials with the highest and with the lowest agreement
 
 
-def _fmt(x, digits=3):
-    if isinstance(x, float):
-        if math.isnan(x):
-            return "–"
-        return f"{x:.{digits}g}" if abs(x) < 1e-3 and x != 0 else f"{x:.{digits}f}"
-    return str(x)
+@dataclass
+class Options:
+    """What the analyst chose: catch trials, majority rule, bootstrap, figures, images."""
+
+    include_catch: bool = False
+    majority: str = "strict"
+    n_resamples: int = accuracy.DEFAULT_RESAMPLES
+    seed: int = 0
+    dpi: int = plots.DEFAULT_DPI
+    experiment_file: Path | None = None
 
 
-def _table_html(df: pd.DataFrame, index: bool = False, digits: int = 3) -> str:
+@dataclass
+class Figure:
+    """A figure written as PNG, PDF and SVG; the page embeds the PNG and links all three."""
+
+    png: Path
+    alt: str
+
+    @property
+    def data_uri(self) -> str:
+        return "data:image/png;base64," + base64.b64encode(self.png.read_bytes()).decode()
+
+    @property
+    def pdf(self) -> str:
+        return self.png.with_suffix(".pdf").name
+
+    @property
+    def svg(self) -> str:
+        return self.png.with_suffix(".svg").name
+
+
+@dataclass
+class Context:
+    """Everything a section needs: the answers, the chosen options, the output folder,
+    and results shared between sections (``shared``)."""
+
+    answers: Answers
+    options: Options
+    out: Path
+    shared: dict = field(default_factory=dict)
+
+    @property
+    def df_all(self) -> pd.DataFrame:
+        return self.answers.df
+
+    @property
+    def df(self) -> pd.DataFrame:
+        return self.answers.df if self.options.include_catch else self.answers.without_catch()
+
+    def csv(self, name: str, table: pd.DataFrame, index: bool = False) -> pd.DataFrame:
+        """Write ``table`` as ``name``.csv; return it."""
+        table.to_csv(self.out / f"{name}.csv", index=index)
+        return table
+
+    def latex(self, name: str, table: pd.DataFrame, index: bool = False,
+              digits: int = 2) -> None:
+        """Write ``table`` as ``name``.tex (a LaTeX tabular, booktabs rules)."""
+        (self.out / f"{name}.tex").write_text(
+            table.to_latex(index=index, float_format=lambda v: f"{v:.{digits}f}",
+                           na_rep="—", escape=True), encoding="utf-8")
+
+    def figure(self, png: Path, alt: str) -> Figure:
+        return Figure(png=png, alt=alt)
+
+
+# --------------------------------------------------------------------------- sections
+def section_counting(ctx: Context) -> dict:
+    """What was counted (analysis/counting.py): the summary lines and the table per
+    platform, environment and status, also written as counting.csv."""
+    c = ctx.answers.counting
+    if c is None:
+        return {"lines": [], "table": None, "n_answers": len(ctx.df_all)}
+    return {"lines": c.lines(), "table": ctx.csv("counting", c.table),
+            "n_answers": len(ctx.df_all)}
+
+
+def section_overview(ctx: Context) -> dict:
+    d = ctx.df_all
+    overview = pd.DataFrame([{
+        "population": p,
+        "participants": d.loc[d["population"] == p, "participant"].nunique(),
+        "answers": int((d["population"] == p).sum()),
+        "catch answers": int(((d["population"] == p) & d["catch"]).sum()),
+        "trials answered": d.loc[d["population"] == p, "trial"].nunique()}
+        for p in ctx.answers.populations])
+    return {"overview": ctx.csv("overview", overview),
+            "include_catch": ctx.options.include_catch}
+
+
+def section_accuracy(ctx: Context) -> dict:
+    o = ctx.options
+    long = accuracy.accuracy_long(ctx.df, ctx.answers.condition_features, o.n_resamples, o.seed)
+    ctx.csv("accuracy", long)
+    pct = accuracy.accuracy_table(long, "percent")
+    ctx.csv("accuracy_table", pct, index=True)
+    flat = pct.copy()
+    flat.columns = [f"{s} {c}" for s, c in flat.columns]
+    ctx.latex("accuracy_table", flat, index=True)
+    cf = ctx.answers.condition_features
+    return {"percent": pct, "boot": accuracy.accuracy_table(long, "text"),
+            "wilson": accuracy.accuracy_table(long, "wilson"),
+            "fig": ctx.figure(plots.accuracy_plot(long, ctx.out / "accuracy.png", o.dpi),
+                              "accuracy with cluster bootstrap intervals"),
+            "paper_row": ", ".join(f"{c}: {k}" for c, k in sorted(cf.items())),
+            "paper_row_name": accuracy.PAPER_MACHINE_ROW, "n_resamples": o.n_resamples}
+
+
+def section_tests(ctx: Context) -> dict:
+    tests = comparisons.comparison_table(ctx.df)
+    ctx.csv("tests", tests)
+    shown = format_p_columns(tests)
+    ctx.latex("tests", shown, digits=3)
+    model, note = comparisons.mixed_model(ctx.df, ctx.options.seed)
+    ctx.csv("mixed_model", model)
+    return {"tests": shown, "model": model, "model_note": note}
+
+
+def section_agreement(ctx: Context) -> dict:
+    o = ctx.options
+    per_trials = agreement.by_population(ctx.df, o.majority)
+    pops, summaries, hists = [], [], []
+    for pop, per_trial in per_trials.items():
+        s = agreement.summarize(per_trial)
+        hist = agreement.agreement_histogram(per_trial)
+        summaries.append({"population": pop, "majority_rule": o.majority, **s.as_dict()})
+        hists.append(hist.assign(population=pop))
+        name = plots.slug(pop)
+        pops.append({"name": pop, "s": s, "per_n": s.as_dict()["answers_per_trial"],
+                     "hist": ctx.figure(plots.agreement_histogram_plot(
+                         hist, pop, ctx.out / f"agreement_hist_{name}.png", o.dpi),
+                         f"agreement histogram {pop}"),
+                     "scatter": ctx.figure(plots.agreement_scatter_plot(
+                         per_trial, pop, s.pearson_r, s.pearson_p,
+                         ctx.out / f"agreement_vs_correct_{name}.png", o.dpi),
+                         f"agreement vs correct {pop}")})
+    ctx.csv("agreement_summary", pd.DataFrame(summaries))
+    ctx.csv("agreement_histogram", _concat(hists))
+    per_trial_all = ctx.csv("agreement_per_trial", _concat(
+        [t.assign(population=p) for p, t in per_trials.items()]))
+    kappa = ctx.csv("agreement_kappa", agreement.kappa_table(per_trials, o.n_resamples, o.seed))
+    return {"pops": pops, "kappa": kappa, "per_trial": per_trial_all, "majority": o.majority,
+            "majority_text": agreement.MAJORITY_RULES[o.majority]}
+
+
+def section_position(ctx: Context) -> dict:
+    per_pos, tests = position.position_table(ctx.df)
+    ctx.csv("position", per_pos)
+    ctx.csv("position_tests", tests)
+    plain = ctx.csv("position_all_answers", position.plain_counts(per_pos), index=True)
+    return {"per_pos": per_pos, "tests": tests, "plain": plain,
+            "fig": ctx.figure(plots.position_plot(per_pos, ctx.out / "position.png",
+                                                  ctx.options.dpi),
+                              "wrong answers per display position, observed / expected")}
+
+
+def section_participants(ctx: Context) -> dict:
+    ptab = ctx.csv("participants", participants.participant_table(ctx.df_all))
+    return {"ptab": ptab, "flagged": ptab[ptab["failed_catch"] | ptab["position_bias"]],
+            "n": len(ptab), "failed": int(ptab["failed_catch"].sum()),
+            "biased": int(ptab["position_bias"].sum()), "alpha": participants.POSITION_ALPHA}
+
+
+def _images(ctx: Context, only: set[str] | None = None) -> items.TrialImages | None:
+    if ctx.options.experiment_file:
+        return items.from_experiment_file(ctx.options.experiment_file)
+    if ctx.answers.url:
+        return items.from_database(ctx.answers.url, ctx.answers.experiment, only)
+    return None
+
+
+def section_items(ctx: Context) -> dict:
+    o = ctx.options
+    df = ctx.answers.without_catch()
+    plain = items.item_table(df, None, o.majority)
+    # Read image bytes only for the trials some gallery shows.
+    shown: dict[str, pd.DataFrame] = dict(items.easiest_hardest(plain, GALLERY_K))
+    shown["people agree on a distractor"] = items.agreed_on_distractor(plain)
+    machine = _gallery_machine(ctx)
+    if machine:
+        shown[f"{machine} disagrees with the people"] = \
+            items.machine_disagrees(plain, machine)
+    hi, lo = items.agreement_extremes(plain, FIG4_K)
+    wanted = set().union(*[set(s["trial"]) for s in shown.values()], set(hi["trial"]),
+                         set(lo["trial"]))
+    images = _images(ctx, wanted)
+    table = ctx.csv("items", items.item_table(df, images, o.majority))
+    by_trial = table.set_index("trial", drop=False)
+    galleries = []
+    for i, (title, sel) in enumerate(shown.items()):
+        fig = None
+        if len(sel):
+            png = save_gallery(items.drawings(by_trial.loc[sel["trial"]], images,
+                                              machine if "disagrees" in title else None),
+                               # the index keeps names apart; the words say what it shows
+                               ctx.out / f"gallery_{i + 1:02d}_{_words(title)}.png",
+                               dpi=o.dpi)
+            fig = ctx.figure(png, f"gallery: {title}")
+        galleries.append({"title": title, "fig": fig})
+    ctx.shared.update(items=table, images=images, fig4=(hi, lo))
+    return {"items": table, "galleries": galleries,
+            "image_source": images.source if images else
+            "none (give --experiment-file, or read the database): grey boxes"}
+
+
+def _gallery_machine(ctx: Context) -> str | None:
+    """The feature set whose disagreements with people are drawn: the generic
+    condition's own features where the design says, else the first feature set."""
+    keys = ctx.answers.machine_keys
+    own = ctx.answers.condition_features.get("generic")
+    return own if own in keys else (keys[0] if keys else None)
+
+
+def section_fig4(ctx: Context) -> dict:
+    hi, lo = ctx.shared["fig4"]
+    table = ctx.shared["items"].set_index("trial", drop=False)
+    drawings = (items.drawings(table.loc[hi["trial"]], ctx.shared["images"])
+                + items.drawings(table.loc[lo["trial"]], ctx.shared["images"]))
+    for d in drawings[:len(hi)]:
+        d.title = "highest agreement · " + d.title
+    for d in drawings[len(hi):]:
+        d.title = "lowest agreement · " + d.title
+    png = save_gallery(drawings, ctx.out / "fig4.png", dpi=ctx.options.dpi)
+    return {"fig": ctx.figure(png, "Fig. 4: highest and lowest agreement")}
+
+
+def section_likeness(ctx: Context) -> dict:
+    dist, notes = ({}, [])
+    if ctx.options.experiment_file:
+        from analysis.distances import trial_distances
+        dist, notes = trial_distances(ctx.options.experiment_file)
+    table = likeness.likeness_table(ctx.shared["items"], ctx.answers.machine_keys, dist,
+                                    ctx.options.n_resamples, ctx.options.seed)
+    ctx.csv("likeness", table)
+    note = ("Distances from the study's feature store. " if dist else
+            "Spearman needs the candidates' distances: give --experiment-file (its study "
+            "folder's feature store). ") + " ".join(notes)
+    return {"likeness": table, "ordered_by": {"spearman_mean": "mean Spearman",
+                                              "same_as_human": "share as the people"}[
+        table.attrs.get("ordered_by", "same_as_human")], "distance_note": note}
+
+
+def section_response_times(ctx: Context) -> dict:
+    rt = ctx.csv("response_times", response_times.rt_table(ctx.df))
+    conds = accuracy._order(ctx.df["condition"].unique(), accuracy.CONDITION_ORDER)
+    png = plots.rt_plot(ctx.df, conds, ctx.answers.populations,
+                        ctx.out / "response_times.png", ctx.options.dpi)
+    return {"rt": rt, "fig": ctx.figure(png, "response times")}
+
+
+def section_catch(ctx: Context) -> dict:
+    return {"catch": ctx.csv("catch", accuracy.catch_summary(ctx.answers.catch_only()))}
+
+
+# (id, title, function); the template is templates/report/<id>.html
+SECTIONS: list[tuple[str, str, Callable[[Context], dict]]] = [
+    ("counting", "What was counted", section_counting),
+    ("overview", "Overview", section_overview),
+    ("accuracy", "Accuracy (Table 2b)", section_accuracy),
+    ("tests", "Tests of the paper's comparisons", section_tests),
+    ("agreement", "Agreement between participants (Fig. 5)", section_agreement),
+    ("position", "Position bias", section_position),
+    ("participants", "Participants", section_participants),
+    ("items", "Item analysis and galleries", section_items),
+    ("fig4", "Fig. 4: queries with full and with spread agreement", section_fig4),
+    ("likeness", "How human-like is each model", section_likeness),
+    ("response_times", "Response times by condition", section_response_times),
+    ("catch", "Catch trials", section_catch),
+]
+
+
+# --------------------------------------------------------------------------- rendering
+def _table(df: pd.DataFrame, index: bool = False, digits: int = 3) -> Markup:
+    if df is None or len(df) == 0:
+        return Markup("<p>(empty)</p>")
     if index:
         df = df.rename_axis(index=None)  # no empty header row for the index name
-    return ('<div class="scroll">' + df.to_html(index=index, escape=True, na_rep="–",
-                                                float_format=lambda v: f"{v:.{digits}f}",
-                                                border=0, classes="t") + "</div>")
+    df = format_p_columns(df)
+    return Markup('<div class="scroll">' + df.to_html(
+        index=index, escape=True, na_rep="—", float_format=lambda v: f"{v:.{digits}f}",
+        border=0, classes="t") + "</div>")
 
 
-def _img(path: Path, alt: str, cls: str = "") -> str:
-    data = base64.b64encode(path.read_bytes()).decode("ascii")
-    c = f' class="{cls}"' if cls else ""
-    return f'<img alt="{html.escape(alt)}"{c} src="data:image/png;base64,{data}">'
+def _pct(x: float) -> str:
+    return "—" if x is None or math.isnan(x) else f"{100 * x:.1f} %"
 
 
-def write_report(answers: Answers, out: Path, include_catch: bool = False) -> Path:
-    """Compute every part, write CSVs, PNGs and report.html into ``out``; return the
-    path of report.html. ``out`` is replaced only if it is empty or an earlier report."""
-    require_answers(answers)
+def _num(x: float, digits: int = 3) -> str:
+    return "—" if x is None or math.isnan(x) else f"{x:.{digits}f}"
+
+
+def _pval(p: float) -> str:
+    s = format_p(p)
+    return s if s.startswith("<") or s == "—" else "= " + s
+
+
+def environment() -> Environment:
+    """Return the Jinja2 environment of the report templates (autoescaped, with the
+    filters table, pct, num, pval)."""
+    env = Environment(loader=FileSystemLoader(str(TEMPLATES)), undefined=StrictUndefined,
+                      autoescape=select_autoescape(["html"]), trim_blocks=True,
+                      lstrip_blocks=True)
+    env.filters.update(table=_table, pct=_pct, num=_num, pval=_pval)
+    return env
+
+
+def write_report(answers: Answers, out: Path, include_catch: bool = False,
+                 majority: str = "strict", n_resamples: int = accuracy.DEFAULT_RESAMPLES,
+                 seed: int = 0, dpi: int = plots.DEFAULT_DPI,
+                 experiment_file: str | Path | None = None) -> Path:
+    """Compute every section, write CSV, LaTeX, PNG/PDF/SVG and report.html into ``out``.
+
+    Parameters
+    ----------
+    answers : Answers
+        From analysis.load.load_answers.
+    out : Path
+        Folder; replaced only if it is empty or an earlier report.
+    include_catch : bool
+        Count catch trials in accuracy, agreement and position tables.
+    majority : {"strict", "half"}
+        Majority rule of the agreement tables.
+    n_resamples, seed : int
+        Cluster bootstrap resamples and seed.
+    dpi : int
+        Resolution of the PNG figures.
+    experiment_file : path, optional
+        The experiment file: trial images for the galleries and the feature store for
+        the human-likeness distances. Without it, images come from the database when the
+        answers do.
+
+    Returns
+    -------
+    Path
+        The path of report.html.
+
+    Examples
+    --------
+    >>> write_report(load_answers(csv="answers.csv"), "report", experiment_file="demo.json")  # doctest: +SKIP
+    """
+    agreement.check_majority(majority)
+    if n_resamples < 10:
+        raise AnalysisError(f"--bootstrap must be at least 10 resamples, got {n_resamples}")
+    if not 20 <= dpi <= 1200:
+        raise AnalysisError(f"--dpi must be between 20 and 1200, got {dpi}")
+    require_answers(answers, include_catch)
+    options = Options(include_catch, majority, n_resamples, seed, dpi,
+                      Path(experiment_file) if experiment_file else None)
+    if options.experiment_file:
+        items.from_experiment_file(options.experiment_file)  # a bad file fails before writing
     out = Path(out).resolve()
     if out.exists() and (not out.is_dir() or (any(out.iterdir())
                                               and not (out / REPORT_HTML).is_file())):
         raise AnalysisError(f"{out} exists and is not an earlier report: choose another --out")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    except OSError as exc:
+        raise AnalysisError(f"cannot write the report to {out}: "
+                            f"{exc.strerror or exc} ({exc.filename or out.parent})") from None
     os.chmod(tmp, 0o755)  # mkdtemp makes it private; a report is meant to be shared
     try:
-        _write(answers, tmp, include_catch)
+        _write(answers, tmp, options)
         if out.exists():
             old = out.with_name(f".{out.name}.old-{tmp.name[-8:]}")
             out.rename(old)
@@ -72,160 +421,27 @@ def write_report(answers: Answers, out: Path, include_catch: bool = False) -> Pa
     return out / REPORT_HTML
 
 
-def _write(answers: Answers, d: Path, include_catch: bool) -> None:
-    df_all = answers.df
-    df = df_all if include_catch else answers.without_catch()
-    catch = answers.catch_only()
-    sections: list[str] = []
-    figs: dict[str, Path] = {}
-
-    if answers.counting is not None:
-        # What was counted comes first, in the page and beside it (counting.csv).
-        answers.counting.table.to_csv(d / "counting.csv", index=False)
-        sections.append("<h2>What was counted</h2><ul>" + "".join(
-            f"<li>{html.escape(line)}</li>" for line in answers.counting.lines())
-            + "</ul>" + _table_html(answers.counting.table))
-
-    pops = answers.populations
-    overview = pd.DataFrame([{
-        "population": p,
-        "participants": df_all.loc[df_all["population"] == p, "participant"].nunique(),
-        "answers": int((df_all["population"] == p).sum()),
-        "catch answers": int(((df_all["population"] == p) & df_all["catch"]).sum()),
-        "trials answered": df_all.loc[df_all["population"] == p, "trial"].nunique()}
-        for p in pops])
-    overview.to_csv(d / "overview.csv", index=False)
-    sections.append("<h2>Overview</h2>" + _table_html(overview) + (
-        "<p>Catch trials are <b>included</b> in the tables below.</p>" if include_catch else
-        "<p>Catch trials are excluded from accuracy, agreement and position tables; "
-        "they are reported in their own section.</p>"))
-
-    # Accuracy (Table 2b)
-    long = accuracy.accuracy_long(df, answers.condition_features)
-    long.to_csv(d / "accuracy.csv", index=False)
-    pct = accuracy.accuracy_table(long, "percent")
-    text = accuracy.accuracy_table(long, "text")
-    pct.to_csv(d / "accuracy_table.csv")
-    if not df.empty:
-        figs["accuracy"] = plots.accuracy_plot(long, d / "accuracy.png")
-    paper_row = ""
-    if answers.condition_features:
-        used = ", ".join(f"{c}: {k}" for c, k in sorted(answers.condition_features.items()))
-        paper_row = (f" The row <i>{html.escape(accuracy.PAPER_MACHINE_ROW)}</i> is the paper's "
-                     f"machine row: each column judged by the feature set that built its "
-                     f"distractors ({html.escape(used)}; random: the generic one).")
-    sections.append(
-        "<h2>Accuracy (Table 2b)</h2><p>% choosing the true match, rows = populations and "
-        "machine feature sets (machine correct = its top-ranked candidate is the true match, "
-        "each trial once; a feature set with no choice, e.g. no face found, counts as "
-        f"wrong), columns = subset × condition.{paper_row}</p>"
-        + _table_html(pct, index=True, digits=1)
-        + "<p>With 95 % Wilson intervals and counts:</p>" + _table_html(text, index=True)
-        + (_img(figs["accuracy"], "accuracy") if "accuracy" in figs else ""))
-
-    # Agreement (Fig. 5)
-    summaries, hists, per_trials = [], [], []
-    parts = ["<h2>Agreement between participants (Fig. 5)</h2><p>Per trial, agreement = "
-             "share of answers choosing the most chosen candidate (k of n). Majority: "
-             "k &gt; n/2 strictly; total: k = n.</p>"]
-    for pop, per_trial in agreement.by_population(df).items():
-        s = agreement.summarize(per_trial)
-        hist = agreement.agreement_histogram(per_trial)
-        summaries.append({"population": pop, **s.as_dict()})
-        hists.append(hist.assign(population=pop))
-        per_trials.append(per_trial.assign(population=pop))
-        safe = _slug(pop)
-        fa = plots.agreement_histogram_plot(hist, pop, d / f"agreement_hist_{safe}.png")
-        fb = plots.agreement_scatter_plot(per_trial, pop, s.pearson_r, s.pearson_p,
-                                          d / f"agreement_vs_correct_{safe}.png")
-        parts.append(
-            f"<h3>{html.escape(pop)}</h3><p>{s.trials} trials, {s.answers} answers "
-            f"({html.escape(s.as_dict()['answers_per_trial'])}). Majority on "
-            f"{_pct(s.majority_share)} of trials, total agreement on "
-            f"{_pct(s.total_share)}; mean agreement {_pct(s.mean_agreement)}. Pearson r "
-            f"(agreement vs share correct) = {_fmt(s.pearson_r)}, p = {_fmt(s.pearson_p)}."
-            + (f" Note: {html.escape(s.note)}." if s.note else "") + "</p>"
-            + _img(fa, f"agreement histogram {pop}", "half")
-            + _img(fb, f"agreement vs correct {pop}", "half"))
-    pd.DataFrame(summaries).to_csv(d / "agreement_summary.csv", index=False)
-    _concat(hists).to_csv(d / "agreement_histogram.csv", index=False)
-    _concat(per_trials).to_csv(d / "agreement_per_trial.csv", index=False)
-    sections.append("".join(parts))
-
-    # Position bias
-    per_pos, tests = position.position_table(df)
-    per_pos.to_csv(d / "position.csv", index=False)
-    tests.to_csv(d / "position_tests.csv", index=False)
-    if not per_pos.empty:
-        figs["position"] = plots.position_plot(per_pos, d / "position.png")
-    sections.append(
-        "<h2>Position bias</h2><p>Answers per display position against n/5 each (no bias); "
-        "ratio = chosen / expected; <i>true</i> = how often the true match was shown "
-        "there. Chi-square goodness of fit against uniform (chi2, p). When the true match "
-        "was not shown evenly, accurate answers alone look biased: the <i>wrong</i> columns "
-        "test wrong answers only, where each of the four other positions is expected alike "
-        "(chi2_wrong, p_wrong).</p>" + _table_html(tests) +
-        _table_html(per_pos) + (_img(figs["position"], "position bias")
-                                if "position" in figs else ""))
-
-    # Participants
-    ptab = participants.participant_table(df_all)
-    ptab.to_csv(d / "participants.csv", index=False)
-    flagged = ptab[ptab["failed_catch"] | ptab["position_bias"]]
-    sections.append(
-        f"<h2>Participants</h2><p>{len(ptab)} participants; {int(ptab['failed_catch'].sum())} "
-        f"failed at least one catch trial; {int(ptab['position_bias'].sum())} chose one "
-        f"display position far more than chance (one-sided binomial test of their most "
-        f"chosen position against 1/5, Bonferroni × 5, p &lt; {participants.POSITION_ALPHA})."
-        f"</p>" + ("<h3>Flagged</h3>" + _table_html(flagged) if len(flagged) else "")
-        + "<details><summary>All participants</summary>" + _table_html(ptab) + "</details>")
-
-    # Response times
-    rt = response_times.rt_table(df)
-    rt.to_csv(d / "response_times.csv", index=False)
-    conds = accuracy._order(df["condition"].unique(), accuracy.CONDITION_ORDER)
-    if not df.empty:
-        figs["rt"] = plots.rt_plot(df, conds, answers.populations, d / "response_times.png")
-    sections.append("<h2>Response times by condition</h2>" + _table_html(rt, digits=0) +
-                    (_img(figs["rt"], "response times") if "rt" in figs else ""))
-
-    # Catch trials
-    cs = accuracy.catch_summary(catch)
-    cs.to_csv(d / "catch.csv", index=False)
-    sections.append("<h2>Catch trials</h2>" + (_table_html(cs) if len(cs) else
-                                                "<p>No catch-trial answers.</p>"))
-
-    (d / "answers.csv").write_text(df_all.to_csv(index=False))
-    now = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    title = f"Report: experiment {answers.experiment}"
-    page = (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}"
-            f"</title><style>{_CSS}</style></head><body><h1>{html.escape(title)}</h1>"
-            f"<p>Source: {html.escape(answers.source)}. Written {now} by "
-            f"<code>python -m analysis report</code>. The CSV tables beside this file hold "
-            f"the same numbers.</p>" + "".join(sections) + "</body></html>\n")
+def _write(answers: Answers, d: Path, options: Options) -> None:
+    ctx = Context(answers=answers, options=options, out=d)
+    env = environment()
+    rendered = []
+    for sid, title, fn in SECTIONS:
+        values = fn(ctx)
+        rendered.append({"id": sid, "title": title,
+                         "html": Markup(env.get_template(f"{sid}.html").render(**values))})
+    (d / "answers.csv").write_text(answers.df.to_csv(index=False))
+    page = env.get_template("base.html").render(
+        title=f"Report: experiment {answers.experiment}", source=answers.source,
+        now=_dt.datetime.now(_dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        sections=rendered, majority_text=agreement.MAJORITY_RULES[options.majority],
+        n_resamples=options.n_resamples, seed=options.seed, dpi=options.dpi)
     (d / REPORT_HTML).write_text(page, encoding="utf-8")
+
+
+def _words(title: str) -> str:
+    return re.sub(r"[^A-Za-z0-9]+", "_", title).strip("_")[:50]
 
 
 def _concat(frames: list[pd.DataFrame]) -> pd.DataFrame:
     frames = [f for f in frames if not f.empty]
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
-
-
-def _pct(x: float) -> str:
-    return "–" if math.isnan(x) else f"{100 * x:.1f} %"
-
-
-def _slug(s: str) -> str:
-    return "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in s)[:40] or "population"
-
-
-_CSS = """
-body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}
-table.t{border-collapse:collapse;margin:.6em 0;font-size:.85em}
-table.t th,table.t td{border:1px solid #ccc;padding:.2em .5em;text-align:right}
-table.t th{background:#f3f3f3}
-img{max-width:100%;margin:.5em 0;display:block}
-img.half{max-width:49%;display:inline-block;vertical-align:top}
-div.scroll{overflow-x:auto}
-h2{border-bottom:1px solid #ddd;margin-top:1.8em}
-"""

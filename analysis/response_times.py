@@ -8,8 +8,23 @@ from analysis.load import order_populations
 
 
 def rt_table(df: pd.DataFrame) -> pd.DataFrame:
-    """Return response-time statistics in ms per (population, condition): answers,
-    timed (answers with a time), median, mean, q25, q75."""
+    """Response times per population and condition.
+
+    Parameters
+    ----------
+    df : DataFrame
+        Answers (rt_ms may be NaN where the page measured none).
+
+    Returns
+    -------
+    DataFrame
+        population, condition, answers, timed (answers with a time), median_ms, mean_ms,
+        q25_ms, q75_ms.
+
+    Examples
+    --------
+    >>> rt_table(answers.without_catch())  # doctest: +SKIP
+    """
     rows = []
     for pop in order_populations(df["population"].unique()):
         d = df[df["population"] == pop]

@@ -12,7 +12,11 @@ Also this machine's fp32 matmul GFLOP/s (torch, large square matrices), and each
 GFLOPs per image counted with torch's FlopCounterMode (2 x multiply-adds).
 
 Every figure is the best of a few interleaved repetitions, because other processes share
-the two cores. Runs in about two minutes: `python benchmarks/bench_features.py`."""
+the two cores. Runs in about two minutes: `python benchmarks/bench_features.py`.
+
+On a GPU machine, `--device cuda [--precision float16]` runs the pipeline (and the matmul
+it is compared with) on the GPU; the notebook loops stay on the CPU as the reference.
+No GPU was available when this option was written: it has not been measured yet."""
 from __future__ import annotations
 
 import argparse
@@ -46,18 +50,23 @@ def make_images(folder: Path, n: int) -> list[str]:
     return paths
 
 
-def matmul_gflops(n: int = 2048, seconds: float = 1.0, reps: int = 3) -> float:
-    """Return the best fp32 matmul GFLOP/s of torch on n x n matrices."""
+def matmul_gflops(n: int = 2048, seconds: float = 1.0, reps: int = 3, device: str = "cpu",
+                  dtype: str = "float32") -> float:
+    """Return the best matmul GFLOP/s of torch on n x n matrices on `device` in `dtype`."""
     import torch
 
-    a, b = torch.randn(n, n), torch.randn(n, n)
+    dt = getattr(torch, dtype)
+    a, b = torch.randn(n, n, device=device, dtype=dt), torch.randn(n, n, device=device, dtype=dt)
+    sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
     a @ b
+    sync()
     best = 0.0
     for _ in range(reps):
         t0, k = time.perf_counter(), 0
         while time.perf_counter() - t0 < seconds:
             a @ b
             k += 1
+        sync()
         best = max(best, 2 * n ** 3 * k / (time.perf_counter() - t0) / 1e9)
     return best
 
@@ -104,6 +113,9 @@ def main(argv=None) -> int:
     ap.add_argument("--reps", type=int, default=2, help="interleaved repetitions (best kept)")
     ap.add_argument("--batch-size", type=int, default=None)
     ap.add_argument("--workers", type=int, default=None)
+    ap.add_argument("--device", choices=["auto", "cpu", "cuda"], default="cpu",
+                    help="where the pipeline runs (auto: CUDA when present)")
+    ap.add_argument("--precision", choices=["float32", "float16", "bfloat16"], default="float32")
     args = ap.parse_args(argv)
 
     import torch
@@ -113,13 +125,15 @@ def main(argv=None) -> int:
     from experiments.features.generic import cpu_count, set_torch_threads
 
     threads = set_torch_threads()
+    device = backbones.resolve_device(args.device)
+    mm_n = 8192 if device == "cuda" else 2048
     workers = default_loader_workers() if args.workers is None else args.workers
     batch = args.batch_size or DEFAULT_BATCH_SIZE
     counts = {"efficientnet_lite0": 64, "resnet50": 24}
     t_start = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="bench-features-") as tmp:
         paths = make_images(Path(tmp), max(counts.values()))
-        mm = matmul_gflops()
+        mm = matmul_gflops(mm_n, device=device, dtype=args.precision)
         rows = []
         for name, n in counts.items():
             pretrained = name == "efficientnet_lite0"
@@ -129,6 +143,11 @@ def main(argv=None) -> int:
             fast.module.load_state_dict(plain.module.state_dict())  # same weights in both
             fast.module = backbones._optimize(name, fast.module)
             fast.channels_last = True
+            if device != "cpu":
+                fast.module, fast.device = fast.module.to(device), device
+            if args.precision != "float32":
+                fast.module = fast.module.to(getattr(torch, args.precision))
+                fast.dtype = args.precision
             for p in plain.module.parameters():
                 p.requires_grad_(True)
             gfl = gflops_per_image(plain.module)
@@ -139,14 +158,15 @@ def main(argv=None) -> int:
                 best["nograd"] = max(best["nograd"], time_naive(plain.module, paths[:n],
                                                                 plain.preprocessing, grad=False))
                 best["pipe"] = max(best["pipe"], time_pipeline(fast, paths[:n], batch, workers))
-            mm = max(mm, matmul_gflops(reps=1))
+            mm = max(mm, matmul_gflops(mm_n, reps=1, device=device, dtype=args.precision))
             rows.append((name, n, best, gfl))
     total = time.perf_counter() - t_start
 
     print(f"\nfeature extraction on {cpu_count()} CPUs, torch {torch.__version__}, "
           f"{threads} threads, batch {batch}, {workers} DataLoader decoding worker(s), "
           f"best of {args.reps}")
-    print(f"fp32 matmul (2048 x 2048): {mm:.1f} GFLOP/s\n")
+    print(f"pipeline on {device} in {args.precision}; {args.precision} matmul on {device} "
+          f"({mm_n} x {mm_n}): {mm:.1f} GFLOP/s\n")
     head = (f"{'model':<19}{'imgs':>5}{'notebook':>10}{'no_grad':>9}{'pipeline':>10}"
             f"{'ratio':>7}{'ratio*':>8}{'GFLOP/img':>11}{'GFLOP/s':>9}{'/matmul':>9}")
     print(head)

@@ -5,7 +5,7 @@ on the stack (inclusive) and at the top of it (self).
     .venv/bin/python benchmarks/profile_server.py [--path api] [--participants 50]
         [--seconds 20] [--database sqlite|postgresql] [--out build/bench/profile]
 
-Needs py-spy (`pip install py-spy`, a development tool; not in requirements).
+Needs py-spy (in requirements-dev.txt).
 """
 from __future__ import annotations
 

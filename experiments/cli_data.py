@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from experiments.cli import ExperimentsError
+from experiments.cli_base import ExperimentsError
 
 
 @click.command("demo-data")
@@ -54,7 +54,8 @@ def ingest(source: Path, workdir: Path, layout: str, votes: Path | None, strict:
     (pair ids, pixel sha256, sizes, votes) and the study's copy of each image under
     images/left and images/right. Bad pairs are listed and skipped (--strict: nothing is
     written). Re-ingesting replaces the manifest and keeps the features."""
-    from experiments.dataset import CombinedGeometry, IngestError, ingest as run_ingest, summary
+    from experiments.ingest import CombinedGeometry, IngestError, summary
+    from experiments.ingest import ingest as run_ingest
 
     try:
         result = run_ingest(source, workdir, layout=layout, votes=votes, strict=strict,

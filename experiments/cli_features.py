@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import click
 
-from experiments.cli import ExperimentsError
+from experiments.cli_base import ExperimentsError
+from experiments.conditions import FEATURE_KINDS as KINDS
 
-KINDS = ("generic", "face", "face_generic")
 MODELS = ("efficientnet_lite0", "alexnet", "vgg16", "resnet18", "resnet50", "resnet152",
           "densenet121", "densenet169", "densenet201")
 DETECTORS = ("hog", "cnn")
@@ -33,8 +33,23 @@ DETECTORS = ("hog", "cnn")
               help="CNN: DataLoader processes that decode ahead of the model (default 0 "
                    "on up to 4 cores, where they slow it down); face: dlib processes "
                    "(default: one per CPU).")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto",
+              show_default=True, help="Where the CNN runs: auto uses CUDA when torch sees a "
+              "GPU, else the CPU.")
+@click.option("--precision", type=click.Choice(["float32", "float16", "bfloat16"]),
+              default="float32", show_default=True,
+              help="CNN arithmetic; half precision is checked against float32 on the first "
+                   "images (cosine >= 0.999) and refused otherwise.")
+@click.option("--max-side", type=click.IntRange(64), default=2048, show_default=True,
+              help="Face detection on images scaled down to this longest side, boxes mapped "
+                   "back to the full image.")
+@click.option("--shard", default=None, metavar="I/N",
+              help="Compute only the I-th of N shares of the images (decided by each image's "
+                   "hash) into the same store, e.g. one per SLURM array task; the shard that "
+                   "completes the set writes it.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
-def features(study_dir, kind, model, detector, upsample, batch_size, weights, workers, quiet):
+def features(study_dir, kind, model, detector, upsample, batch_size, weights, workers, device,
+             precision, max_side, shard, quiet):
     """Compute one feature set of STUDY_DIR into STUDY_DIR/features/<kind>/<name>/.
 
     Only images that are new or changed since the last run (by pixel sha256) are
@@ -45,18 +60,25 @@ def features(study_dir, kind, model, detector, upsample, batch_size, weights, wo
     from experiments.store import StoreError
 
     try:
+        shard = extract.parse_shard(shard)
+    except ValueError as exc:
+        raise ExperimentsError(str(exc)) from None
+    try:
         if kind == "generic":
             summaries = [extract.extract_generic(study_dir, model=model, weights=weights,
                                                  batch_size=batch_size, workers=workers,
-                                                 progress=not quiet)]
+                                                 progress=not quiet, device=device,
+                                                 precision=precision, shard=shard)]
         elif kind == "face":
             summaries = [extract.extract_faces(study_dir, detector=detector, upsample=upsample,
                                                batch_size=batch_size, workers=workers,
-                                               progress=not quiet)]
+                                               progress=not quiet, max_side=max_side,
+                                               shard=shard)]
         else:
             summaries = extract.extract_face_generic(
                 study_dir, model=model, detector=detector, upsample=upsample, weights=weights,
-                batch_size=batch_size, workers=workers, progress=not quiet)
+                batch_size=batch_size, workers=workers, progress=not quiet, device=device,
+                precision=precision, max_side=max_side, shard=shard)
     except (ManifestError, WeightsError, StoreError) as exc:
         raise ExperimentsError(str(exc)) from None
     except OSError as exc:  # an image the manifest names is gone or unreadable

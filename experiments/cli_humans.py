@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from experiments.cli import ExperimentsError
+from experiments.cli_base import ExperimentsError
 from experiments.cli_trials import STUDY, clean_errors
 
 

@@ -2,67 +2,26 @@
 machine side of `make demo`)."""
 from __future__ import annotations
 
-import functools
 from pathlib import Path
 
 import click
 
-from experiments.cli import ExperimentsError
-
-
-def _user_errors():
-    """The exception types that are the user's to fix (printed cleanly, exit 2)."""
-    from experiments.designs import DesignError
-    from experiments.distance_sources import FeatureAccessError
-    from experiments.distractors import DistractorError
-    from experiments.experiment_file import ExperimentFileError
-    from experiments.manifest import ManifestError
-    from experiments.demo import DemoStepError
-    from experiments.subsets import SubsetError
-    types = [DesignError, FeatureAccessError, DistractorError, ExperimentFileError,
-             ManifestError, SubsetError, DemoStepError]
-    try:
-        from experiments.store import StoreError
-        types.append(StoreError)
-    except ImportError:  # pragma: no cover - the store module is always there once merged
-        pass
-    return tuple(types)
-
-
-def clean_errors(fn):
-    """Turn the library's user errors into ExperimentsError (one message, exit 2)."""
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        try:
-            return fn(*args, **kwargs)
-        except _user_errors() as exc:
-            raise ExperimentsError(str(exc)) from None
-        except OSError as exc:  # unreadable input, unwritable output folder, full disk
-            raise ExperimentsError(f"{exc.strerror or exc}: {exc.filename or ''}".rstrip(": ")) from None
-    return wrapper
-
-
-STUDY = click.argument("study_dir", type=click.Path(file_okay=False, path_type=Path))
+from experiments.cli_base import STUDY, clean_errors
 
 
 # --------------------------------------------------------------------------- subsets
 def run_subsets(study_dir: Path, obj_definition: str = "notebook", model: str | None = None,
                 detector: str | None = None, within_cosine: float = 0.10,
                 cross_cosine: float = 0.15, within_face: float = 0.4,
-                cross_face: float = 0.4) -> dict:
+                cross_face: float = 0.4, face_rule: str = "notebook") -> dict:
     """Compute and write the subsets of a study; print one line per subset; return them."""
-    from experiments.subsets import SubsetParams, compute_subsets, subsets_dir
+    from experiments.subsets import SubsetParams, compute_subsets
+    from experiments.summaries import subsets_summary
 
-    params = SubsetParams(within_cosine, cross_cosine, within_face, cross_face, obj_definition)
+    params = SubsetParams(within_cosine, cross_cosine, within_face, cross_face, obj_definition,
+                          face_rule)
     docs = compute_subsets(study_dir, params, model=model, detector=detector)
-    total = len(docs["TLL_d"]["ids"]) + len({r["id"] for r in docs["TLL_d"]["dropped"]})
-    click.echo(f"subsets of {total} pairs from {', '.join(docs['TLL_d']['feature_sets'])} "
-               f"(within cosine {within_cosine}, cross cosine {cross_cosine}, "
-               f"face {within_face}/{cross_face}):")
-    for name, doc in docs.items():
-        click.echo(f"  {name:<17} {len(doc['ids']):>6} pairs kept, "
-                   f"{len({r['id'] for r in doc['dropped']}):>6} dropped")
-    click.echo(f"written to {subsets_dir(study_dir)}/")
+    click.echo(subsets_summary(docs, params, study_dir))
     return docs
 
 
@@ -71,6 +30,11 @@ def run_subsets(study_dir: Path, obj_definition: str = "notebook", model: str | 
 @click.option("--obj-definition", type=click.Choice(["notebook", "strict"]), default="notebook",
               show_default=True, help="TLL_obj: notebook drops pairs whose larger face count "
               "is exactly 1; strict drops every pair with a face.")
+@click.option("--face-rule", type=click.Choice(["notebook", "distance"]), default="notebook",
+              show_default=True, help="TLL_d's face de-duplication: notebook compares the "
+              "argmin INDEX of each within-side face-distance row (faceless rows 10^9) with "
+              "--within-face, as the authors' notebook did (the paper's 1,828 pairs); "
+              "distance applies the stated rule to the distances.")
 @click.option("--model", default=None, help="Generic model for the cosine rules "
               "[default: densenet121 if in the store, else efficientnet_lite0].")
 @click.option("--detector", type=click.Choice(["hog", "cnn"]), default=None,
@@ -84,30 +48,27 @@ def run_subsets(study_dir: Path, obj_definition: str = "notebook", model: str | 
 @click.option("--cross-face", type=float, default=0.4, show_default=True,
               help="Face distance of the left image to another pair's right image at most this.")
 @clean_errors
-def subsets(study_dir, obj_definition, model, detector, within_cosine, cross_cosine,
+def subsets(study_dir, obj_definition, face_rule, model, detector, within_cosine, cross_cosine,
             within_face, cross_face):
     """Write the near-duplicate subsets TLL_d and TLL_obj (both definitions) of a study,
     each with the reason for every dropped pair, to STUDY_DIR/subsets/."""
     run_subsets(study_dir, obj_definition, model, detector, within_cosine, cross_cosine,
-                within_face, cross_face)
+                within_face, cross_face, face_rule)
 
 
 # --------------------------------------------------------------------------- evaluate
 def run_evaluate(study_dir: Path, subset: str | None = None, out: Path | None = None,
-                 ties: str = "mean", repetitions: int = 10, seed: int = 0, gallery: int = 3):
+                 ties: str = "mean", repetitions: int = 10, seed: int = 0, gallery: int = 3,
+                 face_denominator: str = "notebook", associative: str = "exact",
+                 device: str = "auto"):
     """Evaluate every feature set on a subset, write the results, print Table 1."""
-    from experiments.evaluate import evaluate_study, markdown_table
+    from experiments.evaluate import evaluate_study
+    from experiments.summaries import evaluation_summary
 
     ev = evaluate_study(study_dir, subset, out, ties=ties, repetitions=repetitions, seed=seed,
-                        gallery=gallery)
-    click.echo(f"Table 1: recall@k (%) on subset {ev.subset} (N = {ev.n}, ties: {ties})")
-    cols = ["feature_set", "metric", "pairs_with_feature"] + [c for c in ev.table1.columns
-                                                              if c.startswith("R@")]
-    click.echo(markdown_table(ev.table1[cols]))
-    if ev.votes is None:
-        click.echo("votes: none in the manifest for these pairs, no correlation computed")
-    out_dir = ev.files[0].parent if ev.files else out
-    click.echo(f"tables, plots and index.html in {out_dir}/")
+                        gallery=gallery, face_denominator=face_denominator,
+                        associative=associative, device=device)
+    click.echo(evaluation_summary(ev, ties))
     return ev
 
 
@@ -119,60 +80,70 @@ def run_evaluate(study_dir: Path, subset: str | None = None, out: Path | None = 
               help="Output folder [default: STUDY_DIR/evaluation/<subset>].")
 @click.option("--ties", type=click.Choice(["mean", "optimistic", "pessimistic"]), default="mean",
               show_default=True, help="How distances equal to the true match's count.")
+@click.option("--face-denominator", type=click.Choice(["notebook", "subset"]),
+              default="notebook", show_default=True,
+              help="Face and face-generic rows of Tables 1 and 2a: notebook counts only pairs "
+              "whose own face distance is finite (the authors' cell 53); subset every pair.")
+@click.option("--associative", type=click.Choice(["exact", "sampled"]), default="exact",
+              show_default=True, help="Table 2a: exact (closed form from the ranks) or "
+              "sampled (the notebook's random sets, --repetitions times).")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto",
+              show_default=True, help="Where generic distances run: auto uses a CUDA GPU "
+              "when torch sees one and the features are large.")
 @click.option("--repetitions", type=click.IntRange(1), default=10, show_default=True,
-              help="Repetitions of associative recall (Table 2a).")
+              help="Repetitions of sampled associative recall (Table 2a).")
 @click.option("--seed", type=int, default=0, show_default=True,
               help="Seed of associative recall's random sets and of Fig. 3's random queries.")
 @click.option("--gallery", type=click.IntRange(0), default=3, show_default=True,
               help="Fig. 3: queries per group (worst, best, random) per feature set; 0: none.")
 @clean_errors
-def evaluate(study_dir, subset, out, ties, repetitions, seed, gallery):
+def evaluate(study_dir, subset, out, ties, face_denominator, associative, device, repetitions,
+             seed, gallery):
     """Retrieval of every feature set in the store on a subset: Table 1 (recall@k),
     Table 2a (associative recall), votes correlation, recall plots, Fig. 3 galleries,
     Fig. 5c face counts, index.html."""
-    run_evaluate(study_dir, subset, out, ties, repetitions, seed, gallery)
+    run_evaluate(study_dir, subset, out, ties, repetitions, seed, gallery, face_denominator,
+                 associative, device)
 
 
 # --------------------------------------------------------------------------- build
 def run_build(study_dir: Path, design, seed: int, out: Path,
               generic_model: str | None = None) -> dict:
     """Build the experiment file of ``design`` (a Design), write it, print a summary."""
-    from collections import Counter
-
     from experiments.designs import build_experiment
     from experiments.experiment_file import write_experiment
+    from experiments.summaries import build_summary
 
     doc = build_experiment(study_dir, design, seed, out, generic_model)
     write_experiment(out, doc)
-    per = Counter((t["condition"], t["subset"]) for t in doc["trials"])
-    click.echo(f"experiment {design.name!r}: {len(doc['trials'])} trials in {len(doc['hits'])} "
-               f"HITs of up to {design.trials_per_hit}, {len(doc['images'])} images, seed {seed}")
-    for (cond, sub), n in sorted(per.items(), key=lambda kv: (kv[0][0] == "catch", kv[0])):
-        click.echo(f"  {cond:<13} on {sub:<12} {n:>4} trials")
-    for cond, key in doc["design"]["feature_sets"].items():
-        click.echo(f"  {cond} distractors from {key}")
-    click.echo(f"written to {out}")
+    click.echo(build_summary(doc, design, seed, out))
     return doc
 
 
 @click.command("build")
 @STUDY
 @click.option("--design", "design_kind", type=click.Choice(["paper", "custom"]), required=True,
-              help="paper: the 120 trials of the paper; custom: from --spec.")
+              help="paper: the paper's six cells (TLL_obj x random, generic; TLL_d x "
+                   "random, face, face_generic, generic), --per-condition trials each; "
+                   "custom: from --spec.")
 @click.option("--spec", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="JSON design spec (for --design custom).")
-@click.option("--seed", type=int, required=True, help="Seed of every random draw.")
+@click.option("--per-condition", type=click.IntRange(min=1), default=None,
+              help="--design paper: trials in each of the six cells [default: 20, the "
+                   "paper's].")
+@click.option("--seed", type=click.IntRange(min=0), required=True,
+              help="Seed of every random draw (a non-negative integer).")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Experiment file [default: STUDY_DIR/experiments/<design name>.json].")
 @click.option("--generic-model", default=None, help="Generic model for the generic condition "
               "[default: densenet121 if in the store, else efficientnet_lite0].")
 @clean_errors
-def build(study_dir, design_kind, spec, seed, out, generic_model):
+def build(study_dir, design_kind, spec, per_condition, seed, out, generic_model):
     """Build an experiment file: the trials of a design (conditions x counts x subsets),
     their candidates, the machine's choices, and the HITs."""
     from experiments.designs import load_design
 
-    design = load_design(design_kind, str(spec) if spec else None)
+    design = load_design(design_kind, str(spec) if spec else None, per_condition)
     out = out or study_dir / "experiments" / f"{design.name}.json"
     run_build(study_dir, design, seed, out, generic_model)
 

@@ -19,6 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
+from experiments import files
+
 WIDTH, HEIGHT = 200, 245            # TLL image size (w, h)
 JPEG_QUALITY = 90
 
@@ -30,7 +32,14 @@ JPEG_QUALITY = 90
 LFW_SAME_PERSON = [(36, 90), (61, 77), (3, 97)]
 # Different people that dlib's descriptor puts close: left, right.
 LFW_LOOKALIKE = [(39, 59), (10, 89), (60, 65), (32, 38), (76, 95), (8, 58), (35, 81),
-                 (16, 78), (24, 86), (11, 56), (43, 64), (54, 55), (25, 80), (52, 91)]
+                 (16, 78), (24, 86), (11, 56), (43, 64), (54, 55), (25, 80), (52, 91),
+                 # added for the paper's design in the demo (six cells of at least 5
+                 # trials, TLL_d needing faces on both sides): the closest pairs of the
+                 # remaining crops that HOG finds, dlib distance 0.49 .. 0.64
+                 (6, 21), (0, 73), (20, 48), (66, 87), (40, 44), (19, 63), (7, 47),
+                 (85, 94), (12, 23), (79, 98), (27, 41), (31, 75), (37, 57), (46, 53),
+                 (45, 99), (42, 62), (34, 71), (1, 33), (69, 70), (5, 51), (26, 84),
+                 (50, 96), (14, 29), (72, 88), (22, 93), (17, 74)]
 
 # (tint black, tint white) for the gray LFW crops: old-photo tones.
 TINTS = [((30, 20, 10), (255, 238, 205)), ((10, 18, 35), (225, 238, 255)),
@@ -309,15 +318,15 @@ def write_demo_data(out_dir: str | os.PathLike, progress: bool = True) -> list[d
     from tqdm import tqdm
 
     out = Path(out_dir)
-    (out / "left").mkdir(parents=True, exist_ok=True)
-    (out / "right").mkdir(parents=True, exist_ok=True)
+    files.make_dirs(out / "left")
+    files.make_dirs(out / "right")
     rows = []
     recipes = _interleaved(demo_pairs())
     for i, pair in enumerate(tqdm(recipes, desc="demo pairs", unit="pair",
                                   disable=None if progress else True), start=1):
         pid = f"{i:05d}"
         for side, recipe in (("left", pair.left), ("right", pair.right)):
-            (out / side / f"{pid}.jpg").write_bytes(_jpeg_bytes(recipe.render()))
+            files.write_bytes(out / side / f"{pid}.jpg", _jpeg_bytes(recipe.render()))
         rows.append({"id": pid, "kind": pair.kind, "note": pair.note,
                      "left_source": pair.left.describe(),
                      "right_source": pair.right.describe()})
@@ -327,11 +336,12 @@ def write_demo_data(out_dir: str | os.PathLike, progress: bool = True) -> list[d
         for stale in (out / side).glob("[0-9][0-9][0-9][0-9][0-9].jpg"):
             if stale.name not in written:
                 stale.unlink()
-    with open(out / "provenance.csv", "w", newline="", encoding="utf-8") as fh:
-        writer = csv.DictWriter(fh, fieldnames=["id", "kind", "note", "left_source", "right_source"],
-                                lineterminator="\n")
-        writer.writeheader()
-        writer.writerows(rows)
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=["id", "kind", "note", "left_source", "right_source"],
+                            lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    files.write_text(out / "provenance.csv", buf.getvalue())
     return rows
 
 

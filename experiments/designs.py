@@ -26,19 +26,21 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Callable, Sequence
 
 import numpy as np
 
+from experiments import conditions, distractors, retrieval
 from experiments import distance_sources as ds
-from experiments import distractors, retrieval
 from experiments import experiment_file as ef
 from experiments.manifest import file_sha256
 
-CONDITION_KIND = {"generic": "generic", "face": "face", "face_generic": "face_generic"}
 DESIGNS = ("paper", "custom")
+# The paper's six cells (§4.3), subset -> conditions, in the order of Table 2b.
+PAPER_CELLS = {"TLL_obj": ("random", "generic"),
+               "TLL_d": ("random", "face", "face_generic", "generic")}
 
 
 class DesignError(Exception):
@@ -74,10 +76,13 @@ class Design:
                 "disjoint": self.disjoint, "feature_sets": dict(sorted(feature_sets.items()))}
 
 
-def paper_design() -> Design:
-    """Return the design of paper §4.3 (120 pairs, 20 per sub-experiment, one per HIT)."""
-    conds = [ConditionSpec("random", "TLL_obj", 20), ConditionSpec("generic", "TLL_obj", 20)]
-    conds += [ConditionSpec(c, "TLL_d", 20) for c in ("random", "face", "face_generic", "generic")]
+def paper_design(per_condition: int = 20) -> Design:
+    """Return the design of paper §4.3: its six cells (subset x condition) with
+    ``per_condition`` trials each (the paper's 20: 120 pairs), one trial per HIT."""
+    if not isinstance(per_condition, int) or isinstance(per_condition, bool) or per_condition < 1:
+        raise DesignError(f"--per-condition must be a positive integer, not {per_condition!r}")
+    conds = [ConditionSpec(c, subset, per_condition)
+             for subset, names in PAPER_CELLS.items() for c in names]
     return Design("paper", conds)
 
 
@@ -97,9 +102,10 @@ def design_from_spec(spec: dict, where: str = "spec") -> Design:
             problems.append(f"{where}: conditions[{i}] is not an object")
             continue
         cond, subset, count = c.get("condition"), c.get("subset", "all"), c.get("count")
-        if cond not in distractors.CONDITIONS:
-            problems.append(f"{where}: conditions[{i}]: unknown condition {cond!r} "
-                            f"(use one of {', '.join(distractors.CONDITIONS)})")
+        try:
+            conditions.get(cond)
+        except conditions.UnknownConditionError as exc:
+            problems.append(f"{where}: conditions[{i}]: {exc}")
         if not isinstance(count, int) or isinstance(count, bool) or count < 1:
             problems.append(f"{where}: conditions[{i}]: count must be a positive integer")
         if not isinstance(subset, str) or not subset:
@@ -111,24 +117,32 @@ def design_from_spec(spec: dict, where: str = "spec") -> Design:
     if not isinstance(catch, int) or isinstance(catch, bool) or catch < 0:
         problems.append(f"{where}: catch_trials must be a non-negative integer")
     fsets = spec.get("feature_sets", {}) or {}
-    if not isinstance(fsets, dict) or any(k not in CONDITION_KIND for k in fsets):
-        problems.append(f"{where}: feature_sets maps generic/face/face_generic to store keys")
+    if not isinstance(fsets, dict) or any(k not in conditions.FEATURE_CONDITIONS for k in fsets):
+        problems.append(f"{where}: feature_sets maps {'/'.join(conditions.FEATURE_CONDITIONS)} "
+                        "to store keys")
         fsets = {}
     for cond, key in fsets.items():
-        if not str(key).startswith(CONDITION_KIND[cond] + "/"):
-            problems.append(f"{where}: feature_sets.{cond} must be a {CONDITION_KIND[cond]}/... key")
+        kind = conditions.get(cond).feature_kind
+        if not str(key).startswith(kind + "/"):
+            problems.append(f"{where}: feature_sets.{cond} must be a {kind}/... key")
     if problems:
         raise DesignError("\n".join(problems))
     return Design(str(spec.get("name", "custom")), out, tph, catch,
                   bool(spec.get("disjoint", True)), {k: str(v) for k, v in fsets.items()})
 
 
-def load_design(kind: str, spec_path: str | None) -> Design:
-    """Return the paper design, or the custom design read from ``spec_path``."""
+def load_design(kind: str, spec_path: str | None, per_condition: int | None = None) -> Design:
+    """Return the paper design (``per_condition`` trials per cell, default the paper's
+    20), or the custom design read from ``spec_path``."""
     if kind == "paper":
-        return paper_design()
+        if spec_path:
+            raise DesignError("--spec is for --design custom; the paper design has no spec")
+        return paper_design(20 if per_condition is None else per_condition)
     if kind != "custom":
         raise DesignError(f"unknown design {kind!r} (use paper or custom)")
+    if per_condition is not None:
+        raise DesignError("--per-condition is for --design paper; a custom spec gives each "
+                          "condition its own count")
     if not spec_path:
         raise DesignError("--design custom needs --spec FILE (a JSON design spec)")
     try:
@@ -144,26 +158,18 @@ def resolve_feature_sets(design: Design, keys: Sequence[str],
     """Return ``{condition: feature-set key}`` for the feature conditions of ``design``,
     from its overrides or the store's defaults; raise DesignError naming the `features`
     command for what is missing."""
-    used = {c.condition for c in design.conditions if c.condition != "random"}
+    used = {c.condition for c in design.conditions if conditions.get(c.condition).uses_features}
     out: dict[str, str] = {}
     problems: list[str] = []
     for cond in sorted(used):
+        kind = conditions.get(cond).feature_kind
         try:
             if cond in design.feature_sets:
                 key = design.feature_sets[cond]
                 if key not in keys:
-                    raise ds.FeatureAccessError(
-                        f"feature set {key} is not in the store: run `{ds.features_command(key)}`")
-            elif cond == "generic":
-                key = ds.generic_key(keys, generic_model)
-            elif cond == "face":
-                key = ds.face_key(keys)
+                    raise ds.FeatureAccessError(ds.missing_set(keys, key))
             else:
-                model = generic_model.split("/")[-1] if generic_model else None
-                try:
-                    key = ds.face_generic_key(keys, model)
-                except ds.FeatureAccessError:
-                    key = ds.face_generic_key(keys)
+                key = ds.default_key(kind, keys, generic_model)
             out[cond] = key
         except ds.FeatureAccessError as exc:
             problems.append(f"condition {cond}: {exc}")
@@ -175,38 +181,110 @@ def resolve_feature_sets(design: Design, keys: Sequence[str],
 def eligible_queries(condition: str, subset_ids: Sequence[str], fs) -> list[str]:
     """Return the pairs of a subset that can be queries of ``condition``: all for random
     and generic; for face kinds, pairs whose own distance is finite (a face both sides)."""
-    if condition == "random" or fs is None or fs.kind == "generic":
+    if not conditions.get(condition).needs_faces or fs is None:
         return list(subset_ids)
     rows = ds.rows_for(fs, subset_ids)
     ok = ds.has_feature(fs, "left", rows) & ds.has_feature(fs, "right", rows)
     return [pid for pid, k in zip(subset_ids, ok) if k]
 
 
+def _cell(spec: ConditionSpec) -> str:
+    return f"condition {spec.condition} on {spec.subset}"
+
+
+def _flow(design: Design, eligible: list[list[str]], pairs: list[str]):
+    """Maximum flow from the cells (capacity: their counts) through their suitable pairs
+    (capacity 1, in the order of ``pairs``) to a sink: the most trials that can get a
+    distinct query at once, and one assignment that reaches it."""
+    from scipy.sparse import csr_matrix
+    from scipy.sparse.csgraph import maximum_flow
+
+    col = {p: i for i, p in enumerate(pairs)}
+    n_cells = len(design.conditions)
+    source, sink = 0, 1 + n_cells + len(pairs)
+    rows, cols, caps = [], [], []
+    for i, (spec, el) in enumerate(zip(design.conditions, eligible), start=1):
+        rows.append(source)
+        cols.append(i)
+        caps.append(spec.count)
+        for p in el:
+            rows.append(i)
+            cols.append(1 + n_cells + col[p])
+            caps.append(1)
+    for j in range(len(pairs)):
+        rows.append(1 + n_cells + j)
+        cols.append(sink)
+        caps.append(1)
+    graph = csr_matrix((np.asarray(caps, dtype=np.int32), (rows, cols)),
+                       shape=(sink + 1, sink + 1))
+    result = maximum_flow(graph, source, sink)
+    flow = result.flow.tocsr()
+    assigned = [[pairs[j - 1 - n_cells] for j, f in zip(flow[i].indices, flow[i].data)
+                 if f > 0 and j > n_cells] for i in range(1, n_cells + 1)]
+    return int(result.flow_value), assigned
+
+
+def max_distinct_queries(design: Design, eligible: list[list[str]]) -> int:
+    """Return the most trials of ``design`` that can get a query at once: with
+    ``disjoint`` no pair may serve two trials, so this is a maximum flow from the cells
+    (capacity: their counts) through their suitable pairs (capacity 1) to the sink."""
+    if not design.disjoint:
+        return sum(min(c.count, len(e)) for c, e in zip(design.conditions, eligible))
+    return _flow(design, eligible, sorted({p for e in eligible for p in e}))[0]
+
+
+def shortfall(design: Design, eligible: list[list[str]]) -> str:
+    """Return the refusal of a design that cannot be built: per cell the suitable pairs of
+    its subset and the trials needed, then (no pair used twice) how many distinct pairs
+    the cells need together and the most their subsets can give."""
+    lines = []
+    for spec, el in zip(design.conditions, eligible):
+        extra = " with a face on both sides" if conditions.get(spec.condition).needs_faces else ""
+        short = f": short by {spec.count - len(el)}" if len(el) < spec.count else ""
+        lines.append(f"{_cell(spec)}: {len(el)} suitable pairs{extra}, {spec.count} needed{short}")
+    need = sum(c.count for c in design.conditions)
+    most = max_distinct_queries(design, eligible)
+    if design.disjoint and most < need:
+        lines.append(f"together the cells need {need} distinct pairs (no pair is the query "
+                     f"of two trials) and their subsets can give at most {most}: "
+                     f"short by {need - most}")
+    return "\n".join(lines)
+
+
 def select_queries(design: Design, eligible: list[list[str]], seed: int) -> list[list[str]]:
     """Return the query pairs of each condition (same order as ``design.conditions``);
-    raise DesignError saying which conditions fall short and by how many."""
+    raise DesignError with the ``shortfall`` (per cell: suitable pairs, needed) when
+    they cannot all be filled.
+
+    Each cell draws at random from the suitable pairs the cells before it left (fewest
+    suitable pairs first). When that draw leaves a cell short although distinct queries
+    for every trial exist (cells sharing pairs), a maximum flow over the pairs in a
+    seeded random order assigns them instead."""
+    if any(len(e) < c.count for c, e in zip(design.conditions, eligible)):
+        raise DesignError(shortfall(design, eligible))
     rng = np.random.default_rng([seed, 1])
     order = sorted(range(len(design.conditions)), key=lambda i: (len(eligible[i]), i))
     used: set[str] = set()
     chosen: list[list[str]] = [[] for _ in design.conditions]
-    problems = []
     for i in order:
         spec = design.conditions[i]
         avail = [p for p in eligible[i] if not (design.disjoint and p in used)]
         if len(avail) < spec.count:
-            taken = len(eligible[i]) - len(avail)
-            why = f" ({taken} taken by other conditions: no pair is used twice)" if taken else ""
-            extra = " with a face on both sides" if spec.condition in ("face", "face_generic") else ""
-            problems.append(f"condition {spec.condition} on {spec.subset}: {spec.count} trials "
-                            f"asked, {len(avail)} pairs{extra} available{why}: short by "
-                            f"{spec.count - len(avail)}")
-            continue
+            return _select_by_flow(design, eligible, seed)
         pick = sorted(rng.choice(len(avail), spec.count, replace=False).tolist())
         chosen[i] = [avail[j] for j in pick]
         used.update(chosen[i])
-    if problems:
-        raise DesignError("\n".join(problems))
     return chosen
+
+
+def _select_by_flow(design: Design, eligible: list[list[str]], seed: int) -> list[list[str]]:
+    pairs = sorted({p for e in eligible for p in e})
+    shuffled = [pairs[i] for i in np.random.default_rng([seed, 4]).permutation(len(pairs))]
+    value, assigned = _flow(design, eligible, shuffled)
+    if value < sum(c.count for c in design.conditions):
+        raise DesignError(shortfall(design, eligible))
+    # in the subset's order, like a draw
+    return [[p for p in el if p in set(got)] for el, got in zip(eligible, assigned)]
 
 
 def _machine_choices(feature_sets: dict, rows: dict, query: str,
@@ -231,6 +309,8 @@ def build_trials(design: Design, seed: int, subsets: dict[str, list[str]],
     set of the store by key; ``condition_keys``: the feature set of each feature
     condition; ``content_keys``: (pair, side) -> content hash, so that no image appears
     twice among a trial's candidates."""
+    if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool) or seed < 0:
+        raise DesignError(f"the seed must be a non-negative integer (0, 1, 2, ...), not {seed!r}")
     all_ids = sorted({p for ids in subsets.values() for p in ids})
     rows = {key: dict(zip(all_ids, ds.rows_for(fs, all_ids).tolist()))
             for key, fs in feature_sets.items()}
@@ -238,7 +318,7 @@ def build_trials(design: Design, seed: int, subsets: dict[str, list[str]],
     for spec in design.conditions:
         fs = feature_sets.get(condition_keys.get(spec.condition, ""))
         el = eligible_queries(spec.condition, subsets[spec.subset], fs)
-        if spec.condition in ("face", "face_generic") and not el:
+        if conditions.get(spec.condition).needs_faces and not el:
             problems.append(f"condition {spec.condition} on {spec.subset}: no pair of the subset "
                             f"has a face on both sides in {fs.key}; a face condition needs faces")
         if len(subsets[spec.subset]) < distractors.N_CANDIDATES:
@@ -256,7 +336,7 @@ def build_trials(design: Design, seed: int, subsets: dict[str, list[str]],
         col = {p: j for j, p in enumerate(pool)}
         keys = [content_keys[(p, "right")] for p in pool]
         dist = None
-        if spec.condition != "random":
+        if conditions.get(spec.condition).uses_features:
             key = condition_keys[spec.condition]
             fs = feature_sets[key]
             block = ds.block_for(fs, ds.rows_for(fs, qs), ds.rows_for(fs, pool))
@@ -287,7 +367,7 @@ def build_trials(design: Design, seed: int, subsets: dict[str, list[str]],
 
 def _trial(spec: ConditionSpec, query: str, cands: list[tuple[str, str]], true_index: int,
            catch: bool, key: str | None, feature_sets: dict, rows: dict) -> dict:
-    return {"id": "", "condition": "catch" if catch else spec.condition, "subset": spec.subset,
+    return {"id": "", "condition": conditions.CATCH if catch else spec.condition, "subset": spec.subset,
             "pair": query, "query": ef.image_id(query, "left"),
             "candidates": [ef.image_id(p, s) for p, s in cands], "true_index": true_index,
             "catch": catch, "feature_set": key,

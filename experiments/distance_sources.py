@@ -6,13 +6,13 @@ Also the choice of default feature sets (which generic model, which face detecto
 """
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
-from experiments import retrieval
+from experiments import conditions, retrieval
 
-FACE_KINDS = ("face", "face_generic")
+FACE_KINDS = conditions.FACE_KINDS
 PREFERRED_GENERIC = ("densenet121", "efficientnet_lite0")
 PREFERRED_DETECTORS = ("cnn", "hog")
 
@@ -23,8 +23,8 @@ class FeatureAccessError(Exception):
 
 def default_metric(kind: str) -> str:
     """Return the distance a feature kind uses: cosine for generic CNN features (also on
-    face crops), Euclidean for dlib face descriptors (paper §4.1)."""
-    return "euclidean" if kind == "face" else "cosine"
+    face crops), Euclidean for dlib face descriptors (paper §4.1; experiments/conditions.py)."""
+    return conditions.distance_of_kind(kind)
 
 
 def features_command(key: str, workdir: str = "STUDY_DIR") -> str:
@@ -70,6 +70,82 @@ def block_for(fs, left_rows: np.ndarray, right_rows: np.ndarray, metric: str | N
     return retrieval.face_block(lv, lo, rv, ro, metric)
 
 
+# Below this many multiply-adds (N x N x d) a GPU's start-up costs more than it saves.
+GPU_MIN_WORK = 2e11
+
+
+def resolve_retrieval_device(device: str, n: int, dim: int) -> str:
+    """Return where the distances of an ``n x n`` retrieval on ``dim``-d features run:
+    ``cpu``, or ``cuda`` when asked, or (``auto``) when the features are large and torch
+    sees a GPU. torch is only imported for large features."""
+    if device == "cpu":
+        return "cpu"
+    if device not in ("auto", "cuda"):
+        raise ValueError(f"unknown device {device!r} (use auto, cpu or cuda)")
+    if device == "auto" and float(n) * n * dim < GPU_MIN_WORK:
+        return "cpu"
+    try:
+        import torch
+    except ImportError:  # pragma: no cover - torch is a requirement of experiments/
+        available = False
+    else:
+        available = torch.cuda.is_available()
+    if device == "cuda" and not available:
+        raise FeatureAccessError("--device cuda: torch sees no CUDA GPU on this machine "
+                                 "(use --device auto or cpu)")
+    return "cuda" if available else "cpu"
+
+
+def torch_generic_stats(left: np.ndarray, right: np.ndarray, device: str = "cuda",
+                        chunk: int | None = None) -> dict:
+    """Return what `retrieval.generic_match_stats` returns, computed with torch on
+    ``device`` (the GPU path of `evaluate`): the same formulas, float32, counts reduced on
+    the device so only N numbers per metric come back."""
+    import torch
+
+    n = len(left)
+    chunk = chunk or retrieval.auto_chunk(n, 64_000_000)
+    dev = torch.device(device)
+    lt = torch.as_tensor(np.ascontiguousarray(left, dtype=np.float32), device=dev)
+    rt = torch.as_tensor(np.ascontiguousarray(right, dtype=np.float32), device=dev)
+    lnorm, rnorm = lt.norm(dim=1), rt.norm(dim=1)
+    ln = lt / torch.where(lnorm > 0, lnorm, 1)[:, None]
+    rnt = (rt / torch.where(rnorm > 0, rnorm, 1)[:, None]).T.contiguous()
+    del lt, rt
+    rsq = rnorm * rnorm
+    out = {m: (np.empty(n, np.int64), np.empty(n, np.int64), np.empty(n, np.float64))
+           for m in ("cosine", "euclidean")}
+    for start in range(0, n, chunk):
+        rows = torch.arange(start, min(start + chunk, n), device=dev)
+        sim = ln[rows] @ rnt
+        idx = torch.arange(len(rows), device=dev)
+        lr = lnorm[rows][:, None]
+        for m in ("cosine", "euclidean"):
+            d = 1.0 - sim if m == "cosine" else (sim * (-2 * lr)) * rnorm[None, :] + rsq[None, :] + lr * lr
+            own = d[idx, rows][:, None]
+            sl = slice(start, start + len(rows))
+            out[m][0][sl] = (d < own).sum(1).cpu().numpy()
+            out[m][1][sl] = ((d == own).sum(1) - 1).cpu().numpy()
+            out[m][2][sl] = own[:, 0].double().cpu().numpy()
+    out["euclidean"][2][:] = np.sqrt(np.maximum(out["euclidean"][2], 0))
+    return out
+
+
+def generic_stats(fs, rows: np.ndarray, device: str = "auto") -> dict:
+    """Return ``{metric: (closer, ties, own)}`` for cosine and Euclidean distance of the
+    generic feature set ``fs`` restricted to ``rows`` (left i pairs with right i), from one
+    distance pass, on the GPU where `resolve_retrieval_device` says so."""
+    left, right = np.asarray(fs.left), np.asarray(fs.right)
+    rows = np.asarray(rows, dtype=np.int64)
+    # the whole set in store order (evaluate on `all`): no index copy of a memory map
+    whole = len(rows) == len(left) and bool((rows == np.arange(len(left))).all())
+    where = resolve_retrieval_device(device, len(rows), left.shape[1] if left.ndim == 2 else 0)
+    if where == "cuda":
+        return torch_generic_stats(left if whole else left[rows],
+                                   right if whole else right[rows], "cuda")
+    return retrieval.generic_match_stats(left, right, rows=None if whole else rows)
+
+
 def has_feature(fs, side: str, rows: np.ndarray) -> np.ndarray:
     """Return a bool per image: whether it has a feature (always for generic; a face for
     face kinds)."""
@@ -96,23 +172,43 @@ def image_vectors(fs, side: str, row: int) -> np.ndarray:
 
 
 # --------------------------------------------------------------------------- defaults
+def _workdir(keys) -> str:
+    return getattr(keys, "workdir", "STUDY_DIR")
+
+
+def missing_set(keys, key: str) -> str:
+    """Return why feature set ``key`` cannot be used (not computed, incomplete or out of
+    date, as the store's ``keys()`` knows) and the exact command that computes it."""
+    state = getattr(keys, "unusable", {}).get(key, "not in the store")
+    return f"feature set {key} is {state}: run `{features_command(key, _workdir(keys))}`"
+
+
+def _none_usable(keys, kind: str, label: str, default: str) -> FeatureAccessError:
+    """The error for "no usable set of this kind": it names every set of the kind that is
+    present but unusable, else the command for the default set."""
+    stale = sorted(k for k in getattr(keys, "unusable", {}) if k.startswith(kind + "/"))
+    if stale:
+        return FeatureAccessError(f"no usable {label} features in the store: "
+                                  + "; ".join(missing_set(keys, k) for k in stale))
+    return FeatureAccessError(f"no {label} features in the store: run "
+                              f"`{features_command(default, _workdir(keys))}`")
+
+
 def generic_key(keys: Sequence[str], model: str | None = None) -> str:
     """Return the generic feature-set key to use: `generic/<model>` when a model is named,
     else DenseNet121 if present, else EfficientNet-Lite0, else the first generic set."""
     if model:
         key = model if model.startswith("generic/") else f"generic/{model}"
         if key not in keys:
-            raise FeatureAccessError(
-                f"no generic features for model {key.split('/', 1)[1]!r} in the store: run "
-                f"`{features_command(key)}` (available: {', '.join(keys) or 'none'})")
+            raise FeatureAccessError(f"{missing_set(keys, key)} (usable: "
+                                     f"{', '.join(keys) or 'none'})")
         return key
     for name in PREFERRED_GENERIC:
         if f"generic/{name}" in keys:
             return f"generic/{name}"
     generic = [k for k in keys if k.startswith("generic/")]
     if not generic:
-        raise FeatureAccessError("no generic features in the store: run "
-                                 f"`{features_command('generic/efficientnet_lite0')}`")
+        raise _none_usable(keys, "generic", "generic", "generic/efficientnet_lite0")
     return generic[0]
 
 
@@ -122,14 +218,12 @@ def face_key(keys: Sequence[str], detector: str | None = None) -> str:
     if detector:
         key = f"face/dlib_{detector}"
         if key not in keys:
-            raise FeatureAccessError(f"no face features for detector {detector!r} in the store: "
-                                     f"run `{features_command(key)}`")
+            raise FeatureAccessError(missing_set(keys, key))
         return key
     for det in PREFERRED_DETECTORS:
         if f"face/dlib_{det}" in keys:
             return f"face/dlib_{det}"
-    raise FeatureAccessError("no face features in the store: run "
-                             f"`{features_command('face/dlib_hog')}`")
+    raise _none_usable(keys, "face", "face", "face/dlib_hog")
 
 
 def face_generic_key(keys: Sequence[str], model: str | None = None,
@@ -144,13 +238,33 @@ def face_generic_key(keys: Sequence[str], model: str | None = None,
         cands = [k for k in cands if k.rpartition("_")[2] == detector]
     if not cands:
         want = f"face_generic/{model or 'efficientnet_lite0'}_{detector or 'hog'}"
+        if want in getattr(keys, "unusable", {}) or not (model or detector):
+            raise _none_usable(keys, "face_generic", "face-generic", want)
         raise FeatureAccessError("no face-generic features in the store"
                                  + (f" for model {model!r}" if model else "")
                                  + (f" and detector {detector!r}" if detector else "")
-                                 + f": run `{features_command(want)}`")
+                                 + f": run `{features_command(want, _workdir(keys))}`")
 
     def pref(k: str) -> tuple:
         m, _, d = k.split("/", 1)[1].rpartition("_")
         return (PREFERRED_GENERIC.index(m) if m in PREFERRED_GENERIC else 9,
                 PREFERRED_DETECTORS.index(d) if d in PREFERRED_DETECTORS else 9, k)
     return sorted(cands, key=pref)[0]
+
+
+def default_key(kind: str, keys: Sequence[str], generic_model: str | None = None) -> str:
+    """Return the store's default feature-set key of feature kind ``kind``: the generic
+    model named (else the preferred one), the preferred face detector, and for face crops
+    the named generic model's set when there is one, else the preferred one."""
+    if kind == "generic":
+        return generic_key(keys, generic_model)
+    if kind == "face":
+        return face_key(keys)
+    if kind == "face_generic":
+        model = generic_model.split("/")[-1] if generic_model else None
+        try:
+            return face_generic_key(keys, model)
+        except FeatureAccessError:
+            return face_generic_key(keys)
+    conditions.for_kind(kind)  # raises for a kind that is not in the table
+    raise conditions.UnknownKindError(f"no default feature set for kind {kind!r}")

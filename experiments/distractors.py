@@ -6,19 +6,22 @@ right images of its subset; candidates are pool positions until the design names
 * ``random``: the true right image and four other pool images drawn at random.
 * ``generic``, ``face``, ``face_generic``: the five pool images nearest the query by that
   feature (stable order, so ties go to the earlier pool position); if the true one is not
-  among them it replaces one of the five, chosen at random.
+  among them it replaces one of the five, chosen at random. When fewer than five pool
+  images have the feature (few faces), seeded random pool images fill the rest.
 * Never two copies of one image: pool images with equal content keys (sha256) count as
   one, and a copy of the true image is never a distractor.
 * Display order is a seeded shuffle of the five.
 """
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
-CONDITIONS = ("random", "generic", "face", "face_generic")
-FEATURE_CONDITIONS = ("generic", "face", "face_generic")
+from experiments import conditions
+
+CONDITIONS = conditions.NAMES
+FEATURE_CONDITIONS = conditions.FEATURE_CONDITIONS
 N_CANDIDATES = 5
 
 
@@ -43,23 +46,32 @@ def _distinct(order: Sequence[int], true_col: int, keys: Sequence, want: int) ->
 
 def nearest_candidates(distances: np.ndarray, true_col: int, rng: np.random.Generator,
                        keys: Sequence | None = None, n: int = N_CANDIDATES) -> list[int]:
-    """Return the ``n`` pool positions nearest by ``distances`` (NaN as +inf, ties to the
-    earlier position), with the true one put in place of one of them at random when it is
-    not among them. Order: nearest first (not yet shuffled)."""
+    """Return the ``n`` pool positions nearest by ``distances`` (ties to the earlier
+    position), with the true one put in place of one of them at random when it is not
+    among them. Pool images without a finite distance (no face) fill the places left,
+    drawn at random from ``rng``. Order: nearest first (not yet shuffled)."""
     d = np.asarray(distances, dtype=np.float64)
-    d = np.where(np.isnan(d), np.inf, d)
+    finite = np.isfinite(d)
     keys = list(range(len(d))) if keys is None else list(keys)
-    order = np.argsort(d, kind="stable")
     top: list[int] = []
     seen: set = set()
-    for c in order:
-        c = int(c)
-        if keys[c] in seen or (c != true_col and keys[c] == keys[true_col]):
-            continue
-        seen.add(keys[c])
-        top.append(c)
-        if len(top) == n:
-            break
+
+    def take(order) -> None:
+        for c in order:
+            c = int(c)
+            if len(top) == n:
+                return
+            if keys[c] in seen or (c != true_col and keys[c] == keys[true_col]):
+                continue
+            seen.add(keys[c])
+            top.append(c)
+
+    near = np.flatnonzero(finite)
+    take(near[np.argsort(d[near], kind="stable")])
+    if len(top) < n:
+        # too few images with the feature (a face condition on a pool with few faces):
+        # the rest are random distractors, drawn from the seeded generator
+        take(rng.permutation(np.flatnonzero(~finite)))
     if len(top) < n:
         raise DistractorError(f"the pool holds only {len(top)} distinct images; "
                               f"a trial needs {n}")
@@ -92,14 +104,12 @@ def choose_candidates(condition: str, pool_size: int, true_col: int,
                       keys: Sequence | None = None) -> tuple[list[int], int]:
     """Return ``(five pool positions in display order, index of the true one)`` for a
     trial of ``condition``; feature conditions need the query's ``distances`` to the pool."""
-    if condition == "random":
+    if not conditions.get(condition).uses_features:
         cands = random_candidates(pool_size, true_col, rng, keys)
-    elif condition in FEATURE_CONDITIONS:
-        if distances is None:
-            raise ValueError(f"condition {condition!r} needs the query's distances")
-        cands = nearest_candidates(distances, true_col, rng, keys)
+    elif distances is None:
+        raise ValueError(f"condition {condition!r} needs the query's distances")
     else:
-        raise ValueError(f"unknown condition {condition!r} (use one of {', '.join(CONDITIONS)})")
+        cands = nearest_candidates(distances, true_col, rng, keys)
     return shuffle_display(cands, true_col, rng)
 
 

@@ -11,22 +11,29 @@ pair's own right image per feature set), ``recall_curves.png``, ``recall_zoom.pn
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import pandas as pd
 
+from experiments import conditions, retrieval
 from experiments import distance_sources as ds
-from experiments import retrieval
+from experiments.files import make_dirs, write_text, write_with
 
 ZOOM_KS = (1, 5, 10, 20)
 
 
+FACE_DENOMINATORS = ("notebook", "subset")
+ASSOCIATIVE_METHODS = ("exact", "sampled")
+
+
 @dataclass
 class Evaluation:
-    """Everything `evaluate` computed: tables (DataFrames), curves, and the files written."""
+    """Everything `evaluate` computed: tables (DataFrames), curves, and the files written,
+    with the rules that made them (the subset's face rule, Table 1's face denominator,
+    how associative recall was computed)."""
 
     subset: str
     n: int
@@ -37,60 +44,108 @@ class Evaluation:
     curves: dict[str, np.ndarray]
     cos_minus_euc: dict[str, np.ndarray]
     files: list[Path] = field(default_factory=list)
+    face_rule: str = "n/a"
+    face_denominator: str = "notebook"
+    associative: str = "exact"
 
 
 def _label(key: str) -> str:
     return key.split("/", 1)[1] if key.startswith("generic/") else key
 
 
-def evaluate_feature_sets(feature_sets: dict, ids: Sequence[str], votes: dict | None = None,
+def _kind_of(key: str) -> str:
+    return key.split("/", 1)[0]
+
+
+def _order(keys) -> list[str]:
+    """Keys in the conditions table's order of feature kinds (an unknown kind is an
+    error), then by name."""
+    return sorted(keys, key=lambda k: (
+        conditions.FEATURE_KINDS.index(conditions.for_kind(_kind_of(k)).feature_kind), k))
+
+
+def evaluate_feature_sets(feature_sets, ids: Sequence[str], votes: dict | None = None,
                           ties: str = "mean", ks: Sequence[int] = retrieval.DEFAULT_KS,
                           ms: Sequence[int] = retrieval.DEFAULT_MS, repetitions: int = 10,
-                          seed: int = 0, subset: str = "all") -> Evaluation:
-    """Return the Evaluation of ``feature_sets`` (key -> FeatureSet) on pairs ``ids``.
-    ``votes``: pair id -> {"up", "down"} (pairs without votes are left out of the
-    correlation; None or empty: no votes)."""
+                          seed: int = 0, subset: str = "all",
+                          face_denominator: str = "notebook", associative: str = "exact",
+                          face_rule: str = "n/a", device: str = "cpu") -> Evaluation:
+    """Return the Evaluation of ``feature_sets`` (a mapping key -> FeatureSet, read one
+    key at a time, so a lazy mapping keeps one set in memory) on pairs ``ids``.
+
+    One distance pass per feature set gives the ranks (Table 1), associative recall
+    (Table 2a, ``exact``: in closed form from the ranks; ``sampled``: the notebook's
+    ``repetitions`` random sets, a second pass), the votes correlation (each pair's own
+    distance) and, for generic features, the Euclidean ranks of Fig. 2a from the same
+    matrix product. ``face_denominator``: ``notebook`` counts the face and face-generic
+    rows of Tables 1 and 2a over the pairs whose own face distance is finite (a face on
+    both sides; the authors' cell 53), ``subset`` over every pair of the subset.
+    ``votes``: pair id -> {"up", "down"} (None or empty: no votes)."""
+    if face_denominator not in FACE_DENOMINATORS:
+        raise ValueError(f"unknown face denominator {face_denominator!r} "
+                         f"(use {' or '.join(FACE_DENOMINATORS)})")
+    if associative not in ASSOCIATIVE_METHODS:
+        raise ValueError(f"unknown associative recall method {associative!r} "
+                         f"(use {' or '.join(ASSOCIATIVE_METHODS)})")
+    if ties not in retrieval.TIE_RULES:
+        raise ValueError(f"unknown tie rule {ties!r} (use one of {', '.join(retrieval.TIE_RULES)})")
     n = len(ids)
-    order = sorted(feature_sets, key=lambda k: (("generic", "face", "face_generic").index(
-        feature_sets[k].kind) if feature_sets[k].kind in ("generic", "face", "face_generic")
-        else 9, k))
     rows1, rows2, vrows = [], [], []
     ranks_cols: dict[str, np.ndarray] = {}
     curves, cme = {}, {}
-    for key in order:
+    have_votes = [i for i, pid in enumerate(ids) if votes and votes.get(pid) is not None]
+    for key in _order(feature_sets):
         fs = feature_sets[key]
         metric = ds.default_metric(fs.kind)
         r = ds.rows_for(fs, ids)
-        block = ds.block_for(fs, r, r, metric)
-        ranks = retrieval.true_match_ranks(block, n, ties)
+        if fs.kind == "generic":
+            stats = ds.generic_stats(fs, r, device=device)
+            closer, tie, own = stats[metric]
+            ec, et, _ = stats["euclidean"]
+            cme[key] = (retrieval.recall_curve(retrieval.ranks_from_counts(closer, tie, ties), n)
+                        - retrieval.recall_curve(retrieval.ranks_from_counts(ec, et, ties), n))
+        else:
+            block = ds.block_for(fs, r, r, metric)
+            closer, tie, own = retrieval.match_stats(block, n, retrieval.auto_chunk(n))
+        ranks = retrieval.ranks_from_counts(closer, tie, ties)
         ranks_cols[key] = ranks
-        rec = retrieval.recall_at_k(ranks, ks)
+        finite = np.isfinite(own)
+        queries = finite if (fs.kind != "generic" and face_denominator == "notebook") \
+            else np.ones(n, dtype=bool)
+        rec = retrieval.recall_at_k(ranks[queries], ks)
         with_feature = int((ds.has_feature(fs, "left", r) & ds.has_feature(fs, "right", r)).sum())
         rows1.append({"feature_set": _label(key), "kind": fs.kind, "metric": metric, "N": n,
-                      "pairs_with_feature": with_feature,
-                      **{f"R@{k}": round(100 * v, 2) for k, v in rec.items()}})
-        curves[key] = retrieval.recall_curve(ranks, n)
-        if fs.kind == "generic":
-            euc = retrieval.true_match_ranks(ds.block_for(fs, r, r, "euclidean"), n, ties)
-            cme[key] = curves[key] - retrieval.recall_curve(euc, n)
-        ar = retrieval.associative_recall(block, n, ms, repetitions, seed, ties)
-        rows2.append({"feature_set": _label(key), "metric": metric,
-                      **{f"m={m}": round(100 * v, 2) for m, v in ar.items()}})
-        if votes:
-            have = [i for i, pid in enumerate(ids) if votes.get(pid) is not None]
-            if len(have) >= 3:
-                dist = retrieval.pair_distances(block, n)[have]
-                up = [votes[ids[i]]["up"] for i in have]
-                down = [votes[ids[i]]["down"] for i in have]
-                c = retrieval.votes_correlation(up, down, dist)
-                vrows.append({"feature_set": _label(key), "metric": metric, "n": c["n"],
-                              **{f"{side}_{stat}": round(c[side][stat], 4)
-                                 for side in ("up", "down")
-                                 for stat in ("pearson_r", "pearson_p", "spearman_r", "spearman_p")}})
+                      "queries": int(queries.sum()), "pairs_with_feature": with_feature,
+                      **{f"R@{k}": round(100 * v, 2) for k, v in rec.items()},
+                      "face_rule": face_rule,
+                      "face_denominator": face_denominator if fs.kind != "generic" else "subset"})
+        curves[key] = retrieval.recall_curve(ranks[queries], n)
+        if associative == "exact":
+            per_query = retrieval.associative_recall_exact(closer, tie, n, ms, ties)
+            ar = {m: (float(v[queries].mean()) if queries.any() else float("nan"))
+                  for m, v in per_query.items()}
+        else:
+            ar = retrieval.associative_recall(ds.block_for(fs, r, r, metric), n, ms, repetitions,
+                                              seed, ties, queries=queries)
+        rows2.append({"feature_set": _label(key), "metric": metric, "queries": int(queries.sum()),
+                      **{f"m={m}": round(100 * v, 2) for m, v in ar.items()},
+                      "method": associative, "face_rule": face_rule,
+                      "face_denominator": face_denominator if fs.kind != "generic" else "subset"})
+        if len(have_votes) >= 3:
+            up = [votes[ids[i]]["up"] for i in have_votes]
+            down = [votes[ids[i]]["down"] for i in have_votes]
+            c = retrieval.votes_correlation(up, down, own[have_votes])
+            vrows.append({"feature_set": _label(key), "metric": metric, "n": c["n"],
+                          **{f"{side}_{stat}": round(c[side][stat], 4)
+                             for side in ("up", "down")
+                             for stat in ("pearson_r", "pearson_p", "spearman_r", "spearman_p")},
+                          "face_rule": face_rule})
+        del fs
     ranks_df = pd.DataFrame({"pair": list(ids), **{k: v for k, v in ranks_cols.items()}})
     return Evaluation(subset=subset, n=n, table1=pd.DataFrame(rows1), table2a=pd.DataFrame(rows2),
                       votes=pd.DataFrame(vrows) if vrows else None, ranks=ranks_df,
-                      curves=curves, cos_minus_euc=cme)
+                      curves=curves, cos_minus_euc=cme, face_rule=face_rule,
+                      face_denominator=face_denominator, associative=associative)
 
 
 # --------------------------------------------------------------------------- output
@@ -116,7 +171,8 @@ def _plots(ev: Evaluation, out: Path) -> list[Path]:
             ax.legend(fontsize=8)
         ax.grid(alpha=0.3)
         files.append(out / name)
-        fig.savefig(files[-1], dpi=110, bbox_inches="tight")
+        write_with(files[-1], lambda fh: fig.savefig(fh, format="png", dpi=110,
+                                                     bbox_inches="tight"))
         plt.close(fig)
 
     k = np.arange(1, ev.n + 1)
@@ -164,39 +220,61 @@ def write_evaluation(ev: Evaluation, out: str | os.PathLike, figures=None) -> li
     showing ``figures``, the Figures of experiments.figures, when given); return the
     files."""
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    make_dirs(out)
     files = []
     for name, df in (("table1", ev.table1), ("table2a", ev.table2a)):
-        df.to_csv(out / f"{name}.csv", index=False)
-        (out / f"{name}.md").write_text(markdown_table(df), encoding="utf-8")
+        write_text(out / f"{name}.csv", df.to_csv(index=False))
+        write_text(out / f"{name}.md", markdown_table(df))
         files += [out / f"{name}.csv", out / f"{name}.md"]
     votes_note = "No votes in the manifest for these pairs: no correlation computed."
     if ev.votes is not None:
-        ev.votes.to_csv(out / "votes.csv", index=False)
-        (out / "votes.md").write_text(markdown_table(ev.votes), encoding="utf-8")
+        write_text(out / "votes.csv", ev.votes.to_csv(index=False))
+        write_text(out / "votes.md", markdown_table(ev.votes))
     else:
-        (out / "votes.csv").write_text("note\n" + votes_note + "\n", encoding="utf-8")
-        (out / "votes.md").write_text(votes_note + "\n", encoding="utf-8")
+        write_text(out / "votes.csv", "note\n" + votes_note + "\n")
+        write_text(out / "votes.md", votes_note + "\n")
     files += [out / "votes.csv", out / "votes.md"]
-    ev.ranks.to_csv(out / "ranks.csv", index=False)
+    write_text(out / "ranks.csv", ev.ranks.to_csv(index=False))
     files.append(out / "ranks.csv")
     files += _plots(ev, out)
     files += figures.files if figures is not None else []
-    (out / "index.html").write_text(_html(ev, votes_note, figures), encoding="utf-8")
+    write_text(out / "index.html", _html(ev, votes_note, figures))
     files.append(out / "index.html")
     ev.files = files
     return files
 
 
+class LazyFeatureSets(Mapping):
+    """The store's feature sets by key, each loaded (memory-mapped) when asked for and
+    not kept, so a whole evaluation holds one feature set at a time."""
+
+    def __init__(self, store, keys: Sequence[str]):
+        self.store, self._keys = store, list(keys)
+
+    def __getitem__(self, key: str):
+        if key not in self._keys:
+            raise KeyError(key)
+        return self.store.load(key)
+
+    def __iter__(self):
+        return iter(self._keys)
+
+    def __len__(self) -> int:
+        return len(self._keys)
+
+
 def evaluate_study(workdir: str | os.PathLike, subset: str | None = None,
                    out: str | os.PathLike | None = None, ties: str = "mean",
-                   repetitions: int = 10, seed: int = 0, gallery: int = 3) -> Evaluation:
+                   repetitions: int = 10, seed: int = 0, gallery: int = 3,
+                   face_denominator: str = "notebook", associative: str = "exact",
+                   device: str = "auto") -> Evaluation:
     """Evaluate every feature set of a study's store on ``subset`` (default TLL_d when
     computed, else all pairs), write the results with Fig. 3 (``gallery`` queries per
-    group) and Fig. 5c to ``out`` and return them."""
+    group) and Fig. 5c to ``out`` and return them. Feature sets are memory-mapped and
+    read one at a time."""
     from experiments.manifest import load_manifest
     from experiments.store import FeatureStore
-    from experiments.subsets import load_subset, subsets_dir
+    from experiments.subsets import load_subset, subset_face_rule, subsets_dir
 
     manifest = load_manifest(workdir)
     if subset is None:
@@ -209,10 +287,12 @@ def evaluate_study(workdir: str | os.PathLike, subset: str | None = None,
                                     f"`{ds.features_command('generic/efficientnet_lite0', str(workdir))}`")
     if len(ids) < 2:
         raise ds.FeatureAccessError(f"subset {name!r} holds {len(ids)} pair(s); retrieval needs 2 or more")
-    fsets = {k: store.load(k) for k in keys}
     votes = {p.id: p.votes for p in manifest.pairs if p.votes is not None}
-    ev = evaluate_feature_sets(fsets, ids, votes, ties=ties, repetitions=repetitions,
-                               seed=seed, subset=name)
+    fsets = LazyFeatureSets(store, keys)
+    ev = evaluate_feature_sets(fsets, ids, votes, ties=ties,
+                               repetitions=repetitions, seed=seed, subset=name,
+                               face_denominator=face_denominator, associative=associative,
+                               face_rule=subset_face_rule(workdir, name) or "n/a", device=device)
     from experiments.figures import write_figures
 
     out = Path(out or Path(workdir) / "evaluation" / name)

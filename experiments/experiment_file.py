@@ -26,6 +26,8 @@ import json
 import os
 from pathlib import Path
 
+from experiments import files
+
 FORMAT = "tll-experiment"
 SCHEMA_VERSION = 1
 
@@ -60,18 +62,13 @@ def make_document(*, seed: int, image_root: str, manifest_sha256: str, design: d
 
 def to_bytes(doc: dict) -> bytes:
     """Return the canonical bytes of an experiment document."""
-    return (json.dumps(doc, sort_keys=True, indent=2, ensure_ascii=False) + "\n").encode("utf-8")
+    return files.canonical_json(doc)
 
 
 def write_experiment(path: str | os.PathLike, doc: dict) -> Path:
     """Check and write the document atomically; return the path written."""
     check(doc)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_bytes(to_bytes(doc))
-    os.replace(tmp, path)
-    return path
+    return files.write_bytes(path, to_bytes(doc))
 
 
 def read_experiment(path: str | os.PathLike) -> dict:

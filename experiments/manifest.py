@@ -8,9 +8,10 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from experiments import files
 
 FORMAT = "tll-manifest"
 VERSION = 1
@@ -62,7 +63,7 @@ class ImageRef:
                 "source": self.source, "box": list(self.box) if self.box is not None else None}
 
     @classmethod
-    def from_json(cls, obj: dict) -> "ImageRef":
+    def from_json(cls, obj: dict) -> ImageRef:
         """Return the ImageRef read from a manifest side object."""
         box = obj.get("box")
         return cls(path=str(obj["path"]), sha256=str(obj["sha256"]),
@@ -92,7 +93,7 @@ class Pair:
                 "votes": dict(self.votes) if self.votes is not None else None}
 
     @classmethod
-    def from_json(cls, obj: dict) -> "Pair":
+    def from_json(cls, obj: dict) -> Pair:
         """Return the Pair read from a manifest pair object."""
         votes = obj.get("votes")
         return cls(id=str(obj["id"]), left=ImageRef.from_json(obj["left"]),
@@ -132,8 +133,7 @@ class Manifest:
 
     def to_bytes(self) -> bytes:
         """Return the canonical file bytes (sorted keys, indent 2, trailing newline)."""
-        return (json.dumps(self.to_json(), sort_keys=True, indent=2, ensure_ascii=False)
-                + "\n").encode("utf-8")
+        return files.canonical_json(self.to_json())
 
 
 def manifest_path(workdir: str | os.PathLike) -> Path:
@@ -177,18 +177,8 @@ def save_manifest(workdir: str | os.PathLike, manifest: Manifest) -> Path:
     """Write the manifest atomically (temp file in the same folder, then rename); set
     `manifest.sha256` to the hash of the bytes written and return the file's path."""
     workdir = Path(workdir)
-    workdir.mkdir(parents=True, exist_ok=True)
+    files.make_dirs(workdir)
     data = manifest.to_bytes()
-    fd, tmp = tempfile.mkstemp(prefix=".manifest-", suffix=".tmp", dir=workdir)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, manifest_path(workdir))
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    files.write_bytes(manifest_path(workdir), data, fsync=True)
     manifest.sha256 = hashlib.sha256(data).hexdigest()
     return manifest_path(workdir)

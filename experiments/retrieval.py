@@ -15,7 +15,7 @@ face set where either side has no face) ties with every other infinite distance.
 """
 from __future__ import annotations
 
-from typing import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 import numpy as np
 
@@ -153,22 +153,99 @@ def _chunks(n: int, chunk: int) -> Iterable[np.ndarray]:
         yield np.arange(start, min(start + chunk, n))
 
 
-def tie_counts(block: DistanceBlock, n: int, chunk: int = 1024,
-               true_cols: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Return ``(closer, ties)`` per left image: how many right images are strictly
-    closer than its true match and how many others lie at exactly the same distance.
-    The true match of left ``i`` is right ``true_cols[i]`` (default ``i``). NaN counts
-    as +inf. Rows are processed ``chunk`` at a time; no row is ever sorted."""
+def match_stats(block: DistanceBlock, n: int, chunk: int = 1024,
+                true_cols: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Return ``(closer, ties, own)`` per left image from one pass over ``block``: how many
+    right images are strictly closer than its true match, how many others lie at exactly
+    the same distance, and the distance to the true match itself (right ``true_cols[i]``,
+    default ``i``). NaN counts as +inf. Rows are processed ``chunk`` at a time; no row is
+    ever sorted."""
     true_cols = np.arange(n) if true_cols is None else np.asarray(true_cols)
     closer = np.empty(n, dtype=np.int64)
     ties = np.empty(n, dtype=np.int64)
+    own_all = np.empty(n, dtype=np.float64)
     for rows in _chunks(n, chunk):
         d = block(rows)
         d = np.where(np.isnan(d), np.inf, d) if np.isnan(d).any() else d
         own = d[np.arange(len(rows)), true_cols[rows]][:, None]
         closer[rows] = np.count_nonzero(d < own, axis=1)
         ties[rows] = np.count_nonzero(d == own, axis=1) - 1
+        own_all[rows] = own[:, 0]
+    return closer, ties, own_all
+
+
+def tie_counts(block: DistanceBlock, n: int, chunk: int = 1024,
+               true_cols: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Return ``(closer, ties)`` per left image: how many right images are strictly
+    closer than its true match and how many others lie at exactly the same distance
+    (see `match_stats`)."""
+    closer, ties, _ = match_stats(block, n, chunk, true_cols)
     return closer, ties
+
+
+def auto_chunk(n: int, budget: int = 16_000_000) -> int:
+    """Return a row-chunk size that keeps one ``chunk x n`` float block near ``budget``
+    elements (64 MB of float32), between 16 and 1024 rows."""
+    return int(min(1024, max(16, budget // max(n, 1))))
+
+
+def _unit_copy(a: np.ndarray, rows: np.ndarray | None = None, block: int = 8192
+               ) -> tuple[np.ndarray, np.ndarray]:
+    """Return ``(copy of a[rows] with unit rows, the rows' norms)`` making one array of
+    that size (norms taken block by block, so no temporary as large as ``a``; row for
+    row the same arithmetic as `unit_rows`)."""
+    src = np.asarray(a)
+    out = np.array(src if rows is None else src[rows], copy=True)
+    if out.dtype not in (np.float32, np.float64):
+        out = out.astype(np.float64)
+    norms = np.empty(len(out), dtype=out.dtype)
+    for s in range(0, len(out), block):
+        norms[s:s + block] = np.linalg.norm(out[s:s + block], axis=1)
+    out /= np.where(norms > 0, norms, 1)[:, None]
+    return out, norms
+
+
+def generic_match_stats(left: np.ndarray, right: np.ndarray, chunk: int | None = None,
+                        euclidean: bool = True, rows: np.ndarray | None = None
+                        ) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """Return ``{metric: (closer, ties, own)}`` (see `match_stats`) for vector features,
+    row i of ``left[rows]`` pairing with row i of ``right[rows]`` (``rows`` default: all;
+    the arrays may be read-only memory maps), for cosine and (``euclidean``) Euclidean
+    distance from ONE matrix product per row chunk: the cosine block is ``1 - l̂ r̂ᵀ`` as
+    in `generic_block`, and the squared Euclidean distance ``|l|² + |r|² - 2 |l| |r| l̂·r̂``
+    reuses it (squares rank like distances). Memory: one unit-row copy per side plus a
+    few ``chunk x N`` blocks (`auto_chunk`: about 64 MB each)."""
+    ln, lnorm = _unit_copy(left, rows)
+    rn, rnorm = _unit_copy(right, rows)
+    n = len(ln)
+    chunk = chunk or auto_chunk(n)
+    rnt = rn.T                 # BLAS takes the transposed operand as is: no copy
+    metrics = ("cosine", "euclidean") if euclidean else ("cosine",)
+    out = {m: (np.empty(n, np.int64), np.empty(n, np.int64), np.empty(n, np.float64))
+           for m in metrics}
+    rsq = rnorm * rnorm
+    for rws in _chunks(n, chunk):
+        sim = ln[rws] @ rnt
+        r = np.arange(len(rws))
+        for m in metrics:
+            if m == "cosine":
+                d = np.subtract(1.0, sim, dtype=sim.dtype)
+            else:  # in place: one chunk-sized temporary
+                ln_r = lnorm[rws][:, None]
+                d = np.multiply(sim, -2 * ln_r)
+                d *= rnorm[None, :]
+                d += rsq[None, :]
+                d += ln_r * ln_r
+            own = d[r, rws][:, None]
+            closer, ties, dist = out[m]
+            closer[rws] = np.count_nonzero(d < own, axis=1)
+            ties[rws] = np.count_nonzero(d == own, axis=1) - 1
+            dist[rws] = own[:, 0]
+            del d
+        del sim
+    if euclidean:  # squared above; report the distance itself
+        out["euclidean"][2][:] = np.sqrt(np.maximum(out["euclidean"][2], 0))
+    return out
 
 
 def ranks_from_counts(closer: np.ndarray, ties: np.ndarray, rule: str = "mean") -> np.ndarray:
@@ -260,17 +337,21 @@ def cosine_minus_euclidean_curve(left: np.ndarray, right: np.ndarray, ties: str 
 
 def associative_recall(block: DistanceBlock, n: int, ms: Iterable[int] = DEFAULT_MS,
                        repetitions: int = 10, seed: int = 0, ties: str = "mean",
-                       chunk: int = 512) -> dict[int, float]:
-    """Return ``{m: share correct}`` of associative recall (paper Table 2a): for each left
-    image a random set of ``m`` right images that includes its own; correct when its own
-    is the nearest of the set (ties split by ``ties``). Averaged over ``repetitions``.
-    Values of ``m`` above ``n`` are left out. Deterministic for a given seed and chunk."""
+                       chunk: int = 512, queries: np.ndarray | None = None) -> dict[int, float]:
+    """Return ``{m: share correct}`` of associative recall (paper Table 2a) by sampling,
+    as the authors' notebook did: for each left image a random set of ``m`` right images
+    that includes its own; correct when its own is the nearest of the set (ties split by
+    ``ties``). Averaged over ``repetitions`` and over the left images where ``queries``
+    (a bool mask; default all) is true. Values of ``m`` above ``n`` are left out.
+    Deterministic for a given seed and chunk. `associative_recall_exact` gives the
+    expectation of this without sampling."""
     if ties not in TIE_RULES:
         raise ValueError(f"unknown tie rule {ties!r} (use one of {', '.join(TIE_RULES)})")
     ms = sorted({int(m) for m in ms if 1 <= int(m) <= n})
     if not ms:
         return {}
     rng = np.random.default_rng(seed)
+    weight = np.ones(n) if queries is None else np.asarray(queries, dtype=np.float64)
     kmax = ms[-1] - 1
     score = {m: 0.0 for m in ms}
     for rows in _chunks(n, chunk):
@@ -296,7 +377,7 @@ def associative_recall(block: DistanceBlock, n: int, ms: Iterable[int] = DEFAULT
                 equal = np.cumsum(dd == own, axis=1)
             for m in ms:
                 if m == 1:
-                    score[m] += len(rows)
+                    score[m] += float(weight[rows].sum())
                     continue
                 c, e = closer[:, m - 2], equal[:, m - 2]
                 if ties == "optimistic":
@@ -305,8 +386,54 @@ def associative_recall(block: DistanceBlock, n: int, ms: Iterable[int] = DEFAULT
                     ok = ((c == 0) & (e == 0)).astype(float)
                 else:
                     ok = np.where(c == 0, 1.0 / (1.0 + e), 0.0)
-                score[m] += float(ok.sum())
-    return {m: score[m] / (n * repetitions) for m in ms}
+                score[m] += float((ok * weight[rows]).sum())
+    total = weight.sum() * repetitions
+    return {m: (score[m] / total if total else float("nan")) for m in ms}
+
+
+def _log_comb(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """log C(a, b) elementwise, -inf where b < 0 or b > a (no way to choose)."""
+    from scipy.special import gammaln
+
+    a = np.asarray(a, dtype=np.float64)
+    b = np.asarray(b, dtype=np.float64)
+    ok = (b >= 0) & (b <= a)
+    aa, bb = np.where(ok, a, 0.0), np.where(ok, b, 0.0)
+    return np.where(ok, gammaln(aa + 1) - gammaln(bb + 1) - gammaln(aa - bb + 1), -np.inf)
+
+
+def associative_recall_exact(closer: np.ndarray, ties: np.ndarray, n: int,
+                             ms: Iterable[int] = DEFAULT_MS, rule: str = "mean"
+                             ) -> dict[int, np.ndarray]:
+    """Return ``{m: chance per query}`` of associative recall computed exactly from the
+    ranks, in closed form. A query with ``k`` right images strictly closer than its own
+    and ``t`` at the same distance, among ``n``, draws ``m - 1`` of the ``n - 1`` others
+    at random: it is correct with chance C(n-1-k, m-1) / C(n-1, m-1) (``optimistic``),
+    C(n-1-k-t, m-1) / C(n-1, m-1) (``pessimistic``), and, ``mean``, the average of the
+    pessimistic chance over the t+1 places of a random tie break, which the hockey-stick
+    identity sums to [C(n-k, m) - C(n-1-k-t, m)] / ((t+1) C(n-1, m-1)). Binomials are
+    taken in logs (scipy.special.gammaln), so n = 100,000 is no problem. Values of m
+    above n are left out."""
+    if rule not in TIE_RULES:
+        raise ValueError(f"unknown tie rule {rule!r} (use one of {', '.join(TIE_RULES)})")
+    k = np.asarray(closer, dtype=np.float64)
+    t = np.asarray(ties, dtype=np.float64)
+    out: dict[int, np.ndarray] = {}
+    for m in sorted({int(m) for m in ms if 1 <= int(m) <= n}):
+        if m == 1:
+            out[m] = np.ones(len(k))
+            continue
+        denom = _log_comb(n - 1, m - 1)
+        opt = np.exp(_log_comb(n - 1 - k, m - 1) - denom)
+        if rule == "optimistic":
+            out[m] = opt
+        elif rule == "pessimistic":
+            out[m] = np.exp(_log_comb(n - 1 - k - t, m - 1) - denom)
+        else:
+            hi = np.exp(_log_comb(n - k, m) - denom)
+            lo = np.exp(_log_comb(n - 1 - k - t, m) - denom)
+            out[m] = np.where(t == 0, opt, (hi - lo) / (t + 1))
+    return out
 
 
 # --------------------------------------------------------------------------- votes

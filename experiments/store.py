@@ -12,14 +12,15 @@ import json
 import os
 import re
 import shutil
-import tempfile
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
 
-KINDS = ("generic", "face", "face_generic")
+from experiments import conditions, files
+
+KINDS = conditions.FEATURE_KINDS
 SIDES = ("left", "right")
 META_NAME = "meta.json"
 CACHE_DIR = "cache"
@@ -76,6 +77,17 @@ def features_command(workdir: str | os.PathLike, key: str) -> str:
 
 
 # ------------------------------------------------------------------------- reading
+class StoreKeys(list):
+    """The usable feature-set keys of a store (a plain sorted list of str), with the
+    study folder and the sets that are present but incomplete or out of date (key ->
+    why), so that a message about a missing set can name it and the command to run."""
+
+    def __init__(self, keys=(), workdir: str = "STUDY_DIR", unusable: dict | None = None):
+        super().__init__(keys)
+        self.workdir = workdir
+        self.unusable = dict(unusable or {})
+
+
 @dataclass
 class FaceSets:
     """The faces of one side: `vectors` float32 F x d (all faces, image by image),
@@ -176,9 +188,10 @@ class FeatureStore:
                 return "out of date (the pair manifest changed since)"
         return None
 
-    def keys(self) -> list[str]:
-        """Return the keys of the complete, up-to-date feature sets, sorted."""
-        found = []
+    def keys(self) -> StoreKeys:
+        """Return the keys of the complete, up-to-date feature sets, sorted (a list that
+        also says which sets are present but unusable, and why)."""
+        found, unusable = [], {}
         if self.root.is_dir():
             for meta_path in self.root.glob(f"*/*/{META_NAME}"):
                 key = f"{meta_path.parent.parent.name}/{meta_path.parent.name}"
@@ -186,9 +199,12 @@ class FeatureStore:
                     parse_key(key)
                 except StoreError:
                     continue
-                if self._problem(key, read_meta(meta_path.parent)) is None:
+                problem = self._problem(key, read_meta(meta_path.parent))
+                if problem is None:
                     found.append(key)
-        return sorted(found)
+                else:
+                    unusable[key] = problem
+        return StoreKeys(sorted(found), workdir=str(self.workdir), unusable=unusable)
 
     def has(self, key: str) -> bool:
         """Return True if `key` is complete and matches the current manifest."""
@@ -197,9 +213,11 @@ class FeatureStore:
         except StoreError:
             return False
 
-    def load(self, key: str) -> FeatureSet:
+    def load(self, key: str, mmap: bool = True) -> FeatureSet:
         """Return the FeatureSet `key`; raise StoreError naming the command to run when it
-        is missing, incomplete or out of date."""
+        is missing, incomplete or out of date. With `mmap` (the default) the arrays are
+        read-only memory maps: only the rows a computation touches are read, so 100,000
+        pairs of nine models do not have to fit in RAM together."""
         folder = self.folder(key)
         meta = read_meta(folder)
         problem = self._problem(key, meta)
@@ -207,14 +225,16 @@ class FeatureStore:
             raise StoreError(f"feature set {key} in {self.workdir} is {problem}: run "
                              f"`{features_command(self.workdir, key)}`")
         kind = meta["kind"]
+        mode = "r" if mmap else None
+
+        def arr(name: str) -> np.ndarray:
+            return np.load(folder / name, allow_pickle=False, mmap_mode=mode)
         try:
             if kind == "generic":
-                sides = [np.load(folder / f"{s}.npy", allow_pickle=False) for s in SIDES]
+                sides = [arr(f"{s}.npy") for s in SIDES]
             else:
-                sides = [FaceSets(np.load(folder / f"{s}_vectors.npy", allow_pickle=False),
-                                  np.load(folder / f"{s}_offsets.npy", allow_pickle=False),
-                                  np.load(folder / f"{s}_boxes.npy", allow_pickle=False))
-                         for s in SIDES]
+                sides = [FaceSets(arr(f"{s}_vectors.npy"), arr(f"{s}_offsets.npy"),
+                                  arr(f"{s}_boxes.npy")) for s in SIDES]
         except (OSError, ValueError) as exc:
             raise StoreError(f"feature set {key} in {self.workdir} is damaged ({exc}): run "
                              f"`{features_command(self.workdir, key)}`") from None
@@ -223,44 +243,19 @@ class FeatureStore:
 
 
 # ------------------------------------------------------------------------- writing
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}-", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 def _atomic_save_npy(path: Path, array: np.ndarray) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}-", suffix=".npy", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            np.save(fh, array, allow_pickle=False)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
-def json_bytes(obj) -> bytes:
-    """Return the canonical JSON bytes (sorted keys, indent 2, trailing newline)."""
-    return (json.dumps(obj, sort_keys=True, indent=2, ensure_ascii=False) + "\n").encode("utf-8")
+    files.write_with(path, lambda fh: np.save(fh, array, allow_pickle=False))
 
 
 def write_meta(folder: Path, meta: dict) -> None:
     """Write meta.json atomically."""
-    folder.mkdir(parents=True, exist_ok=True)
-    _atomic_write_bytes(folder / META_NAME, json_bytes(meta))
+    files.make_dirs(folder)
+    files.write_json(folder / META_NAME, meta)
 
 
 def utc_now() -> str:
     """Return the current UTC time as ISO 8601 (seconds)."""
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+    return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 @dataclass
@@ -272,39 +267,72 @@ class CacheEntry:
     boxes: np.ndarray | None = None
 
 
-_CHUNK = re.compile(r"^chunk-(\d+)\.npz$")
+_CHUNK = re.compile(r"^chunk-(?:(s\d+of\d+)-)?(\d+)\.npz$")
 
 
 @dataclass
 class FeatureCache:
     """Per-image results of one feature set keyed by pixel sha256, persisted under
-    `<folder>/cache/` in chunk files (one per `add`). Results computed under another
-    configuration (model, weights, preprocessing, detector...) are discarded on open."""
+    `<folder>/cache/` in chunk files (one per `add`), written atomically under names no
+    other writer uses (`chunk-<tag>-<n>.npz` for shard `tag`), so shards on several
+    machines can fill one cache at once.
+
+    Opening changes nothing on disk: results computed under another configuration (model,
+    weights, preprocessing, detector...) are ignored then, and only removed by the first
+    `add` (so a run that fails before computing anything, e.g. on a bad weights file,
+    leaves the store exactly as it was). The cache keeps an index of the chunk files it
+    has read or written, so adding a batch never lists the folder."""
 
     folder: Path
     config: dict
+    tag: str | None = None
     entries: dict = field(default_factory=dict)
     discarded: int = 0
 
     def __post_init__(self) -> None:
         self.folder = Path(self.folder)
         self.dir = self.folder / CACHE_DIR
-        self.dir.mkdir(parents=True, exist_ok=True)
-        cfg_path = self.dir / "config.json"
+        self._files: set[str] = set()
+        self._next = 1
         try:
-            old = json.loads(cfg_path.read_text(encoding="utf-8"))
+            old = json.loads((self.dir / "config.json").read_text(encoding="utf-8"))
         except (OSError, ValueError):
             old = None
-        if old != json.loads(json_bytes(self.config)):
-            for p in self._chunks():
-                self.discarded += 1
-                p.unlink()
-            _atomic_write_bytes(cfg_path, json_bytes(self.config))
-        for p in self._chunks():
-            self._read_chunk(p)
+        self.stale = old != json.loads(files.canonical_json(self.config))
+        self._stale_files: list[Path] = []
+        if self.stale:
+            self._stale_files = self._list()
+        else:
+            self.refresh()
 
-    def _chunks(self) -> list[Path]:
+    def _list(self) -> list[Path]:
+        if not self.dir.is_dir():
+            return []
         return sorted(p for p in self.dir.iterdir() if _CHUNK.match(p.name))
+
+    def refresh(self) -> int:
+        """Read the chunk files written since (by other shards); return how many."""
+        if self.stale:
+            return 0
+        new = [p for p in self._list() if p.name not in self._files]
+        for p in new:
+            m = _CHUNK.match(p.name)
+            if m.group(1) == self.tag:
+                self._next = max(self._next, int(m.group(2)) + 1)
+            self._files.add(p.name)
+            self._read_chunk(p)
+        return len(new)
+
+    def _reset(self) -> None:
+        """Drop the results of another configuration (only the files seen at open: a
+        shard that started at the same time keeps its own) and record this one."""
+        files.make_dirs(self.dir)
+        for p in self._stale_files:
+            self.discarded += 1
+            p.unlink(missing_ok=True)
+        self._stale_files = []
+        files.write_json(self.dir / "config.json", self.config)
+        self.stale = False
 
     def _read_chunk(self, path: Path) -> None:
         try:
@@ -335,6 +363,8 @@ class FeatureCache:
         persist them as one new chunk file before returning."""
         if not shas:
             return
+        if self.stale:
+            self._reset()
         entries = [CacheEntry(np.atleast_2d(np.asarray(v, dtype=np.float32)),
                               None if boxes is None else np.asarray(boxes[i], dtype=np.int32).reshape(-1, 4))
                    for i, v in enumerate(vectors)]
@@ -343,8 +373,10 @@ class FeatureCache:
             self.entries[sha] = e
 
     def _next_chunk_path(self) -> Path:
-        nums = [int(_CHUNK.match(p.name).group(1)) for p in self._chunks()]
-        return self.dir / f"chunk-{(max(nums) + 1) if nums else 1:06d}.npz"
+        name = f"chunk-{self.tag + '-' if self.tag else ''}{self._next:06d}.npz"
+        self._next += 1
+        self._files.add(name)
+        return self.dir / name
 
     def _write_chunk(self, path: Path, shas: list[str], entries: list[CacheEntry]) -> None:
         dims = {e.vectors.shape[1] for e in entries if e.vectors.shape[0]}
@@ -357,38 +389,35 @@ class FeatureCache:
         }
         if entries and entries[0].boxes is not None:
             arrays["boxes"] = np.concatenate([e.boxes.reshape(-1, 4) for e in entries]).astype(np.int32)
-        fd, tmp = tempfile.mkstemp(prefix=".chunk-", suffix=".npz", dir=self.dir)
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                np.savez(fh, **arrays)
-            os.replace(tmp, path)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
+        files.make_dirs(self.dir)
+        files.write_with(path, lambda fh: np.savez(fh, **arrays))
 
     def compact(self, keep: set[str]) -> None:
-        """Rewrite the cache as one chunk holding only the images in `keep`."""
-        old = self._chunks()
+        """Rewrite the chunks this cache has read or written as one chunk holding only the
+        images in `keep` (chunks other shards wrote since are left alone)."""
+        if self.stale:
+            return
+        old = sorted(self._files)
         kept = [s for s in self.entries if s in keep]
-        new_path = self.dir / f"chunk-{(int(_CHUNK.match(old[-1].name).group(1)) + 1) if old else 1:06d}.npz"
         if kept:
-            self._write_chunk(new_path, kept, [self.entries[s] for s in kept])
-        for p in old:
-            p.unlink()
+            self._write_chunk(self._next_chunk_path(), kept, [self.entries[s] for s in kept])
+        for name in old:
+            (self.dir / name).unlink(missing_ok=True)
+            self._files.discard(name)
         self.entries = {s: self.entries[s] for s in kept}
 
     def clear(self) -> None:
         """Remove the whole cache folder."""
         shutil.rmtree(self.dir, ignore_errors=True)
         self.entries = {}
+        self._files = set()
 
 
 def write_feature_set(folder: str | os.PathLike, meta: dict, sides: dict) -> None:
     """Write a feature set's arrays, then its meta.json with `complete: true`.
     `sides[side]` is the list of CacheEntry of that side's images in manifest order."""
     folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
+    files.make_dirs(folder)
     dim = int(meta["dim"])
     for side in SIDES:
         entries = sides[side]

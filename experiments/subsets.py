@@ -10,11 +10,20 @@ Rules (every threshold a parameter; "within t" means a distance of at most t):
 * ``face_left_duplicate`` / ``face_right_duplicate``: face distance (minimum over face
   pairs, Euclidean) to another image of the same side at most ``within_face`` (0.4);
   ``face_cross_duplicate``: to another pair's image of the other side, at most ``cross_face``.
+* ``face_left_argmin`` / ``face_right_argmin`` (face rule ``notebook``, the default): what
+  the authors' de-duplication notebook computed (cells 24, 26, 31) and the paper's TLL_d
+  came from. Each image's row of within-side face distances (itself excluded; every
+  distance to a faceless image, and the whole row of a faceless image, filled with 10^9)
+  is reduced with ``argmin``, and that *index* (0-based, manifest order), not the
+  distance, is compared with ``within_face``: so a faceless image (argmin 0) and an image
+  whose nearest face belongs to pair 0 are flagged. In effect TLL_d keeps pairs with a
+  face on both sides, minus generic duplicates (1,828 of 6,016 on TLL). Face rule
+  ``distance`` applies the three face rules above as the paper states them.
 * ``face`` (definition ``strict``): either image has a face. ``one_face`` (definition
   ``notebook``): the larger of the two face counts is exactly 1, so pairs with two or
   more faces stay (the notebook's quirk, which produced the paper's 1,622).
 
-TLL_d drops the six near-duplicate rules; TLL_obj drops the two generic within-side rules
+TLL_d drops the three generic rules and the face rules of its face rule; TLL_obj drops the two generic within-side rules
 and the face rule of its definition. Each dropped pair lists every rule it broke with the
 nearest offending image and its distance.
 """
@@ -22,17 +31,22 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
-from experiments import retrieval
+from experiments import files, retrieval
 
 D_RULES = ("left_duplicate", "right_duplicate", "cross_duplicate",
            "face_left_duplicate", "face_right_duplicate", "face_cross_duplicate")
+GENERIC_D_RULES = D_RULES[:3]
+NOTEBOOK_FACE_RULES = ("face_left_argmin", "face_right_argmin")
+FACE_RULES = ("notebook", "distance")
 OBJ_DEFINITIONS = ("notebook", "strict")
+# The notebook's stand-in for "no face": a distance no real descriptor pair reaches.
+NOTEBOOK_FACELESS = 1e9
 SUBSET_NAMES = ("TLL_d", "TLL_obj", "TLL_obj_notebook", "TLL_obj_strict")
 
 
@@ -49,6 +63,16 @@ class SubsetParams:
     within_face: float = 0.4
     cross_face: float = 0.4
     obj_definition: str = "notebook"
+    face_rule: str = "notebook"
+
+
+def d_rules(face_rule: str) -> tuple[str, ...]:
+    """Return the rules TLL_d drops under `face_rule` (`notebook`: the generic rules and
+    the notebook's argmin-index face rules; `distance`: the six rules as the paper states
+    them)."""
+    if face_rule not in FACE_RULES:
+        raise SubsetError(f"unknown face rule {face_rule!r} (use {' or '.join(FACE_RULES)})")
+    return D_RULES if face_rule == "distance" else GENERIC_D_RULES + NOTEBOOK_FACE_RULES
 
 
 def obj_rules(definition: str) -> tuple[str, ...]:
@@ -64,6 +88,28 @@ def _near(block, n, threshold, ids, rule, other_prefix, out, chunk):
     for i in np.flatnonzero(dist <= threshold):
         out.append({"id": ids[i], "rule": rule, "other": other_prefix + ids[idx[i]],
                     "distance": round(float(dist[i]), 6)})
+
+
+def notebook_face_argmin(vectors: np.ndarray, offsets: np.ndarray, chunk: int = 1024
+                         ) -> tuple[np.ndarray, np.ndarray]:
+    """Return ``(argmin index, its distance)`` per image of one side as the notebook
+    computed them: Euclidean set-minimum face distances to every other image of the side
+    (itself excluded), 10^9 where either image has no face, a faceless image's whole row
+    10^9 (so its argmin is 0)."""
+    n = len(offsets) - 1
+    has = np.diff(np.asarray(offsets)) > 0
+    block = retrieval.face_block(vectors, offsets, vectors, offsets)
+    idx = np.zeros(n, dtype=np.int64)
+    dist = np.full(n, NOTEBOOK_FACELESS)
+    for start in range(0, n, chunk):
+        rows = np.arange(start, min(start + chunk, n))
+        d = np.array(block(rows), dtype=np.float64)
+        d[~np.isfinite(d)] = NOTEBOOK_FACELESS
+        d[np.arange(len(rows)), rows] = np.inf
+        d[~has[rows]] = NOTEBOOK_FACELESS
+        j = np.argmin(d, axis=1)
+        idx[rows], dist[rows] = j, d[np.arange(len(rows)), j]
+    return idx, dist
 
 
 def near_duplicate_reasons(ids: Sequence[str], left: np.ndarray, right: np.ndarray,
@@ -92,6 +138,13 @@ def near_duplicate_reasons(ids: Sequence[str], left: np.ndarray, right: np.ndarr
           "face_right_duplicate", "R", out, chunk)
     _near(retrieval.face_block(lv, lo, rv, ro), n, params.cross_face, ids,
           "face_cross_duplicate", "R", out, chunk)
+    for (v, o), rule, prefix in (((lv, lo), "face_left_argmin", "L"),
+                                 ((rv, ro), "face_right_argmin", "R")):
+        idx, dist = notebook_face_argmin(v, o, chunk)
+        # the notebook's comparison of an index with a distance threshold, kept on purpose
+        for i in np.flatnonzero(idx <= params.within_face):
+            out.append({"id": ids[i], "rule": rule, "other": prefix + ids[idx[i]],
+                        "distance": round(float(dist[i]), 6), "argmin": int(idx[i])})
     lc, rc = np.diff(np.asarray(lo)), np.diff(np.asarray(ro))
     for i in range(n):
         if lc[i] > 0 or rc[i] > 0:
@@ -121,14 +174,15 @@ def build_subsets(ids: Sequence[str], reasons: list[dict], params: SubsetParams,
     the definition chosen in ``params``)."""
     obj_rules(params.obj_definition)
     docs = {}
-    for name, rules in (("TLL_d", D_RULES), ("TLL_obj_notebook", obj_rules("notebook")),
+    for name, rules in (("TLL_d", d_rules(params.face_rule)), ("TLL_obj_notebook", obj_rules("notebook")),
                         ("TLL_obj_strict", obj_rules("strict")),
                         ("TLL_obj", obj_rules(params.obj_definition))):
         kept, dropped = apply_rules(ids, reasons, rules)
         p = asdict(params)
         if name.startswith("TLL_obj_"):
             p["obj_definition"] = name.rpartition("_")[2]
-        docs[name] = {"name": name, "params": p, "rules": list(rules),
+        docs[name] = {"name": name, "params": p, "face_rule": params.face_rule,
+                      "rules": list(rules),
                       "feature_sets": list(feature_sets), "ids": kept, "dropped": dropped}
     return docs
 
@@ -137,15 +191,6 @@ def build_subsets(ids: Sequence[str], reasons: list[dict], params: SubsetParams,
 def subsets_dir(workdir: str | os.PathLike) -> Path:
     """Return the folder of a study's subset files."""
     return Path(workdir) / "subsets"
-
-
-def write_json(path: Path, obj) -> None:
-    """Write ``obj`` as canonical JSON (sorted keys, indent 2, trailing newline), atomically."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(obj, sort_keys=True, indent=2, ensure_ascii=False) + "\n",
-                   encoding="utf-8")
-    os.replace(tmp, path)
 
 
 def compute_subsets(workdir: str | os.PathLike, params: SubsetParams = SubsetParams(),
@@ -170,7 +215,7 @@ def compute_subsets(workdir: str | os.PathLike, params: SubsetParams = SubsetPar
         retrieval.select_faces(face.right.vectors, face.right.offsets, f_rows), params)
     docs = build_subsets(ids, reasons, params, [gkey, fkey])
     for name, doc in docs.items():
-        write_json(subsets_dir(workdir) / f"{name}.json", doc)
+        files.write_json(subsets_dir(workdir) / f"{name}.json", doc)
     return docs
 
 
@@ -187,6 +232,20 @@ def _read_id_file(path: Path) -> list[str]:
         raise SubsetError(f"{path}: a subset file is a JSON list of pair ids, a JSON object "
                           "with `ids`, or a text file with one id per line")
     return [str(x) for x in obj]
+
+
+def subset_face_rule(workdir: str | os.PathLike, name: str) -> str | None:
+    """Return the face rule that made the computed subset ``name`` (None for ``all``, a
+    user's file, or a subset file written before face rules existed)."""
+    path = subsets_dir(workdir) / f"{name}.json"
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(doc, dict):
+        return None
+    rule = doc.get("face_rule") or (doc.get("params") or {}).get("face_rule")
+    return rule if isinstance(rule, str) else None
 
 
 def load_subset(workdir: str | os.PathLike, name: str, manifest_ids: Sequence[str]

@@ -28,9 +28,6 @@ def create_app(config: dict | None = None, instance_path: str | os.PathLike | No
     from .database import init_db
     init_db(app)
 
-    from . import session_cookie
-    session_cookie.init_app(app)
-
     from . import errors, lab, api, images, manage, home, cli
     errors.init_app(app)
     app.register_blueprint(lab.bp)

@@ -29,6 +29,7 @@ from flask_limiter.util import get_remote_address
 from flask_login import LoginManager
 from flask_talisman import Talisman
 from flask_wtf.csrf import CSRFProtect
+from itsdangerous import URLSafeTimedSerializer
 
 ADMIN_PREFIX = "/manage"
 ADMIN_COOKIE = "tll_admin"
@@ -79,19 +80,51 @@ def is_admin_path(path: str) -> bool:
     return path == ADMIN_PREFIX or path.startswith(ADMIN_PREFIX + "/")
 
 
+API_PREFIX = "/api/"
+
+
 class SplitSessionInterface(SecureCookieSessionInterface):
     """Two signed cookies: the admin area's (`tll_admin`, path /manage, its own signing
     salt) and the participant's (`tll_session`, path /). A request under /manage opens
     and writes only the admin cookie; every other request only the participant cookie,
     so a participant can neither read, extend nor clear an admin session and an admin
-    login never clears a participant's session."""
+    login never clears a participant's session.
+
+    The JSON API (`/api/...`) identifies participants by the token in its URLs and never
+    reads or writes a session, so it gets Flask's null session (no cookie parsed or
+    written: verifying it was about 3 % of an answer's CPU); the serializers are built
+    once per (salt, keys) instead of on every request."""
+
+    def __init__(self):
+        self._serializers: dict = {}
 
     def _admin(self) -> bool:
         return is_admin_path(request.path)
 
     def get_signing_serializer(self, app):
-        self.salt = "tll-admin-session" if self._admin() else "tll-participant-session"
-        return super().get_signing_serializer(app)
+        if not app.secret_key:
+            return None
+        # The salt is passed, never stored on the shared interface: gthread workers serve
+        # an admin and a participant request at the same time.
+        salt = "tll-admin-session" if self._admin() else "tll-participant-session"
+        fallbacks = tuple(app.config.get("SECRET_KEY_FALLBACKS") or ())
+        key = (salt, app.secret_key, fallbacks)
+        ser = self._serializers.get(key)
+        if ser is None:
+            ser = URLSafeTimedSerializer(
+                [*fallbacks, app.secret_key], salt=salt, serializer=self.serializer,
+                signer_kwargs={"key_derivation": self.key_derivation,
+                               "digest_method": self.digest_method})
+            if len(self._serializers) > 64:  # keys come and go in tests
+                self._serializers.clear()
+            self._serializers[key] = ser
+        return ser
+
+    def open_session(self, app, request):
+        """Return the null session for the JSON API, the area's cookie session otherwise."""
+        if request.path.startswith(API_PREFIX):
+            return self.make_null_session(app)
+        return super().open_session(app, request)
 
     def get_cookie_name(self, app) -> str:
         return ADMIN_COOKIE if self._admin() else PARTICIPANT_COOKIE

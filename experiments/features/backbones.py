@@ -54,6 +54,124 @@ class Backbone:
     head: object | None = None
     channels_last: bool = False
     config: dict = field(default_factory=dict)
+    device: str = "cpu"
+    dtype: str = "float32"
+
+
+PRECISIONS = ("float32", "float16", "bfloat16")
+# Half-precision features must point where float32's do (paper-level retrieval is
+# decided by cosine distances; 0.999 keeps rank changes to near-ties).
+MIN_HALF_COSINE = 0.999
+
+
+class PrecisionError(weights_mod.WeightsError):
+    """Half-precision features deviate from float32 beyond MIN_HALF_COSINE."""
+
+
+def check_precision(precision: str) -> None:
+    """Raise ValueError unless `precision` is one of PRECISIONS."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
+
+
+def resolve_device(device: str = "auto") -> str:
+    """Return the torch device to run a backbone on: `cpu`, `cuda`, or for `auto` CUDA
+    when torch.cuda.is_available(), else the CPU. Raise WeightsError for `cuda` without
+    a GPU."""
+    import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda" and not torch.cuda.is_available():
+        raise weights_mod.WeightsError("--device cuda: torch sees no CUDA GPU on this machine "
+                                       "(use --device auto or cpu)")
+    if device not in ("cpu", "cuda"):
+        raise ValueError(f"unknown device {device!r} (use auto, cpu or cuda)")
+    return device
+
+
+def min_row_cosine(reference, other) -> float:
+    """Return the smallest cosine similarity between matching rows of two feature arrays
+    (1.0 for no rows)."""
+    import numpy as np
+
+    a = np.asarray(reference, dtype=np.float64)
+    b = np.asarray(other, dtype=np.float64)
+    if a.shape != b.shape:
+        raise ValueError(f"feature shapes differ: {a.shape} vs {b.shape}")
+    if len(a) == 0:
+        return 1.0
+    na, nb = np.linalg.norm(a, axis=1), np.linalg.norm(b, axis=1)
+    cos = (a * b).sum(1) / np.where(na * nb > 0, na * nb, 1)
+    cos[(na == 0) & (nb == 0)] = 1.0
+    return float(cos.min())
+
+
+def check_half_features(reference, half, precision: str,
+                        threshold: float = MIN_HALF_COSINE) -> float:
+    """Return the smallest row cosine between float32 `reference` features and `half`
+    ones; raise PrecisionError naming it when it is below `threshold`."""
+    c = min_row_cosine(reference, half)
+    if not c >= threshold:
+        raise PrecisionError(f"--precision {precision}: features deviate from float32 "
+                             f"(smallest cosine {c:.5f} < {threshold}) on the first images; "
+                             "use --precision float32")
+    return c
+
+
+def half_precision(backbone: Backbone, precision: str, items) -> Backbone:
+    """Return `backbone` running in `precision` (float16 or bfloat16) after checking, on
+    `items` (a few ImageItems), that its features keep a cosine of at least
+    MIN_HALF_COSINE with the float32 ones; raise PrecisionError otherwise."""
+    import copy
+
+    import numpy as np
+    import torch
+
+    from experiments.features.generic import iter_features
+
+    check_precision(precision)
+    if precision == "float32":
+        return backbone
+    ref = [f for _, f in iter_features(backbone, items, batch_size=len(items) or 1)]
+    half = copy.copy(backbone)
+    half.module = copy.deepcopy(backbone.module).to(getattr(torch, precision))
+    half.dtype = precision
+    try:
+        got = [f for _, f in iter_features(half, items, batch_size=len(items) or 1)]
+    except RuntimeError as exc:  # an operator without a half kernel on this device
+        raise PrecisionError(f"--precision {precision} is not supported on "
+                             f"{backbone.device} by this torch ({str(exc).splitlines()[0]})") from None
+    check_half_features(np.concatenate(ref) if ref else np.zeros((0, backbone.dim)),
+                        np.concatenate(got) if got else np.zeros((0, backbone.dim)), precision)
+    return half
+
+
+def check_weights(name: str, weights: str | os.PathLike | None = None) -> Path:
+    """Read the weights file of `name` (packaged, hub cache or `weights`) and check it
+    against the architecture, allocating nothing (the model is built on torch's meta
+    device); return its path. Raise WeightsError naming the file when it is missing, is
+    not a state dict, or does not fit."""
+    check_model(name)
+    path = (weights_mod.efficientnet_lite0_weights(weights) if name == DEFAULT_MODEL
+            else weights_mod.torchvision_weights(name, weights))
+    _fit(_construct(name, on_meta=True), _load_state_dict(path, name), path, name)
+    return path
+
+
+def _fit(net, state: dict, path: Path, name: str) -> None:
+    """Load `state` into `net` strictly; raise WeightsError when it does not fit."""
+    try:
+        net.load_state_dict(state, strict=True, assign=True)
+    except RuntimeError as exc:
+        first = str(exc).strip().splitlines()
+        raise weights_mod.WeightsError(
+            f"{path}: does not fit {name} ({first[1].strip() if len(first) > 1 else first[0]})"
+        ) from None
+    leftover = [n for n, t in list(net.named_parameters()) + list(net.named_buffers())
+                if t.is_meta]
+    if leftover:
+        raise weights_mod.WeightsError(f"{path}: no values for {', '.join(leftover[:3])}")
 
 
 def check_model(name: str) -> None:
@@ -162,6 +280,9 @@ def _construct(name: str, on_meta: bool):
     if name == DEFAULT_MODEL:
         from efficientnet_lite_pytorch import EfficientNet
 
+        if on_meta:
+            with torch.device("meta"):
+                return EfficientNet.from_name("efficientnet-lite0")
         return EfficientNet.from_name("efficientnet-lite0")
     import torchvision
 
@@ -172,14 +293,13 @@ def _construct(name: str, on_meta: bool):
 
 
 def build_backbone(name: str = DEFAULT_MODEL, weights: str | os.PathLike | None = None,
-                   pretrained: bool = True, optimize: bool = True) -> Backbone:
+                   pretrained: bool = True, optimize: bool = True,
+                   device: str = "cpu") -> Backbone:
     """Return the Backbone `name` in eval mode with its ImageNet weights (from the
     packaged file, the torch hub cache or `weights`), or with random weights when
     `pretrained` is False. `optimize` folds BatchNorm into the convolutions and switches
     to channels_last memory, which is what makes CPU inference fast; the features agree
     with the plain model to float rounding. Raise WeightsError when weights are missing."""
-    import torch
-
     check_model(name)
     sha = None
     if pretrained:
@@ -189,17 +309,7 @@ def build_backbone(name: str = DEFAULT_MODEL, weights: str | os.PathLike | None 
             path = weights_mod.torchvision_weights(name, weights)
         state = _load_state_dict(path, name)
         net = _construct(name, on_meta=name != DEFAULT_MODEL)
-        try:
-            net.load_state_dict(state, strict=True, assign=True)
-        except RuntimeError as exc:
-            first = str(exc).strip().splitlines()
-            raise weights_mod.WeightsError(
-                f"{path}: does not fit {name} ({first[1].strip() if len(first) > 1 else first[0]})"
-            ) from None
-        leftover = [n for n, t in list(net.named_parameters()) + list(net.named_buffers())
-                    if t.is_meta]
-        if leftover:
-            raise weights_mod.WeightsError(f"{path}: no values for {', '.join(leftover[:3])}")
+        _fit(net, state, path, name)
         sha = file_sha256(path)
         wlabel = str(path)
     else:
@@ -214,9 +324,13 @@ def build_backbone(name: str = DEFAULT_MODEL, weights: str | os.PathLike | None 
         head.eval()
     if optimize:
         module = _optimize(name, module)
+    dev = resolve_device(device)
+    if dev != "cpu":
+        module = module.to(dev)
+        head = head.to(dev) if head is not None else None
     return Backbone(name=name, module=module, dim=DIMS[name], preprocessing=preprocessing(name),
                     weights=wlabel, weights_sha256=sha, head=head, channels_last=optimize,
-                    config={"optimize": optimize})
+                    config={"optimize": optimize}, device=dev)
 
 
 # ----------------------------------------------------------------------- CPU speed

@@ -7,21 +7,20 @@ manifest order and writes meta.json with `complete: true`."""
 from __future__ import annotations
 
 import importlib.metadata
-import os
 import platform
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
 from experiments import store as store_mod
-from experiments.manifest import file_sha256
 from experiments.features import backbones, faces
 from experiments.features import weights as weights_mod
 from experiments.features.generic import ImageItem, cpu_count, iter_features, set_torch_threads
+from experiments.manifest import file_sha256
 
 DEFAULT_BATCH_SIZE = 8
 
@@ -39,14 +38,64 @@ class RunSummary:
     reused: int
     faces: int | None
     seconds: float
+    shard: tuple[int, int] | None = None
+    pending: int = 0
+    config: dict | None = None
 
     def line(self) -> str:
         """Return a one-line human summary."""
         s = (f"{self.key}: {self.images} images, {self.computed} computed, "
              f"{self.reused} from cache")
+        if self.shard is not None:
+            s = f"{self.key} shard {self.shard[0]}/{self.shard[1]}: " + s.split(": ", 1)[1]
         if self.faces is not None:
             s += f", {self.faces} faces"
-        return s + f" ({self.seconds:.1f} s) -> {self.folder}"
+        s += f" ({self.seconds:.1f} s)"
+        if self.pending:
+            return s + (f"; {self.pending} images of other shards still missing: the shard "
+                        f"that finishes last writes the feature set to {self.folder}")
+        return s + f" -> {self.folder}"
+
+
+# ------------------------------------------------------------------------- shards
+def parse_shard(text: str | None) -> tuple[int, int] | None:
+    """Return ``(i, n)`` of a ``I/N`` shard (1 <= I <= N), None for None; raise
+    ValueError with a one-line reason otherwise."""
+    if text is None:
+        return None
+    try:
+        i, n = (int(x) for x in str(text).split("/"))
+    except ValueError:
+        raise ValueError(f"--shard {text!r}: expected I/N, e.g. 1/4") from None
+    if not 1 <= i <= n:
+        raise ValueError(f"--shard {text!r}: I must be between 1 and N")
+    return i, n
+
+
+def in_shard(sha: str, shard: tuple[int, int] | None) -> bool:
+    """Return whether the image with pixel hash ``sha`` belongs to ``shard``: a share
+    decided by the hash alone, so every machine agrees without talking to the others
+    and a re-ingest keeps each image in its shard."""
+    if shard is None:
+        return True
+    i, n = shard
+    return int(sha[:15], 16) % n == i - 1
+
+
+def _shard_tag(shard: tuple[int, int] | None) -> str | None:
+    return None if shard is None else f"s{shard[0]}of{shard[1]}"
+
+
+def _settle(folder: Path, cache, manifest, meta: dict, order: list[str]) -> int:
+    """Write the feature set when the cache holds every image (reading what other shards
+    wrote meanwhile); return how many images are still missing (0: written)."""
+    missing = [s for s in order if s not in cache]
+    if missing:
+        cache.refresh()
+        missing = [s for s in order if s not in cache]
+    if not missing:
+        _finish(folder, cache, manifest, meta, order)
+    return len(missing)
 
 
 def library_versions() -> dict:
@@ -120,11 +169,16 @@ def _weights_identity(model: str, weights, backbone) -> tuple[str, str | None]:
 def extract_generic(workdir, model: str = backbones.DEFAULT_MODEL, weights=None,
                     batch_size: int = DEFAULT_BATCH_SIZE, workers: int | None = None,
                     progress: bool = True, on_batch: Callable[[int], None] | None = None,
-                    backbone=None) -> RunSummary:
+                    backbone=None, device: str = "auto", precision: str = "float32",
+                    shard: tuple[int, int] | None = None) -> RunSummary:
     """Compute `generic/<model>` for the study in `workdir` and return the RunSummary.
     `on_batch(images_done)` is called after each batch is persisted; `backbone` replaces
     the loaded one (benchmarks pass random weights). The model is only loaded when some
-    image needs computing."""
+    image needs computing, and it is loaded (its weights read and checked against the
+    architecture) before anything in the store changes. `device`: auto (CUDA when torch
+    sees it), cpu or cuda; `precision`: float32, or float16/bfloat16 checked against
+    float32 on the first images. `shard` (i, n): compute only the i-th of n hash-decided
+    shares; the shard that completes the cache writes the feature set."""
     from experiments.manifest import load_manifest
 
     t0 = time.perf_counter()
@@ -135,20 +189,26 @@ def extract_generic(workdir, model: str = backbones.DEFAULT_MODEL, weights=None,
     backbones.check_model(model)
     key = store_mod.feature_key("generic", model=model)
     folder = store_mod.FeatureStore(workdir).folder(key)
+    backbones.check_precision(precision)
     wname, wsha = _weights_identity(model, weights, backbone)
     prep, dim = backbones.preprocessing(model), backbones.DIMS[model]
     config = {"kind": "generic", "model": model, "weights_sha256": wsha, "weights": wname,
               "preprocessing": prep, "dim": dim}
-    cache = store_mod.FeatureCache(folder, config)
+    if precision != "float32":  # float32 keeps the configuration (and caches) of before
+        config["precision"] = precision
+    cache = store_mod.FeatureCache(folder, config, tag=_shard_tag(shard))
     order, paths = _images(manifest, workdir)
-    todo = [s for s in order if s not in cache]
+    todo = [s for s in order if s not in cache and in_shard(s, shard)]
     meta = dict(_base_meta(key, manifest), model=model, dim=dim, preprocessing=prep,
-                weights={"file": wname, "sha256": wsha})
-    store_mod.write_meta(folder, meta)
+                weights={"file": wname, "sha256": wsha}, precision=precision)
     if todo:
         if backbone is None:
             set_torch_threads()
-            backbone = backbones.build_backbone(model, weights=weights)
+            backbone = backbones.build_backbone(model, weights=weights, device=device)
+            if precision != "float32":
+                backbone = backbones.half_precision(
+                    backbone, precision, [ImageItem(paths[s]) for s in todo[:8]])
+        store_mod.write_meta(folder, meta)   # marked incomplete only once the model is loaded
         workers = default_loader_workers() if workers is None else workers
         bar = _progress(len(todo), key, "img", progress)
         try:
@@ -162,9 +222,9 @@ def extract_generic(workdir, model: str = backbones.DEFAULT_MODEL, weights=None,
                     on_batch(done)
         finally:
             bar.close()
-    _finish(folder, cache, manifest, meta, order)
+    pending = _settle(folder, cache, manifest, meta, order)
     return RunSummary(key, folder, len(order), len(todo), len(order) - len(todo), None,
-                      time.perf_counter() - t0)
+                      time.perf_counter() - t0, shard, pending, config)
 
 
 def default_loader_workers() -> int:
@@ -175,20 +235,27 @@ def default_loader_workers() -> int:
     return 0 if n <= 4 else min(4, n // 4)
 
 
-def _face_config(detector: str, upsample: int) -> dict:
+def _face_config(detector: str, upsample: int, max_side: int | None = None) -> dict:
     files = faces.model_files(detector)
-    return {"kind": "face", "detector": detector, "upsample": upsample,
-            "models": sorted(Path(f).name for f in files.values()),
-            "face_recognition_models": library_versions().get("face_recognition_models")}
+    config = {"kind": "face", "detector": detector, "upsample": upsample,
+              "models": sorted(Path(f).name for f in files.values()),
+              "face_recognition_models": library_versions().get("face_recognition_models")}
+    if max_side is not None:
+        config["max_side"] = int(max_side)
+    return config
 
 
 def extract_faces(workdir, detector: str = faces.DEFAULT_DETECTOR, upsample: int | None = None,
                   batch_size: int = DEFAULT_BATCH_SIZE, workers: int | None = None,
                   progress: bool = True,
-                  on_batch: Callable[[int], None] | None = None) -> RunSummary:
+                  on_batch: Callable[[int], None] | None = None,
+                  max_side: int | None = faces.DEFAULT_MAX_SIDE,
+                  shard: tuple[int, int] | None = None) -> RunSummary:
     """Compute `face/dlib_<detector>` (boxes and 128-d descriptors of every face) for the
     study in `workdir`; results are persisted every `batch_size` images. `upsample`
-    None keeps the upsampling of an existing set of this detector, else its default."""
+    None keeps the upsampling of an existing set of this detector, else its default.
+    `max_side`: detect on the image scaled down to this longest side (boxes mapped back;
+    None: full resolution). `shard` (i, n): only the i-th of n hash-decided shares."""
     from experiments.manifest import load_manifest
 
     t0 = time.perf_counter()
@@ -199,16 +266,17 @@ def extract_faces(workdir, detector: str = faces.DEFAULT_DETECTOR, upsample: int
     if upsample is None:
         old = store_mod.read_meta(folder) or {}
         upsample = int(old.get("upsample", faces.default_upsample(detector)))
-    config = _face_config(detector, upsample)
-    cache = store_mod.FeatureCache(folder, config)
+    config = _face_config(detector, upsample, max_side)
+    cache = store_mod.FeatureCache(folder, config, tag=_shard_tag(shard))
     order, paths = _images(manifest, workdir)
-    todo = [s for s in order if s not in cache]
+    todo = [s for s in order if s not in cache and in_shard(s, shard)]
     meta = dict(_base_meta(key, manifest), model="dlib_face_recognition_resnet_model_v1",
                 detector=detector, upsample=upsample, dim=faces.DESCRIPTOR_DIM,
                 preprocessing={"detector": detector, "upsample": upsample,
                                "landmarks": "shape_predictor_5_face_landmarks", "jitters": 0,
-                               "boxes": "trimmed to the image"})
-    store_mod.write_meta(folder, meta)
+                               "boxes": "trimmed to the image", "max_side": max_side})
+    if todo:
+        store_mod.write_meta(folder, meta)
     workers = cpu_count() if workers is None else workers
     bar = _progress(len(todo), key, "img", progress)
     pending: list[tuple[str, np.ndarray, np.ndarray]] = []
@@ -225,17 +293,18 @@ def extract_faces(workdir, detector: str = faces.DEFAULT_DETECTOR, upsample: int
 
     try:
         for i, vecs, boxes in faces.iter_faces([paths[s] for s in todo], detector, upsample,
-                                               workers=workers, progress=bar):
+                                               workers=workers, progress=bar,
+                                               max_side=max_side):
             pending.append((todo[i], vecs, boxes))
             if len(pending) >= batch_size:
                 flush()
         flush()
     finally:
         bar.close()
-    _finish(folder, cache, manifest, meta, order)
-    n_faces = sum(cache.get(s).vectors.shape[0] for s in order)
+    pending = _settle(folder, cache, manifest, meta, order)
+    n_faces = sum(cache.get(s).vectors.shape[0] for s in order if s in cache)
     return RunSummary(key, folder, len(order), len(todo), len(order) - len(todo), n_faces,
-                      time.perf_counter() - t0)
+                      time.perf_counter() - t0, shard, pending, config)
 
 
 def extract_face_generic(workdir, model: str = backbones.DEFAULT_MODEL,
@@ -243,19 +312,25 @@ def extract_face_generic(workdir, model: str = backbones.DEFAULT_MODEL,
                          weights=None, batch_size: int = DEFAULT_BATCH_SIZE,
                          workers: int | None = None, progress: bool = True,
                          on_batch: Callable[[int], None] | None = None,
-                         log: Callable[[str], None] | None = None) -> list[RunSummary]:
+                         log: Callable[[str], None] | None = None, device: str = "auto",
+                         precision: str = "float32",
+                         max_side: int | None = faces.DEFAULT_MAX_SIDE,
+                         shard: tuple[int, int] | None = None) -> list[RunSummary]:
     """Compute `face_generic/<model>_<detector>`: the generic backbone on each face crop
     of `face/dlib_<detector>`. The face set is brought up to date first (computed if
-    absent; incremental otherwise). Return the summaries of both runs (face, then
-    face_generic)."""
+    absent; incremental otherwise; with `shard`, only the shard's share of both). The
+    weights are read and checked against the architecture before anything in the store
+    changes. Return the summaries of both runs (face, then face_generic)."""
     from experiments.manifest import load_manifest
 
     backbones.check_model(model)
-    # a missing weights file is reported before the (long) face run
+    backbones.check_precision(precision)
+    # a missing or unfitting weights file is reported before the (long) face run
     wname, wsha = _weights_identity(model, weights, None)
+    backbones.check_weights(model, weights)
     face_summary = extract_faces(workdir, detector, upsample, batch_size=batch_size,
                                  workers=None if workers is None else max(workers, 1),
-                                 progress=progress)
+                                 progress=progress, max_side=max_side, shard=shard)
     if log is not None:
         log(face_summary.line())
     t0 = time.perf_counter()
@@ -263,27 +338,28 @@ def extract_face_generic(workdir, model: str = backbones.DEFAULT_MODEL,
     manifest = load_manifest(workdir)
     st = store_mod.FeatureStore(workdir)
     face_key = store_mod.feature_key("face", detector=detector)
-    face_set = st.load(face_key)
-    face_cache_cfg = dict(_face_config(detector, int(face_set.meta["upsample"])))
-    boxes_by_sha: dict[str, np.ndarray] = {}
-    for side in store_mod.SIDES:
-        fs = face_set.side(side)
-        for i, sha in enumerate(face_set.meta[f"{side}_sha256"]):
-            boxes_by_sha[sha] = fs.face_boxes(i)
+    face_cache_cfg = dict(face_summary.config)
+    # the boxes come from the face cache, which holds (at least) this shard's images
+    face_cache = store_mod.FeatureCache(st.folder(face_key), face_cache_cfg)
 
     key = store_mod.feature_key("face_generic", model=model, detector=detector)
     folder = st.folder(key)
     prep, dim = backbones.preprocessing(model), backbones.DIMS[model]
     config = {"kind": "face_generic", "model": model, "weights_sha256": wsha, "weights": wname,
               "preprocessing": prep, "dim": dim, "faces": face_cache_cfg}
-    cache = store_mod.FeatureCache(folder, config)
+    if precision != "float32":
+        config["precision"] = precision
+    cache = store_mod.FeatureCache(folder, config, tag=_shard_tag(shard))
     order, paths = _images(manifest, workdir)
-    todo = [s for s in order if s not in cache]
+    todo = [s for s in order if s not in cache and in_shard(s, shard)]
+    boxes_by_sha = {s: face_cache.get(s).boxes for s in todo}
     meta = dict(_base_meta(key, manifest), model=model, detector=detector,
-                upsample=int(face_set.meta["upsample"]), dim=dim,
+                upsample=int(face_cache_cfg["upsample"]), dim=dim,
                 preprocessing=dict(prep, input=f"face crop (boxes of {face_key})"),
-                weights={"file": wname, "sha256": wsha}, faces_key=face_key)
-    store_mod.write_meta(folder, meta)
+                weights={"file": wname, "sha256": wsha}, faces_key=face_key,
+                precision=precision)
+    if todo:
+        store_mod.write_meta(folder, meta)
 
     # images without faces are done at once; the crops of the others go through the net
     no_face = [s for s in todo if len(boxes_by_sha[s]) == 0]
@@ -299,7 +375,9 @@ def extract_face_generic(workdir, model: str = backbones.DEFAULT_MODEL,
     backbone = None
     if items:
         set_torch_threads()
-        backbone = backbones.build_backbone(model, weights=weights)
+        backbone = backbones.build_backbone(model, weights=weights, device=device)
+        if precision != "float32":
+            backbone = backbones.half_precision(backbone, precision, items[:8])
     bar = _progress(len(items), key, "face", progress)
     partial: dict[str, list[np.ndarray]] = {}
     done = len(no_face)
@@ -319,7 +397,7 @@ def extract_face_generic(workdir, model: str = backbones.DEFAULT_MODEL,
                 on_batch(done)
     finally:
         bar.close()
-    _finish(folder, cache, manifest, meta, order)
-    n_faces = sum(cache.get(s).vectors.shape[0] for s in order)
+    pending = _settle(folder, cache, manifest, meta, order)
+    n_faces = sum(cache.get(s).vectors.shape[0] for s in order if s in cache)
     return [face_summary, RunSummary(key, folder, len(order), len(todo), len(order) - len(todo),
-                                     n_faces, time.perf_counter() - t0)]
+                                     n_faces, time.perf_counter() - t0, shard, pending, config)]

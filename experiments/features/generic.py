@@ -3,8 +3,8 @@ normalisation and the forward pass batched in the main process under inference_m
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Iterator, Sequence
 
 from PIL import Image
 
@@ -100,8 +100,8 @@ def normalize_batch(batch, prep: dict, channels_last: bool):
     mean and std (on [0, 1] pixels), in channels_last memory when asked."""
     import torch
 
-    mean = torch.tensor(prep["mean"], dtype=torch.float32).view(1, 3, 1, 1)
-    std = torch.tensor(prep["std"], dtype=torch.float32).view(1, 3, 1, 1)
+    mean = torch.tensor(prep["mean"], dtype=torch.float32, device=batch.device).view(1, 3, 1, 1)
+    std = torch.tensor(prep["std"], dtype=torch.float32, device=batch.device).view(1, 3, 1, 1)
     x = batch.to(torch.float32)
     if channels_last:
         x = x.contiguous(memory_format=torch.channels_last)
@@ -110,7 +110,7 @@ def normalize_batch(batch, prep: dict, channels_last: bool):
 
 
 def iter_features(backbone, items: Sequence[ImageItem], batch_size: int = 8,
-                  workers: int = 0, progress=None) -> Iterator[tuple[list[int], "object"]]:
+                  workers: int = 0, progress=None) -> Iterator[tuple[list[int], object]]:
     """Yield (item indices, float32 ndarray len x dim) batch by batch, in item order:
     the backbone's features of each image (or crop), computed under inference_mode.
     `workers` > 0 DataLoader processes decode and resize ahead of the model (0: in this
@@ -127,9 +127,15 @@ def iter_features(backbone, items: Sequence[ImageItem], batch_size: int = 8,
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False,
                         num_workers=max(0, workers), persistent_workers=False,
                         prefetch_factor=4 if workers > 0 else None)
+    device = getattr(backbone, "device", "cpu")
+    dtype = getattr(torch, getattr(backbone, "dtype", "float32"))
     with torch.inference_mode():
         for idx, batch in zip(batches, loader):
+            if device != "cpu":  # uint8 crosses the bus: four times less than float32
+                batch = batch.to(device, non_blocking=True)
             x = normalize_batch(batch, backbone.preprocessing, backbone.channels_last)
+            if dtype != torch.float32:
+                x = x.to(dtype)
             feats = backbone.module(x).float().cpu().numpy()
             yield idx, feats
             if progress is not None:

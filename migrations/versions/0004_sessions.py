@@ -2,7 +2,7 @@
 setting, and lab/simulated participant codes stored normalised (upper case).
 
 Revision ID: 0004_sessions
-Revises: 0002_recruitment
+Revises: 0003_mturk
 """
 from collections import defaultdict
 

@@ -17,7 +17,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from ..models import Experiment, MturkQualification, Participant, db
-from .requester import MTurkFailure, Requester
+from .requester import Requester
 
 log = logging.getLogger(__name__)
 _WORKER_ID = re.compile(r"^[A-Z0-9]{6,64}$")

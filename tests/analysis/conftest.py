@@ -60,7 +60,8 @@ def run_analysis(*args: str, timeout: float = 120) -> subprocess.CompletedProces
 def kit():
     """The builders above, for test modules (conftest cannot be imported directly)."""
     return SimpleNamespace(answer_rows=answer_rows, write_csv=write_csv,
-                           run_analysis=run_analysis, start_server=start_server)
+                           run_analysis=run_analysis, start_server=start_server,
+                           server_helpers=server_helpers)
 
 
 @pytest.fixture

@@ -10,6 +10,8 @@ import pytest
 from analysis import report as report_mod
 from analysis.cli import main
 
+FAST = ["--dpi", "60", "--bootstrap", "100"]  # small figures, few resamples: tests stay quick
+
 
 def _err(capsys) -> str:
     captured = capsys.readouterr()
@@ -113,7 +115,7 @@ def test_source_is_required(capsys):
     with pytest.raises(SystemExit) as exc:
         main(["accuracy"])
     assert exc.value.code == 2
-    assert "one of the arguments --db --csv is required" in capsys.readouterr().err
+    assert "one of the arguments --db --csv --json is required" in capsys.readouterr().err
 
 
 def test_out_that_is_not_a_report_is_left_alone(tmp_path, small_export, capsys):
@@ -128,7 +130,7 @@ def test_out_that_is_not_a_report_is_left_alone(tmp_path, small_export, capsys):
 def test_a_failing_report_leaves_the_earlier_one_intact(tmp_path, small_export, monkeypatch,
                                                          capsys):
     out = tmp_path / "report"
-    assert main(["report", "--csv", str(small_export), "--out", str(out)]) == 0
+    assert main(["report", "--csv", str(small_export), "--out", str(out), *FAST]) == 0
     before = sorted(p.name for p in out.iterdir())
     html = (out / "report.html").read_bytes()
 
@@ -137,14 +139,14 @@ def test_a_failing_report_leaves_the_earlier_one_intact(tmp_path, small_export, 
 
     monkeypatch.setattr(report_mod.plots, "accuracy_plot", boom)
     with pytest.raises(RuntimeError, match="disk full"):
-        main(["report", "--csv", str(small_export), "--out", str(out)])
+        main(["report", "--csv", str(small_export), "--out", str(out), *FAST])
     assert sorted(p.name for p in out.iterdir()) == before
     assert (out / "report.html").read_bytes() == html
     assert sorted(p.name for p in tmp_path.iterdir()) == ["answers.csv", "report"]  # no temp
 
     fresh = tmp_path / "fresh"
     with pytest.raises(RuntimeError):
-        main(["report", "--csv", str(small_export), "--out", str(fresh)])
+        main(["report", "--csv", str(small_export), "--out", str(fresh), *FAST])
     assert not fresh.exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["answers.csv", "report"]
 

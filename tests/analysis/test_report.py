@@ -11,7 +11,8 @@ from analysis.cli import main
 
 def test_report_from_csv(tmp_path, small_export, capsys):
     out = tmp_path / "report"
-    assert main(["report", "--csv", str(small_export), "--out", str(out)]) == 0
+    assert main(["report", "--csv", str(small_export), "--out", str(out), "--dpi", "72",
+                 "--bootstrap", "200"]) == 0
     assert "report written" in capsys.readouterr().out
     names = {p.name for p in out.iterdir()}
     for csv in ("overview.csv", "accuracy.csv", "accuracy_table.csv", "agreement_summary.csv",
@@ -22,7 +23,24 @@ def test_report_from_csv(tmp_path, small_export, capsys):
     pngs = sorted(n for n in names if n.endswith(".png"))
     assert pngs == ["accuracy.png", "agreement_hist_lab.png", "agreement_hist_mturk.png",
                     "agreement_vs_correct_lab.png", "agreement_vs_correct_mturk.png",
+                    "fig4.png", "gallery_01_easiest_random.png", "gallery_02_hardest_random.png",
+                    "gallery_03_easiest_generic.png", "gallery_04_hardest_generic.png",
+                    "gallery_06_face_dlib_hog_disagrees_with_the_people.png",
                     "position.png", "response_times.png"]
+    for png in pngs:  # every figure also as vector graphics
+        assert (out / png).with_suffix(".pdf").read_bytes().startswith(b"%PDF")
+        assert b"<svg" in (out / png).with_suffix(".svg").read_bytes()[:2000]
+    # one style fit for a paper: no text under 9 pt at the size drawn (SVG units are pt);
+    # simple figures one column wide (3.5 in = 252 pt), the rest at most the text width
+    for svg in out.glob("*.svg"):
+        text = svg.read_text()
+        sizes = [float(x) for x in re.findall(r"font-size: ([0-9.]+)px", text)]
+        assert sizes and min(sizes) >= 9, svg.name
+        width = float(re.search(r'<svg[^>]* width="([0-9.]+)pt"', text).group(1))
+        single = svg.name.startswith(("position", "agreement"))
+        assert width <= (3.5 if single else 7.2) * 72 + 3, (svg.name, width)
+    for tex in ("accuracy_table.tex", "tests.tex"):
+        assert "\\begin{tabular}" in (out / tex).read_text()
 
     html = (out / "report.html").read_text()
     images = re.findall(r'src="data:image/png;base64,([A-Za-z0-9+/=]+)"', html)
@@ -33,6 +51,8 @@ def test_report_from_csv(tmp_path, small_export, capsys):
     assert 'src="' not in re.sub(r'src="data:[^"]*"', "", html)  # nothing fetched from outside
     assert "Accuracy (Table 2b)" in html and "machine: face/dlib_hog" in html
     assert "Catch trials" in html and "Position bias" in html
+    # no trial where people agree on a distractor: said, not drawn
+    assert "people agree on a distractor</h3><p>No such trials." in html
 
     table = pd.read_csv(out / "accuracy_table.csv", header=[0, 1], index_col=0)
     assert table.loc["lab", ("TLL_obj", "random")] == 87.5
@@ -45,6 +65,6 @@ def test_report_from_csv(tmp_path, small_export, capsys):
 
     # A second run replaces the earlier report in place.
     assert main(["report", "--csv", str(small_export), "--out", str(out),
-                 "--population", "mturk"]) == 0
+                 "--population", "mturk", "--dpi", "72", "--bootstrap", "200"]) == 0
     assert "agreement_hist_lab.png" not in {p.name for p in out.iterdir()}
     assert sorted(p.name for p in tmp_path.iterdir()) == ["answers.csv", "report"]

@@ -96,9 +96,14 @@ def test_simulate_then_report_from_the_servers_database(sqlite_server, kit, tmp_
     _same_tables(answers, load_answers(csv=csv_path))
 
     out = tmp_path / "report"
-    assert main(["report", "--db", srv.db_url, "--experiment", "small", "--out", str(out)]) == 0
+    assert main(["report", "--db", srv.db_url, "--experiment", "small", "--out", str(out),
+                 "--dpi", "60", "--bootstrap", "100"]) == 0
     html = (out / "report.html").read_text()
     assert html.count("data:image/png;base64,") >= 5 and "simulated" in html
+    # the galleries' images come from the server's database: every trial names its images
+    items = pd.read_csv(out / "items.csv")
+    assert items["query"].str.match(r"L\d{5}").all() and items["candidate_5"].notna().all()
+    assert "Images: database" in html
     overview = pd.read_csv(out / "overview.csv")
     assert overview.to_dict("records") == [{"population": "simulated", "participants": 12,
                                             "answers": 120, "catch answers": 12,
@@ -145,8 +150,15 @@ def test_database_loading_on_postgresql(postgres_url, tmp_path, kit):
         csv_path.write_text(_export_csv(srv.url, "small"))
         _same_tables(answers, load_answers(csv=csv_path))
         out = tmp_path / "report"
-        assert main(["report", "--db", postgres_url, "--experiment", "small",
+        assert main(["report", "--db", postgres_url, "--experiment", "small", "--dpi", "60",
+                     "--bootstrap", "100",
                      "--out", str(out)]) == 0
         assert (out / "report.html").is_file()
+        # images as bytes from PostgreSQL, readable as pictures
+        from analysis.items import from_database
+        images = from_database(postgres_url, "small")
+        t = images.trials["t0001"]
+        assert images.image(t["query"]).size[0] > 0
+        assert all(images.image(c) is not None for c in t["candidates"])
     finally:
         srv.stop()

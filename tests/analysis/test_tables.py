@@ -58,7 +58,7 @@ def test_accuracy_by_cell_population_and_machine_rows(small_export):
     assert table.loc["lab", ("TLL_obj", "random")] == 87.5
     assert table.loc["machine: face/dlib_hog", ("TLL_d", "generic")] == 100.0
     text = accuracy.accuracy_table(long, "text")
-    assert text.loc["mturk", ("TLL_d", "generic")].startswith("50.0 [") and \
+    assert text.loc["mturk", ("TLL_d", "generic")].startswith("50.00 [") and \
         text.loc["mturk", ("TLL_d", "generic")].endswith("n=12")
 
 

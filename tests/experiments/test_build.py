@@ -136,19 +136,58 @@ def test_evaluate_writes_tables_and_plots(study, tmp_path):
     assert row["R@5"] > 100 * 5 / len(g) * 2
 
 
+def test_face_rule_and_face_denominator_through_the_cli(study, tmp_path, faces):
+    """subsets --face-rule and evaluate --face-denominator: the default (notebook) TLL_d is
+    pairs with a face on both sides minus duplicates; the tables say which rules made them."""
+    import pandas as pd
+
+    both, _ = faces
+    work = tmp_path / "study"
+    shutil.copytree(study, work)
+    nb = json.loads((work / "subsets" / "TLL_d.json").read_text())
+    assert nb["face_rule"] == "notebook" and set(nb["ids"]) <= set(both)
+    proc = run_cli("experiments", "subsets", str(work), "--face-rule", "distance")
+    assert "face rule distance" in proc.stdout
+    dist = json.loads((work / "subsets" / "TLL_d.json").read_text())
+    assert dist["face_rule"] == "distance" and len(dist["ids"]) > len(nb["ids"])
+    assert not {r["rule"] for r in dist["dropped"]} & {"face_left_argmin", "face_right_argmin"}
+    rows = {}
+    for fd in ("notebook", "subset"):
+        out = tmp_path / fd
+        proc = run_cli("experiments", "evaluate", str(work), "--subset", "all", "--out", str(out),
+                       "--face-denominator", fd)
+        assert f"face rows over: {fd}" in proc.stdout
+        t1 = pd.read_csv(out / "table1.csv").set_index("feature_set")
+        t2 = pd.read_csv(out / "table2a.csv").set_index("feature_set")
+        assert t1.loc["face/dlib_hog", "face_denominator"] == fd == t2.loc["face/dlib_hog", "face_denominator"]
+        rows[fd] = t1.loc["face/dlib_hog"]
+    # the notebook counts the pairs with a face on both sides, the subset every pair
+    assert rows["notebook"]["queries"] == len(both) and rows["subset"]["queries"] == len(dist["ids"]) + len(
+        {r["id"] for r in dist["dropped"]})
+    assert rows["notebook"]["R@1"] * len(both) == pytest.approx(rows["subset"]["R@1"] * rows["subset"]["queries"],
+                                                               abs=1)
+    proc = run_cli("experiments", "evaluate", str(work), "--out", str(tmp_path / "d"))
+    assert "subset face rule: distance" in proc.stdout
+    assert (pd.read_csv(tmp_path / "d" / "table1.csv")["face_rule"] == "distance").all()
+
+
 def test_bad_inputs(study, tmp_path, faces):
     out = tmp_path / "x.json"
     base = ["build", str(study), "--seed", "1", "--out", str(out)]
     fails(base + ["--design", "paper"], out, "condition", "short by")
     big = spec_file(tmp_path, {"conditions": [{"condition": "random", "subset": "all", "count": 10_000}]})
     fails(base + ["--design", "custom", "--spec", str(big)], out,
-          "condition random on all: 10000 trials asked", "short by")
+          "condition random on all: ", " suitable pairs, 10000 needed: short by ")
+    fails(["build", str(study), "--design", "paper", "--seed", "-5", "--out", str(out)], out,
+          "--seed", "-5 is not in the range x>=0")
     bad = spec_file(tmp_path, {"conditions": [{"condition": "colour", "subset": "all", "count": 2}]})
     fails(base + ["--design", "custom", "--spec", str(bad)], out, "unknown condition 'colour'")
     ok = spec_file(tmp_path, {"conditions": [{"condition": "generic", "subset": "all", "count": 2}]})
     fails(base + ["--design", "custom", "--spec", str(ok), "--generic-model", "resnet50"], out,
           "python -m experiments features", "--model resnet50")
     fails(base + ["--design", "custom"], out, "--spec")
+    fails(base + ["--design", "custom", "--spec", str(ok), "--per-condition", "5"], out,
+          "--per-condition is for --design paper")
     _, none = faces
     nofaces = tmp_path / "nofaces.txt"
     nofaces.write_text("\n".join(none) + "\n")
@@ -180,3 +219,31 @@ def test_missing_features_and_subsets(demo_study, copy_study, tmp_path):
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert "--kind face" in proc.stderr
     assert not (work / "subsets").exists()
+
+
+def test_stale_and_incomplete_sets_name_the_set_and_the_command(demo_study, copy_study, tmp_path):
+    work = copy_study(demo_study)
+    out = tmp_path / "z.json"
+
+    def edit_meta(key, **changes):
+        path = work / "features" / key / "meta.json"
+        meta = json.loads(path.read_text())
+        meta.update(changes)
+        path.write_text(json.dumps(meta))
+
+    def build(condition):
+        spec = spec_file(tmp_path, {"conditions": [{"condition": condition, "subset": "all",
+                                                    "count": 2}]})
+        return fails(["build", str(work), "--design", "custom", "--spec", str(spec), "--seed",
+                      "0", "--out", str(out)], out)
+
+    edit_meta("generic/efficientnet_lite0", complete=False)   # an interrupted run
+    err = build("generic")
+    assert ("feature set generic/efficientnet_lite0 is incomplete (its run was interrupted): "
+            f"run `python -m experiments features {work} --kind generic --model "
+            "efficientnet_lite0`") in err
+    meta = json.loads((work / "features" / "face/dlib_hog" / "meta.json").read_text())
+    edit_meta("face/dlib_hog", left_sha256=["0" * 64] + meta["left_sha256"][1:])  # stale
+    err = build("face")
+    assert ("feature set face/dlib_hog is out of date (the pair manifest changed since): "
+            f"run `python -m experiments features {work} --kind face --detector hog`") in err

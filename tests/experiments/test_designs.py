@@ -130,20 +130,58 @@ def test_same_seed_same_trials_other_seed_other_trials(study):
     assert a != build(study, design, seed=12)
 
 
-def test_shortfalls_name_the_condition_and_amount(study):
+def test_shortfalls_name_each_cell_and_add_up(study):
+    # TLL_obj = pairs 0..109, TLL_d = 60..199, faces on both sides: 100..199
     design = G.Design("big", [G.ConditionSpec("face", "TLL_d", 130),
                               G.ConditionSpec("random", "TLL_obj", 20)])
-    with pytest.raises(G.DesignError, match=r"condition face on TLL_d: 130 trials asked, "
-                                            r"100 pairs with a face on both sides available: short by 30"):
+    with pytest.raises(G.DesignError) as exc:
         build(study, design)
+    assert str(exc.value).splitlines() == [
+        "condition face on TLL_d: 100 suitable pairs with a face on both sides, 130 needed: "
+        "short by 30",
+        "condition random on TLL_obj: 110 suitable pairs, 20 needed",
+        "together the cells need 150 distinct pairs (no pair is the query of two trials) "
+        "and their subsets can give at most 120: short by 30"]
     # Disjointness: 110 pairs in TLL_obj cannot serve 60 + 60 queries.
     design = G.Design("two", [G.ConditionSpec("random", "TLL_obj", 60),
                               G.ConditionSpec("generic", "TLL_obj", 60)])
-    with pytest.raises(G.DesignError, match="short by 10"):
+    with pytest.raises(G.DesignError, match="need 120 distinct pairs .* at most 110: short by 10"):
         build(study, design)
     design.disjoint = False
     trials, _ = build(study, design)
     assert len(trials) == 120
+
+
+def test_paper_design_per_condition(study):
+    # 6 x 34 = 204 queries from 200 pairs: every cell alone has enough, together short by 4
+    with pytest.raises(G.DesignError) as exc:
+        build(study, G.paper_design(34))
+    lines = str(exc.value).splitlines()
+    assert lines[:2] == ["condition random on TLL_obj: 110 suitable pairs, 34 needed",
+                         "condition generic on TLL_obj: 110 suitable pairs, 34 needed"]
+    assert lines[3] == ("condition face on TLL_d: 100 suitable pairs with a face on both "
+                        "sides, 34 needed")
+    assert lines[-1].endswith("need 204 distinct pairs (no pair is the query of two trials) "
+                              "and their subsets can give at most 200: short by 4")
+    # 6 x 33 = 198 fits: found even where a plain random draw would strand a cell
+    for seed in range(4):
+        trials, hits = build(study, G.paper_design(33), seed=seed)
+        assert len(trials) == 198 and len({t["pair"] for t in trials}) == 198
+        for t in trials:
+            assert t["pair"] in study.subsets[t["subset"]]
+            if t["condition"] in ("face", "face_generic"):
+                assert int(t["pair"]) >= 100
+    with pytest.raises(G.DesignError, match="positive integer"):
+        G.paper_design(0)
+    with pytest.raises(G.DesignError, match="--per-condition is for --design paper"):
+        G.load_design("custom", "spec.json", 5)
+    assert [c.count for c in G.load_design("paper", None, 7).conditions] == [7] * 6
+    assert [c.count for c in G.load_design("paper", None).conditions] == [20] * 6
+
+
+def test_a_negative_seed_is_a_clear_error(study):
+    with pytest.raises(G.DesignError, match="seed must be a non-negative integer"):
+        build(study, G.paper_design(), seed=-5)
 
 
 def test_face_condition_on_a_subset_without_faces(study):

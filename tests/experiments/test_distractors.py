@@ -60,7 +60,27 @@ def test_no_two_copies_of_one_image():
 def test_infinite_distances_fill_last():
     d = np.array([np.inf, 0.3, np.nan, 0.1, np.inf, np.inf])
     top = D.nearest_candidates(d, true_col=1, rng=np.random.default_rng(0))
-    assert top[:2] == [3, 1] and set(top[2:]) == {0, 2, 4}
+    assert top[:2] == [3, 1] and len(set(top[2:])) == 3 and set(top[2:]) <= {0, 2, 4, 5}
+
+
+def test_few_faces_fill_with_seeded_random_distractors():
+    # a face condition where only 2 of 40 pool images have a face: the true one (col 7)
+    # and col 30 are near, the other three are drawn at random from the faceless ones
+    d = np.full(40, np.inf)
+    d[30], d[7] = 0.2, 0.5
+    fills = []
+    for seed in range(12):
+        top = D.nearest_candidates(d, true_col=7, rng=np.random.default_rng(seed))
+        assert top[:2] == [30, 7] and len(set(top)) == 5
+        assert D.nearest_candidates(d, 7, np.random.default_rng(seed)) == top  # seeded
+        fills.append(tuple(top[2:]))
+    assert len(set(fills)) > 6                 # not the pool's first faceless images
+    assert not all(f == (0, 1, 2) for f in fills)
+    used = {c for f in fills for c in f}
+    assert len(used) > 15 and max(used) > 30   # drawn from the whole pool
+    # through choose_candidates, the face condition keeps the true one among the five
+    shown, true_index = D.choose_candidates("face", 40, 7, np.random.default_rng(3), d)
+    assert shown[true_index] == 7 and 30 in shown
 
 
 def test_machine_choice():

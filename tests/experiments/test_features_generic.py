@@ -12,11 +12,15 @@ import torch
 from PIL import Image
 
 from experiments.features import backbones, weights
-from experiments.features.generic import (ImageItem, iter_features, naive_features,
-                                          normalize_batch, resize_center_crop)
+from experiments.features.generic import (
+    ImageItem,
+    iter_features,
+    naive_features,
+    normalize_batch,
+    resize_center_crop,
+)
 from experiments.store import FeatureStore
 from tests.conftest import copy_demo_pairs, run_cli
-
 
 
 @pytest.fixture(scope="module")

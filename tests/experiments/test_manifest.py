@@ -8,8 +8,15 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from experiments.manifest import (ImageRef, Manifest, ManifestError, Pair, load_manifest,
-                                  pixel_sha256, save_manifest)
+from experiments.manifest import (
+    ImageRef,
+    Manifest,
+    ManifestError,
+    Pair,
+    load_manifest,
+    pixel_sha256,
+    save_manifest,
+)
 
 
 def _ref(side: str, pid: str, sha: str = "ab" * 32) -> ImageRef:

@@ -170,9 +170,18 @@ def test_evaluation_tables_and_files(tmp_path):
     assert list(t1.index) == ["toy", "face/dlib_hog"]
     ranks = R.feature_ranks(generic.left, generic.right, "cosine")
     assert t1.loc["toy", "R@5"] == round(100 * np.mean(ranks <= 5), 2)
-    # Faces: the 20 pairs with a face match exactly; the others tie at +inf.
-    assert t1.loc["face/dlib_hog", "R@1"] == 50.0
-    assert t1.loc["face/dlib_hog", "pairs_with_feature"] == 20
+    # Faces: the 20 pairs with a face match exactly; the others tie at +inf. The notebook's
+    # denominator (the default) counts the 20; the subset's all 40.
+    assert t1.loc["face/dlib_hog", "R@1"] == 100.0
+    assert t1.loc["face/dlib_hog", "queries"] == t1.loc["face/dlib_hog", "pairs_with_feature"] == 20
+    assert t1.loc["face/dlib_hog", "face_denominator"] == "notebook"
+    assert t1.loc["toy", "queries"] == 40 and t1.loc["toy", "face_denominator"] == "subset"
+    whole = evaluate_feature_sets({"face/dlib_hog": face}, ids, None, face_denominator="subset",
+                                  face_rule="distance").table1.iloc[0]
+    assert whole["R@1"] == 50.0 and whole["queries"] == 40
+    assert whole["face_rule"] == "distance" and whole["face_denominator"] == "subset"
+    t2 = ev.table2a.set_index("feature_set")
+    assert t2.loc["face/dlib_hog", "m=5"] == 100.0 and t2.loc["face/dlib_hog", "method"] == "exact"
     assert (ev.table2a["m=1"] == 100.0).all()
     assert ev.votes is not None and set(ev.votes["feature_set"]) == {"toy", "face/dlib_hog"}
     assert ev.votes.set_index("feature_set").loc["face/dlib_hog", "n"] == 20
@@ -186,3 +195,104 @@ def test_evaluation_tables_and_files(tmp_path):
     ev2 = evaluate_feature_sets({"generic/toy": generic}, ids, None, repetitions=1)
     write_evaluation(ev2, tmp_path / "ev2")
     assert "No votes" in (tmp_path / "ev2" / "votes.md").read_text()
+
+
+def test_generic_match_stats_is_one_pass_for_both_metrics():
+    rng = np.random.default_rng(8)
+    left = rng.normal(size=(70, 6)).astype(np.float32)
+    right = left + rng.normal(scale=1.5, size=left.shape).astype(np.float32)
+    stats = R.generic_match_stats(left, right, chunk=16)
+    for metric in ("cosine", "euclidean"):
+        closer, ties, own = stats[metric]
+        ref = R.feature_ranks(left, right, metric, "pessimistic", chunk=7)
+        assert (closer + 1 + ties).tolist() == ref.tolist()
+        assert own == pytest.approx(R.pair_distances(R.generic_block(left, right, metric), 70),
+                                    abs=1e-4)
+
+
+def brute_force_associative(closer, ties, n, m, rule):
+    """Average over EVERY (m-1)-subset of the n-1 others: the definition itself."""
+    from itertools import combinations
+
+    out = []
+    for k, t in zip(closer, ties):
+        kinds = ["c"] * k + ["t"] * t + ["f"] * (n - 1 - k - t)
+        vals = []
+        for pick in combinations(range(n - 1), m - 1):
+            got = [kinds[j] for j in pick]
+            if "c" in got:
+                vals.append(0.0)
+            elif rule == "optimistic":
+                vals.append(1.0)
+            elif rule == "pessimistic":
+                vals.append(float("t" not in got))
+            else:
+                vals.append(1.0 / (1 + got.count("t")))
+        out.append(np.mean(vals))
+    return np.array(out)
+
+
+@pytest.mark.parametrize("rule", ["optimistic", "pessimistic", "mean"])
+def test_exact_associative_recall_is_the_closed_form_of_the_definition(rule):
+    closer = np.array([0, 0, 1, 3, 2, 0, 5, 0])
+    ties = np.array([0, 2, 0, 1, 4, 7, 0, 3])
+    n = 9
+    exact = R.associative_recall_exact(closer, ties, n, ms=[1, 2, 3, 5, 9, 10], rule=rule)
+    assert set(exact) == {1, 2, 3, 5, 9}
+    for m in (2, 3, 5, 9):
+        assert exact[m] == pytest.approx(brute_force_associative(closer, ties, n, m, rule), abs=1e-12)
+    assert (exact[1] == 1).all()
+    # n = 100,000 in logs: C(n-1-k, 1) / C(n-1, 1) = (n-1-k)/(n-1)
+    big = R.associative_recall_exact(np.array([0, 99, 50_000]), np.zeros(3), 100_000, ms=[2, 50])
+    assert big[2] == pytest.approx([1.0, (99_999 - 99) / 99_999, (99_999 - 50_000) / 99_999])
+    assert 0 < big[50][2] < 1e-14 and big[50][0] == 1.0
+
+
+def test_exact_and_sampled_associative_recall_agree_within_sampling_error():
+    """The notebook's sampling, repeated many times, lands within a few standard errors of
+    the exact expectation, for every m and both with and without ties."""
+    rng = np.random.default_rng(9)
+    n = 60
+    left = rng.normal(size=(n, 5))
+    right = left + rng.normal(scale=1.2, size=left.shape)
+    dist = np.round(R.cosine_distances(left, right), 1)       # coarse: many ties
+    blk = matrix_block(dist)
+    closer, ties, _ = R.match_stats(blk, n)
+    assert ties.sum() > 100
+    ms = [2, 3, 5, 10, 20]
+    reps = 400
+    for rule in ("mean", "optimistic"):
+        exact = R.associative_recall_exact(closer, ties, n, ms, rule)
+        runs = np.array([[R.associative_recall(blk, n, ms, repetitions=1, seed=s, ties=rule)[m]
+                          for m in ms] for s in range(reps)])
+        mean, se = runs.mean(0), runs.std(0, ddof=1) / np.sqrt(reps)
+        for j, m in enumerate(ms):
+            assert abs(mean[j] - exact[m].mean()) < 4 * se[j] + 1e-12, (rule, m)
+    # the query mask: the sampled share over a subset of the queries
+    mask = np.arange(n) < 20
+    sampled = R.associative_recall(blk, n, [5], repetitions=300, seed=1, queries=mask)[5]
+    assert sampled == pytest.approx(R.associative_recall_exact(closer, ties, n, [5])[5][mask].mean(),
+                                    abs=0.03)
+
+
+def test_torch_distance_path_equals_numpy_and_device_choice():
+    """The GPU path's formulas, run by torch on the CPU here (no GPU on this machine),
+    give the same counts as numpy; auto stays on the CPU for small features or without
+    a GPU, and cuda without a GPU is a clear error."""
+    from experiments import distance_sources as ds
+
+    rng = np.random.default_rng(10)
+    left = rng.normal(size=(90, 12)).astype(np.float32)
+    right = left + rng.normal(scale=1.0, size=left.shape).astype(np.float32)
+    a = R.generic_match_stats(left, right, chunk=32)
+    b = ds.torch_generic_stats(left, right, device="cpu", chunk=25)
+    for metric in ("cosine", "euclidean"):
+        assert a[metric][0].tolist() == b[metric][0].tolist()
+        assert a[metric][2] == pytest.approx(b[metric][2], abs=1e-4)
+    assert ds.resolve_retrieval_device("auto", 100, 12) == "cpu"
+    assert ds.resolve_retrieval_device("cpu", 10**6, 4096) == "cpu"
+    import torch
+    if not torch.cuda.is_available():
+        assert ds.resolve_retrieval_device("auto", 10**5, 1024) == "cpu"
+        with pytest.raises(ds.FeatureAccessError, match="no CUDA GPU"):
+            ds.resolve_retrieval_device("cuda", 10, 10)

@@ -24,7 +24,8 @@ class Interrupted(Exception):
 
 @pytest.fixture
 def small_study(tmp_path, demo_images) -> tuple[Path, Path]:
-    """(source folder, study) for five demo pairs, two of them with faces."""
+    """(source folder, study) for five demo pairs, three of them (00001, 00003, 00004)
+    with a face on both sides."""
     src = copy_demo_pairs(demo_images, tmp_path / "src", ["00001", "00002", "00003", "00004", "00010"])
     study = tmp_path / "study"
     run_cli("experiments", "ingest", str(src), "--workdir", str(study))
@@ -102,7 +103,8 @@ def test_missing_and_malformed_keys_name_the_command(demo_study):
     assert parse_key("face_generic/efficientnet_lite0_hog") == {
         "kind": "face_generic", "name": "efficientnet_lite0_hog",
         "model": "efficientnet_lite0", "detector": "hog"}
-    assert features_command("S", "face/dlib_cnn") == "python -m experiments features S --kind face --detector cnn"
+    assert (features_command("S", "face/dlib_cnn")
+            == "python -m experiments features S --kind face --detector cnn")
 
 
 # ------------------------------------------------------------------ incremental runs
@@ -148,7 +150,7 @@ def test_face_run_resumes_after_an_interruption(small_study):
     face = FeatureStore(study).load("face/dlib_hog")
     ids = face.ids
     has = dict(zip(ids, face.left.has_face & face.right.has_face))
-    assert has["00001"] and has["00010"] and not has["00002"]
+    assert has["00001"] and has["00003"] and not has["00002"] and not has["00010"]
 
 
 def test_rerun_computes_nothing_and_keeps_the_arrays(demo_study, copy_study):

@@ -6,6 +6,7 @@ import json
 import numpy as np
 import pytest
 
+from experiments import files
 from experiments import subsets as S
 
 IDS = [f"p{i:02d}" for i in range(14)]
@@ -72,7 +73,7 @@ def test_each_rule_triggers(crafted):
 
 def test_subsets_from_rules(crafted):
     left, right, fl, fr = crafted
-    params = S.SubsetParams()
+    params = S.SubsetParams(face_rule="distance")
     docs = S.build_subsets(IDS, S.near_duplicate_reasons(IDS, left, right, fl, fr, params),
                            params, ["generic/x", "face/dlib_hog"])
     assert docs["TLL_d"]["ids"] == ["p05", "p06", "p07", "p13"]
@@ -82,11 +83,13 @@ def test_subsets_from_rules(crafted):
     dropped_d = {r["id"] for r in docs["TLL_d"]["dropped"]}
     assert dropped_d == set(IDS) - set(docs["TLL_d"]["ids"])
     assert all(r["rule"] in S.D_RULES for r in docs["TLL_d"]["dropped"])
+    assert docs["TLL_d"]["face_rule"] == docs["TLL_d"]["params"]["face_rule"] == "distance"
 
 
 def test_thresholds_are_parameters(crafted):
     left, right, fl, fr = crafted
-    loose = S.SubsetParams(within_cosine=0.13, within_face=0.32, obj_definition="strict")
+    loose = S.SubsetParams(within_cosine=0.13, within_face=0.32, obj_definition="strict",
+                           face_rule="distance")
     reasons = S.near_duplicate_reasons(IDS, left, right, fl, fr, loose)
     docs = S.build_subsets(IDS, reasons, loose, [])
     assert "p06" not in docs["TLL_d"]["ids"] and "p07" not in docs["TLL_d"]["ids"]
@@ -97,11 +100,51 @@ def test_thresholds_are_parameters(crafted):
     assert not [r for r in strict if r["rule"] == "cross_duplicate"]
     with pytest.raises(S.SubsetError):
         S.obj_rules("loose")
+    with pytest.raises(S.SubsetError, match="face rule"):
+        S.d_rules("nearest")
+
+
+def test_notebook_and_distance_face_rules_give_different_tll_d():
+    """Six pairs worked out by hand. Faces (Euclidean): left p0 and left p3 are 0.3 apart
+    (a duplicate by distance); p1 has no left face, p2 no face at all; the other faces are
+    >= 1 apart, and p0's right face is far from every other right face.
+
+    distance rule: p0 and p3 break face_left_duplicate -> TLL_d = p1, p2, p4, p5.
+    notebook rule: argmin of each left row (self excluded, faceless 10^9): p0 -> 3,
+    p1 -> 0 (faceless row), p2 -> 0, p3 -> 0 (its nearest face is p0's), p4 -> 5, p5 -> 4;
+    right rows: p2 -> 0 (faceless), the rest point at their nearest face, never at p0's.
+    Indices <= 0.4 are flagged: p1, p2, p3 -> TLL_d = p0, p4, p5."""
+    ids = [f"p{i}" for i in range(6)]
+    left = np.array([unit(i) for i in range(6)])          # generic features: no duplicates
+    right = np.array([unit(10 + i) for i in range(6)])
+    lf = [[10 * unit(0)], [], [], [10 * unit(0) + 0.3 * unit(5)],
+          [10 * unit(1)], [10 * unit(1) + 1.0 * unit(6)]]
+    rf = [[30 * unit(20)], [10 * unit(11)], [], [10 * unit(13)], [10 * unit(14)],
+          [10 * unit(15)]]
+    reasons = S.near_duplicate_reasons(ids, left, right, faces(lf), faces(rf))
+    argmin = {(r["rule"], r["id"]): r for r in reasons if r["rule"].endswith("_argmin")}
+    assert set(argmin) == {("face_left_argmin", "p1"), ("face_left_argmin", "p2"),
+                           ("face_left_argmin", "p3"), ("face_right_argmin", "p2")}
+    assert argmin[("face_left_argmin", "p1")]["distance"] == S.NOTEBOOK_FACELESS
+    assert argmin[("face_left_argmin", "p3")] | {} == {
+        "id": "p3", "rule": "face_left_argmin", "other": "Lp0", "argmin": 0,
+        "distance": pytest.approx(0.3)}
+    by_rule = {}
+    for fr_name in S.FACE_RULES:
+        params = S.SubsetParams(face_rule=fr_name)
+        by_rule[fr_name] = S.build_subsets(ids, reasons, params, [])
+    assert by_rule["distance"]["TLL_d"]["ids"] == ["p1", "p2", "p4", "p5"]
+    assert by_rule["notebook"]["TLL_d"]["ids"] == ["p0", "p4", "p5"]
+    assert S.SubsetParams().face_rule == "notebook"      # the default: the paper's numbers
+    for name, docs in by_rule.items():
+        assert docs["TLL_d"]["face_rule"] == docs["TLL_d"]["params"]["face_rule"] == name
+        assert docs["TLL_obj"]["ids"] == by_rule["distance"]["TLL_obj"]["ids"]  # unaffected
+    assert {r["rule"] for r in by_rule["notebook"]["TLL_d"]["dropped"]} == set(S.NOTEBOOK_FACE_RULES)
 
 
 def test_load_subset_by_name_and_file(tmp_path):
     ids = ["a", "b", "c", "d"]
-    S.write_json(tmp_path / "subsets" / "TLL_d.json", {"name": "TLL_d", "ids": ["c", "a"]})
+    files.write_json(tmp_path / "subsets" / "TLL_d.json", {"name": "TLL_d", "ids": ["c", "a"]})
     assert S.load_subset(tmp_path, "TLL_d", ids) == ("TLL_d", ["a", "c"])
     assert S.load_subset(tmp_path, "all", ids) == ("all", ids)
     (tmp_path / "mine.txt").write_text("# my pairs\nd\nb\n")

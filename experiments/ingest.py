@@ -25,8 +25,16 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from experiments.manifest import (ImageRef, Manifest, Pair, manifest_path, pixel_sha256,
-                                  save_manifest)
+from experiments import files
+from experiments.images import needs_conversion, to_rgb
+from experiments.manifest import (
+    ImageRef,
+    Manifest,
+    Pair,
+    manifest_path,
+    pixel_sha256,
+    save_manifest,
+)
 
 LAYOUTS = ("tll", "combined", "csv")
 IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
@@ -361,8 +369,10 @@ def _join_votes(candidates: list[Candidate], votes: dict[str, dict]) -> list[str
 
 
 # --------------------------------------------------------------------------- images
-def _decode(data: bytes):
-    """Return the fully decoded RGB image of file bytes; raise ValueError with a reason."""
+def _decode(data: bytes, converted: list | None = None):
+    """Return the fully decoded image of file bytes as upright 8-bit RGB (images.to_rgb);
+    append to ``converted`` whether that differs from a plain convert("RGB") of the file.
+    Raise ValueError with a reason."""
     from PIL import Image, UnidentifiedImageError
 
     if not data:
@@ -370,7 +380,9 @@ def _decode(data: bytes):
     try:
         with Image.open(io.BytesIO(data)) as im:
             im.load()  # full decode: a truncated file fails here, not later
-            return im.convert("RGB")
+            if converted is not None:
+                converted.append(needs_conversion(im))
+            return to_rgb(im)
     except UnidentifiedImageError:
         raise ValueError("not an image (PIL cannot identify it)") from None
     except Image.DecompressionBombError as exc:
@@ -393,7 +405,7 @@ def _process(c: Candidate, layout: str, staging: Path,
         for side, box in zip(SIDES, boxes):
             half = combined.crop(box)
             rel = f"images/{side}/{c.id}.png"
-            half.save(staging / rel, format="PNG")
+            files.write_with(staging / rel, lambda fh, im=half: im.save(fh, format="PNG"))
             refs[side] = ImageRef(rel, pixel_sha256(half), half.size, os.path.abspath(c.left),
                                   tuple(box))
         return Pair(c.id, refs["left"], refs["right"], c.votes), []
@@ -401,17 +413,24 @@ def _process(c: Candidate, layout: str, staging: Path,
     for side, path, label in (("left", c.left, c.left_label), ("right", c.right, c.right_label)):
         try:
             data = path.read_bytes()
-            decoded[side] = (path, data, _decode(data))
+            converted: list[bool] = []
+            decoded[side] = (path, data, _decode(data, converted), converted[0])
         except FileNotFoundError:
             problems.append(f"{label}: file not found ({path})")
         except (OSError, ValueError) as exc:
             problems.append(f"{label}: {_reason(exc)}")
     if problems:
         return None, problems  # nothing copied: a half-good pair leaves no file behind
-    for side, (path, data, img) in decoded.items():
-        ext = path.suffix.lower() if path.suffix.lower() in IMAGE_EXTS else ".img"
-        rel = f"images/{side}/{c.id}{ext}"
-        (staging / rel).write_bytes(data)
+    for side, (path, data, img, converted) in decoded.items():
+        if converted:
+            # 16-bit, transparent or EXIF-rotated: the study keeps the pixels the models
+            # and the participants must see, since they only convert("RGB")
+            rel = f"images/{side}/{c.id}.png"
+            files.write_with(staging / rel, lambda fh, im=img: im.save(fh, format="PNG"))
+        else:
+            ext = path.suffix.lower() if path.suffix.lower() in IMAGE_EXTS else ".img"
+            rel = f"images/{side}/{c.id}{ext}"
+            files.write_bytes(staging / rel, data)
         refs[side] = ImageRef(rel, pixel_sha256(img), img.size, os.path.abspath(path), None)
     return Pair(c.id, refs["left"], refs["right"], c.votes), []
 
@@ -452,11 +471,11 @@ def ingest(source: str | os.PathLike, workdir: str | os.PathLike, layout: str = 
         notes += _join_votes(candidates, vote_map)
     # even with --strict every image is checked, so that one run lists every problem
     created = not workdir.exists()
-    workdir.mkdir(parents=True, exist_ok=True)
+    files.make_dirs(workdir)
     staging = Path(tempfile.mkdtemp(prefix=".ingest-", dir=workdir))
     try:
         for side in SIDES:
-            (staging / "images" / side).mkdir(parents=True)
+            files.make_dirs(staging / "images" / side)
         pairs: list[Pair] = []
         workers = workers or min(8, (os.cpu_count() or 1) + 1)
         with ThreadPoolExecutor(max_workers=workers) as pool:

@@ -1,0 +1,217 @@
+"""The tests the paper's claims need, in one table, corrected for multiple comparisons
+(Holm), with effect sizes; and a mixed-effects logistic model of correctness.
+
+The unit of every test is the trial: answers to one trial share its five images and are
+not independent, so each test compares per-trial shares of correct answers.
+- conditions within a subset (per population): Welch's t-test on the per-trial shares of
+  the two conditions' trials (different trials: unpaired);
+- populations per cell (lab against MTurk, and any other pair): paired t-test over the
+  trials both answered;
+- humans against each machine feature set per cell: paired t-test of the per-trial human
+  share against the machine's 0/1 (no choice counts as wrong).
+Effect sizes: the difference in percentage points and Cohen's h of the two accuracies.
+"""
+from __future__ import annotations
+
+import itertools
+import math
+import warnings
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from analysis.accuracy import cells
+from analysis.load import MACHINE_PREFIX, machine_columns, order_populations
+from analysis.stats import cohen_h
+
+COLUMNS = ["family", "population", "subset", "condition", "a", "b", "trials_a", "trials_b",
+           "accuracy_a", "accuracy_b", "difference_pp", "cohen_h", "test", "statistic",
+           "p", "p_holm", "significant"]
+
+
+def _shares(d: pd.DataFrame) -> pd.Series:
+    """Per-trial share of answers choosing the true match."""
+    return d.groupby("trial")["correct"].mean()
+
+
+def _paired(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+    diff = x - y
+    if len(diff) < 2:
+        return math.nan, math.nan
+    # shares of a few answers repeat exactly up to rounding: treat that as no spread
+    if np.ptp(diff) < 1e-12:
+        # Every trial differs by the same amount: no spread to test against.
+        return (math.nan, math.nan) if diff[0] != 0 else (0.0, 1.0)
+    res = stats.ttest_rel(x, y)
+    return float(res.statistic), float(res.pvalue)
+
+
+def _unpaired(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+    if len(x) < 2 or len(y) < 2 or (np.ptp(x) < 1e-12 and np.ptp(y) < 1e-12):
+        return math.nan, math.nan
+    with warnings.catch_warnings():
+        # One condition with the same share on every trial (often 100 %) is a valid
+        # group of variance 0; scipy warns about its moments, the test is still Welch's.
+        warnings.filterwarnings("ignore", "Precision loss", RuntimeWarning)
+        res = stats.ttest_ind(x, y, equal_var=False)
+    return float(res.statistic), float(res.pvalue)
+
+
+def _row(family, pop, subset, cond, a, b, xa, xb, test, stat, p, acc_a=None, acc_b=None):
+    acc_a = float(np.mean(xa)) if acc_a is None and len(xa) else (acc_a if acc_a is not None else math.nan)
+    acc_b = float(np.mean(xb)) if acc_b is None and len(xb) else (acc_b if acc_b is not None else math.nan)
+    return {"family": family, "population": pop, "subset": subset, "condition": cond,
+            "a": a, "b": b, "trials_a": len(xa), "trials_b": len(xb),
+            "accuracy_a": acc_a, "accuracy_b": acc_b,
+            "difference_pp": 100 * (acc_a - acc_b), "cohen_h": cohen_h(acc_a, acc_b),
+            "test": test, "statistic": stat, "p": p}
+
+
+def comparison_table(df: pd.DataFrame, alpha: float = 0.05) -> pd.DataFrame:
+    """Return every comparison as one row (columns COLUMNS), Holm-corrected together.
+
+    Parameters
+    ----------
+    df : DataFrame
+        Answers without catch trials (``Answers.without_catch()``).
+    alpha : float
+        Family-wise error rate for ``significant`` (after Holm).
+
+    Returns
+    -------
+    DataFrame
+        family ("conditions", "populations", "human vs machine"), population, subset,
+        condition (for the condition family: "a vs b"), a, b, trials_a, trials_b,
+        accuracy_a, accuracy_b (mean per-trial share, 0..1), difference_pp, cohen_h, test,
+        statistic, p, p_holm (statsmodels' multipletests, method "holm", over all rows
+        with a p-value), significant (p_holm < alpha).
+
+    Examples
+    --------
+    >>> comparison_table(answers.without_catch()).query("significant")  # doctest: +SKIP
+    """
+    from statsmodels.stats.multitest import multipletests
+
+    rows = []
+    pops = order_populations(df["population"].unique())
+    grid = cells(df)
+    # conditions within a subset
+    for pop in pops:
+        d = df[df["population"] == pop]
+        for subset in dict.fromkeys(s for s, _ in grid):
+            conds = [c for s, c in grid if s == subset]
+            for ca, cb in itertools.combinations(conds, 2):
+                xa = _shares(d[(d["subset"] == subset) & (d["condition"] == ca)]).to_numpy()
+                xb = _shares(d[(d["subset"] == subset) & (d["condition"] == cb)]).to_numpy()
+                if len(xa) == 0 or len(xb) == 0:
+                    continue
+                stat, p = _unpaired(xa, xb)
+                rows.append(_row("conditions", pop, subset, f"{ca} vs {cb}", ca, cb, xa, xb,
+                                 "Welch t (trials)", stat, p))
+    # populations per cell, paired by trial
+    for subset, cond in grid:
+        cell = df[(df["subset"] == subset) & (df["condition"] == cond)]
+        per_pop = {p: _shares(cell[cell["population"] == p]) for p in pops}
+        for pa, pb in itertools.combinations(pops, 2):
+            both = per_pop[pa].index.intersection(per_pop[pb].index)
+            if len(both) == 0:
+                continue
+            xa, xb = per_pop[pa][both].to_numpy(), per_pop[pb][both].to_numpy()
+            stat, p = _paired(xa, xb)
+            rows.append(_row("populations", f"{pa} vs {pb}", subset, cond, pa, pb, xa, xb,
+                             "paired t (trials)", stat, p))
+    # humans against each machine, paired by trial
+    trials = df.drop_duplicates("trial").set_index("trial")
+    for col in machine_columns(df):
+        key = col[len(MACHINE_PREFIX):]
+        for pop in pops:
+            for subset, cond in grid:
+                cell = df[(df["population"] == pop) & (df["subset"] == subset)
+                          & (df["condition"] == cond)]
+                if cell.empty:
+                    continue
+                h = _shares(cell)
+                m = (trials.loc[h.index, col] == trials.loc[h.index, "true_position"]
+                     ).fillna(False).astype(float).to_numpy()
+                stat, p = _paired(h.to_numpy(), m)
+                rows.append(_row("human vs machine", pop, subset, cond, pop, f"machine: {key}",
+                                 h.to_numpy(), m, "paired t (trials)", stat, p))
+    out = pd.DataFrame(rows, columns=COLUMNS[:-2])
+    out["p_holm"] = np.nan
+    ok = out["p"].notna().to_numpy()
+    if ok.any():
+        out.loc[ok, "p_holm"] = multipletests(out.loc[ok, "p"].to_numpy(float),
+                                              method="holm")[1]
+    out["significant"] = out["p_holm"] < alpha
+    return out
+
+
+def mixed_model(df: pd.DataFrame, seed: int = 0) -> tuple[pd.DataFrame, str]:
+    """Mixed-effects logistic model of correctness.
+
+    Fits correct ~ cell × population + (1 | trial) + (1 | participant) with statsmodels'
+    BinomialBayesMixedGLM (variational Bayes; cell = subset/condition; a term is dropped
+    when it has one level).
+
+    Parameters
+    ----------
+    df : DataFrame
+        Answers without catch trials.
+    seed : int
+        Seeds numpy's global generator before the fit (reproducibility).
+
+    Returns
+    -------
+    effects : DataFrame
+        term, log_odds (posterior mean), sd (posterior sd), low, high (mean ± 1.96 sd),
+        odds_ratio, or_low, or_high for each fixed effect (treatment coding against the
+        first cell and population), then ``vc: sd of … intercepts`` rows: the random
+        intercepts' standard deviations (log-odds scale) with their intervals.
+    note : str
+        What was fitted, or why not (fewer than 3 trials, no variation, singular design).
+
+    Examples
+    --------
+    >>> effects, note = mixed_model(answers.without_catch())  # doctest: +SKIP
+    """
+    from statsmodels.genmod.bayes_mixed_glm import BinomialBayesMixedGLM
+
+    d = df.assign(y=df["correct"].astype(float),
+                  cell=df["subset"].astype(str) + "/" + df["condition"].astype(str))
+    cols = ["term", "log_odds", "sd", "low", "high", "odds_ratio", "or_low", "or_high"]
+    if d["trial"].nunique() < 3 or d["y"].nunique() < 2:
+        return pd.DataFrame(columns=cols), "not fitted: needs at least 3 trials and both right and wrong answers"
+    terms = []
+    if d["cell"].nunique() > 1:
+        terms.append("C(cell)")
+    if d["population"].nunique() > 1:
+        terms.append("C(population)")
+    rhs = " * ".join(terms) if terms else "1"
+    vc = {"trial": "0 + C(trial)", "participant": "0 + C(participant)"}
+    np.random.seed(seed)  # fit_vb starts from fixed values; this keeps any draw reproducible
+    try:
+        model = BinomialBayesMixedGLM.from_formula(f"y ~ {rhs}", vc, d)
+        res = model.fit_vb()
+    except (ValueError, np.linalg.LinAlgError, FloatingPointError, OverflowError) as exc:
+        # singular designs: say so in the report, not a traceback
+        return pd.DataFrame(columns=cols), f"not fitted: {str(exc).splitlines()[0]}"
+    rows = []
+    names = list(model.exog_names)
+    for i, name in enumerate(names):
+        m, s = float(res.fe_mean[i]), float(res.fe_sd[i])
+        rows.append({"term": name, "log_odds": m, "sd": s, "low": m - 1.96 * s,
+                     "high": m + 1.96 * s, "odds_ratio": math.exp(m),
+                     "or_low": math.exp(m - 1.96 * s), "or_high": math.exp(m + 1.96 * s)})
+    for i, name in enumerate(model.vcp_names):
+        # vcp are log standard deviations of the random intercepts
+        m, s = float(res.vcp_mean[i]), float(res.vcp_sd[i])
+        rows.append({"term": f"vc: sd of {name} intercepts", "log_odds": math.exp(m),
+                     "sd": math.nan, "low": math.exp(m - 1.96 * s),
+                     "high": math.exp(m + 1.96 * s), "odds_ratio": math.nan,
+                     "or_low": math.nan, "or_high": math.nan})
+    note = (f"correct ~ {rhs.replace('C(cell)', 'cell').replace('C(population)', 'population')}"
+            f" + (1 | trial) + (1 | participant); {len(d)} answers, {d['trial'].nunique()} "
+            f"trials, {d['participant'].nunique()} participants; statsmodels "
+            f"BinomialBayesMixedGLM, variational Bayes: intervals are posterior mean ± 1.96 sd")
+    return pd.DataFrame(rows, columns=cols), note
