@@ -318,7 +318,8 @@ def _next_steps(exp: Experiment) -> dict:
         "link": url_for("lab.landing", name=exp.name, _external=True),
         "dry_run": [
             f"{flask} mturk emulate --port 5050 --allow-http-localhost --state build/mturk-local.json",
-            "export MTURK_ENDPOINT_URL=http://127.0.0.1:5050 AWS_ACCESS_KEY_ID=local AWS_SECRET_ACCESS_KEY=local",
+            "export MTURK_ENDPOINT_URL=http://127.0.0.1:5050 "
+            "AWS_ACCESS_KEY_ID=local AWS_SECRET_ACCESS_KEY=local",
             f"{flask} mturk publish {name} --base-url {base} --assignments 3",
             "# open http://127.0.0.1:5050/ → a HIT → Accept → answer → Submit HIT",
             f"{flask} mturk status {name}",
@@ -332,7 +333,8 @@ def _next_steps(exp: Experiment) -> dict:
         "publish": [
             "unset MTURK_ENDPOINT_URL   # the real MTurk; AWS credentials as for the AWS CLI",
             f"{flask} mturk publish {name} --base-url https://YOUR.HOST --reward 0.05 --assignments 20",
-            f"{flask} mturk publish {name} --base-url https://YOUR.HOST --reward 0.05 --assignments 20 --production",
+            f"{flask} mturk publish {name} --base-url https://YOUR.HOST --reward 0.05 "
+            "--assignments 20 --production",
             f"{flask} mturk sync {name} && {flask} mturk review {name}",
         ],
     }

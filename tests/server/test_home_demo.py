@@ -64,7 +64,7 @@ def test_demo_serve_simulates(tmp_path):
             rc = proc.wait(timeout=30)
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
-            raise AssertionError("demo server did not stop on SIGINT")
+            raise AssertionError("demo server did not stop on SIGINT") from None
     assert rc == 0
     time.sleep(0.2)
     # Nothing is left listening on the port.
