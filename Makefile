@@ -5,6 +5,7 @@ PY     := $(VENV)/bin/python
 DEMO   ?= build/demo
 HOST   ?= 127.0.0.1
 PORT   ?= 5000
+SIMULATE ?= 0
 
 .PHONY: venv venv-dev demo demo-pipeline test report bench clean system-test system-demo system-bench
 
@@ -31,7 +32,7 @@ demo-pipeline: system-demo venv
 	$(PY) -m experiments demo $(DEMO)
 
 demo: demo-pipeline
-	DEMO=$(DEMO) HOST=$(HOST) PORT=$(PORT) PY=$(PY) sh scripts/demo-serve.sh
+	DEMO=$(DEMO) HOST=$(HOST) PORT=$(PORT) PY=$(PY) SIMULATE=$(SIMULATE) sh scripts/demo-serve.sh
 
 # The report for the demo experiment from the answers given so far.
 report: venv

@@ -1,14 +1,22 @@
 #!/bin/sh
 # Serve the demo experiment (called by `make demo` after the machine side built it).
 # Env: DEMO (study folder, default build/demo), HOST, PORT, PY (python of the venv);
-# optional EXPERIMENT_FILE and EXPERIMENT_NAME (default $DEMO/experiments/demo.json, demo).
+# optional EXPERIMENT_FILE and EXPERIMENT_NAME (default $DEMO/experiments/demo.json, demo);
+# SIMULATE=N (default 0): N simulated participants answer through the HTTP API once the
+# server is up, so the admin area's home can make a full report at once.
 # Steps: db upgrade, load-experiment (idempotent), admin password (generated once, kept in
-# the demo's instance folder), print the links, then exec gunicorn (Ctrl-C stops it).
+# the demo's instance folder), print the links, then gunicorn (Ctrl-C stops it): exec'd,
+# or with SIMULATE started in the background, waited for, simulated against, waited on.
 set -eu
 DEMO=${DEMO:-build/demo}
 HOST=${HOST:-127.0.0.1}
 PORT=${PORT:-5000}
 PY=${PY:-.venv/bin/python}
+SIMULATE=${SIMULATE:-0}
+case "$SIMULATE" in
+  ''|*[!0-9]*) echo "error: SIMULATE must be a number of participants (0 or more), got '$SIMULATE'" >&2
+               exit 2 ;;
+esac
 cd "$(dirname "$0")/.."
 mkdir -p "$DEMO"
 DEMO_ABS=$(cd "$DEMO" && pwd)
@@ -40,8 +48,41 @@ cat <<MSG
   Participant link: $BASE/lab/$EXPERIMENT_NAME/
   Admin link:       $BASE/manage/   (user: admin, password: $PASSWORD
                     kept in $PWFILE)
+  Researcher's home: $BASE/manage/home/$EXPERIMENT_NAME
   Stop with Ctrl-C.
 
 MSG
-exec "$PY" -m gunicorn --bind "$HOST:$PORT" --workers 2 --threads 4 --graceful-timeout 3 \
-  --access-logfile - "server:create_app()"
+if [ "$SIMULATE" -eq 0 ]; then
+  exec "$PY" -m gunicorn --bind "$HOST:$PORT" --workers 2 --threads 4 --graceful-timeout 3 \
+    --access-logfile - "server:create_app()"
+fi
+
+"$PY" -m gunicorn --bind "$HOST:$PORT" --workers 2 --threads 4 --graceful-timeout 3 \
+  "server:create_app()" &
+GUNICORN=$!
+# A background job of a non-interactive shell ignores Ctrl-C: pass it on ourselves.
+trap 'kill -INT "$GUNICORN" 2>/dev/null || true' INT TERM
+tries=0
+until "$PY" -c 'import sys, urllib.request; urllib.request.urlopen(sys.argv[1], timeout=2)' \
+    "$BASE/lab/$EXPERIMENT_NAME/" 2>/dev/null; do
+  tries=$((tries + 1))
+  if ! kill -0 "$GUNICORN" 2>/dev/null || [ "$tries" -ge 300 ]; then
+    echo "error: the server did not answer on $BASE within 60 s; not simulating" >&2
+    kill -TERM "$GUNICORN" 2>/dev/null || true
+    wait "$GUNICORN" || true
+    exit 1
+  fi
+  sleep 0.2
+done
+echo "  Simulating $SIMULATE participants through $BASE ..."
+if "$PY" -m analysis simulate --server "$BASE" --experiment "$EXPERIMENT_NAME" \
+    --participants "$SIMULATE" --admin-password-file "$PWFILE"; then
+  echo "  Done: press 'Make the report' on $BASE/manage/home/$EXPERIMENT_NAME#report"
+else
+  echo "warning: the simulation failed (above); the server keeps running" >&2
+fi
+status=0
+while kill -0 "$GUNICORN" 2>/dev/null; do
+  wait "$GUNICORN" && status=0 || status=$?
+done
+exit "$status"

@@ -28,12 +28,13 @@ def create_app(config: dict | None = None, instance_path: str | os.PathLike | No
     from .database import init_db
     init_db(app)
 
-    from . import errors, lab, api, images, manage, cli
+    from . import errors, lab, api, images, manage, home, cli
     errors.init_app(app)
     app.register_blueprint(lab.bp)
     app.register_blueprint(api.bp)
     app.register_blueprint(images.bp)
     app.register_blueprint(manage.bp)
+    app.register_blueprint(home.bp)
     cli.init_app(app)
 
     from . import mturk

@@ -129,8 +129,8 @@ def _img(token: str) -> str:
 
 @bp.get("/")
 def index():
-    exps = db.session.execute(select(Experiment).order_by(Experiment.name)).scalars().all()
-    return render_template("index.html", experiments=exps)
+    # Lists no experiment: a participant learns nothing about other studies here.
+    return render_template("index.html")
 
 
 @bp.get("/lab/<name>/screen.css")
