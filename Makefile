@@ -7,7 +7,7 @@ HOST   ?= 127.0.0.1
 PORT   ?= 5000
 SIMULATE ?= 0
 
-.PHONY: venv venv-dev demo demo-pipeline test report bench clean system-test system-demo system-bench
+.PHONY: venv venv-dev demo demo-pipeline test lint report bench clean system-test system-demo system-bench
 
 # What the targets need beyond Python (Chromium, PostgreSQL, nginx; Python >= 3.11):
 # installed with apt-get as root or through passwordless sudo, else one line saying how.
@@ -41,6 +41,10 @@ report: venv
 
 test: system-test venv-dev
 	$(PY) -m pytest
+
+# ruff over the whole tree (pyproject.toml); CI runs it before the tests.
+lint: venv-dev
+	$(PY) -m ruff check .
 
 bench: system-bench venv-dev
 	$(PY) benchmarks/bench_features.py

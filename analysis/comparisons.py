@@ -181,7 +181,8 @@ def mixed_model(df: pd.DataFrame, seed: int = 0) -> tuple[pd.DataFrame, str]:
                   cell=df["subset"].astype(str) + "/" + df["condition"].astype(str))
     cols = ["term", "log_odds", "sd", "low", "high", "odds_ratio", "or_low", "or_high"]
     if d["trial"].nunique() < 3 or d["y"].nunique() < 2:
-        return pd.DataFrame(columns=cols), "not fitted: needs at least 3 trials and both right and wrong answers"
+        return pd.DataFrame(columns=cols), ("not fitted: needs at least 3 trials and both right "
+                                            "and wrong answers")
     terms = []
     if d["cell"].nunique() > 1:
         terms.append("C(cell)")

@@ -132,7 +132,8 @@ def gallery_figure(trials: Sequence[TrialDrawing], title: str = "",
 
     Examples
     --------
-    >>> fig = gallery_figure([TrialDrawing(query, cands, marked=1, bars=[.1, .6, .1, .1, .1])])  # doctest: +SKIP
+    >>> drawing = TrialDrawing(query, cands, marked=1, bars=[.1, .6, .1, .1, .1])  # doctest: +SKIP
+    >>> fig = gallery_figure([drawing])  # doctest: +SKIP
     """
     n = max(1, len(trials))
     k = max([len(t.candidates) for t in trials] or [5])

@@ -59,7 +59,8 @@ def likeness_table(items: pd.DataFrame, machine_keys: list[str],
 
     Examples
     --------
-    >>> likeness_table(item_table(df, images), answers.machine_keys, trial_distances("demo.json")[0])  # doctest: +SKIP
+    >>> dist = trial_distances("demo.json")[0]  # doctest: +SKIP
+    >>> likeness_table(item_table(df, images), answers.machine_keys, dist)  # doctest: +SKIP
     """
     rows = []
     shares = items[[f"count_{p}" for p in range(1, N_CANDIDATES + 1)]].to_numpy(float)

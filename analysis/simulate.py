@@ -39,8 +39,9 @@ def simulate(server: str, experiment: str, participants: int, accuracy: float = 
     each chooses the true match with probability ``accuracy``, otherwise a wrong
     position drawn with the ``position_bias`` weights. Returns {"participants" (count),
     "codes", "answers", "correct"}; ``concurrency`` participants answer at a time
-    (each participant's choices depend only on the seed, so the result does not). The answer key comes from the admin API, so the
-    admin password is needed (``--admin-password`` or env TLL_ADMIN_PASSWORD)."""
+    (each participant's choices depend only on the seed, so the result does not). The
+    answer key comes from the admin API, so the admin password is needed
+    (``--admin-password`` or env TLL_ADMIN_PASSWORD)."""
     problems = check_args(participants, accuracy, position_bias)
     if not 1 <= concurrency <= 64:
         problems.append(f"--concurrency must be between 1 and 64, got {concurrency}")

@@ -628,12 +628,13 @@ def main(argv=None) -> int:
                                                  f"c{seq}-{os.getpid()}")
                         s = measure(port, scripts, [CpuMeter(masters[dbname]), CpuMeter(db_meters[dbname])],
                                     a.client_processes, True, a.capacity_think_ms, 0.0, EXPECT["api"], seq)
-                        capacity_rows.append({"database": dbname, "participants": level,
-                                              "think_ms": a.capacity_think_ms,
-                                              "answers": s["requests"], "answers_per_s": round(s["per_s"], 1),
-                                              "p50_ms": round(s["p50_ms"], 1), "p99_ms": round(s["p99_ms"], 1),
-                                              "errors": s["errors"], "client_share": round(s["client_share"], 3),
-                                              "held": s["p99_ms"] < 100 and not s["errors"]})
+                        capacity_rows.append({
+                            "database": dbname, "participants": level,
+                            "think_ms": a.capacity_think_ms,
+                            "answers": s["requests"], "answers_per_s": round(s["per_s"], 1),
+                            "p50_ms": round(s["p50_ms"], 1), "p99_ms": round(s["p99_ms"], 1),
+                            "errors": s["errors"], "client_share": round(s["client_share"], 3),
+                            "held": s["p99_ms"] < 100 and not s["errors"]})
                         bar.update(1)
                         if s["p99_ms"] >= 100 or s["errors"]:
                             bar.update(len([c for c in a.capacity if c > level]))

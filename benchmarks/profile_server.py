@@ -95,7 +95,8 @@ def main(argv=None) -> int:
             pg.stop()
         shutil.rmtree(tmp, ignore_errors=True)
     incl, own, total = summarise(raw)
-    print(f"{answers} answers; {total} samples of the workers (answers only; after the rounds the workers idle)")
+    print(f"{answers} answers; {total} samples of the workers "
+          "(answers only; after the rounds the workers idle)")
     print("\ninclusive (share of samples with the function on the stack):")
     for f, n in incl:
         print(f"  {n / total:6.1%}  {f}")

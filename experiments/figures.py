@@ -18,9 +18,9 @@ on all pairs. Counts of ``FACE_COUNT_CAP`` or more share the last bin. Written a
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import pandas as pd

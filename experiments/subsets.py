@@ -23,9 +23,9 @@ Rules (every threshold a parameter; "within t" means a distance of at most t):
   ``notebook``): the larger of the two face counts is exactly 1, so pairs with two or
   more faces stay (the notebook's quirk, which produced the paper's 1,622).
 
-TLL_d drops the three generic rules and the face rules of its face rule; TLL_obj drops the two generic within-side rules
-and the face rule of its definition. Each dropped pair lists every rule it broke with the
-nearest offending image and its distance.
+TLL_d drops the three generic rules and the face rules of its face rule; TLL_obj drops the
+two generic within-side rules and the face rule of its definition. Each dropped pair lists
+every rule it broke with the nearest offending image and its distance.
 """
 from __future__ import annotations
 

@@ -28,7 +28,7 @@ def create_app(config: dict | None = None, instance_path: str | os.PathLike | No
     from .database import init_db
     init_db(app)
 
-    from . import errors, lab, api, images, manage, home, cli
+    from . import api, cli, errors, home, images, lab, manage
     errors.init_app(app)
     app.register_blueprint(lab.bp)
     app.register_blueprint(api.bp)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from .models import db
 
@@ -62,7 +62,7 @@ def dt_param(dt: datetime):
     or the aware datetime for PostgreSQL."""
     if _is_sqlite():
         if dt.tzinfo is not None:
-            dt = dt.astimezone(timezone.utc).replace(tzinfo=None)
+            dt = dt.astimezone(UTC).replace(tzinfo=None)
         return dt.isoformat(" ", "microseconds")
     return dt
 

@@ -38,7 +38,8 @@ def _jpeg(pixels) -> bytes:
 def encode_image(src, size: tuple[int, int]) -> bytes:
     """Return the JPEG bytes served for the image file `src`: its pixels scaled to fit
     `size` (aspect ratio kept, centred on LETTERBOX_FILL), nothing but pixels."""
-    from PIL import Image as PILImage, ImageOps
+    from PIL import Image as PILImage
+    from PIL import ImageOps
 
     with PILImage.open(src) as im:
         im = ImageOps.exif_transpose(im).convert("RGB")

@@ -12,8 +12,18 @@ import json
 import random
 import time
 
-from flask import (Blueprint, abort, current_app, g, jsonify, redirect, render_template,
-                   request, session, url_for)
+from flask import (
+    Blueprint,
+    abort,
+    current_app,
+    g,
+    jsonify,
+    redirect,
+    render_template,
+    request,
+    session,
+    url_for,
+)
 from sqlalchemy import select
 
 from . import recording as rec
@@ -225,7 +235,7 @@ def instructions(name: str):
     q, cands, true = practice_trial(exp) if exp.practice else (None, [], None)
     if request.method == "POST":
         choice = request.form.get("choice", "")
-        if not (choice in ("0", "1", "2", "3", "4")):
+        if choice not in ("0", "1", "2", "3", "4"):
             abort(400, "choice must be one of the five candidates (1-5)")
         _mark("p", 1)
         feedback = "right" if int(choice) == true else "wrong"

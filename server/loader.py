@@ -7,7 +7,6 @@ the study folder and no file name, format or size tells a candidate apart.
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import secrets
 from collections import Counter

@@ -14,15 +14,24 @@ import hmac
 import secrets
 from urllib.parse import urlsplit
 
-from flask import (Blueprint, Response, current_app, jsonify, redirect, render_template,
-                   request, session, url_for)
+from flask import (
+    Blueprint,
+    Response,
+    jsonify,
+    redirect,
+    render_template,
+    request,
+    session,
+    url_for,
+)
 from flask_login import current_user, login_user, logout_user
 from sqlalchemy import case, func, select
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from . import export as ex
 from . import recording as rec
-from .models import AdminUser, Experiment, Image, Participant, Response as Answer, Trial, db
+from .models import AdminUser, Experiment, Image, Participant, Trial, db
+from .models import Response as Answer
 from .security import limiter, login_manager
 
 bp = Blueprint("manage", __name__, url_prefix="/manage")

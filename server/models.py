@@ -7,12 +7,24 @@ Table and column names listed in docs/contracts.md §6 are read with plain SQL b
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from decimal import Decimal
 
 from flask_sqlalchemy import SQLAlchemy
-from sqlalchemy import (Boolean, DateTime, Float, ForeignKey, Index, Integer, LargeBinary,
-                        MetaData, Numeric, String, Text, UniqueConstraint)
+from sqlalchemy import (
+    Boolean,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    Numeric,
+    String,
+    Text,
+    UniqueConstraint,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, deferred, mapped_column, relationship
 
 # Named constraints so that Alembic migrations (batch mode on SQLite) stay reproducible.
@@ -35,7 +47,7 @@ db = SQLAlchemy(model_class=Base, session_options={"expire_on_commit": False})
 
 def utcnow() -> datetime:
     """Return the current time, timezone-aware UTC."""
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def iso_utc(dt: datetime | None) -> str:
@@ -44,7 +56,7 @@ def iso_utc(dt: datetime | None) -> str:
     if dt is None:
         return ""
     if dt.tzinfo is not None:
-        dt = dt.astimezone(timezone.utc).replace(tzinfo=None)
+        dt = dt.astimezone(UTC).replace(tzinfo=None)
     return dt.isoformat(timespec="milliseconds") + "Z"
 
 

@@ -36,7 +36,7 @@ import random
 import secrets
 import time
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError, OperationalError
 
 from . import fastsql, recruitment

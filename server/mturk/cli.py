@@ -229,8 +229,7 @@ def publish_cmd(experiment, production, endpoint_url, base_url, reward, assignme
     made: list = []
     try:
         def progress(items):
-            for item in tqdm(items, desc="publishing", unit="HIT", file=sys.stderr):
-                yield item
+            yield from tqdm(items, desc="publishing", unit="HIT", file=sys.stderr)
         made, found = pub.publish(plan, r, progress)
     except pub.PublishError as exc:
         fail(exc.problems, 1)

@@ -52,7 +52,7 @@ def bonus_fee(amount) -> Decimal:
 
 def dollars(amount: Decimal) -> str:
     """Return `amount` as '$1,234.56' (rounded half up to the cent)."""
-    return "${:,.2f}".format(amount.quantize(CENT, rounding=ROUND_HALF_UP))
+    return f"${amount.quantize(CENT, rounding=ROUND_HALF_UP):,.2f}"
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from collections import Counter, OrderedDict
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from urllib.parse import quote
 
@@ -20,10 +20,8 @@ from sqlalchemy import select
 
 from ..models import Experiment, Hit, Trial, db
 from .fees import Cost, publish_cost
-from .question import QuestionError, external_question, is_loopback_url, \
-    parse_external_question
-from .requester import (MTurkFailure, Requester, as_utc, qualification_requirements,
-                        request_token)
+from .question import QuestionError, external_question, is_loopback_url, parse_external_question
+from .requester import MTurkFailure, Requester, as_utc, qualification_requirements, request_token
 
 TASK_PATH = "/mturk/task/{name}/{key}"
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*$")
@@ -89,7 +87,7 @@ def deployment() -> str:
     return deployment_id()
 
 
-def hit_groups(experiment: Experiment) -> "OrderedDict[str, list[str]]":
+def hit_groups(experiment: Experiment) -> OrderedDict[str, list[str]]:
     """Return {HIT key: [trial keys]} in the experiment file's order."""
     groups: OrderedDict[str, list[str]] = OrderedDict()
     rows = db.session.execute(select(Trial.hit_key, Trial.key)
@@ -376,7 +374,7 @@ def expire(requester: Requester, hits: list[Hit]) -> list[tuple[Hit, str | None]
     for h in hits:
         try:
             requester.expire(h.mturk_hit_id)
-            h.status, h.expires_at = "expired", datetime.now(timezone.utc)
+            h.status, h.expires_at = "expired", datetime.now(UTC)
             out.append((h, None))
         except MTurkFailure as exc:
             out.append((h, str(exc)))
@@ -392,7 +390,7 @@ def extend(requester: Requester, hits: list[Hit], seconds: int | None = None,
     for h in hits:
         try:
             if seconds:
-                when = datetime.now(timezone.utc) + timedelta(seconds=seconds)
+                when = datetime.now(UTC) + timedelta(seconds=seconds)
                 requester.set_expiration(h.mturk_hit_id, when)
                 h.expires_at, h.status = when, "Assignable"
             if assignments:

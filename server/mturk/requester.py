@@ -13,7 +13,7 @@ import random
 import re
 import time
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 ENDPOINTS = {
     "sandbox": "https://mturk-requester-sandbox.us-east-1.amazonaws.com",
@@ -142,10 +142,14 @@ class Requester:
         """Call `operation` (CamelCase name); retry throttling with exponential backoff
         only when the call is read-only/absolute or carries a UniqueRequestToken.
         Raise MTurkFailure with a readable message on any error."""
-        from botocore.exceptions import (BotoCoreError, ClientError, NoCredentialsError,
-                                         ParamValidationError, PartialCredentialsError)
-
         from botocore import xform_name
+        from botocore.exceptions import (
+            BotoCoreError,
+            ClientError,
+            NoCredentialsError,
+            ParamValidationError,
+            PartialCredentialsError,
+        )
 
         method = getattr(self.client, xform_name(operation))
         safe = operation in READ_ONLY or (operation in TOKENED and
@@ -279,7 +283,7 @@ class Requester:
     def expire(self, hit_id: str) -> None:
         """Expire a HIT now, pending assignments or not (expiry set to a past time)."""
         self.call("UpdateExpirationForHIT", HITId=hit_id,
-                  ExpireAt=datetime(2015, 1, 1, tzinfo=timezone.utc))
+                  ExpireAt=datetime(2015, 1, 1, tzinfo=UTC))
 
     def set_expiration(self, hit_id: str, when: datetime) -> None:
         """Move a HIT's expiry to `when` (a future time re-opens an expired HIT)."""
@@ -365,5 +369,5 @@ def as_utc(value) -> datetime | None:
     if value is None:
         return None
     if isinstance(value, (int, float)):
-        return datetime.fromtimestamp(value, timezone.utc)
-    return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+        return datetime.fromtimestamp(value, UTC)
+    return value if value.tzinfo else value.replace(tzinfo=UTC)

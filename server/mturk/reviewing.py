@@ -10,7 +10,7 @@ from __future__ import annotations
 import secrets
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 from sqlalchemy import select
@@ -135,7 +135,7 @@ def sync(requester: Requester, hits: list[Hit]) -> SyncReport:
 def _sync_hit(requester: Requester, hit: Hit, rep: SyncReport) -> None:
     info = requester.hit(hit.mturk_hit_id)
     # MTurk's clock decides whether an unsubmitted assignment ran out of time.
-    now = as_utc(requester.server_time or datetime.now(timezone.utc))
+    now = as_utc(requester.server_time or datetime.now(UTC))
     duration = timedelta(seconds=int(info.get("AssignmentDurationInSeconds", 0)))
     pending = int(info.get("NumberOfAssignmentsPending", 0))
     hit.status = info.get("HITStatus", hit.status)
@@ -296,7 +296,7 @@ def pay_bonus(requester: Requester, r: Review, amount, reason: str,
         db.session.commit()
     fresh = requester.send_bonus(r.worker_id, r.assignment_id, f"{amount:.2f}", b.reason,
                                  b.unique_request_token)
-    b.status, b.paid_at = "paid", datetime.now(timezone.utc)
+    b.status, b.paid_at = "paid", datetime.now(UTC)
     db.session.commit()
     return b, fresh
 

@@ -15,8 +15,7 @@ from __future__ import annotations
 
 import provenance as _TABLES
 
-from .base import (REQUESTER_OPERATIONS, Environment, ExitResponse, Identity, Platform,
-                   UnknownName, supports)
+from .base import REQUESTER_OPERATIONS, Environment, ExitResponse, Identity, Platform, UnknownName, supports
 from .local import LAB, SIMULATED
 from .mturk import MTURK
 

@@ -159,13 +159,14 @@ def test_face_rule_and_face_denominator_through_the_cli(study, tmp_path, faces):
         assert f"face rows over: {fd}" in proc.stdout
         t1 = pd.read_csv(out / "table1.csv").set_index("feature_set")
         t2 = pd.read_csv(out / "table2a.csv").set_index("feature_set")
-        assert t1.loc["face/dlib_hog", "face_denominator"] == fd == t2.loc["face/dlib_hog", "face_denominator"]
+        face = "face/dlib_hog"
+        assert t1.loc[face, "face_denominator"] == fd == t2.loc[face, "face_denominator"]
         rows[fd] = t1.loc["face/dlib_hog"]
     # the notebook counts the pairs with a face on both sides, the subset every pair
     assert rows["notebook"]["queries"] == len(both) and rows["subset"]["queries"] == len(dist["ids"]) + len(
         {r["id"] for r in dist["dropped"]})
-    assert rows["notebook"]["R@1"] * len(both) == pytest.approx(rows["subset"]["R@1"] * rows["subset"]["queries"],
-                                                               abs=1)
+    subset_hits = rows["subset"]["R@1"] * rows["subset"]["queries"]
+    assert rows["notebook"]["R@1"] * len(both) == pytest.approx(subset_hits, abs=1)
     proc = run_cli("experiments", "evaluate", str(work), "--out", str(tmp_path / "d"))
     assert "subset face rule: distance" in proc.stdout
     assert (pd.read_csv(tmp_path / "d" / "table1.csv")["face_rule"] == "distance").all()

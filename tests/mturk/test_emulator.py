@@ -3,7 +3,7 @@ pagination, MTurk's rules for tokens, assignments, expiry and deletion."""
 from __future__ import annotations
 
 import json
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import boto3
 import pytest
@@ -214,7 +214,7 @@ def test_expire_with_pending_assignments_then_delete(em):
     other = make_hit(c, MaxAssignments=1)
     c.update_expiration_for_hit(HITId=other["HITId"], ExpireAt=datetime(2015, 1, 1))
     c.update_expiration_for_hit(HITId=other["HITId"],
-                                ExpireAt=datetime.now(timezone.utc) + timedelta(hours=1))
+                                ExpireAt=datetime.now(UTC) + timedelta(hours=1))
     c.create_additional_assignments_for_hit(HITId=other["HITId"],
                                             NumberOfAdditionalAssignments=2,
                                             UniqueRequestToken="more-1")

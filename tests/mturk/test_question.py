@@ -1,8 +1,13 @@
 """ExternalQuestion XML and the hosts that may frame the task and receive the submit."""
 import pytest
 
-from server.mturk.question import (QuestionError, checked_submit_to, external_question,
-                                   frame_ancestors, parse_external_question)
+from server.mturk.question import (
+    QuestionError,
+    checked_submit_to,
+    external_question,
+    frame_ancestors,
+    parse_external_question,
+)
 
 NS = "http://mechanicalturk.amazonaws.com/AWSMechanicalTurkDataSchemas/2006-07-14/ExternalQuestion.xsd"
 

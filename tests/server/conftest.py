@@ -45,7 +45,8 @@ def write_experiment(folder: Path, n_trials: int = 6, n_pairs: int = 8, catch: b
     for t in range(n_trials):
         pid = f"{t % n_pairs:05d}"
         true_index = (t * 2 + 1) % 5
-        others = [f"R{(t + j) % n_pairs:05d}" for j in range(1, n_pairs) if (t + j) % n_pairs != t % n_pairs][:4]
+        others = [f"R{(t + j) % n_pairs:05d}" for j in range(1, n_pairs)
+                  if (t + j) % n_pairs != t % n_pairs][:4]
         cands = others[:true_index] + [f"R{pid}"] + others[true_index:]
         is_catch = catch and t == n_trials - 1
         if is_catch:

@@ -4,9 +4,9 @@ off (plain forms); and a lost connection that the page retries."""
 from __future__ import annotations
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import select
 
-from server.models import Participant, Response, db
+from server.models import Participant, db
 
 pytestmark = pytest.mark.browser
 

@@ -71,14 +71,19 @@ def test_bad_files_give_clear_errors(tmp_path, env, small_experiment):
     exp = study / "experiments" / "small.json"
     doc = json.loads(exp.read_text())
     cases = []
-    bad = dict(doc, format="nope"); cases.append((bad, "format must be 'tll-experiment'"))
-    bad = json.loads(json.dumps(doc)); bad["trials"][0]["candidates"] = bad["trials"][0]["candidates"][:4]
+    bad = dict(doc, format="nope")
+    cases.append((bad, "format must be 'tll-experiment'"))
+    bad = json.loads(json.dumps(doc))
+    bad["trials"][0]["candidates"] = bad["trials"][0]["candidates"][:4]
     cases.append((bad, "candidates must be a list of five"))
-    bad = json.loads(json.dumps(doc)); bad["trials"][1]["true_index"] = 5
+    bad = json.loads(json.dumps(doc))
+    bad["trials"][1]["true_index"] = 5
     cases.append((bad, "true_index must be an integer 0..4"))
-    bad = json.loads(json.dumps(doc)); bad["images"][0]["sha256"] = "0" * 64
+    bad = json.loads(json.dumps(doc))
+    bad["images"][0]["sha256"] = "0" * 64
     cases.append((bad, "does not match the recorded sha256"))
-    bad = json.loads(json.dumps(doc)); bad["trials"][2]["query"] = "L99999"
+    bad = json.loads(json.dumps(doc))
+    bad["trials"][2]["query"] = "L99999"
     cases.append((bad, "is not among the images"))
     for i, (d, msg) in enumerate(cases):
         f = study / "experiments" / f"bad{i}.json"
@@ -102,7 +107,8 @@ def test_experiment_with_answers_is_never_overwritten(tmp_path, env):
     flask_run(env, "load-experiment", str(f), "--name", "x")
     con = _db(tmp_path)
     # A changed file without answers replaces the experiment.
-    doc = json.loads(f.read_text()); doc["seed"] = 7
+    doc = json.loads(f.read_text())
+    doc["seed"] = 7
     f.write_text(json.dumps(doc))
     assert "replaced" in flask_run(env, "load-experiment", str(f), "--name", "x").stdout
     pid = con.execute("select id from trials limit 1").fetchone()[0]

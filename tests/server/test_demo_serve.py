@@ -50,7 +50,7 @@ def _stop(proc):
         rc = proc.wait(timeout=30)
     except subprocess.TimeoutExpired:
         os.killpg(proc.pid, signal.SIGKILL)
-        raise AssertionError("demo server did not stop on SIGINT")
+        raise AssertionError("demo server did not stop on SIGINT") from None
     return rc
 
 

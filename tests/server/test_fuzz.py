@@ -8,7 +8,6 @@ import re
 import socket
 from pathlib import Path
 
-import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 

@@ -9,7 +9,6 @@ import io
 import json
 import re
 
-import pytest
 from sqlalchemy import func, select
 
 from server.export import COLUMNS, pseudonym
@@ -92,7 +91,7 @@ def test_generated_code_and_breaks(app, client):
         exp = get_experiment("small")
         exp.break_every, exp.practice = 2, False
         db.session.commit()
-    r = lab_post(client, "/lab/small/start", {"generate": "1"})
+    lab_post(client, "/lab/small/start", {"generate": "1"})
     lab_post(client, "/lab/small/consent", {"agree": "yes"})
     with app.app_context():
         code = db.session.execute(select(Participant.code)).scalar_one()
@@ -208,7 +207,8 @@ def test_admin_login_csrf_and_dashboard(app, client):
     token = _login(client)
     # Some answers so that the live share shows.
     api = app.test_client()
-    tok = api.post("/api/v1/experiments/small/participants", json={"consent": True, "code": "Z"}).json["participant"]
+    tok = api.post("/api/v1/experiments/small/participants",
+                   json={"consent": True, "code": "Z"}).json["participant"]
     with app.app_context():
         from server.recording import get_experiment
         true = [t.true_index for t in get_experiment("small").trials]
@@ -263,8 +263,10 @@ def test_export_csv_and_json(app, client):
     assert raw[0]["participant"] == "ALICE" == raw[0]["external_participant_id"]
     js = client.get("/manage/experiments/small/answers.json").json
     assert set(js) == {"experiment", "trials", "answers"} and len(js["answers"]) == 3
-    assert js["answers"][0] == {k: (int(v) if k in ("trial_order", "chosen_position", "true_position", "correct", "catch") else v)
-                                for k, v in rows[0].items()} | {"rt_ms": 100.0, "machine:face/dlib_hog": js["answers"][0]["machine:face/dlib_hog"], "machine:generic/efficientnet_lite0": js["answers"][0]["machine:generic/efficientnet_lite0"]}
+    ints = ("trial_order", "chosen_position", "true_position", "correct", "catch")
+    machines = ("machine:face/dlib_hog", "machine:generic/efficientnet_lite0")
+    assert js["answers"][0] == {k: (int(v) if k in ints else v) for k, v in rows[0].items()} | {
+        "rt_ms": 100.0, **{m: js["answers"][0][m] for m in machines}}
     assert len(js["trials"]) == 6
     # The answer key endpoint for the simulator (HTTP Basic auth, no session).
     key = app.test_client().get("/manage/api/experiments/small/key", headers=AUTH).json

@@ -202,8 +202,8 @@ def test_database_outage_is_503_with_retry_after(tmp_path):
 
 
 def test_database_outage_on_postgres_is_503(tmp_path):
-    from tests.conftest import free_port
     from server import create_app
+    from tests.conftest import free_port
 
     url = f"postgresql+psycopg://nobody@127.0.0.1:{free_port()}/none?connect_timeout=2"
     app = create_app({"SQLALCHEMY_DATABASE_URI": url}, instance_path=tmp_path / "instance")

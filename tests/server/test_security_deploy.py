@@ -5,7 +5,6 @@ still gets every answer acknowledged and stored."""
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import socket
 import subprocess

@@ -9,7 +9,8 @@ import struct
 
 from PIL import Image
 
-from server.models import Image as ImageRow, db
+from server.models import Image as ImageRow
+from server.models import db
 from tests.server.conftest import make_app, write_experiment
 
 

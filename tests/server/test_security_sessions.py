@@ -7,7 +7,7 @@ import pytest
 from sqlalchemy import func, select
 
 from server.models import Experiment, Participant, Response, db
-from tests.server.conftest import csrf_from, lab_post, make_app, write_experiment
+from tests.server.conftest import lab_post, make_app, write_experiment
 
 
 def _cookie_len(client) -> int:

@@ -61,7 +61,7 @@ class RunningEmulator:
     def state(self) -> EmulatorState:
         return self.app.extensions["mturk_emulator"]
 
-    def start(self) -> "RunningEmulator":
+    def start(self) -> RunningEmulator:
         self.thread.start()
         return self
 

@@ -5,8 +5,7 @@ from __future__ import annotations
 
 from urllib.parse import urlencode, urlsplit
 
-from flask import (Blueprint, abort, current_app, jsonify, redirect, render_template,
-                   request, url_for)
+from flask import Blueprint, abort, current_app, jsonify, redirect, render_template, request, url_for
 
 from .state import EmulatorState, MTurkError
 
