@@ -2,6 +2,7 @@
 (docs/contracts.md §5), apps on SQLite or PostgreSQL, and helpers to drive participants."""
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -194,9 +195,10 @@ def stop(proc: subprocess.Popen, sig=signal.SIGTERM) -> None:
             proc.wait()
 
 
-@pytest.fixture
-def live_server(app):
-    """Serve `app` over real HTTP on 127.0.0.1 from a thread; yield its base URL."""
+@contextlib.contextmanager
+def serving(app):
+    """Serve `app` over real HTTP on 127.0.0.1 from a thread (threaded werkzeug); yield
+    its base URL, and stop it on exit."""
     import threading
 
     from werkzeug.serving import make_server
@@ -209,6 +211,13 @@ def live_server(app):
     finally:
         srv.shutdown()
         t.join(timeout=10)
+
+
+@pytest.fixture
+def live_server(app):
+    """Serve `app` over real HTTP on 127.0.0.1 from a thread; yield its base URL."""
+    with serving(app) as url:
+        yield url
 
 
 def csrf_from(html: str) -> str:

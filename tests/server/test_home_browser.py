@@ -4,12 +4,12 @@ simulated participants answer over HTTP, and the report button producing a repor
 is then shown. Screenshots in test-artifacts/home/."""
 from __future__ import annotations
 
-import threading
 import time
 
 import pytest
 
 from server import simclient
+from tests.server.conftest import serving
 from tests.server.test_home import TABLE1, build_home_app
 
 pytestmark = pytest.mark.browser
@@ -18,17 +18,9 @@ pytestmark = pytest.mark.browser
 @pytest.fixture
 def home_server(tmp_path):
     """The home test app served over real HTTP on 127.0.0.1 (threaded werkzeug)."""
-    from werkzeug.serving import make_server
-
     app, _ = build_home_app(tmp_path)
-    srv = make_server("127.0.0.1", 0, app, threaded=True)
-    t = threading.Thread(target=srv.serve_forever, daemon=True)
-    t.start()
-    try:
-        yield f"http://127.0.0.1:{srv.server_port}"
-    finally:
-        srv.shutdown()
-        t.join(timeout=10)
+    with serving(app) as url:
+        yield url
 
 
 def poll(page, js: str, timeout: float = 15.0) -> None:

@@ -7,7 +7,7 @@ import pytest
 from sqlalchemy import func, select
 
 from server.models import Experiment, Participant, Response, db
-from tests.server.conftest import lab_post, make_app, write_experiment
+from tests.server.conftest import lab_post, make_app, serving, write_experiment
 
 
 def _cookie_len(client) -> int:
@@ -183,18 +183,8 @@ def tiny_app(tmp_path):
 
 @pytest.fixture
 def tiny_server(tiny_app):
-    import threading
-
-    from werkzeug.serving import make_server
-
-    srv = make_server("127.0.0.1", 0, tiny_app, threaded=True)
-    t = threading.Thread(target=srv.serve_forever, daemon=True)
-    t.start()
-    try:
-        yield f"http://127.0.0.1:{srv.server_port}"
-    finally:
-        srv.shutdown()
-        t.join(timeout=10)
+    with serving(tiny_app) as url:
+        yield url
 
 
 @pytest.mark.browser
