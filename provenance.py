@@ -45,6 +45,8 @@ PLATFORMS: dict[str, PlatformFacts] = {
     "mturk": PlatformFacts(("accepted", "submitted", "approved", "rejected", "returned",
                             "abandoned"), frozenset({"returned", "abandoned"}),
                            ("local-sandbox", "sandbox", "production")),
+    # A link-based panel (SONA, Connect, ...): no requester API, answers count as recorded.
+    "panel": PlatformFacts(("recorded",), frozenset(), ("production",)),
 }
 
 STATUSES: dict[str, tuple[str, ...]] = {name: f.statuses for name, f in PLATFORMS.items()}

@@ -31,6 +31,7 @@ DEFAULTS: dict[str, dict] = {
     "lab": {"environments": ("lab",), "statuses": None},
     "simulated": {"environments": ("simulated",), "statuses": None},
     "mturk": {"environments": ("production",), "statuses": ("submitted", "approved")},
+    "panel": {"environments": ("production",), "statuses": None},
 }
 # The rules in the order they are applied; an answer is excluded by the first it fails.
 RULES = {

@@ -9,9 +9,9 @@ import click
 from flask.cli import AppGroup, with_appcontext
 from sqlalchemy.exc import OperationalError, ProgrammingError
 
-from .loader import LoadError, load_experiment, response_count, validate_settings
+from .loader import LoadError, apply_settings, load_experiment, response_count, validate_settings
 from .models import db
-from .recording import RecordingError, get_experiment
+from .recording import RecordingError, get_experiment, new_code
 
 
 def fail(problems: list[str] | str) -> None:
@@ -44,29 +44,43 @@ def _viewport(text: str) -> tuple[int, int]:
     return int(w), int(h)
 
 
-def _settings(consent_text, consent_file, order, repeats, break_every, practice,
-              min_viewport=None, kiosk=None) -> dict:
+def _settings(opts: dict) -> dict:
+    """Return the settings named by the setting options in `opts` (a command's keyword
+    arguments; None = not given), read from files where an option names one."""
     s = {}
-    if kiosk is not None:
-        s["kiosk"] = kiosk
-    if consent_file is not None:
+    if opts.get("kiosk") is not None:
+        s["kiosk"] = opts["kiosk"]
+    if opts.get("consent_file") is not None:
         try:
-            s["consent_text"] = Path(consent_file).read_text(encoding="utf-8").strip()
+            s["consent_text"] = Path(opts["consent_file"]).read_text(encoding="utf-8").strip()
         except OSError as e:
-            fail(f"cannot read the consent file {consent_file}: {e.strerror}")
-    if consent_text is not None:
-        s["consent_text"] = consent_text
-    if order is not None:
-        s["trial_order"] = order
-    if repeats is not None:
-        s["repeats"] = repeats
-    if min_viewport is not None:
-        s["min_viewport_width"], s["min_viewport_height"] = _viewport(min_viewport)
-    if break_every is not None:
-        s["break_every"] = break_every
-    if practice is not None:
-        s["practice"] = practice
+            fail(f"cannot read the consent file {opts['consent_file']}: {e.strerror}")
+    if opts.get("consent_text") is not None:
+        s["consent_text"] = opts["consent_text"]
+    if opts.get("order") is not None:
+        s["trial_order"] = opts["order"]
+    if opts.get("repeats") is not None:
+        s["repeats"] = opts["repeats"]
+    if opts.get("min_viewport") is not None:
+        s["min_viewport_width"], s["min_viewport_height"] = _viewport(opts["min_viewport"])
+    if opts.get("break_every") is not None:
+        s["break_every"] = opts["break_every"]
+    if opts.get("practice") is not None:
+        s["practice"] = opts["practice"]
+    panel = {k: opts.get(f"panel_{k}") for k in ("id_param", "redirect", "code", "name")}
+    panel = {k: ("" if v == "-" else v) for k, v in panel.items() if v is not None}
+    if panel:
+        # "-" clears a setting (e.g. --panel-redirect - shows the code instead).
+        s["platform_settings"] = {"panel": {k: (v or None) for k, v in panel.items()}}
     return s
+
+
+def _panel_code(exp, settings: dict) -> None:
+    """Give a panel set up without a completion code a random one."""
+    conf = settings.get("platform_settings", {}).get("panel")
+    if conf is not None and conf.get("id_param") and not conf.get("code") \
+            and (exp is None or not exp.platform_setting("panel").get("code")):
+        conf["code"] = new_code(10)
 
 
 def setting_options(fn):
@@ -95,6 +109,16 @@ def setting_options(fn):
         click.option("--kiosk/--no-kiosk", default=None,
                      help="A shared lab computer: forget the participant at completion and "
                           "after inactivity (default no)."),
+        click.option("--panel-param", "panel_id_param", default=None, metavar="PARAM",
+                     help="Take participants from a link-based panel (SONA, Connect, ...) by "
+                          "/lab/NAME/via/panel?PARAM=<their id>."),
+        click.option("--panel-redirect", default=None, metavar="URL",
+                     help="Where a panel participant goes at the end: a URL template with "
+                          "{code} and {participant} ('-' = none: the page shows the code)."),
+        click.option("--panel-code", default=None,
+                     help="The panel's completion code (default: a random one)."),
+        click.option("--panel-name", default=None,
+                     help="Which panel (e.g. SONA), kept with each participant."),
     ]
     for o in reversed(opts):
         fn = o(fn)
@@ -107,15 +131,17 @@ def setting_options(fn):
 @setting_options
 @with_appcontext
 @_schema_guard
-def load_experiment_cmd(experiment_file, name, consent_text, consent_file, order, repeats,
-                        min_viewport, break_every, practice, kiosk):
+def load_experiment_cmd(experiment_file, name, **opts):
     """Validate EXPERIMENT_FILE (schema, every image with its sha256) and load it.
     Loading the same file again changes nothing; an experiment with answers is never
     overwritten."""
     from tqdm import tqdm
 
-    settings = _settings(consent_text, consent_file, order, repeats, break_every, practice,
-                         min_viewport, kiosk)
+    settings = _settings(opts)
+    try:
+        _panel_code(get_experiment(name or Path(experiment_file).stem), settings)
+    except RecordingError:  # a new experiment
+        _panel_code(None, settings)
     try:
         exp, outcome = load_experiment(Path(experiment_file), name=name, settings=settings,
                                        progress=lambda it: tqdm(it, desc="images", unit="img",
@@ -131,29 +157,31 @@ def load_experiment_cmd(experiment_file, name, consent_text, consent_file, order
 @setting_options
 @with_appcontext
 @_schema_guard
-def experiment_settings_cmd(name, consent_text, consent_file, order, repeats, min_viewport,
-                            break_every, practice, kiosk):
+def experiment_settings_cmd(name, **opts):
     """Show or change the settings of experiment NAME."""
     try:
         exp = get_experiment(name)
     except RecordingError as e:
         fail(e.reason)
-    settings = _settings(consent_text, consent_file, order, repeats, break_every, practice,
-                         min_viewport, kiosk)
+    settings = _settings(opts)
+    _panel_code(exp, settings)
     problems = validate_settings(settings)
     if problems:
         fail(problems)
     if "trial_order" in settings and settings["trial_order"] != exp.trial_order \
             and response_count(exp):
         click.echo("note: participants who already started keep their recorded order", err=True)
-    for k, v in settings.items():
-        setattr(exp, k, v)
+    apply_settings(exp, settings)
     db.session.commit()
     vw, vh = exp.min_viewport()
     click.echo(f"experiment {exp.name!r}: order={exp.trial_order} "
                f"repeats={exp.repeats} break_every={exp.break_every} "
                f"practice={exp.practice} min_viewport={vw}x{vh} kiosk={exp.kiosk}")
     click.echo(f"consent: {exp.consent_text}")
+    panel = exp.platform_setting("panel")
+    if panel.get("id_param"):
+        click.echo(f"panel: link /lab/{exp.name}/via/panel?{panel['id_param']}=<id>, "
+                   f"code {panel.get('code', '')}, redirect {panel.get('redirect') or 'none'}")
 
 
 admin = AppGroup("admin", help="Admin accounts.")

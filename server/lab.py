@@ -27,6 +27,7 @@ from flask import (
 from sqlalchemy import select
 
 from . import recording as rec
+from . import recruitment
 from .errors import wants_json
 from .models import Experiment, Image, Trial, db
 from .recording import RecordingError
@@ -175,6 +176,33 @@ def start(name: str):
     return _go("lab.flow", name)
 
 
+@bp.get("/lab/<name>/via/<platform_name>")
+def enter(name: str, platform_name: str):
+    """Entry by a recruitment platform's link (a panel, Prolific): the platform reads the
+    participant's identity from the URL parameters; the participant then goes through
+    consent and the trials as in the lab, and leaves by the platform's exit."""
+    exp = g.exp
+    try:
+        plat = recruitment.platform(platform_name)
+    except recruitment.UnknownName:
+        abort(404, f"no platform {platform_name!r} takes participants by a link")
+    if not getattr(plat, "link_entry", False):
+        abort(404, f"no platform {platform_name!r} takes participants by a link")
+    try:
+        ident = plat.identity(experiment=exp, args=request.args.to_dict())
+    except ValueError as e:  # the platform's EntryError, UnknownName
+        raise RecordingError(400, str(e)) from None
+    p, _ = rec.start_participant(exp, identity=ident,
+                                 user_agent=request.headers.get("User-Agent", ""))
+    remember(exp, p)
+    return _go("lab.flow", name)
+
+
+def exit_of(exp: Experiment, p):
+    """Return how participant `p` leaves (their platform's ExitResponse)."""
+    return recruitment.platform(p.platform).exit_response(exp, p)
+
+
 @bp.post("/lab/<name>/forget")
 def someone_else(name: str):
     """"I am someone else": forget this browser's participant, back to a fresh landing."""
@@ -299,7 +327,8 @@ def done(name: str):
     answered, total = rec.progress(p)
     if answered < total:
         return _go("lab.flow", name)
-    page = render_template("done.html", exp=exp, participant=p, total=total)
+    page = render_template("done.html", exp=exp, participant=p, total=total,
+                           exit=exit_of(exp, p))
     if exp.kiosk:
         forget()  # the next person at this computer starts afresh
     return page

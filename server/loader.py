@@ -19,7 +19,7 @@ from .models import Experiment, Hit, Image, Participant, Response, Trial, db
 from .recruitment import REPEATS
 
 SETTING_NAMES = ("consent_text", "trial_order", "repeats", "break_every", "practice",
-                 "min_viewport_width", "min_viewport_height", "kiosk")
+                 "min_viewport_width", "min_viewport_height", "kiosk", "platform_settings")
 DEFAULT_CONSENT = (
     "You are invited to take part in a study on how people judge the similarity of images. "
     "In each trial you will see one image and five candidates, and choose the candidate "
@@ -189,10 +189,50 @@ def validate_settings(settings: dict) -> list[str]:
     if "break_every" in settings and (not isinstance(settings["break_every"], int)
                                       or settings["break_every"] < 0):
         problems.append("break every must be an integer >= 0 (0 = no breaks)")
+    if "platform_settings" in settings:
+        problems += validate_platform_settings(settings["platform_settings"])
     unknown = set(settings) - set(SETTING_NAMES)
     if unknown:
         problems.append(f"unknown settings: {', '.join(sorted(unknown))}")
     return problems
+
+
+def validate_platform_settings(value) -> list[str]:
+    """Return one message per invalid platform setting in `value` ({platform: {...}}):
+    each platform must be registered and check its own settings (`check_settings`)."""
+    from . import recruitment
+
+    if not isinstance(value, dict):
+        return ["platform settings must be a mapping of platform name to settings"]
+    problems = []
+    for name, conf in value.items():
+        try:
+            plat = recruitment.platform(name)
+        except recruitment.UnknownName as e:
+            problems.append(str(e))
+            continue
+        check = getattr(plat, "check_settings", None)
+        if check is None:
+            problems.append(f"platform {name!r} has no settings")
+        elif not isinstance(conf, dict):
+            problems.append(f"{name} settings must be a mapping")
+        else:
+            problems += check(conf)
+    return problems
+
+
+def apply_settings(exp: Experiment, settings: dict) -> None:
+    """Set validated `settings` on `exp` (the caller commits). Platform settings are
+    merged platform by platform and key by key; a value None removes that key."""
+    for k, v in settings.items():
+        if k == "platform_settings":
+            current = json.loads(exp.platform_settings or "{}")
+            for plat, conf in v.items():
+                merged = {**current.get(plat, {}), **conf}
+                current[plat] = {a: b for a, b in merged.items() if b is not None}
+            exp.platform_settings = json.dumps(current, sort_keys=True)
+        else:
+            setattr(exp, k, v)
 
 
 def response_count(experiment: Experiment) -> int:
@@ -224,8 +264,7 @@ def load_experiment(path: Path, name: str | None = None, settings: dict | None =
     if existing is not None:
         if existing.file_sha256 == sha:
             if settings:
-                for k, v in settings.items():
-                    setattr(existing, k, v)
+                apply_settings(existing, settings)
                 db.session.commit()
             return existing, "unchanged"
         n = response_count(existing)
@@ -238,6 +277,7 @@ def load_experiment(path: Path, name: str | None = None, settings: dict | None =
             raise LoadError([f"experiment {name!r} has published HITs and is never "
                              "overwritten: load the new file under another --name"])
         kept = {k: getattr(existing, k) for k in SETTING_NAMES}
+        kept["platform_settings"] = json.loads(existing.platform_settings or "{}")
         settings = {**kept, **settings}
         # The new rows are inserted before the old ones are deleted (old name moved aside),
         # so that no row id is ever reused: the servers cache trials' image tokens by id.
@@ -254,8 +294,7 @@ def load_experiment(path: Path, name: str | None = None, settings: dict | None =
                      image_width=size[0], image_height=size[1],
                      consent_text=DEFAULT_CONSENT, trial_order="random", repeats="none",
                      break_every=0, practice=True)
-    for k, v in settings.items():
-        setattr(exp, k, v)
+    apply_settings(exp, settings)
     db.session.add(exp)
     db.session.flush()
 

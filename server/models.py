@@ -81,6 +81,16 @@ class Experiment(db.Model):
     repeats: Mapped[str] = mapped_column(String(10), default="none")
     break_every: Mapped[int] = mapped_column(Integer, default=0)  # 0 = no breaks
     practice: Mapped[bool] = mapped_column(Boolean, default=True)
+    # What the participant reads, written by the researcher (JSON: title, researcher,
+    # contact, welcome, instructions, debriefing; Markdown). Consent is consent_text.
+    texts: Mapped[str] = mapped_column(Text, default="{}")
+    language: Mapped[str] = mapped_column(String(16), default="")  # "" = the browser's
+    practice_trials: Mapped[int] = mapped_column(Integer, default=1)
+    practice_feedback: Mapped[bool] = mapped_column(Boolean, default=True)
+    practice_images: Mapped[str] = mapped_column(Text, default="[]")  # JSON list
+    seconds_per_trial: Mapped[float | None] = mapped_column(Float, nullable=True)
+    # JSON {platform: {setting: value}}: a link panel's id parameter, redirect and code.
+    platform_settings: Mapped[str] = mapped_column(Text, default="{}")
     # Kiosk: a shared lab computer; the browser forgets the participant at completion and
     # after KIOSK_IDLE_S seconds without a page (server/lab.py).
     kiosk: Mapped[bool] = mapped_column(Boolean, default=False)
@@ -99,6 +109,10 @@ class Experiment(db.Model):
                                                            cascade="all, delete-orphan")
     hits: Mapped[list[Hit]] = relationship(back_populates="experiment",
                                            cascade="all, delete-orphan")
+
+    def platform_setting(self, platform: str) -> dict:
+        """Return this experiment's settings for `platform` ({} when none)."""
+        return dict(json.loads(self.platform_settings or "{}").get(platform, {}))
 
     def feature_set_keys(self) -> list[str]:
         """Return the experiment's machine feature-set keys, sorted."""
@@ -221,6 +235,9 @@ class Participant(db.Model):
     viewport_height: Mapped[int | None] = mapped_column(Integer, nullable=True)
     screen_width: Mapped[int | None] = mapped_column(Integer, nullable=True)
     screen_height: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    # Set when the participant withdraws: their answers leave every export and analysis.
+    withdrawn_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True),
+                                                          nullable=True)
 
     experiment: Mapped[Experiment] = relationship(back_populates="participants")
     responses: Mapped[list[Response]] = relationship(back_populates="participant",
@@ -257,6 +274,20 @@ class Setting(db.Model):
 
     key: Mapped[str] = mapped_column(String(100), primary_key=True)
     value: Mapped[str] = mapped_column(Text)
+
+
+class AuditEntry(db.Model):
+    """One admin action kept for the record (e.g. a participant's data deleted for good):
+    who, when, what, on which experiment and subject."""
+    __tablename__ = "audit_log"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    actor: Mapped[str] = mapped_column(String(100))
+    action: Mapped[str] = mapped_column(String(40))
+    experiment: Mapped[str] = mapped_column(String(100), default="")
+    subject: Mapped[str] = mapped_column(String(300), default="")
+    detail: Mapped[str] = mapped_column(Text, default="")
 
 
 class AdminUser(db.Model):

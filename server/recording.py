@@ -150,14 +150,21 @@ def start_participant(experiment: Experiment, code: str | None = None, populatio
                       assignment_id: str | None = None, worker_id: str | None = None,
                       hit_id: str | None = None, hit_record=None,
                       trial_keys: list[str] | None = None, consent: bool = False,
-                      user_agent: str = "", environment: str | None = None
+                      user_agent: str = "", environment: str | None = None,
+                      identity: recruitment.Identity | None = None
                       ) -> tuple[Participant, bool]:
     """Return (participant, created): resume the existing participant for this code (or
     MTurk assignment+worker), or create one with a fresh trial sequence and its provenance
     (platform, environment, external ids; MTurk's environment from `hit_record` unless
     `environment` names it). The experiment's repeat policy is enforced by a unique key
-    in the database: a second participant of the same person is refused with 409."""
+    in the database: a second participant of the same person is refused with 409.
+    A participant who came by a platform's link (a panel, Prolific) brings its `identity`
+    and is keyed by platform, external participant id and session."""
     mturk = assignment_id is not None or worker_id is not None
+    if identity is not None:
+        code = ":".join(x for x in (identity.platform, identity.external_participant_id,
+                                    identity.external_session_id) if x)
+        population = identity.platform
     if mturk:
         if not assignment_id or not worker_id:
             raise RecordingError(400, "MTurk participants need both assignment_id and worker_id")
@@ -170,7 +177,8 @@ def start_participant(experiment: Experiment, code: str | None = None, populatio
             return existing, False
         attempt = 1
     else:
-        code = clean_code(code) if code is not None else new_code()
+        if identity is None:
+            code = clean_code(code) if code is not None else new_code()
         latest = db.session.execute(
             select(Participant).where(Participant.experiment_id == experiment.id,
                                       Participant.code == code)
@@ -183,8 +191,8 @@ def start_participant(experiment: Experiment, code: str | None = None, populatio
                 raise RecordingError(409, f"participant code {code!r} has already taken part "
                                           "in this experiment")
             attempt = latest.attempt + 1
-    ident = _identity(code, population, mturk, assignment_id, worker_id, hit_id, hit_record,
-                      environment)
+    ident = identity or _identity(code, population, mturk, assignment_id, worker_id, hit_id,
+                                  hit_record, environment)
     key = recruitment.repeat_key(experiment.repeats, ident)
     ids, seed = _sequence(experiment, trial_keys)
     p = Participant(experiment_id=experiment.id, code=code, attempt=attempt,
@@ -241,6 +249,16 @@ def set_status(participant: Participant, status: str, synced: bool = False) -> N
     closed = recruitment.platform(participant.platform).closed_statuses
     if status in closed and participant.repeat_key is not None and not _count(participant.id):
         participant.repeat_key = None
+
+
+def withdraw(participant: Participant) -> bool:
+    """Mark the participant withdrawn (their answers leave every export and analysis by
+    default) and commit; return False when they had already withdrawn."""
+    if participant.withdrawn_at is not None:
+        return False
+    participant.withdrawn_at = utcnow()
+    db.session.commit()
+    return True
 
 
 def record_screen(participant, viewport: tuple[int, int], screen: tuple[int, int]) -> None:

@@ -18,6 +18,7 @@ import provenance as _TABLES
 from .base import REQUESTER_OPERATIONS, Environment, ExitResponse, Identity, Platform, UnknownName, supports
 from .local import LAB, SIMULATED
 from .mturk import MTURK
+from .panel import PANEL
 
 __all__ = ["ENVIRONMENTS", "PLATFORMS", "REPEATS", "STATUSES", "REQUESTER_OPERATIONS",
            "Environment", "ExitResponse", "Identity", "Platform", "UnknownName",
@@ -40,7 +41,7 @@ def register(p: Platform) -> Platform:
     return p
 
 
-for _p in (LAB, SIMULATED, MTURK):
+for _p in (LAB, SIMULATED, MTURK, PANEL):
     register(_p)
 
 STATUSES: dict[str, tuple[str, ...]] = {name: p.statuses for name, p in PLATFORMS.items()}

@@ -27,7 +27,7 @@ class Identity:
     """Who a participant is on their platform: the provenance kept with every answer."""
     platform: str
     environment: str
-    external_participant_id: str | None = None   # MTurk worker id, lab code
+    external_participant_id: str | None = None   # MTurk worker id, lab code, panel id
     external_session_id: str | None = None       # MTurk assignment id
     external_study_id: str | None = None         # MTurk HIT id
 
@@ -40,6 +40,7 @@ class ExitResponse:
     kind: str
     url: str | None = None
     fields: dict[str, str] = field(default_factory=dict)
+    code: str | None = None  # the completion code shown to the participant, if any
 
 
 @runtime_checkable

@@ -8,7 +8,7 @@ from server import recruitment as r
 
 
 def test_registry_and_tables():
-    assert list(r.PLATFORMS) == ["lab", "simulated", "mturk"]
+    assert list(r.PLATFORMS) == ["lab", "simulated", "mturk", "panel"]
     assert list(r.ENVIRONMENTS) == ["lab", "simulated", "local-sandbox", "sandbox", "production"]
     assert [e for e, v in r.ENVIRONMENTS.items() if v.rehearsal] == ["local-sandbox", "sandbox"]
     assert r.STATUSES["mturk"] == ("accepted", "submitted", "approved", "rejected",
