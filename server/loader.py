@@ -19,7 +19,12 @@ from .models import Experiment, Hit, Image, Participant, Response, Trial, db
 from .recruitment import REPEATS
 
 SETTING_NAMES = ("consent_text", "trial_order", "repeats", "break_every", "practice",
-                 "min_viewport_width", "min_viewport_height", "kiosk", "platform_settings")
+                 "min_viewport_width", "min_viewport_height", "kiosk", "platform_settings",
+                 "texts", "language", "practice_trials", "practice_feedback", "practice_images",
+                 "seconds_per_trial")
+# The researcher's texts (Markdown), kept as JSON in experiments.texts; consent_text is
+# the consent.
+TEXT_NAMES = ("title", "researcher", "contact", "welcome", "instructions", "debriefing")
 DEFAULT_CONSENT = (
     "You are invited to take part in a study on how people judge the similarity of images. "
     "In each trial you will see one image and five candidates, and choose the candidate "
@@ -191,6 +196,27 @@ def validate_settings(settings: dict) -> list[str]:
         problems.append("break every must be an integer >= 0 (0 = no breaks)")
     if "platform_settings" in settings:
         problems += validate_platform_settings(settings["platform_settings"])
+    if "texts" in settings:
+        t = settings["texts"]
+        if not isinstance(t, dict) or not all(isinstance(v, str) for v in t.values()):
+            problems.append("texts must be a mapping of text name to Markdown text")
+        else:
+            problems += [f"unknown text {k!r} (one of {', '.join(TEXT_NAMES)})"
+                         for k in t if k not in TEXT_NAMES]
+    if "language" in settings and not (isinstance(settings["language"], str)
+                                       and len(settings["language"]) <= 16):
+        problems.append("language must be a language code such as 'en' ('' = the browser's)")
+    if "practice_trials" in settings and (not isinstance(settings["practice_trials"], int)
+                                          or not 0 <= settings["practice_trials"] <= 10):
+        problems.append("practice trials must be a number 0..10")
+    if "practice_feedback" in settings and not isinstance(settings["practice_feedback"], bool):
+        problems.append("practice feedback must be yes or no")
+    if "practice_images" in settings and not isinstance(settings["practice_images"], list):
+        problems.append("practice images must be a list")
+    spt = settings.get("seconds_per_trial")
+    if spt is not None and (isinstance(spt, bool) or not isinstance(spt, int | float)
+                            or not 0 < spt <= 600):
+        problems.append("seconds per trial must be a number of seconds in (0, 600]")
     unknown = set(settings) - set(SETTING_NAMES)
     if unknown:
         problems.append(f"unknown settings: {', '.join(sorted(unknown))}")
@@ -231,6 +257,11 @@ def apply_settings(exp: Experiment, settings: dict) -> None:
                 merged = {**current.get(plat, {}), **conf}
                 current[plat] = {a: b for a, b in merged.items() if b is not None}
             exp.platform_settings = json.dumps(current, sort_keys=True)
+        elif k == "texts":
+            merged = {**json.loads(exp.texts or "{}"), **v}
+            exp.texts = json.dumps({a: b for a, b in merged.items() if b}, sort_keys=True)
+        elif k == "practice_images":
+            exp.practice_images = json.dumps(v)
         else:
             setattr(exp, k, v)
 
@@ -277,7 +308,8 @@ def load_experiment(path: Path, name: str | None = None, settings: dict | None =
             raise LoadError([f"experiment {name!r} has published HITs and is never "
                              "overwritten: load the new file under another --name"])
         kept = {k: getattr(existing, k) for k in SETTING_NAMES}
-        kept["platform_settings"] = json.loads(existing.platform_settings or "{}")
+        for k in ("platform_settings", "texts", "practice_images"):
+            kept[k] = json.loads(getattr(existing, k) or "{}")
         settings = {**kept, **settings}
         # The new rows are inserted before the old ones are deleted (old name moved aside),
         # so that no row id is ever reused: the servers cache trials' image tokens by id.

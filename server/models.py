@@ -114,6 +114,10 @@ class Experiment(db.Model):
         """Return this experiment's settings for `platform` ({} when none)."""
         return dict(json.loads(self.platform_settings or "{}").get(platform, {}))
 
+    def text(self, name: str) -> str:
+        """Return the researcher's text `name` (Markdown; '' when not written)."""
+        return json.loads(self.texts or "{}").get(name, "")
+
     def feature_set_keys(self) -> list[str]:
         """Return the experiment's machine feature-set keys, sorted."""
         return sorted(json.loads(self.feature_sets or "[]"))
