@@ -47,6 +47,14 @@ PLATFORMS: dict[str, PlatformFacts] = {
                            ("local-sandbox", "sandbox", "production")),
     # A link-based panel (SONA, Connect, ...): no requester API, answers count as recorded.
     "panel": PlatformFacts(("recorded",), frozenset(), ("production",)),
+    # Prolific's life of a submission (its API's statuses, lower case with hyphens):
+    # `returned` = the participant gave it back, `timed-out` = over the maximum time.
+    # local-sandbox: the local Prolific-compatible endpoint (`prolific emulate`).
+    "prolific": PlatformFacts(("active", "awaiting-review", "approved", "rejected",
+                               "returned", "timed-out", "screened-out",
+                               "partially-approved"),
+                              frozenset({"returned", "timed-out"}),
+                              ("local-sandbox", "production")),
 }
 
 STATUSES: dict[str, tuple[str, ...]] = {name: f.statuses for name, f in PLATFORMS.items()}

@@ -32,6 +32,10 @@ DEFAULTS: dict[str, dict] = {
     "simulated": {"environments": ("simulated",), "statuses": None},
     "mturk": {"environments": ("production",), "statuses": ("submitted", "approved")},
     "panel": {"environments": ("production",), "statuses": None},
+    # Prolific: a submission awaiting review has every answer and a completion code (it
+    # counts now, as MTurk's submitted); approved ones were kept by the researcher.
+    # Rejected, returned and timed-out ones left the study or were thrown out.
+    "prolific": {"environments": ("production",), "statuses": ("awaiting-review", "approved")},
 }
 # The rules in the order they are applied; an answer is excluded by the first it fails.
 RULES = {

@@ -39,6 +39,8 @@ def create_app(config: dict | None = None, instance_path: str | os.PathLike | No
 
     from . import mturk
     mturk.init_app(app)
+    from .recruitment import prolific
+    prolific.init_app(app)
 
     from . import security
     security.init_app(app)

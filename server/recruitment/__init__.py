@@ -19,6 +19,7 @@ from .base import REQUESTER_OPERATIONS, Environment, ExitResponse, Identity, Pla
 from .local import LAB, SIMULATED
 from .mturk import MTURK
 from .panel import PANEL
+from .prolific import PROLIFIC
 
 __all__ = ["ENVIRONMENTS", "PLATFORMS", "REPEATS", "STATUSES", "REQUESTER_OPERATIONS",
            "Environment", "ExitResponse", "Identity", "Platform", "UnknownName",
@@ -41,7 +42,7 @@ def register(p: Platform) -> Platform:
     return p
 
 
-for _p in (LAB, SIMULATED, MTURK, PANEL):
+for _p in (LAB, SIMULATED, MTURK, PANEL, PROLIFIC):
     register(_p)
 
 STATUSES: dict[str, tuple[str, ...]] = {name: p.statuses for name, p in PLATFORMS.items()}
