@@ -124,9 +124,10 @@ class Participant:
     def start(self, study_id: str) -> requests.Response:
         r = self.http.post(f"{self.stack.em}/studies/{study_id}/start",
                            data={"participant_id": self.pid}, timeout=10)
-        if r.history:
-            self.submission = dict(p.split("=", 1) for p in
-                                   r.url.split("?", 1)[1].split("&"))["SESSION_ID"]
+        if r.history:   # the endpoint sent them to the study URL, placeholders filled
+            from urllib.parse import parse_qs, urlsplit
+            study_url = r.history[0].headers["Location"]
+            self.submission = parse_qs(urlsplit(study_url).query)["SESSION_ID"][0]
         return r
 
     def consent(self, page: requests.Response) -> requests.Response:
