@@ -99,7 +99,7 @@ class Client:
         except requests.RequestException as e:
             raise ProlificFailure(f"{method} {path}: no answer from {self.api_url} "
                                   f"({type(e).__name__})") from None
-        if r.status_code == 204:
+        if r.status_code == 204 or (r.status_code < 300 and not r.content.strip()):
             return None
         try:
             body = r.json()
@@ -108,7 +108,7 @@ class Client:
         if r.status_code >= 400:
             msg = shapes.error_message(body) if body is not None else r.reason
             raise ProlificFailure(f"{method} {path}: {r.status_code} {msg}", r.status_code)
-        if body is None:
+        if body is None and method == "GET":
             raise ProlificFailure(f"{method} {path}: the answer is not JSON", r.status_code)
         return body
 
