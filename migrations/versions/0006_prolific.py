@@ -4,8 +4,8 @@ rerun of `publish` finishes the same study) and the bonuses paid (once per submi
 Revision ID: 0006_prolific
 Revises: 0005_study_pages
 """
-from alembic import op
 import sqlalchemy as sa
+from alembic import op
 
 revision = '0006_prolific'
 down_revision = '0005_study_pages'

@@ -4,6 +4,7 @@ interrupted publish is finished by rerunning it, never with a second study); the
 URL lets in only participants of this experiment's study, once each."""
 from __future__ import annotations
 
+import pytest
 import requests
 
 from .conftest import FAKE_TOKEN, Participant, write_experiment
@@ -170,3 +171,44 @@ def test_the_study_url_admits_only_this_experiments_study_once_per_person(stack,
     r = p.http.get(base, params={"PROLIFIC_PID": "PONCE", "STUDY_ID": sid,
                                  "SESSION_ID": "OTHERSESSION1"}, timeout=10)
     assert r.status_code == 409 and "already taken part" in r.text
+
+
+def test_emulate_listens_on_this_machine_only(stack):
+    res = stack.runner.invoke(args=["prolific", "emulate", "--host", "0.0.0.0"])
+    assert res.exit_code == 2 and "this machine only" in res.output
+    res = stack.runner.invoke(args=["prolific", "emulate", "--balance", "lots"])
+    assert res.exit_code == 2 and "not an amount" in res.output
+
+
+def test_prolific_is_a_registered_link_platform_with_its_statuses():
+    import provenance
+    from analysis.counting import DEFAULTS
+    from server import recruitment
+
+    p = recruitment.platform("prolific")
+    assert p.link_entry
+    assert all(recruitment.supports(p, op) for op in recruitment.REQUESTER_OPERATIONS)
+    assert p.statuses[0] == "active"
+    assert p.closed_statuses == {"returned", "timed-out"}
+    assert provenance.PLATFORMS["prolific"].environments == ("local-sandbox", "production")
+    assert DEFAULTS["prolific"] == {"environments": ("production",),
+                                    "statuses": ("awaiting-review", "approved")}
+    from server.recruitment.prolific import shapes
+    assert set(shapes.SUBMISSION_STATUSES.values()) == set(p.statuses)
+
+
+@pytest.mark.postgres
+def test_participants_sync_and_approval_on_postgresql(stack_factory, postgres_url, tmp_path):
+    stack = stack_factory(database_url=postgres_url)
+    stack.load(write_experiment(tmp_path / "s", [2]), "pgexp")
+    stack.publish("pgexp")
+    sid = stack.study_id()
+    p = Participant(stack, "PPG1")
+    page = p.answer(p.consent(p.start(sid)), [0, 1])
+    import html
+    import re
+    link = html.unescape(re.search(r'id="exit-link" href="([^"]+)"', page.text).group(1))
+    assert p.http.get(link, timeout=10).status_code == 200
+    assert "Participants: 1 awaiting-review." in stack.ok("sync", "pgexp")
+    assert "1 submission(s) approved." in stack.ok("approve", "pgexp", "--all")
+    assert "Participants: 1 approved." in stack.ok("sync", "pgexp")

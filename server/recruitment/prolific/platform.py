@@ -84,5 +84,44 @@ class ProlificPlatform:
         return ExitResponse(kind="redirect", code=code,
                             url=f"{record.completion_url}?cc={quote(code, safe='')}")
 
+    # ---------------------------------------------------------------- requester side
+    def publish(self, plan, client, say=print):
+        """Create and publish the planned study (publishing.publish)."""
+        from . import publishing
+        return publishing.publish(plan, client, say)
+
+    def status(self, client, record):
+        """Return the study as Prolific has it now."""
+        return client.study(record.study_id)
+
+    def sync(self, client, record):
+        """Bring the participants' statuses in line with Prolific (reviewing.sync)."""
+        from . import reviewing
+        return reviewing.sync(client, record)
+
+    def review(self, client, record, statuses=("AWAITING REVIEW",)):
+        """Return the submissions to review with their answers (reviewing.review)."""
+        from . import reviewing
+        return reviewing.review(client, record, statuses)
+
+    def approve(self, client, record, items):
+        """Approve the reviewed submissions in one bulk call (reviewing.approve)."""
+        from . import reviewing
+        return reviewing.approve(client, record, items)
+
+    def reject(self, client, record, items, category, message):
+        """Reject the reviewed submissions (reviewing.reject)."""
+        from . import reviewing
+        return reviewing.reject(client, record, items, category, message)
+
+    def bonus(self, client, record, submission, cents):
+        """Pay a bonus once per submission (reviewing.bonus)."""
+        from . import reviewing
+        return reviewing.bonus(client, record, submission, cents)
+
+    def cost(self, plan):
+        """Return (rewards, service fee, total) in pence/cents of a publishing Plan."""
+        return plan.cost()
+
 
 PROLIFIC = ProlificPlatform()

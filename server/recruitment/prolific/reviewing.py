@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from sqlalchemy import select
 
 from ...models import Participant, db, utcnow
-from ...mturk.reviewing import Answer, answers_of   # platform-neutral: answers + catch
+from ...mturk.reviewing import Answer, answers_of  # platform-neutral: answers + catch
 from ...recording import set_status
 from . import shapes
 from .client import Client, ProlificFailure
