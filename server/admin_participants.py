@@ -46,18 +46,21 @@ def answers_of(p: Participant) -> list[dict]:
             for r, t in db.session.execute(q).all()]
 
 
-@bp.get("/experiments/<name>/participants/<int:pid>")
-@login_required
-def participant(name: str, pid: int):
-    exp = rec.get_experiment(name)
-    p = get_participant(exp, pid)
+def _page(exp: Experiment, p: Participant, error: str | None = None, status: int = 200):
     answers = answers_of(p)
     catch = [a for a in answers if a["catch"]]
     return render_template("manage/participant.html", exp=exp, p=p,
                            label=ex.participant_label(p), status=status_of(p),
                            answers=answers, catch=catch,
                            catch_passed=sum(a["correct"] for a in catch),
-                           total=len(p.trial_ids()), error=None)
+                           total=len(p.trial_ids()), error=error), status
+
+
+@bp.get("/experiments/<name>/participants/<int:pid>")
+@login_required
+def participant(name: str, pid: int):
+    exp = rec.get_experiment(name)
+    return _page(exp, get_participant(exp, pid))
 
 
 @bp.get("/experiments/<name>/participants/<int:pid>/answers.csv")
@@ -81,14 +84,8 @@ def participant_delete(name: str, pid: int):
     p = get_participant(exp, pid)
     label = ex.participant_label(p)
     if request.form.get("confirm", "") != label:
-        answers = answers_of(p)
-        catch = [a for a in answers if a["catch"]]
-        return render_template(
-            "manage/participant.html", exp=exp, p=p, label=label, status=status_of(p),
-            answers=answers, catch=catch, catch_passed=sum(a["correct"] for a in catch),
-            total=len(p.trial_ids()),
-            error=f"Nothing was deleted: type the participant's code {label!r} exactly to "
-                  "confirm."), 400
+        return _page(exp, p, f"Nothing was deleted: type the participant's code {label!r} "
+                             "exactly to confirm.", 400)
     n = delete_participant(p, actor=current_user.username)
     return redirect(url_for("manage.experiment", name=exp.name, deleted=n), 303)
 

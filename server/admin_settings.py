@@ -22,9 +22,10 @@ from wtforms.validators import Optional
 
 from . import recording as rec
 from . import recruitment
-from .loader import REPEATS, TEXT_NAMES, apply_settings, response_count, validate_settings
+from .loader import TEXT_NAMES, apply_settings, response_count, validate_settings
 from .manage import bp, login_required
 from .models import AuditEntry, Experiment, db
+from .recruitment import REPEATS
 
 # Settings that change what was measured, and why; refused (409) once answers exist.
 LOCKED = {
@@ -210,7 +211,8 @@ def changes_from(form: Form, exp: Experiment, present) -> tuple[dict, list[Field
 
 
 def _render(exp: Experiment, form: Form, problems: list[str], status: int, saved: bool):
-    has_answers = response_count(exp) > 0
+    answers = response_count(exp)
+    has_answers = answers > 0
     groups: dict[str, list] = {}
     for f in fields():
         groups.setdefault(f.group, []).append(
@@ -218,7 +220,7 @@ def _render(exp: Experiment, form: Form, problems: list[str], status: int, saved
              "locked": has_answers and f.locked_reason is not None})
     return render_template("manage/settings.html", exp=exp, groups=groups,
                            problems=problems, has_answers=has_answers, saved=saved,
-                           answers=response_count(exp) if has_answers else 0), status
+                           answers=answers), status
 
 
 @bp.get("/experiments/<name>/settings")
@@ -248,7 +250,6 @@ def settings_save(name: str):
             problems, status = locked, 409
     problems += validate_settings(settings)
     if problems:
-        db.session.rollback()
         return _render(exp, form, problems, status, False)
     if changed:
         apply_settings(exp, settings)

@@ -10,6 +10,7 @@ from sqlalchemy import select
 
 from server import recording as rec
 from server.loader import SETTING_NAMES
+
 from .conftest import csrf_from
 
 PAGE = "/manage/experiments/small/settings"
