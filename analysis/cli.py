@@ -30,6 +30,9 @@ def _source_args(p: argparse.ArgumentParser) -> None:
                    help="count answers of this submission status (e.g. submitted, approved, "
                         "rejected, returned, abandoned, accepted) instead of the default, "
                         "per platform; repeat or comma-separate")
+    p.add_argument("--include-withdrawn", action="store_true",
+                   help="count the answers of participants who withdrew (left out by "
+                        "default: counting rule 'withdrawn')")
     p.add_argument("--include-catch", action="store_true",
                    help="count catch trials in accuracy, agreement and position tables")
     p.add_argument("--majority", choices=["strict", "half"], default="strict",
@@ -107,7 +110,8 @@ def _counted(args):
     answers = load_answers(db=args.db, csv=args.csv, experiment=args.experiment,
                            populations=_populations(args.population),
                            environments=_populations(args.environment),
-                           statuses=_populations(args.status), json_export=args.json)
+                           statuses=_populations(args.status), json_export=args.json,
+                           include_withdrawn=args.include_withdrawn)
     print("== counting")
     for line in answers.counting.lines():
         print(line)

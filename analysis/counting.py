@@ -10,6 +10,10 @@ Rehearsal environments (local-sandbox, sandbox) therefore never reach a table un
 named. Every answer is either counted or excluded by the first rule it fails, and the
 `Counting` says how many each rule excluded.
 
+The first rule is "withdrawn": the answers of a participant who withdrew (a non-empty
+`withdrawn_at`, docs/contracts.md §6) never count unless `include_withdrawn` asks for
+them; sources without the column (exports made before withdrawal existed) have none.
+
 The tables of platforms, environments and statuses are `provenance`'s, which the server's
 `server.recruitment` enforces too, so that an unknown value is an error in both places
 (read from there so that the analysis never loads the web side).
@@ -39,6 +43,7 @@ DEFAULTS: dict[str, dict] = {
 }
 # The rules in the order they are applied; an answer is excluded by the first it fails.
 RULES = {
+    "withdrawn": "the participant withdrew their answers (counted only when asked for)",
     "environment": "its environment is not counted (rehearsals count only when named)",
     "status": "its submission status is not counted (e.g. returned, rejected, not submitted)",
 }
@@ -56,10 +61,14 @@ class Counting:
     table: pd.DataFrame
     provenance: bool = True
     notes: list[str] = field(default_factory=list)
+    include_withdrawn: bool = False
 
     def lines(self) -> list[str]:
         """Return the summary as text lines (printed before every table)."""
         out = [f"counted {self.counted} of {self.total} answers"]
+        if self.include_withdrawn:
+            out.append("withdrawn participants' answers included (asked for), rule "
+                       "'withdrawn' not applied")
         if not self.provenance:
             out.append("the source has no provenance columns: every answer counted as "
                        "recorded (export again from the server to count by status)")
@@ -73,6 +82,7 @@ class Counting:
     def as_dict(self) -> dict:
         """Return the summary as plain data (for JSON and df.attrs)."""
         return {"total": self.total, "counted": self.counted, "excluded": dict(self.excluded),
+                "include_withdrawn": self.include_withdrawn,
                 "rules": {k: {"environments": list(v["environments"]),
                               "statuses": None if v["statuses"] is None else list(v["statuses"])}
                           for k, v in self.rules.items()}}
@@ -112,19 +122,37 @@ def rules_for(platforms, environments=None, statuses=None) -> dict[str, dict]:
     return out
 
 
-def count_answers(df: pd.DataFrame, environments=None, statuses=None
-                  ) -> tuple[pd.DataFrame, Counting]:
-    """Return (the answers that count, Counting). `df` has the answers-export columns;
-    without provenance columns (an old or hand-made CSV) every answer counts as
-    recorded and the Counting says so."""
+def withdrawn_mask(df: pd.DataFrame) -> pd.Series:
+    """Return a boolean Series: True for the answers of participants who withdrew (a
+    non-empty `withdrawn_at`; all False when the column is absent)."""
+    if "withdrawn_at" not in df.columns:
+        return pd.Series(False, index=df.index, dtype=bool)
+    w = df["withdrawn_at"]
+    return (w.notna() & (w.astype(str).str.strip() != "")).astype(bool)
+
+
+def count_answers(df: pd.DataFrame, environments=None, statuses=None,
+                  include_withdrawn: bool = False) -> tuple[pd.DataFrame, Counting]:
+    """Return (the answers that count, Counting). `df` has the answers-export columns.
+    Withdrawn participants' answers are excluded first (rule "withdrawn") unless
+    `include_withdrawn`; without provenance columns (an old or hand-made CSV) every
+    other answer counts as recorded and the Counting says so."""
     total = len(df)
+    withdrawn = (pd.Series(False, index=df.index, dtype=bool) if include_withdrawn
+                 else withdrawn_mask(df))
     if any(c not in df.columns for c in PROVENANCE) or (total and df["platform"].isna().all()):
-        table = (df.groupby("population", dropna=False)
+        decision = pd.Series("counted (no provenance)", index=df.index, dtype=object)
+        decision[withdrawn] = "excluded: withdrawn"
+        table = (df.assign(decision=decision)
+                 .groupby(["population", "decision"], dropna=False)
                  .agg(answers=("trial", "size"), participants=("participant", "nunique"))
-                 .reset_index() if total else pd.DataFrame(columns=["population", "answers",
-                                                                    "participants"]))
-        table["decision"] = "counted (no provenance)"
-        return df, Counting(total, total, {}, {}, table, provenance=False)
+                 .reset_index() if total else pd.DataFrame(columns=["population", "decision",
+                                                                    "answers", "participants"]))
+        kept = df[~withdrawn].reset_index(drop=True)
+        counting = Counting(total, len(kept), {"withdrawn": int(withdrawn.sum())}, {}, table,
+                            provenance=False, include_withdrawn=include_withdrawn)
+        kept.attrs["counting"] = counting.as_dict()
+        return kept, counting
     bad = [f"{c}: {int(df[c].isna().sum())} answer(s) without a value" for c in PROVENANCE
            if df[c].isna().any()]
     if bad:
@@ -141,13 +169,18 @@ def count_answers(df: pd.DataFrame, environments=None, statuses=None
                           index=df.index, dtype=bool)
     decision = pd.Series("counted", index=df.index, dtype=object)
     decision[~status_ok] = "excluded: status"
-    decision[~env_ok] = "excluded: environment"  # the first rule wins
-    excluded = {"environment": int((~env_ok).sum()), "status": int((env_ok & ~status_ok).sum())}
+    decision[~env_ok] = "excluded: environment"
+    decision[withdrawn] = "excluded: withdrawn"  # the first rule wins
+    live = ~withdrawn
+    excluded = {"withdrawn": int(withdrawn.sum()),
+                "environment": int((live & ~env_ok).sum()),
+                "status": int((live & env_ok & ~status_ok).sum())}
     keyed = df.assign(decision=decision)
     table = (keyed.groupby(["platform", "environment", "submission_status", "decision"])
              .agg(answers=("trial", "size"), participants=("participant", "nunique"))
              .reset_index())
-    kept = df[env_ok & status_ok].reset_index(drop=True)
-    counting = Counting(total, len(kept), excluded, rules, table)
+    kept = df[live & env_ok & status_ok].reset_index(drop=True)
+    counting = Counting(total, len(kept), excluded, rules, table,
+                        include_withdrawn=include_withdrawn)
     kept.attrs["counting"] = counting.as_dict()
     return kept, counting

@@ -29,7 +29,9 @@ BASE_COLUMNS = ["experiment", "participant", "population", "trial", "trial_order
                 "correct", "rt_ms", "received_at", "hit_id", "assignment_id", "worker_id",
                 # Provenance (analysis/counting.py counts by it); absent from old exports.
                 "platform", "environment", "external_participant_id", "external_session_id",
-                "external_study_id", "submission_status"]
+                "external_study_id", "submission_status",
+                # Non-empty for a participant who withdrew (counting rule "withdrawn").
+                "withdrawn_at"]
 # Without these an analysis cannot be made; the rest may be absent from hand-made CSVs.
 REQUIRED_CSV_COLUMNS = ["experiment", "participant", "population", "trial", "condition",
                         "subset", "pair", "catch", "chosen_position", "true_position",
@@ -83,11 +85,13 @@ def load_answers(db: str | None = None, csv: str | Path | None = None,
                  populations: list[str] | None = None,
                  environments: list[str] | None = None,
                  statuses: list[str] | None = None,
-                 json_export: str | Path | None = None) -> Answers:
-    """Read the answers of one experiment that count (analysis/counting.py: by default
-    lab and simulated as recorded, MTurk submitted/approved in production;
-    ``environments`` / ``statuses`` choose otherwise); ``Answers.counting`` (and
-    ``df.attrs["counting"]``) says what was counted and what each rule excluded.
+                 json_export: str | Path | None = None,
+                 include_withdrawn: bool = False) -> Answers:
+    """Read the answers of one experiment that count (analysis/counting.py: never those
+    of participants who withdrew unless ``include_withdrawn``; by default lab and
+    simulated as recorded, MTurk submitted/approved in production; ``environments`` /
+    ``statuses`` choose otherwise); ``Answers.counting`` (and ``df.attrs["counting"]``)
+    says what was counted and what each rule excluded.
 
     Parameters
     ----------
@@ -134,7 +138,8 @@ def load_answers(db: str | None = None, csv: str | Path | None = None,
         answers = _from_json(Path(json_export), experiment)
     check_consistency(answers.df, answers.source)
     from analysis.counting import count_answers
-    answers.df, answers.counting = count_answers(answers.df, environments, statuses)
+    answers.df, answers.counting = count_answers(answers.df, environments, statuses,
+                                                 include_withdrawn=include_withdrawn)
     if populations:
         present = answers.populations
         unknown = [p for p in populations if p not in present]
@@ -438,7 +443,7 @@ def _condition_features(conn, exp_id: int) -> dict[str, str]:
 
 
 _PROVENANCE_DB = ("platform", "environment", "external_session_id", "external_study_id",
-                  "submission_status")
+                  "submission_status", "withdrawn_at")
 _ANSWERS_SQL = """
 SELECT p.id AS participant_id, p.population AS population,
        t.key AS trial, r.trial_order AS trial_order, t.condition AS condition,
@@ -484,6 +489,8 @@ def _db_frame(rows: pd.DataFrame, name: str, keys: list[str]) -> pd.DataFrame:
             # Like worker_id: whether there was a person id, not who.
             df[col] = [None if pd.isna(w) else "X" + f"{int(p):04d}"
                        for w, p in zip(rows["platform"], rows["participant_id"])]
+        elif col == "withdrawn_at":
+            df[col] = [_iso(v) for v in rows[col]]
         else:
             df[col] = rows[col].astype(object).where(rows[col].notna(), None).to_numpy()
     choices = [_json(mc) for mc in rows["machine_choices"]]

@@ -7,7 +7,8 @@ Environment variables read:
 - `SECRET_KEY` (or `TLL_SECRET_KEY`): required when `TLL_ENV=production`; in development
   one is generated once and kept in `<instance>/secret_key`.
 - `TLL_PSEUDONYM_KEY`: key of the HMAC that pseudonymises participant ids in exports
-  (default: derived from the secret key).
+  (default: generated once and kept in `<instance>/pseudonym_key`, independent of the
+  secret key, so that copying that file makes development and production exports join).
 - `TLL_SQLITE_SYNCHRONOUS`: `FULL` (default: every commit synced, an acknowledged answer
   survives an OS crash) or `NORMAL` (survives a process crash only).
 - `TLL_ENV`: `production` or `development` (default).
@@ -60,6 +61,12 @@ def read_or_create_secret(path: Path, nbytes: int = 32) -> str:
     finally:
         tmp.unlink(missing_ok=True)
     return path.read_text().strip()
+
+
+def legacy_pseudonym_key(secret_key: str) -> str:
+    """Return the pseudonym key that exports used before `<instance>/pseudonym_key`
+    existed (derived from the secret key); put it in that file to keep joining them."""
+    return hmac.new(str(secret_key).encode(), b"tll-pseudonym", hashlib.sha256).hexdigest()
 
 
 def configure(app, overrides: dict | None = None) -> None:
@@ -119,8 +126,10 @@ def configure(app, overrides: dict | None = None) -> None:
                               "environment or in the instance config.py")
         cfg["SECRET_KEY"] = read_or_create_secret(instance / "secret_key")
     if not cfg.get("PSEUDONYM_KEY"):
-        cfg["PSEUDONYM_KEY"] = hmac.new(str(cfg["SECRET_KEY"]).encode(), b"tll-pseudonym",
-                                        hashlib.sha256).hexdigest()
+        # Its own file, not derived from SECRET_KEY: rotating the secret key (or a
+        # production key that differs from development's) keeps pseudonyms stable.
+        # Exports made before it were keyed by legacy_pseudonym_key(SECRET_KEY).
+        cfg["PSEUDONYM_KEY"] = read_or_create_secret(instance / "pseudonym_key")
     if cfg["TLL_ENV"] == "production" and env.get("TLL_COOKIE_SECURE", "1") != "0":
         # Production serves over HTTPS (MTurk requires it); TLL_COOKIE_SECURE=0 for a
         # plain-HTTP set-up behind a trusted proxy.

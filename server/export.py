@@ -19,7 +19,10 @@ COLUMNS = ["experiment", "participant", "population", "trial", "trial_order", "c
            # Provenance (server.recruitment): what the analysis counts by.
            "platform", "environment", "external_participant_id", "external_session_id",
            "external_study_id", "submission_status", "status_synced_at", "viewport",
-           "screen"]
+           "screen",
+           # Withdrawal: empty unless the participant withdrew (rows present only when the
+           # export was asked to include withdrawn participants).
+           "withdrawn_at"]
 
 
 def pseudonym(value: str | None, key: str | None = None) -> str:
@@ -70,16 +73,23 @@ def _size(width: int | None, height: int | None) -> str:
     return "" if width is None or height is None else f"{width}x{height}"
 
 
-def export_rows(experiment: Experiment, raw: bool = False) -> list[dict]:
+def export_rows(experiment: Experiment, raw: bool = False, include_withdrawn: bool = False,
+                participant: Participant | None = None) -> list[dict]:
     """Return one dict per answer of `experiment` with exactly `columns(experiment)` keys,
     ordered by participant then trial order. Participant and worker ids are pseudonymised
-    unless `raw`."""
+    unless `raw`. Withdrawn participants' answers are left out unless
+    `include_withdrawn` (their rows then carry `withdrawn_at`); `participant` keeps one
+    participant's answers only."""
     keys = experiment.feature_set_keys()
     q = (select(Response, Participant, Trial)
          .join(Participant, Response.participant_id == Participant.id)
          .join(Trial, Response.trial_id == Trial.id)
          .where(Participant.experiment_id == experiment.id)
          .order_by(Participant.id, Response.trial_order))
+    if not include_withdrawn:
+        q = q.where(Participant.withdrawn_at.is_(None))
+    if participant is not None:
+        q = q.where(Participant.id == participant.id)
     rows = []
     for r, p, t in db.session.execute(q).all():
         label = participant_label(p)
@@ -112,6 +122,7 @@ def export_rows(experiment: Experiment, raw: bool = False) -> list[dict]:
             "status_synced_at": _iso(p.status_synced_at),
             "viewport": _size(p.viewport_width, p.viewport_height),
             "screen": _size(p.screen_width, p.screen_height),
+            "withdrawn_at": _iso(p.withdrawn_at),
         }
         for k in keys:
             v = mc.get(k)
@@ -120,12 +131,15 @@ def export_rows(experiment: Experiment, raw: bool = False) -> list[dict]:
     return rows
 
 
-def to_csv(experiment: Experiment, raw: bool = False) -> str:
-    """Return the CSV export of `experiment` as text (header + one line per answer)."""
+def to_csv(experiment: Experiment, raw: bool = False, include_withdrawn: bool = False,
+           participant: Participant | None = None) -> str:
+    """Return the CSV export of `experiment` as text (header + one line per answer);
+    withdrawn participants only when `include_withdrawn`, one participant's answers only
+    when `participant` is given."""
     out = io.StringIO()
     w = csv.DictWriter(out, fieldnames=columns(experiment), lineterminator="\n")
     w.writeheader()
-    for row in export_rows(experiment, raw):
+    for row in export_rows(experiment, raw, include_withdrawn, participant):
         w.writerow({k: (neutralise(v) if _is_text(k) else v) for k, v in row.items()})
     return out.getvalue()
 
@@ -143,14 +157,16 @@ def trial_rows(experiment: Experiment) -> list[dict]:
     return out
 
 
-def to_json(experiment: Experiment, raw: bool = False) -> dict:
-    """Return the JSON export: {"experiment": {...}, "trials": [...], "answers": [...]}."""
+def to_json(experiment: Experiment, raw: bool = False, include_withdrawn: bool = False) -> dict:
+    """Return the JSON export: {"experiment": {...}, "trials": [...], "answers": [...]}
+    (withdrawn participants' answers only when `include_withdrawn`)."""
     return {
         "experiment": {"name": experiment.name, "file_sha256": experiment.file_sha256,
                        "seed": experiment.seed, "design": json.loads(experiment.design or "{}"),
                        "feature_sets": experiment.feature_set_keys(),
                        "trial_order": experiment.trial_order,
-                       "participant_ids": "raw" if raw else "pseudonymised"},
+                       "participant_ids": "raw" if raw else "pseudonymised",
+                       "withdrawn": "included" if include_withdrawn else "left out"},
         "trials": trial_rows(experiment),
-        "answers": export_rows(experiment, raw),
+        "answers": export_rows(experiment, raw, include_withdrawn),
     }

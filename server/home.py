@@ -188,26 +188,29 @@ def counted_by_default(platform: str, environment: str, status: str) -> bool:
 
 
 def progress(exp: Experiment) -> dict:
-    """Return live progress: participants started / completed / excluded per (platform,
-    environment), and answers per design cell with the target and the true-match share."""
+    """Return live progress: participants started / completed / withdrawn / excluded per
+    (platform, environment), and answers per design cell with the target and the true-match share."""
     q = (select(Participant.platform, Participant.environment, Participant.submission_status,
                 func.count(Participant.id),
-                func.sum(case((Participant.completed_at.is_not(None), 1), else_=0)))
+                func.sum(case((Participant.completed_at.is_not(None), 1), else_=0)),
+                func.sum(case((Participant.withdrawn_at.is_not(None), 1), else_=0)))
          .where(Participant.experiment_id == exp.id)
          .group_by(Participant.platform, Participant.environment,
                    Participant.submission_status))
     groups: dict[tuple[str, str], dict] = {}
-    for plat, env, status, n, done in db.session.execute(q).all():
+    for plat, env, status, n, done, gone in db.session.execute(q).all():
         g = groups.setdefault((plat, env), {"platform": plat, "environment": env,
-                                            "started": 0, "completed": 0, "excluded": 0})
+                                            "started": 0, "completed": 0, "withdrawn": 0,
+                                            "excluded": 0})
         g["started"] += int(n)
         g["completed"] += int(done or 0)
+        g["withdrawn"] += int(gone or 0)
         try:
             counted = counted_by_default(plat, env, status)
         except KeyError:
             counted = False
-        if not counted:
-            g["excluded"] += int(n)
+        # Withdrawn participants are the analysis' first exclusion rule.
+        g["excluded"] += int(n) if not counted else int(gone or 0)
     aq = (select(Trial.subset, Trial.condition, func.count(Answer.id),
                  func.sum(case((Answer.chosen_index == Trial.true_index, 1), else_=0)))
           .join(Answer, Answer.trial_id == Trial.id)

@@ -1,6 +1,8 @@
 """The admin area under /manage (no "ad" in participant paths; see psiTurk #369):
 password login, dashboard, per-experiment progress and live per-condition share of
-true-match answers, CSV/JSON export, and the answer key for the simulated participant.
+true-match answers, CSV/JSON export (withdrawn participants only with
+?withdrawn=include), and the answer key for the simulated participant. The settings
+page is in admin_settings.py, the participant pages and the log in admin_participants.py.
 
 Sessions are Flask-Login's, kept in the admin area's own cookie (server/security.py);
 each carries the user's `session_token`, replaced at logout and password change so every
@@ -213,9 +215,12 @@ def experiment_stats(exp: Experiment) -> dict:
          .where(Participant.experiment_id == exp.id).group_by(Participant.id)
          .order_by(Participant.created))
     for p, n in db.session.execute(q).all():
-        parts.append({"label": ex.participant_label(p), "population": p.population,
+        parts.append({"id": p.id, "label": ex.participant_label(p), "population": p.population,
+                      "platform": p.platform, "submission_status": p.submission_status,
                       "answered": int(n), "total": len(p.trial_ids()),
-                      "completed": p.completed_at is not None, "created": p.created})
+                      "completed": p.completed_at is not None, "created": p.created,
+                      "withdrawn": p.withdrawn_at is not None,
+                      "withdrawn_at": p.withdrawn_at})
     cq = (select(Trial.condition, func.count(Answer.id),
                  func.sum(case((Answer.chosen_index == Trial.true_index, 1), else_=0)))
           .join(Answer, Answer.trial_id == Trial.id)
@@ -224,9 +229,12 @@ def experiment_stats(exp: Experiment) -> dict:
     conditions = [{"condition": c, "answers": int(n), "true_match": int(k or 0),
                    "share": (int(k or 0) / n) if n else None}
                   for c, n, k in db.session.execute(cq).all()]
+    # The share by condition is live monitoring of every answer stored, withdrawn ones
+    # included (the exports and the analysis leave those out).
     return {"trials": total, "participants": parts, "conditions": conditions,
             "answers": sum(c["answers"] for c in conditions),
-            "completed": sum(1 for p in parts if p["completed"])}
+            "completed": sum(1 for p in parts if p["completed"]),
+            "withdrawn": sum(1 for p in parts if p["withdrawn"])}
 
 
 @bp.get("/")
@@ -240,20 +248,31 @@ def dashboard():
 @bp.get("/experiments/<name>")
 @login_required
 def experiment(name: str):
+    from .admin_participants import log_entries
+
     exp = rec.get_experiment(name)
-    return render_template("manage/experiment.html", exp=exp, stats=experiment_stats(exp))
+    deleted = request.args.get("deleted")
+    return render_template("manage/experiment.html", exp=exp, stats=experiment_stats(exp),
+                           log=log_entries(exp.name, limit=50),
+                           deleted=deleted if deleted and deleted.isdigit() else None)
 
 
 def _raw() -> bool:
     return request.args.get("ids") == "raw"
 
 
+def _with_withdrawn() -> bool:
+    # Withdrawn participants leave every export unless asked for by name.
+    return request.args.get("withdrawn") == "include"
+
+
 @bp.get("/experiments/<name>/answers.csv")
 @login_required
 def export_csv(name: str):
     exp = rec.get_experiment(name)
-    suffix = "-raw" if _raw() else ""
-    return Response(ex.to_csv(exp, raw=_raw()), mimetype="text/csv",
+    suffix = ("-raw" if _raw() else "") + ("-with-withdrawn" if _with_withdrawn() else "")
+    return Response(ex.to_csv(exp, raw=_raw(), include_withdrawn=_with_withdrawn()),
+                    mimetype="text/csv",
                     headers={"Content-Disposition":
                              f'attachment; filename="{exp.name}-answers{suffix}.csv"'})
 
@@ -262,7 +281,7 @@ def export_csv(name: str):
 @login_required
 def export_json(name: str):
     exp = rec.get_experiment(name)
-    return jsonify(ex.to_json(exp, raw=_raw()))
+    return jsonify(ex.to_json(exp, raw=_raw(), include_withdrawn=_with_withdrawn()))
 
 
 @bp.get("/api/experiments/<name>/stats")
@@ -272,6 +291,7 @@ def api_stats(name: str):
     s = experiment_stats(exp)
     for p in s["participants"]:
         p["created"] = p["created"].isoformat()
+        p["withdrawn_at"] = p["withdrawn_at"].isoformat() if p["withdrawn_at"] else None
     return jsonify(s)
 
 
@@ -288,3 +308,7 @@ def api_key(name: str):
                "true_index": t.true_index}
               for t in exp.trials]
     return jsonify(experiment=exp.name, trials=trials)
+
+
+# The settings, participant and log pages add their routes to this blueprint.
+from . import admin_participants, admin_settings  # noqa: E402,F401

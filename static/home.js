@@ -42,9 +42,10 @@
     var body = document.querySelector("#participants-by-platform tbody");
     if (body) {
       body.textContent = "";
-      if (!data.participants.length) body.appendChild(row(["No participants yet.", "", "", "", ""]));
+      if (!data.participants.length) body.appendChild(row(["No participants yet.", "", "", "", "", ""]));
       data.participants.forEach(function (g) {
-        body.appendChild(row([g.platform, g.environment, g.started, g.completed, g.excluded]));
+        body.appendChild(row([g.platform, g.environment, g.started, g.completed, g.withdrawn,
+                              g.excluded]));
       });
     }
     var t = document.getElementById("progress-time");

@@ -49,7 +49,7 @@ def test_counting_from_csv_and_database(any_app, tmp_path):
     for answers in (load_answers(csv=path), load_answers(db=url, experiment="small")):
         c = answers.counting
         assert (c.total, c.counted) == (10, 5)
-        assert c.excluded == {"environment": 2, "status": 3}
+        assert c.excluded == {"withdrawn": 0, "environment": 2, "status": 3}
         assert answers.df.attrs["counting"]["counted"] == 5
         kept = answers.df
         assert sorted(kept["platform"]) == ["lab", "lab", "mturk", "mturk", "simulated"]

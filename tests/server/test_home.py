@@ -207,10 +207,11 @@ def test_progress_per_platform_and_cell(any_home_app):
     js = c.get("/manage/api/experiments/small/progress", headers=AUTH).json
     groups = {(g["platform"], g["environment"]): g for g in js["participants"]}
     assert groups[("lab", "lab")] == {"platform": "lab", "environment": "lab", "started": 2,
-                                      "completed": 1, "excluded": 0}
+                                      "completed": 1, "withdrawn": 0, "excluded": 0}
     assert groups[("mturk", "sandbox")]["excluded"] == 1  # a rehearsal never counts
     assert groups[("mturk", "production")] == {"platform": "mturk", "environment": "production",
-                                               "started": 2, "completed": 1, "excluded": 1}
+                                               "started": 2, "completed": 1, "withdrawn": 0,
+                                               "excluded": 1}
     cells = {c["key"]: c for c in js["cells"]}
     # Trials in position order: t1 TLL_obj/random, t2 TLL_d/generic, t3 TLL_obj/face,
     # t4 TLL_d/face_generic, t5 TLL_obj/random, t6 TLL_d/catch.

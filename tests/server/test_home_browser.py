@@ -74,9 +74,9 @@ def test_walk_the_home(home_server, page, artifacts_dir):
     assert page.inner_text('figure.cell[data-key="TLL_obj/random"] .share') == "100 %"
     assert page.get_attribute('figure.cell[data-key="TLL_obj/random"] polyline.spark',
                               "points").count(",") >= 2
-    # Both simulated participants started and completed; none excluded.
+    # Both simulated participants started and completed; none withdrawn or excluded.
     poll(page, "document.querySelector('#participants-by-platform tbody').innerText"
-               ".trim().split(/\\s+/).join(' ') === 'simulated simulated 2 2 0'")
+               ".trim().split(/\\s+/).join(' ') === 'simulated simulated 2 2 0 0'")
     assert page.evaluate("window.__sameDocument") is True  # no reload happened
     page.screenshot(path=str(shots / "2-live-progress.png"), full_page=True)
 

@@ -54,7 +54,8 @@ def test_demo_serve_simulates(tmp_path):
         js = requests.get(f"http://127.0.0.1:{port}/manage/api/experiments/demo/progress",
                           auth=("admin", password), timeout=10).json()
         assert js["participants"] == [{"platform": "simulated", "environment": "simulated",
-                                       "started": 3, "completed": 3, "excluded": 0}]
+                                       "started": 3, "completed": 3, "withdrawn": 0,
+                                       "excluded": 0}]
         assert js["answers"] == 12
         assert proc.poll() is None  # the server keeps serving after the simulation
     finally:
