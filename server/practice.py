@@ -16,7 +16,7 @@ from flask import url_for
 from flask_babel import gettext
 from sqlalchemy import select
 
-from .models import Experiment, Image, db
+from .models import Experiment, Image, Trial, db
 from .texts import trial_counts
 
 # [query, look-alike, four distractors], file names in static/practice/.
@@ -76,13 +76,26 @@ def check_against_file(sets: list[list[str]], doc: dict) -> list[str]:
 
 
 def check_loaded(exp: Experiment, sets: list[list[str]]) -> list[str]:
-    """Return one message per practice image not loaded with the experiment."""
+    """Return one message per practice image not loaded with the experiment as a practice
+    image (a trial's image is refused: practice must not show a real trial's answer)."""
     keys = {x for s in sets for x in s}
-    have = set(db.session.execute(select(Image.key).where(
-        Image.experiment_id == exp.id, Image.key.in_(keys))).scalars())
-    return [f"practice image {k!r} was not loaded with experiment {exp.name!r}: name it "
-            "with --practice-set when loading the experiment file (load-experiment)"
-            for k in sorted(keys - have)]
+    have = dict(db.session.execute(select(Image.key, Image.id).where(
+        Image.experiment_id == exp.id, Image.key.in_(keys))).all())
+    shown = set()
+    for query, cands in db.session.execute(select(Trial.query_image_id,
+                                                  Trial.candidate_image_ids).where(
+            Trial.experiment_id == exp.id)).all():
+        shown |= {query, *json.loads(cands)}
+    problems = []
+    for k in sorted(keys):
+        if k in have and have[k] in shown:
+            problems.append(f"practice image {k!r} is shown in the experiment's trials: "
+                            "practice images must not be")
+        elif k not in have:
+            problems.append(f"practice image {k!r} was not loaded with experiment "
+                            f"{exp.name!r}: name it with --practice-set when loading the "
+                            "experiment file (load-experiment)")
+    return problems
 
 
 def _sets(exp: Experiment) -> list[list[str]]:

@@ -103,4 +103,6 @@
     var k = parseInt(e.key, 10);
     if (k >= 1 && k <= 5) { e.preventDefault(); answer(k - 1); }
   });
+  // Keys work from here on (a test waits for this before pressing one).
+  form.setAttribute("data-ready", "1");
 })();
