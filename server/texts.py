@@ -100,10 +100,13 @@ def title(exp: Experiment) -> str:
     return _line(exp, "title") or gettext("A study on how people compare images")
 
 
-def default_consent(exp: Experiment) -> str:
+def default_consent(exp: Experiment, trials: int | None = None, withdraw: bool = True) -> str:
     """Return the default consent (Markdown) for the experiment, in the page's language:
-    its duration from the trial count, the catch trials when it has some, withdrawal."""
+    its duration from the trial count (or the `trials` one participant answers, e.g. an
+    MTurk HIT's), the catch trials when it has some, and withdrawal by the link on every
+    page (where `withdraw`: the lab flow has it)."""
     n, catch = trial_counts(exp)
+    n = n if trials is None else trials
     parts = [
         gettext("You are invited to take part in a study on how people judge the similarity "
                 "of images."),
@@ -113,15 +116,23 @@ def default_consent(exp: Experiment) -> str:
                  "in each you choose the candidate that looks most like the image.", n),
         gettext("It takes about %(minutes)d minutes.", minutes=minutes(exp, n)),
     ]
-    if catch:
+    if catch and trials is not None:
+        # One participant's share (an MTurk HIT) may hold any number of the checks.
+        parts.append(gettext("A few trials are attention checks that show the very same "
+                             "picture among the candidates: in those, choose that picture."))
+    elif catch:
         parts.append(ngettext(
             "%(num)d trial is an attention check that shows the very same picture among the "
             "candidates: then choose that picture.",
             "%(num)d trials are attention checks that show the very same picture among the "
             "candidates: then choose that picture.", catch))
-    parts.append(gettext("Your answers are recorded under a code, not your name. You may "
-                         "stop at any time without giving a reason, and withdraw your "
-                         "answers with the link at the bottom of every page."))
+    if withdraw:
+        parts.append(gettext("Your answers are recorded under a code, not your name. You "
+                             "may stop at any time without giving a reason, and withdraw "
+                             "your answers with the link at the bottom of every page."))
+    else:
+        parts.append(gettext("Your answers are recorded under a code, not your name, and "
+                             "you may stop at any time without giving a reason."))
     return " ".join(parts)
 
 
@@ -162,20 +173,21 @@ def default_debriefing(exp: Experiment) -> str:
         "far machines are from it.")
 
 
-def consent_markdown(exp: Experiment) -> str:
+def consent_markdown(exp: Experiment, trials: int | None = None, withdraw: bool = True) -> str:
     """Return the consent text (Markdown) the participant reads: the researcher's, or the
-    default computed for the experiment."""
+    default computed for the experiment (see default_consent)."""
     own = (exp.consent_text or "").strip()
     if own and own != OLD_DEFAULT_CONSENT:
         return own
-    return default_consent(exp)
+    return default_consent(exp, trials, withdraw)
 
 
-def page_text(exp: Experiment, name: str) -> Markup:
+def page_text(exp: Experiment, name: str, **consent) -> Markup:
     """Return the text `name` (welcome, consent, instructions, debriefing) as safe HTML:
-    the researcher's Markdown, or the default for the experiment."""
+    the researcher's Markdown, or the default for the experiment (`consent` options:
+    trials, withdraw, as for default_consent)."""
     if name == "consent":
-        return render_markdown(consent_markdown(exp))
+        return render_markdown(consent_markdown(exp, **consent))
     own = exp.text(name).strip()
     if own:
         return render_markdown(own)

@@ -12,7 +12,7 @@ import sys
 import pytest
 from sqlalchemy import select
 
-from server.loader import LoadError, apply_settings, load_experiment, validate_settings
+from server.loader import apply_settings, load_experiment, validate_settings
 from server.models import AuditEntry, Experiment, Image, Participant, Response, db
 from server.texts import OLD_DEFAULT_CONSENT, render_markdown
 from tests.server.conftest import ROOT, csrf_from, lab_post, make_app, serving, write_experiment
@@ -481,3 +481,20 @@ def test_researcher_study_walked_through_in_chromium(tmp_path, practice_study, p
     with app.app_context():
         p = db.session.execute(select(Participant)).scalar_one()
         assert p.withdrawn_at is not None and len(p.responses) == 6
+
+
+def test_mturk_preview_shows_the_default_consent(app):
+    """The MTurk task page's preview carries the consent computed for one HIT (one trial
+    here): its own duration, no promise of a withdraw link it does not have."""
+    from server.models import Hit
+    with app.app_context():
+        exp = _exp(app, "small")
+        db.session.add(Hit(experiment_id=exp.id, key="h0006", mturk_hit_id="H6",
+                           environment="production", max_assignments=20))
+        db.session.commit()
+    page = app.test_client().get("/mturk/task/small/h0006?assignmentId="
+                                 "ASSIGNMENT_ID_NOT_AVAILABLE&hitId=H6").get_data(as_text=True)
+    assert 'id="consent-text"' in page and "You will see 1 trial:" in page
+    assert "about 3 minutes" in page  # (1 x 8 s + 120 s) / 60, rounded up
+    assert "attention checks that show the very same picture" in page  # it has one
+    assert "10 to 20" not in page and "link at the bottom" not in page
