@@ -28,8 +28,9 @@ def create_app(config: dict | None = None, instance_path: str | os.PathLike | No
     from .database import init_db
     init_db(app)
 
-    from . import api, cli, errors, home, images, lab, manage
+    from . import api, cli, errors, home, images, lab, manage, texts
     errors.init_app(app)
+    texts.init_app(app)
     app.register_blueprint(lab.bp)
     app.register_blueprint(api.bp)
     app.register_blueprint(images.bp)

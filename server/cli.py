@@ -2,6 +2,7 @@
 Bad input prints one line per problem and exits with status 2 (never a traceback)."""
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
@@ -48,6 +49,10 @@ def _settings(opts: dict) -> dict:
     """Return the settings named by the setting options in `opts` (a command's keyword
     arguments; None = not given), read from files where an option names one."""
     s = {}
+    opts = dict(opts)
+    texts = _texts(opts)  # may set opts["consent_text"] from --text consent=FILE
+    if texts:
+        s["texts"] = texts
     if opts.get("kiosk") is not None:
         s["kiosk"] = opts["kiosk"]
     if opts.get("consent_file") is not None:
@@ -67,12 +72,56 @@ def _settings(opts: dict) -> dict:
         s["break_every"] = opts["break_every"]
     if opts.get("practice") is not None:
         s["practice"] = opts["practice"]
+    if opts.get("language") is not None:
+        s["language"] = "" if opts["language"] in ("-", "browser") else opts["language"]
+    if opts.get("practice_trials") is not None:
+        s["practice_trials"] = opts["practice_trials"]
+    if opts.get("practice_feedback") is not None:
+        s["practice_feedback"] = opts["practice_feedback"]
+    if opts.get("practice_set"):
+        s["practice_images"] = [] if opts["practice_set"] == ("-",) else [
+            [x.strip() for x in v.split(",")] for v in opts["practice_set"]]
+    if opts.get("seconds_per_trial") is not None:
+        s["seconds_per_trial"] = opts["seconds_per_trial"]
     panel = {k: opts.get(f"panel_{k}") for k in ("id_param", "redirect", "code", "name")}
     panel = {k: ("" if v == "-" else v) for k, v in panel.items() if v is not None}
     if panel:
         # "-" clears a setting (e.g. --panel-redirect - shows the code instead).
         s["platform_settings"] = {"panel": {k: (v or None) for k, v in panel.items()}}
     return s
+
+
+def _read_text(what: str, path: str) -> str:
+    """Return the text of the file at `path` (UTF-8), or fail naming it."""
+    try:
+        return Path(path).read_text(encoding="utf-8").strip()
+    except OSError as e:
+        fail(f"cannot read the {what} file {path}: {e.strerror}")
+    except UnicodeDecodeError:
+        fail(f"the {what} file {path} is not UTF-8 text")
+
+
+def _texts(opts: dict) -> dict:
+    """Return the texts named by --title/--researcher/--contact and --text NAME=FILE
+    ('-' clears a text: the page shows its default); consent goes to consent_text."""
+    from .loader import TEXT_NAMES
+
+    texts = {k: ("" if opts[k] == "-" else opts[k])
+             for k in ("title", "researcher", "contact") if opts.get(k) is not None}
+    for item in opts.get("text") or ():
+        name, sep, path = item.partition("=")
+        name = name.strip().lower()
+        if not sep or not path:
+            fail(f"--text must be NAME=FILE (NAME one of {', '.join(TEXT_NAMES)}, consent), "
+                 f"not {item!r}")
+        if name not in TEXT_NAMES and name != "consent":
+            fail(f"unknown text {name!r} in --text (one of {', '.join(TEXT_NAMES)}, consent)")
+        value = "" if path == "-" else _read_text(f"{name} text", path)
+        if name == "consent":
+            opts["consent_text"] = value
+        else:
+            texts[name] = value
+    return texts
 
 
 def _panel_code(exp, settings: dict) -> None:
@@ -106,6 +155,32 @@ def setting_options(fn):
                      help="Offer a break after every N trials (0 = never, the default)."),
         click.option("--practice/--no-practice", default=None,
                      help="Show a practice trial with the instructions (default yes)."),
+        click.option("--title", default=None,
+                     help="The study's title, on every participant page ('-' = the default)."),
+        click.option("--researcher", default=None,
+                     help="Who runs the study (name, lab), shown under the title."),
+        click.option("--contact", default=None,
+                     help="How to reach the researcher (an e-mail address or Markdown link)."),
+        click.option("--text", "text", multiple=True, metavar="NAME=FILE",
+                     help="A participant text from a Markdown file: welcome, consent, "
+                          "instructions, debriefing (or title, researcher, contact); "
+                          "NAME=- returns to the default. Repeatable."),
+        click.option("--language", default=None, metavar="CODE",
+                     help="Language of the participant pages: en or de; 'browser' (or -) "
+                          "= the browser's choice (the default)."),
+        click.option("--practice-trials", type=int, default=None,
+                     help="How many practice trials (0..10, default 1)."),
+        click.option("--practice-feedback/--no-practice-feedback", default=None,
+                     help="Say after each practice trial which answer was right "
+                          "(default yes)."),
+        click.option("--practice-set", "practice_set", multiple=True,
+                     metavar="QUERY,LOOKALIKE,D1,D2,D3,D4",
+                     help="A practice trial from six image ids of the experiment file that "
+                          "no trial shows: the query, its look-alike, four distractors "
+                          "(repeatable; '-' = the built-in set)."),
+        click.option("--seconds-per-trial", type=float, default=None,
+                     help="Seconds one trial takes, for the duration the pages state "
+                          "(default 8)."),
         click.option("--kiosk/--no-kiosk", default=None,
                      help="A shared lab computer: forget the participant at completion and "
                           "after inactivity (default no)."),
@@ -166,6 +241,9 @@ def experiment_settings_cmd(name, **opts):
     settings = _settings(opts)
     _panel_code(exp, settings)
     problems = validate_settings(settings)
+    if not problems and settings.get("practice_images"):
+        from .practice import check_loaded
+        problems = check_loaded(exp, settings["practice_images"])
     if problems:
         fail(problems)
     if "trial_order" in settings and settings["trial_order"] != exp.trial_order \
@@ -177,7 +255,15 @@ def experiment_settings_cmd(name, **opts):
     click.echo(f"experiment {exp.name!r}: order={exp.trial_order} "
                f"repeats={exp.repeats} break_every={exp.break_every} "
                f"practice={exp.practice} min_viewport={vw}x{vh} kiosk={exp.kiosk}")
-    click.echo(f"consent: {exp.consent_text}")
+    from .texts import consent_markdown, minutes, title
+
+    click.echo(f"title: {title(exp)}; language={exp.language or 'browser'} "
+               f"practice_trials={exp.practice_trials} "
+               f"practice_feedback={exp.practice_feedback} "
+               f"practice_sets={len(json.loads(exp.practice_images or '[]')) or 'built-in'} "
+               f"duration=about {minutes(exp)} minutes")
+    click.echo(f"texts set: {', '.join(sorted(json.loads(exp.texts or '{}'))) or 'none'}")
+    click.echo(f"consent: {consent_markdown(exp)}")
     panel = exp.platform_setting("panel")
     if panel.get("id_param"):
         click.echo(f"panel: link /lab/{exp.name}/via/panel?{panel['id_param']}=<id>, "

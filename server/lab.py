@@ -8,8 +8,6 @@ the participant at completion and after KIOSK_IDLE_S seconds without a page. Typ
 same code again (any letter case) also resumes at the first unanswered trial."""
 from __future__ import annotations
 
-import json
-import random
 import time
 
 from flask import (
@@ -24,12 +22,12 @@ from flask import (
     session,
     url_for,
 )
-from sqlalchemy import select
+from flask_babel import gettext
 
+from . import practice, recruitment
 from . import recording as rec
-from . import recruitment
 from .errors import wants_json
-from .models import Experiment, Image, Trial, db
+from .models import AuditEntry, Experiment, db
 from .recording import RecordingError
 
 bp = Blueprint("lab", __name__)
@@ -88,8 +86,8 @@ def current_participant(exp, light: bool = False):
     except RecordingError:
         forget()
         return None
-    if p.experiment_id != exp.id:
-        forget()
+    if p.experiment_id != exp.id or getattr(p, "withdrawn_at", None) is not None:
+        forget()  # a participant who withdrew (perhaps in another browser) is gone here
         return None
     return p
 
@@ -172,6 +170,10 @@ def start(name: str):
     except RecordingError as e:
         return render_template("landing.html", exp=exp, participant=None,
                                error=e.reason), e.status
+    if p.withdrawn_at is not None:
+        return render_template("landing.html", exp=exp, participant=None,
+                               error=gettext("This code withdrew from the study; it cannot "
+                                             "take part again.")), 409
     remember(exp, p)
     return _go("lab.flow", name)
 
@@ -194,6 +196,8 @@ def enter(name: str, platform_name: str):
         raise RecordingError(400, str(e)) from None
     p, _ = rec.start_participant(exp, identity=ident,
                                  user_agent=request.headers.get("User-Agent", ""))
+    if p.withdrawn_at is not None:
+        raise RecordingError(409, "you withdrew from this study and cannot take part again")
     remember(exp, p)
     return _go("lab.flow", name)
 
@@ -219,7 +223,7 @@ def flow(name: str):
     answered, total = rec.progress(p)
     if answered >= total:
         return _go("lab.done", name)
-    if answered == 0 and exp.practice and not _state(exp).get("p"):
+    if answered == 0 and int(_state(exp).get("p") or 0) < practice.count(exp):
         return _go("lab.instructions", name)
     return _go("lab.trial", name)
 
@@ -232,44 +236,44 @@ def consent(name: str):
     if request.method == "POST":
         if request.form.get("agree") != "yes":
             return render_template("consent.html", exp=exp, participant=p,
-                                   error="Please tick the box to agree, or close the page "
-                                         "to leave."), 400
+                                   error=gettext("Please tick the box to agree, or close "
+                                                 "the page to leave.")), 400
         rec.give_consent(p)
         return _go("lab.flow", name)
     return render_template("consent.html", exp=exp, participant=p, error=None)
 
 
-def practice_trial(exp: Experiment) -> tuple[str, list[str], int]:
-    """Return (query token, candidate tokens, true position) of the practice trial: one
-    image shown again among four others, so it teaches the task without showing the
-    answer to any real trial."""
-    rng = random.Random(f"practice:{exp.id}")
-    trials = db.session.execute(select(Trial.candidate_image_ids).where(
-        Trial.experiment_id == exp.id).order_by(Trial.position)).scalars().all()
-    pool = sorted({i for c in trials for i in json.loads(c)})
-    chosen = rng.sample(pool, 5)
-    true = rng.randrange(5)
-    toks = dict(db.session.execute(select(Image.id, Image.token).where(Image.id.in_(chosen))).all())
-    cands = [toks[i] for i in chosen]
-    return cands[true], cands, true
-
-
 @bp.route("/lab/<name>/instructions", methods=["GET", "POST"])
 def instructions(name: str):
+    """The instructions with the practice trials, one per page (server/practice.py); with
+    feedback on, the answer to each is shown before the next."""
     exp, p = _require(name)
     if (gate := _gate(name, p)) is not None:
         return gate
+    n = practice.count(exp)
+    done_k = int(_state(exp).get("p") or 0)
+    k = min(done_k, n - 1) if n else None
     feedback = None
-    q, cands, true = practice_trial(exp) if exp.practice else (None, [], None)
     if request.method == "POST":
+        if not n:
+            abort(400, "this experiment has no practice trials")
+        asked = request.form.get("k", str(k))
+        if asked not in {str(i) for i in range(n)}:
+            abort(400, f"practice trial must be one of 0..{n - 1}")
         choice = request.form.get("choice", "")
         if choice not in ("0", "1", "2", "3", "4"):
             abort(400, "choice must be one of the five candidates (1-5)")
-        _mark("p", 1)
-        feedback = "right" if int(choice) == true else "wrong"
+        k = int(asked)
+        _mark("p", max(done_k, k + 1))
+        if not exp.practice_feedback:
+            return _go("lab.instructions" if k + 1 < n else "lab.trial", name)
+        right, message = practice.feedback(exp, practice.trial(exp, k), int(choice))
+        feedback = {"right": right, "message": message, "more": k + 1 < n}
+    elif n and done_k >= n:
+        k = None  # practice done: the instructions with the start button
+    t = practice.trial(exp, k) if k is not None else None
     return render_template("instructions.html", exp=exp, participant=p, feedback=feedback,
-                           query=_img(q) if q else None, candidates=[_img(c) for c in cands],
-                           true_position=(true + 1) if feedback else None)
+                           practice=t, practice_total=n)
 
 
 @bp.get("/lab/<name>/trial")
@@ -332,3 +336,35 @@ def done(name: str):
     if exp.kiosk:
         forget()  # the next person at this computer starts afresh
     return page
+
+
+@bp.context_processor
+def _withdraw_link():
+    """Every lab page of a participant carries the link to withdraw."""
+    exp, p = getattr(g, "exp", None), getattr(g, "participant", None)
+    if exp is None or p is None or getattr(p, "withdrawn_at", None) is not None:
+        return {"withdraw_url": None}
+    return {"withdraw_url": url_for("lab.withdraw", name=exp.name)}
+
+
+@bp.route("/lab/<name>/withdraw", methods=["GET", "POST"])
+def withdraw(name: str):
+    """Withdrawal: GET asks for confirmation; POST (CSRF-protected) marks the participant
+    withdrawn (their answers leave every export and analysis), makes the browser forget
+    them, and says so, with the completion code of one who had finished (withdrawing
+    carries no penalty)."""
+    exp, p = _require(name)
+    if p is None:
+        raise RecordingError(403, "no participant in this browser session: nothing to "
+                                  "withdraw here")
+    answered, total = rec.progress(p)
+    if request.method == "GET":
+        return render_template("withdraw.html", exp=exp, participant=p, answered=answered)
+    if rec.withdraw(p):
+        db.session.add(AuditEntry(actor="participant", action="withdraw", experiment=exp.name,
+                                  subject=p.code, detail=f"{answered} of {total} answered"))
+        db.session.commit()
+    exit = exit_of(exp, p) if answered >= total else None
+    forget()
+    g.participant = None
+    return render_template("withdrawn.html", exp=exp, answered=answered, exit=exit)

@@ -14,22 +14,19 @@ from pathlib import Path
 
 from sqlalchemy import func, select
 
+from . import practice
 from .images import encode_image, reencode
 from .models import Experiment, Hit, Image, Participant, Response, Trial, db
 from .recruitment import REPEATS
+from .texts import LINE_TEXTS, MARKDOWN_TEXTS, check_language, check_texts
 
 SETTING_NAMES = ("consent_text", "trial_order", "repeats", "break_every", "practice",
                  "min_viewport_width", "min_viewport_height", "kiosk", "platform_settings",
                  "texts", "language", "practice_trials", "practice_feedback", "practice_images",
                  "seconds_per_trial")
 # The researcher's texts (Markdown), kept as JSON in experiments.texts; consent_text is
-# the consent.
-TEXT_NAMES = ("title", "researcher", "contact", "welcome", "instructions", "debriefing")
-DEFAULT_CONSENT = (
-    "You are invited to take part in a study on how people judge the similarity of images. "
-    "In each trial you will see one image and five candidates, and choose the candidate "
-    "that looks most like it. It takes about 10 to 20 minutes. Your answers are recorded "
-    "under a code, not your name, and you may stop at any time without giving a reason.")
+# the consent ('' = the default computed for the experiment by server/texts.py).
+TEXT_NAMES = LINE_TEXTS + MARKDOWN_TEXTS
 
 
 class LoadError(Exception):
@@ -203,16 +200,18 @@ def validate_settings(settings: dict) -> list[str]:
         else:
             problems += [f"unknown text {k!r} (one of {', '.join(TEXT_NAMES)})"
                          for k in t if k not in TEXT_NAMES]
-    if "language" in settings and not (isinstance(settings["language"], str)
-                                       and len(settings["language"]) <= 16):
-        problems.append("language must be a language code such as 'en' ('' = the browser's)")
+            problems += check_texts({k: v for k, v in t.items() if k in TEXT_NAMES})
+    if "consent_text" in settings:
+        problems += check_texts({}, consent=settings["consent_text"])
+    if "language" in settings:
+        problems += check_language(settings["language"])
     if "practice_trials" in settings and (not isinstance(settings["practice_trials"], int)
                                           or not 0 <= settings["practice_trials"] <= 10):
         problems.append("practice trials must be a number 0..10")
     if "practice_feedback" in settings and not isinstance(settings["practice_feedback"], bool):
         problems.append("practice feedback must be yes or no")
-    if "practice_images" in settings and not isinstance(settings["practice_images"], list):
-        problems.append("practice images must be a list")
+    if "practice_images" in settings:
+        problems += practice.check_sets(settings["practice_images"])
     spt = settings.get("seconds_per_trial")
     if spt is not None and (isinstance(spt, bool) or not isinstance(spt, int | float)
                             or not 0 < spt <= 600):
@@ -287,6 +286,8 @@ def load_experiment(path: Path, name: str | None = None, settings: dict | None =
     if problems:
         raise LoadError(problems)
     doc, root, problems = read_experiment_file(path)
+    if not problems and settings.get("practice_images"):
+        problems = practice.check_against_file(settings["practice_images"], doc)
     if problems:
         raise LoadError([f"{path.name}: {p}" for p in problems])
     sha = file_sha256(path)
@@ -294,6 +295,12 @@ def load_experiment(path: Path, name: str | None = None, settings: dict | None =
     outcome = "created"
     if existing is not None:
         if existing.file_sha256 == sha:
+            if settings.get("practice_images"):
+                problems = practice.check_loaded(existing, settings["practice_images"])
+                if problems:
+                    raise LoadError(problems + [
+                        "(the file is unchanged: load it under another --name to add "
+                        "practice images to a new copy)"])
             if settings:
                 apply_settings(existing, settings)
                 db.session.commit()
@@ -311,6 +318,9 @@ def load_experiment(path: Path, name: str | None = None, settings: dict | None =
         for k in ("platform_settings", "texts", "practice_images"):
             kept[k] = json.loads(getattr(existing, k) or "{}")
         settings = {**kept, **settings}
+        if not settings.get("practice_images") \
+                or practice.check_against_file(settings["practice_images"], doc):
+            settings["practice_images"] = []  # the new file lacks the kept practice images
         # The new rows are inserted before the old ones are deleted (old name moved aside),
         # so that no row id is ever reused: the servers cache trials' image tokens by id.
         existing.name = f"{name}~replaced~{existing.id}"
@@ -319,12 +329,14 @@ def load_experiment(path: Path, name: str | None = None, settings: dict | None =
 
     images = doc["images"]
     used = {t["query"] for t in doc["trials"]} | {c for t in doc["trials"] for c in t["candidates"]}
-    size = _image_size([(root / im["path"]).resolve() for im in images if im["id"] in used])
+    in_trials = set(used)
+    used |= {x for s in settings.get("practice_images") or [] for x in s}
+    size = _image_size([(root / im["path"]).resolve() for im in images if im["id"] in in_trials])
     exp = Experiment(name=name, source_path=str(path), file_sha256=sha, seed=doc.get("seed"),
                      design=json.dumps(doc.get("design", {}), sort_keys=True),
                      feature_sets=json.dumps(sorted(doc.get("feature_sets", []))),
                      image_width=size[0], image_height=size[1],
-                     consent_text=DEFAULT_CONSENT, trial_order="random", repeats="none",
+                     consent_text="", trial_order="random", repeats="none",
                      break_every=0, practice=True)
     apply_settings(exp, settings)
     db.session.add(exp)

@@ -11,6 +11,10 @@
   var buttons = Array.prototype.slice.call(form.querySelectorAll("button.candidate"));
   var imgs = Array.prototype.slice.call(form.querySelectorAll("img"));
   var shownAt = null, sent = false;
+  // The page's language: the messages come translated from the server's catalogue.
+  function msg(name, fallback) {
+    return (script && script.getAttribute("data-msg-" + name)) || fallback;
+  }
 
   // Once per participant: the viewport and screen size, for the analysis of who saw what.
   var screenUrl = script ? script.getAttribute("data-screen") : "";
@@ -52,14 +56,16 @@
       if (r.ok) return r.json().then(function (j) { say(""); location.replace(j.redirect); });
       if (r.status >= 400 && r.status < 500 && r.status !== 408 && r.status !== 429) {
         return r.json().catch(function () { return {}; }).then(function (j) {
-          say("This answer was not accepted: " + (j.error || ("HTTP " + r.status)) + ". Reload the page to continue.", true);
+          say(msg("rejected", "This answer was not accepted: %s. Reload the page to continue.")
+              .replace("%s", j.error || ("HTTP " + r.status)), true);
         });
       }
       throw new Error("HTTP " + r.status);
     }).catch(function () {
       var wait = Math.min(10000, 300 * Math.pow(2, attempt));
-      say("The connection to the server is lost. Your answer is kept and will be sent again in "
-          + (wait / 1000).toFixed(1) + " s (attempt " + (attempt + 1) + ").", true);
+      say(msg("lost", "The connection to the server is lost. Your answer is kept and will be "
+              + "sent again in %s s (attempt %d).")
+          .replace("%s", (wait / 1000).toFixed(1)).replace("%d", String(attempt + 1)), true);
       setTimeout(function () { post(body, attempt + 1); }, wait);
     });
   }
@@ -97,4 +103,6 @@
     var k = parseInt(e.key, 10);
     if (k >= 1 && k <= 5) { e.preventDefault(); answer(k - 1); }
   });
+  // Keys work from here on (a test waits for this before pressing one).
+  form.setAttribute("data-ready", "1");
 })();
