@@ -223,7 +223,11 @@ def flow(name: str):
     answered, total = rec.progress(p)
     if answered >= total:
         return _go("lab.done", name)
-    if answered == 0 and int(_state(exp).get("p") or 0) < practice.count(exp):
+    state = _state(exp)
+    if answered == 0 and (int(state.get("p") or 0) < practice.count(exp) or (
+            not practice.count(exp) and exp.text("instructions") and not state.get("i"))):
+        # Without practice, the instructions are shown once only where the researcher
+        # wrote some (the trial page itself says what to do).
         return _go("lab.instructions", name)
     return _go("lab.trial", name)
 
@@ -271,6 +275,8 @@ def instructions(name: str):
         feedback = {"right": right, "message": message, "more": k + 1 < n}
     elif n and done_k >= n:
         k = None  # practice done: the instructions with the start button
+    elif not n:
+        _mark("i", 1)
     t = practice.trial(exp, k) if k is not None else None
     return render_template("instructions.html", exp=exp, participant=p, feedback=feedback,
                            practice=t, practice_total=n)

@@ -306,6 +306,22 @@ def test_builtin_practice_and_no_feedback(client):
         assert r.headers["Location"].endswith("/trial" if k == 2 else "/instructions")
 
 
+def test_instructions_without_practice(client):
+    """With practice off, the researcher's instructions are still shown once."""
+    _set(client.application, "small", practice=False)
+    _start(client, "small")
+    assert client.get("/lab/small/go").headers["Location"].endswith("/trial")
+    _set(client.application, "small", texts={"instructions": "Trust your *eyes*."})
+    c = client.application.test_client()
+    _start(c, "small")
+    assert c.get("/lab/small/go").headers["Location"].endswith("/instructions")
+    page = c.get("/lab/small/instructions").get_data(as_text=True)
+    assert "Trust your <em>eyes</em>." in page and 'id="begin"' in page
+    assert "<form" not in page.split('id="instructions"')[1]  # no practice trial
+    assert c.get("/lab/small/go").headers["Location"].endswith("/trial")
+    assert lab_post(c, "/lab/small/instructions", {"choice": "0"}).status_code == 400
+
+
 def test_language_by_setting_and_by_browser(client):
     de = {"Accept-Language": "de-DE,de;q=0.9,en;q=0.5"}
     page = client.get("/lab/small/", headers=de).get_data(as_text=True)
