@@ -103,8 +103,9 @@ def test_a_publish_whose_answer_was_lost_is_finished_by_rerunning(stack, tmp_pat
     assert f"Published study {study['id']}." in out
     (again,) = stack.state()["studies"]
     assert again["status"] == "ACTIVE"
-    out = stack.publish("exp")                                   # and once more: nothing new
-    assert "already published (ACTIVE)" in out
+    out = stack.publish("exp", "--screen-failed-catch")          # once more: nothing new,
+    assert "already published (ACTIVE)" in out                   # and the codes it has
+    assert "failed catch trial" not in out
     assert len(stack.state()["studies"]) == 1
 
 

@@ -100,6 +100,15 @@ def test_prolific_dry_run(stack_factory, clock, browser, artifacts_dir, tmp_path
     assert "0 mismatch(es)." in out
     assert "Participants: 16 awaiting-review, 2 returned, 2 timed-out." in out
 
+    # A returned participant's later answers are refused: they would never count.
+    gone = people["PRETURN0"]
+    page = gone.http.get(f"{stack.server_url}/lab/exp/trial", timeout=10)
+    from .conftest import forms, forms_csrf
+    action, fields = forms(page.text)["trial-form"]
+    r = gone.http.post(stack.server_url + action, timeout=10, data={
+        "n": fields["n"], "choice": "1", "csrf_token": forms_csrf(page.text)})
+    assert r.status_code == 409 and "closed (status returned)" in r.text
+
     out = stack.ok("review", "exp")
     assert "16 submission(s)." in out
     assert out.count("catch 0/1") == 2 and out.count("catch 1/1") == 14

@@ -8,7 +8,7 @@ from server import recruitment as r
 
 
 def test_registry_and_tables():
-    assert list(r.PLATFORMS) == ["lab", "simulated", "mturk", "panel"]
+    assert list(r.PLATFORMS) == ["lab", "simulated", "mturk", "panel", "prolific"]
     assert list(r.ENVIRONMENTS) == ["lab", "simulated", "local-sandbox", "sandbox", "production"]
     assert [e for e, v in r.ENVIRONMENTS.items() if v.rehearsal] == ["local-sandbox", "sandbox"]
     assert r.STATUSES["mturk"] == ("accepted", "submitted", "approved", "rejected",
@@ -18,7 +18,7 @@ def test_registry_and_tables():
     mturk = r.platform("mturk")
     assert all(r.supports(mturk, op) for op in r.REQUESTER_OPERATIONS)
     assert not any(r.supports(r.platform("lab"), op) for op in r.REQUESTER_OPERATIONS)
-    for bad in (lambda: r.platform("prolific"), lambda: r.environment("staging"),
+    for bad in (lambda: r.platform("qualtrics"), lambda: r.environment("staging"),
                 lambda: r.check_status("mturk", "finished"),
                 lambda: r.check_status("lab", "submitted"), lambda: r.check_repeats("twice"),
                 lambda: r.supports(mturk, "teleport"),

@@ -121,6 +121,9 @@ def make_plan(experiment, client: Client, *, base_url: str, places: int, reward_
         raise PublishError("; ".join(problems))
     completed = _code(experiment.name, "completed")
     failed = _code(experiment.name, "failed") if screen_failed_catch else None
+    rec = recorded(experiment, client.api_url)
+    if rec is not None:   # a rerun: the study keeps the codes it was made with
+        completed, failed = rec.completion_code, rec.failed_code
     codes = [shapes.completion_code(completed)]
     if failed:
         codes.append(shapes.completion_code(failed, "FAILED_ATTENTION_CHECK"))
