@@ -10,6 +10,7 @@ input is safer than one that emits it and a sanitiser that cleans it afterwards.
 from __future__ import annotations
 
 import math
+import statistics
 
 from flask import g, has_request_context, request
 from flask_babel import Babel, get_locale, gettext, ngettext
@@ -17,15 +18,19 @@ from markdown_it import MarkdownIt
 from markupsafe import Markup
 from sqlalchemy import func, select
 
-from .models import Experiment, Trial, db
+from .models import Experiment, Participant, Response, Trial, db
 
 # The languages of the message catalogue: "en" is the source language of the strings.
 LANGUAGES = ("en", "de")
-# The time one five-choice trial takes, in seconds, when the researcher gives none
-# (--seconds-per-trial). An estimate (looking at six images and clicking one, with the
-# pauses between pages), not yet measured on the platform's own answers: set it from
-# the analysis' median response time once a pilot has run.
+# The time one five-choice trial takes, in seconds, before anything is measured: an
+# estimate (looking at six images and clicking one, with the pauses between pages). Once
+# an experiment has MEASURE_MIN_INTERVALS answer-to-answer intervals from participants
+# who finished, its own median is used instead (`seconds_per_trial`); the researcher's
+# --seconds-per-trial wins over both.
 SECONDS_PER_TRIAL = 8.0
+MEASURE_MIN_INTERVALS = 20
+# An interval longer than this is a break, not a trial.
+MEASURE_MAX_INTERVAL_S = 300.0
 # Reading the welcome, consent and instructions pages and the practice, in seconds.
 READING_SECONDS = 120
 # Single-line texts (shown in headings) and the Markdown texts the researcher may write;
@@ -83,11 +88,38 @@ def trial_counts(exp: Experiment) -> tuple[int, int]:
     return int(n), int(catch)
 
 
+def measured_seconds_per_trial(exp: Experiment) -> float | None:
+    """Return the median time between consecutive answers of the experiment's finished,
+    not withdrawn participants (seconds; intervals over MEASURE_MAX_INTERVAL_S are breaks
+    and left out), or None with fewer than MEASURE_MIN_INTERVALS intervals."""
+    rows = db.session.execute(
+        select(Response.participant_id, Response.received_at)
+        .join(Participant, Participant.id == Response.participant_id)
+        .where(Participant.experiment_id == exp.id, Participant.completed_at.is_not(None),
+               Participant.withdrawn_at.is_(None))
+        .order_by(Response.participant_id, Response.received_at)).all()
+    gaps = [(b.received_at - a.received_at).total_seconds()
+            for a, b in zip(rows, rows[1:]) if a.participant_id == b.participant_id]
+    gaps = [x for x in gaps if 0 < x <= MEASURE_MAX_INTERVAL_S]
+    return statistics.median(gaps) if len(gaps) >= MEASURE_MIN_INTERVALS else None
+
+
+def seconds_per_trial(exp: Experiment) -> tuple[float, str]:
+    """Return (seconds one trial takes, where that figure comes from): the researcher's
+    setting, else the experiment's measured median, else SECONDS_PER_TRIAL."""
+    if exp.seconds_per_trial:
+        return float(exp.seconds_per_trial), "set by the researcher"
+    measured = measured_seconds_per_trial(exp)
+    if measured is not None:
+        return measured, "measured on this experiment's answers"
+    return SECONDS_PER_TRIAL, "the default estimate"
+
+
 def minutes(exp: Experiment, trials: int | None = None) -> int:
     """Return the whole minutes the study takes: its trials (or `trials`) times the
-    experiment's seconds per trial (default SECONDS_PER_TRIAL), plus the reading."""
+    seconds per trial (`seconds_per_trial`), plus the reading."""
     n = trial_counts(exp)[0] if trials is None else trials
-    spt = exp.seconds_per_trial or SECONDS_PER_TRIAL
+    spt, _ = seconds_per_trial(exp)
     return max(1, math.ceil((n * spt + READING_SECONDS) / 60))
 
 

@@ -68,7 +68,7 @@ def test_dry_run_prints_the_study_and_cost_and_creates_nothing(stack, tmp_path):
     stack.load(write_experiment(tmp_path / "s", [6]), "exp")
     out = stack.publish("exp", "--dry-run", "--screen-failed-catch")
     assert "Cost: 5 places x 1.50 = 7.50 rewards + 2.50 service fee (33.3 %) = 10.00" in out
-    assert "5 places, 4 min estimated, desktop only" in out     # 6 x 10 s + 3 min
+    assert "5 places, 3 min estimated, desktop only" in out     # 6 x 8 s + 120 s reading
     assert "PROLIFIC_PID={{%PROLIFIC_PID%}}&STUDY_ID={{%STUDY_ID%}}&SESSION_ID={{%SESSION_ID%}}" in out
     assert "failed catch trial F" in out and "Dry run: nothing was created." in out
     assert stack.state()["studies"] == []
@@ -81,7 +81,7 @@ def test_the_study_has_the_experiment_settings(stack, tmp_path):
         [{"filter_id": "approval_rate", "selected_range": {"lower": 95, "upper": 100}}]))
     stack.publish("exp", "--screen-failed-catch", "--filters", str(tmp_path / "filters.json"))
     (study,) = stack.state()["studies"]
-    assert study["estimated_completion_time"] == 6               # 2 x 90 s + 3 min
+    assert study["estimated_completion_time"] == 5     # ceil((2 x 90 s + 120 s reading) / 60)
     assert study["device_compatibility"] == ["desktop"]
     assert study["filters"][0]["filter_id"] == "approval_rate"
     assert [c["code_type"] for c in study["completion_codes"]] == ["COMPLETED",

@@ -6,23 +6,16 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 
-from ...models import Trial, db
+from ...models import db
 from ..deployment import deployment_id
 from . import shapes
 from .client import Client
 from .models import ProlificStudy
-
-# Seconds per trial when the experiment does not set `seconds_per_trial`: an assumed
-# figure (a look-alike judgement among five pictures with a click), not a measurement;
-# the estimated time also adds OVERHEAD_MINUTES for consent, instructions and practice.
-DEFAULT_SECONDS_PER_TRIAL = 10.0
-OVERHEAD_MINUTES = 3
 
 
 class PublishError(ValueError):
@@ -77,12 +70,11 @@ def parse_money(text: str) -> int:
 
 
 def estimated_minutes(experiment) -> int:
-    """Return the estimated completion time in minutes: the experiment's trials times its
-    seconds per trial (DEFAULT_SECONDS_PER_TRIAL when unset), plus OVERHEAD_MINUTES."""
-    trials = db.session.execute(select(func.count()).select_from(Trial).where(
-        Trial.experiment_id == experiment.id)).scalar_one()
-    spt = experiment.seconds_per_trial or DEFAULT_SECONDS_PER_TRIAL
-    return max(1, math.ceil(trials * spt / 60 + OVERHEAD_MINUTES))
+    """Return the estimated completion time in minutes, as the participant pages state it
+    (server.texts.minutes: trials times the seconds per trial — the researcher's, else
+    measured on the experiment's answers, else the default — plus the reading)."""
+    from ...texts import minutes
+    return minutes(experiment)
 
 
 def _code(experiment_name: str, kind: str) -> str:
