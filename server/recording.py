@@ -185,7 +185,10 @@ def start_participant(experiment: Experiment, code: str | None = None, populatio
             .order_by(Participant.attempt.desc()).limit(1)).scalar_one_or_none()
         attempt = 1
         if latest is not None:
-            if latest.completed_at is None:
+            # A link participant (panel, Prolific) who finished and opens the link
+            # again gets the completion page (with their code) back, not a refusal.
+            if latest.completed_at is None or (identity is not None
+                                               and experiment.repeats != "allow"):
                 return latest, False
             if experiment.repeats != "allow":
                 raise RecordingError(409, f"participant code {code!r} has already taken part "

@@ -172,6 +172,13 @@ def test_the_study_url_admits_only_this_experiments_study_once_per_person(stack,
     r = p.http.get(base, params={"PROLIFIC_PID": "PONCE", "STUDY_ID": sid,
                                  "SESSION_ID": "OTHERSESSION1"}, timeout=10)
     assert r.status_code == 409 and "already taken part" in r.text
+    # The same session's link again (the tab was closed before the exit link): the
+    # completion page with the same code, no second participant.
+    again = requests.get(base, params={"PROLIFIC_PID": "PONCE", "STUDY_ID": sid,
+                                       "SESSION_ID": p.submission}, timeout=10)
+    assert again.status_code == 200 and "completion-code" in again.text
+    code = page.text.split('id="completion-code">')[1].split("<")[0]
+    assert f'id="completion-code">{code}<' in again.text
 
 
 def test_emulate_listens_on_this_machine_only(stack):

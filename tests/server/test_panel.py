@@ -77,10 +77,14 @@ def test_panel_participant_over_http(app):
                 p.submission_status, p.code) == ("s-123", "SONA", "production", "recorded",
                                                  "panel:s-123")
         assert p.completed_at is not None and len(p.responses) == 6
-    # The same panel id again: once per person (the default repeat policy).
+    # The same panel id again (once per person, the default repeat policy): no second
+    # participant; the link brings back the completion page with the code.
     c2 = app.test_client()
-    r = c2.get("/lab/small/via/panel?survey_id=s-123")
-    assert r.status_code == 409 and "already taken part" in r.get_data(as_text=True)
+    r = c2.get("/lab/small/via/panel?survey_id=s-123", follow_redirects=True)
+    assert r.status_code == 200 and 'id="completion-code">PANEL42<' in r.get_data(as_text=True)
+    with app.app_context():
+        assert db.session.execute(select(db.func.count(Participant.id)).where(
+            Participant.platform == "panel")).scalar_one() == 1
     # Without a redirect the page shows the code and sends nowhere.
     _set_panel(app, redirect=None)
     c3 = app.test_client()
