@@ -52,9 +52,16 @@
     if (t) t.textContent = data.time;
   }
 
+  // A poll that never gets an answer (a dropped connection under load) would end its
+  // loop for good: every request gives up after FETCH_TIMEOUT_MS and the loop retries.
+  var FETCH_TIMEOUT_MS = 15000;
   function getJSON(url) {
-    return fetch(url, { credentials: "same-origin", headers: { Accept: "application/json" } })
-      .then(function (r) { if (!r.ok) throw new Error(r.status); return r.json(); });
+    var ctl = new AbortController();
+    var timer = setTimeout(function () { ctl.abort(); }, FETCH_TIMEOUT_MS);
+    return fetch(url, { credentials: "same-origin", headers: { Accept: "application/json" },
+                        signal: ctl.signal })
+      .then(function (r) { if (!r.ok) throw new Error(r.status); return r.json(); })
+      .finally(function () { clearTimeout(timer); });
   }
 
   var cells = document.getElementById("cells");
