@@ -1,14 +1,32 @@
-"""Plain DBAPI statements for the answer path, on the Flask-SQLAlchemy session's own
-connection and transaction (SQLite or psycopg 3). SQLAlchemy's statement machinery costs
-about a millisecond per statement; the recording path runs a handful per answer, so it
-speaks SQL directly here. Every statement is written with `?` placeholders."""
+"""Plain DBAPI statements for the answer path (SQLite or psycopg 3). SQLAlchemy's
+statement machinery costs about a millisecond per statement; the recording path runs a
+handful per answer, so it speaks SQL directly here. Every statement is written with `?`
+placeholders.
+
+Where the statements run:
+- In the answer routes (ANSWER_ENDPOINTS), on a pooled DBAPI connection the request
+  borrows from the engine's pool at its first statement and gives back at its end
+  (`release`), without an ORM Session: the Session's set-up, connection bookkeeping and
+  close were about a fifth of an answer's CPU. The pool's check-out events still apply
+  (SQLite pragmas on connect, the idle ping of database.py), and its check-in rolls back
+  whatever the request left uncommitted.
+- Everywhere else (pages, commands, tests), on the Flask-SQLAlchemy session's own
+  connection and transaction, so that the statements see the ORM's pending work.
+"""
 from __future__ import annotations
 
 import contextlib
 import threading
 from datetime import UTC, datetime
 
+from flask.globals import _cv_request
+from sqlalchemy import exc as sa_exc
+
 from .models import db
+
+# The routes that record an answer: everything they read and write goes through here.
+ANSWER_ENDPOINTS = frozenset(("api.answer", "lab.answer", "mturk_worker.answer"))
+_ENVIRON_KEY = "tll.dbapi"
 
 
 def is_sqlite() -> bool:
@@ -24,31 +42,106 @@ def sql(statement: str) -> str:
     return statement if _is_sqlite() else statement.replace("?", "%s")
 
 
+def _borrowed():
+    """Return the pooled connection of this answer request (borrowed at the first call),
+    or None outside the answer routes."""
+    ctx = _cv_request.get(None)
+    if ctx is None:
+        return None
+    environ = ctx.request.environ
+    conn = environ.get(_ENVIRON_KEY)
+    if conn is None:
+        if ctx.request.endpoint not in ANSWER_ENDPOINTS:
+            return None
+        dbapi = db.engine.dialect.dbapi
+        try:
+            conn = environ[_ENVIRON_KEY] = db.engine.raw_connection()
+        except dbapi.Error as e:  # the pool's connect raises the driver's own errors
+            raise sa_exc.DBAPIError.instance("connect", None, e, dbapi.Error,
+                                             connection_invalidated=True) from e
+    return conn
+
+
+def release(exc: BaseException | None = None) -> None:
+    """Give this request's borrowed connection back to the pool (its check-in rolls back
+    anything uncommitted); one that failed at the database level is discarded instead.
+    Registered as a teardown_request hook."""
+    ctx = _cv_request.get(None)
+    if ctx is None:
+        return
+    conn = ctx.request.environ.pop(_ENVIRON_KEY, None)
+    if conn is None:
+        return
+    if getattr(conn, "_tll_broken", False):
+        conn.invalidate()
+    else:
+        conn.close()
+
+
+def _connection():
+    conn = _borrowed()
+    if conn is not None:
+        return conn.driver_connection
+    return db.session.connection().connection.driver_connection
+
+
 def cursor():
-    """Return a DBAPI cursor on the session's connection (inside its transaction)."""
-    return db.session.connection().connection.driver_connection.cursor()
+    """Return a DBAPI cursor: on the answer request's borrowed connection, else on the
+    session's connection (inside its transaction)."""
+    return _connection().cursor()
 
 
 def execute(statement: str, params: tuple = ()):
-    """Execute `statement` (with ? placeholders) in the session's transaction; return the
-    cursor."""
+    """Execute `statement` (with ? placeholders); return the cursor."""
     cur = cursor()
-    cur.execute(sql(statement), params)
+    try:
+        cur.execute(sql(statement), params)
+    except db.engine.dialect.dbapi.OperationalError as e:
+        raise operational(e, statement) from e
     return cur
 
 
+def operational(e: Exception, statement: str = "") -> Exception:
+    """Return the DBAPI OperationalError `e` as SQLAlchemy's (what the error handler
+    turns into a 503), marking the borrowed connection for discarding when the database
+    went away."""
+    conn = _borrowed()
+    dead = db.engine.dialect.is_disconnect(e, conn.driver_connection if conn else None, None)
+    if conn is not None:
+        conn._tll_broken = True  # a failed connection is never reused
+    return sa_exc.DBAPIError.instance(statement, None, e, db.engine.dialect.dbapi.Error,
+                                      connection_invalidated=dead)
+
+
 def commit() -> None:
-    """Commit the session's transaction. With nothing pending in the ORM (the answer
-    path writes through `execute` only) the DBAPI connection commits directly: the
-    Session's own commit (flush, expiry, transaction bookkeeping) cost about 6 % of an
-    answer's CPU. The Session still holds the connection and releases it at the end of
-    the request as before (its rollback then finds nothing to undo). The durability is
-    the driver's commit either way."""
-    s = db.session
-    if s.new or s.dirty or s.deleted:
-        s.commit()
+    """Commit the answer request's connection, or the session's transaction. With nothing
+    pending in the ORM (the answer path writes through `execute` only) the session's
+    DBAPI connection commits directly: the Session's own commit (flush, expiry,
+    transaction bookkeeping) cost about 6 % of an answer's CPU. The durability is the
+    driver's commit either way."""
+    conn = _borrowed()
+    if conn is None:
+        s = db.session
+        if s.new or s.dirty or s.deleted:
+            s.commit()
+            return
+        conn = s.connection().connection
+    try:
+        conn.driver_connection.commit()
+    except db.engine.dialect.dbapi.OperationalError as e:
+        raise operational(e, "COMMIT") from e
+
+
+def rollback() -> None:
+    """Roll back the answer request's connection, or the session."""
+    conn = _borrowed()
+    if conn is None:
+        db.session.rollback()
         return
-    s.connection().connection.driver_connection.commit()
+    try:
+        conn.driver_connection.rollback()
+    except db.engine.dialect.dbapi.Error:
+        conn._tll_broken = True
 
 
 def dbapi_errors():

@@ -23,9 +23,9 @@ API
   `candidates` are opaque image tokens (candidates in the trial's recorded order) and
   `next` is the following unanswered trial's tokens (for preloading) or None.
 - `trial_view(participant, n) -> dict`: the same for position `n`.
-- `record_answer(participant, n, choice, rt_ms=None) -> (Answer | Response, created)`:
+- `record_answer(participant, n, choice, rt_ms=None) -> (Answer, created)`:
   validates `n` (in the sequence) and `choice` (0..4), commits before returning;
-  a repeated answer for the same trial stores nothing and returns the stored Response
+  a repeated answer for the same trial stores nothing and returns the stored answer
   with `created=False`. Raises RecordingError (status, reason) on bad input.
 """
 from __future__ import annotations
@@ -35,6 +35,7 @@ import math
 import random
 import secrets
 import time
+from datetime import datetime
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError, OperationalError
@@ -471,10 +472,17 @@ def _check_open(platform: str, status: str) -> None:
                                   "longer recorded; accept the task again to take part")
 
 
-def _existing(participant_id: int, trial_id: int) -> Response | None:
-    return db.session.execute(select(Response).where(
-        Response.participant_id == participant_id,
-        Response.trial_id == trial_id)).scalar_one_or_none()
+def _existing(participant_id: int, trial_id: int) -> Answer | None:
+    row = fastsql.execute(
+        "SELECT id, participant_id, trial_id, trial_order, chosen_index, rt_ms, received_at "
+        "FROM responses WHERE participant_id = ? AND trial_id = ?",
+        (participant_id, trial_id)).fetchone()
+    if row is None:
+        return None
+    row = list(row)
+    if isinstance(row[6], str):  # SQLite's text timestamp (naive UTC), as the ORM reads it
+        row[6] = datetime.fromisoformat(row[6])
+    return Answer(*row)
 
 
 class Answer:
@@ -497,10 +505,10 @@ class Answer:
         return db.session.get(Trial, self.trial_id)
 
 
-def record_answer(participant: Participant, n, choice, rt_ms=None) -> tuple[Answer | Response, bool]:
+def record_answer(participant: Participant, n, choice, rt_ms=None) -> tuple[Answer, bool]:
     """Store the answer `choice` (0-based position) to trial position `n` and commit;
-    return (answer, created): an `Answer` when stored now, the stored Response with
-    created=False for a repeat (both have the row's columns and `trial`)."""
+    return (answer, created): an `Answer` (the row's columns and `trial`), stored now
+    (created=True) or stored before for a repeat (created=False, the stored choice)."""
     n = check_position(participant, n)
     choice = _check_choice(choice)
     rt = _check_rt(rt_ms)
@@ -548,19 +556,21 @@ def record_answer(participant: Participant, n, choice, rt_ms=None) -> tuple[Answ
                             "AND completed_at IS NULL"), (fastsql.dt_param(now), pid))
                     fastsql.commit()
                 except BaseException:
-                    db.session.rollback()  # release SQLite's lock before the Python one
+                    fastsql.rollback()  # release SQLite's lock before the Python one
                     raise
             break
         except (IntegrityError, integrity_error):
-            db.session.rollback()
+            fastsql.rollback()
             old = _existing(pid, trial_id)
             if old is None:
                 raise RecordingError(404, "unknown participant or trial") from None
             return old, False
-        except (OperationalError, operational_error):
+        except (OperationalError, operational_error) as e:
             # SQLite under heavy concurrent writing: wait and try again.
-            db.session.rollback()
+            fastsql.rollback()
             if attempt == 4:
+                if isinstance(e, operational_error):
+                    raise fastsql.operational(e) from e
                 raise
             time.sleep(0.05 * (attempt + 1))
     if completes and isinstance(participant, Participant):
