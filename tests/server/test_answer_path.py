@@ -1,0 +1,109 @@
+"""The answer path's shortcuts keep its behaviour: the three answer routes (JSON API, lab
+form, MTurk worker form) run on a pooled DBAPI connection of their own, never through the
+ORM Session, and give it back; the form answers get exactly the security headers Talisman
+gives them (computed once per endpoint, then copied) while skipping Limiter's hooks."""
+from __future__ import annotations
+
+from urllib.parse import urlencode
+
+from server import recording as rec
+from server.models import Hit, Participant, Response, db
+from tests.server.conftest import lab_post
+
+SECURITY_HEADERS = ("Content-Security-Policy", "X-Frame-Options", "X-Content-Type-Options",
+                    "Referrer-Policy", "Permissions-Policy", "Strict-Transport-Security")
+
+
+def _security(resp) -> dict:
+    return {k: resp.headers.get(k) for k in SECURITY_HEADERS}
+
+
+def _no_session(monkeypatch):
+    """Make any use of the ORM Session's connection fail loudly."""
+    from sqlalchemy.orm import Session
+
+    def refuse(self, *a, **k):
+        raise AssertionError("the answer path used the ORM Session")
+    monkeypatch.setattr(Session, "connection", refuse)
+
+
+def _pool_idle(app) -> int:
+    with app.app_context():
+        return db.engine.pool.checkedout()
+
+
+def test_api_answers_without_the_session_and_give_the_connection_back(app, monkeypatch):
+    c = app.test_client()
+    tok = c.post("/api/v1/experiments/small/participants",
+                 json={"consent": True, "code": "FAST1"}).get_json()["participant"]
+    before = _pool_idle(app)
+    _no_session(monkeypatch)
+    r = c.post(f"/api/v1/participants/{tok}/answers", json={"n": 1, "choice": 3, "rt_ms": 812})
+    assert r.status_code == 201, r.get_data(as_text=True)
+    first = r.get_json()
+    assert first["stored"] and not first["duplicate"] and first["answered"] == 1
+    # The repeat returns the stored answer (read back over the same connection).
+    again = c.post(f"/api/v1/participants/{tok}/answers", json={"n": 1, "choice": 0})
+    assert again.status_code == 200
+    assert again.get_json()["duplicate"] and again.get_json()["choice"] == 3
+    assert again.get_json()["received_at"] == first["received_at"]
+    # Refused input and an answer ahead of the next open trial leave nothing borrowed.
+    assert c.post(f"/api/v1/participants/{tok}/answers", json={"n": 3, "choice": 1}
+                  ).status_code == 409
+    assert c.post(f"/api/v1/participants/{tok}/answers", json={"n": 2, "choice": 9}
+                  ).status_code == 400
+    monkeypatch.undo()
+    assert _pool_idle(app) == before
+    with app.app_context():
+        rows = db.session.execute(db.select(Response.trial_order, Response.chosen_index, Response.rt_ms)
+                                  .join(Participant).where(Participant.token == tok)).all()
+    assert [tuple(r) for r in rows] == [(1, 3, 812.0)]
+
+
+def test_lab_form_answer_headers_are_talismans_and_skip_the_session(app, monkeypatch):
+    c = app.test_client()
+    assert lab_post(c, "/lab/small/start", {"code": "FAST2"}).status_code == 303
+    lab_post(c, "/lab/small/consent", {"agree": "yes"})
+    page = c.get("/lab/small/trial")
+    assert page.status_code == 200, page.headers.get("Location")
+    _no_session(monkeypatch)
+    answers = [lab_post(c, "/lab/small/answer", {"n": str(n), "choice": "1"}) for n in (1, 2)]
+    monkeypatch.undo()
+    assert [a.status_code for a in answers] == [303, 303]
+    # The same headers as Talisman sets on the lab's pages, on the first answer and the next.
+    expected = _security(page)
+    assert expected["Content-Security-Policy"] and expected["X-Frame-Options"] == "DENY"
+    assert [_security(a) for a in answers] == [expected, expected]
+    # CSRF still guards the lab form answer.
+    assert c.post("/lab/small/answer", data={"n": "3", "choice": "1"}).status_code == 400
+    with app.app_context():
+        p = db.session.execute(db.select(Participant).where(Participant.code == "FAST2")).scalar_one()
+        assert rec.progress(p)[0] == 2
+
+
+def test_mturk_form_answer_keeps_the_worker_pages_frame_policy(app, monkeypatch):
+    with app.app_context():
+        exp = rec.get_experiment("small")
+        db.session.add(Hit(experiment_id=exp.id, key="h0001", mturk_hit_id="H1",
+                           environment="sandbox", max_assignments=5))
+        db.session.commit()
+    c = app.test_client()
+    q = urlencode({"assignmentId": "A1", "hitId": "H1", "workerId": "W1",
+                   "turkSubmitTo": "https://workersandbox.mturk.com"})
+    page = c.get(f"/mturk/task/small/h0001?{q}")
+    assert page.status_code == 200
+    with app.app_context():
+        tok = db.session.execute(db.select(Participant.token).where(
+            Participant.assignment_id == "A1")).scalar_one()
+    _no_session(monkeypatch)
+    # The HIT's first trial, then the same again (a repeat: stored once, same reply).
+    answers = [c.post(f"/mturk/task/small/h0001/answer?p={tok}&{q}",
+                      data={"n": "1", "choice": "2"}) for _ in range(2)]
+    monkeypatch.undo()
+    assert [a.status_code for a in answers] == [303, 303]
+    for a in answers:
+        h = _security(a)
+        assert "https://workersandbox.mturk.com" in h["Content-Security-Policy"]
+        assert "frame-ancestors 'none'" not in h["Content-Security-Policy"]
+        assert h["X-Frame-Options"] is None and h["X-Content-Type-Options"] == "nosniff"
+    assert _security(answers[0]) == _security(answers[1])
