@@ -4,10 +4,12 @@ and handed to `app(environ, start_response)` one after the other in this process
 process's CPU time (user + system, fsync included) is divided by the answers. The same is
 done for the floor (the trivial app of bench_server.py). Steadier than the HTTP benchmark
 on a shared machine, since only this process's own CPU time counts; compare trees by
-running it in each.
+running it in each. Where other work loads the machine, CPU times still drift by tens of
+per cent; the Python function calls per answer (counted by cProfile over one more play)
+do not, and say whether a change removed work.
 
     .venv/bin/python benchmarks/bench_answer_cpu.py [--participants 20] [--trials 30]
-        [--database sqlite|postgresql] [--repeat 3]
+        [--database sqlite|postgresql] [--repeat 3] [--profile N]
 """
 from __future__ import annotations
 
@@ -98,8 +100,10 @@ def _play(app, environs: list[dict], expect: int) -> tuple[float, float]:
 SORT = os.environ.get("TLL_PROFILE_SORT", "tottime")
 
 
-def _profiled(app, environs: list, expect: int, top: int) -> str:
-    """Return cProfile's table of the `top` functions by own time over one play."""
+def _profiled(app, environs: list, expect: int, top: int) -> tuple[float, str]:
+    """Return (Python function calls per answer, cProfile's table of the `top` functions
+    by own CPU time) over one play. The call count does not depend on the machine's
+    load: it compares trees where CPU times are too noisy to."""
     import cProfile
     import pstats
 
@@ -108,8 +112,11 @@ def _profiled(app, environs: list, expect: int, top: int) -> str:
     _play(app, environs, expect)
     prof.disable()
     out = io.StringIO()
-    pstats.Stats(prof, stream=out).sort_stats(SORT).print_stats(top)
-    return out.getvalue()
+    stats = pstats.Stats(prof, stream=out)
+    calls = stats.total_calls / len(environs)
+    if top:
+        stats.sort_stats(SORT).print_stats(top)
+    return calls, out.getvalue()
 
 
 def main(argv=None) -> int:
@@ -143,8 +150,9 @@ def main(argv=None) -> int:
         print(f"{a.database}: CPU ms per answer in-process (wall ms), {a.participants} x "
               f"{a.trials} answers per run, {a.repeat} runs")
         profiles: dict[str, str] = {}
-        print("| path | server CPU ms | floor CPU ms | server / floor |")
-        print("|---|---|---|---|")
+        print("| path | server CPU ms | floor CPU ms | server / floor | Python calls per answer "
+              "(floor) |")
+        print("|---|---|---|---|---|")
         for path in a.paths:
             expect = 201 if path == "api" else 303
             res, fl = [], []
@@ -152,15 +160,17 @@ def main(argv=None) -> int:
                 envs = _environs(client, path, a.participants, a.trials, f"r{k}{path}")
                 res.append(_play(app, envs, expect))
                 fl.append(_play(floor, envs, expect))
-            if a.profile:
-                profiles[path] = _profiled(app, _environs(client, path, a.participants, a.trials,
-                                                          f"prof{path}"), expect, a.profile)
+            calls, profiles[path] = _profiled(app, _environs(client, path, a.participants,
+                                                             a.trials, f"prof{path}"),
+                                              expect, a.profile)
+            fcalls, _ = _profiled(floor, envs, expect, 0)
             s = sorted(r[0] for r in res)
             f = sorted(r[0] for r in fl)
             print(f"| {path} | {s[0]:.3f}-{s[-1]:.3f} | {f[0]:.3f}-{f[-1]:.3f} | "
-                  f"{s[0] / f[0]:.1f}-{s[-1] / f[-1]:.1f} |")
+                  f"{s[0] / f[0]:.1f}-{s[-1] / f[-1]:.1f} | {calls:.0f} ({fcalls:.0f}) |")
         for path, text in profiles.items():
-            print(f"\ncProfile, {path} path (own time, top {a.profile}):\n{text}")
+            if a.profile:
+                print(f"\ncProfile, {path} path (own CPU time, top {a.profile}):\n{text}")
         with app.app_context():
             from server.models import db
             db.engine.dispose()
