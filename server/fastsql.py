@@ -19,7 +19,7 @@ import contextlib
 import threading
 from datetime import UTC, datetime
 
-from flask.globals import _cv_request
+from flask.globals import _cv_app, _cv_request
 from sqlalchemy import exc as sa_exc
 
 from .models import db
@@ -29,9 +29,27 @@ ANSWER_ENDPOINTS = frozenset(("api.answer", "lab.answer", "mturk_worker.answer")
 _ENVIRON_KEY = "tll.dbapi"
 
 
+def engine():
+    """Return the app's SQLAlchemy engine (kept on the app: `db.engine` looks it up
+    through the app proxy, which cost ten look-ups per answer)."""
+    ext = _cv_app.get().app.extensions
+    e = ext.get(_ENGINE_KEY)
+    if e is None:
+        e = ext[_ENGINE_KEY] = db.engine
+    return e
+
+
+def dialect():
+    """Return the dialect of the app's engine."""
+    return engine().dialect
+
+
+_ENGINE_KEY = "tll.engine"
+
+
 def is_sqlite() -> bool:
     """Return True when the database is SQLite (else PostgreSQL)."""
-    return db.engine.dialect.name == "sqlite"
+    return dialect().name == "sqlite"
 
 
 _is_sqlite = is_sqlite
@@ -53,9 +71,9 @@ def _borrowed():
     if conn is None:
         if ctx.request.endpoint not in ANSWER_ENDPOINTS:
             return None
-        dbapi = db.engine.dialect.dbapi
+        dbapi = dialect().dbapi
         try:
-            conn = environ[_ENVIRON_KEY] = db.engine.raw_connection()
+            conn = environ[_ENVIRON_KEY] = engine().raw_connection()
         except dbapi.Error as e:  # the pool's connect raises the driver's own errors
             raise sa_exc.DBAPIError.instance("connect", None, e, dbapi.Error,
                                              connection_invalidated=True) from e
@@ -96,7 +114,7 @@ def execute(statement: str, params: tuple = ()):
     cur = cursor()
     try:
         cur.execute(sql(statement), params)
-    except db.engine.dialect.dbapi.OperationalError as e:
+    except dialect().dbapi.OperationalError as e:
         raise operational(e, statement) from e
     return cur
 
@@ -106,10 +124,11 @@ def operational(e: Exception, statement: str = "") -> Exception:
     turns into a 503), marking the borrowed connection for discarding when the database
     went away."""
     conn = _borrowed()
-    dead = db.engine.dialect.is_disconnect(e, conn.driver_connection if conn else None, None)
+    d = dialect()
+    dead = d.is_disconnect(e, conn.driver_connection if conn else None, None)
     if conn is not None:
         conn._tll_broken = True  # a failed connection is never reused
-    return sa_exc.DBAPIError.instance(statement, None, e, db.engine.dialect.dbapi.Error,
+    return sa_exc.DBAPIError.instance(statement, None, e, d.dbapi.Error,
                                       connection_invalidated=dead)
 
 
@@ -128,7 +147,7 @@ def commit() -> None:
         conn = s.connection().connection
     try:
         conn.driver_connection.commit()
-    except db.engine.dialect.dbapi.OperationalError as e:
+    except dialect().dbapi.OperationalError as e:
         raise operational(e, "COMMIT") from e
 
 
@@ -140,13 +159,13 @@ def rollback() -> None:
         return
     try:
         conn.driver_connection.rollback()
-    except db.engine.dialect.dbapi.Error:
+    except dialect().dbapi.Error:
         conn._tll_broken = True
 
 
 def dbapi_errors():
     """Return (IntegrityError, OperationalError) of the database driver in use."""
-    mod = db.engine.dialect.dbapi
+    mod = dialect().dbapi
     return mod.IntegrityError, mod.OperationalError
 
 
