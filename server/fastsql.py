@@ -98,6 +98,20 @@ def release(exc: BaseException | None = None) -> None:
         conn.close()
 
 
+def group_commit_key() -> str | None:
+    """Return the database file when this answer may join a group commit (SQLite, an
+    answer route's own connection with no transaction open, SQLITE_GROUP_COMMIT on), else
+    None."""
+    ctx = _cv_request.get(None)
+    if ctx is None or not _is_sqlite() or not ctx.app.config.get("SQLITE_GROUP_COMMIT", True):
+        return None
+    conn = _borrowed()
+    if conn is None or conn.driver_connection.in_transaction:
+        return None
+    path = engine().url.database
+    return path if path and path != ":memory:" and not path.startswith("file:") else None
+
+
 def _connection():
     conn = _borrowed()
     if conn is not None:

@@ -107,3 +107,127 @@ def test_mturk_form_answer_keeps_the_worker_pages_frame_policy(app, monkeypatch)
         assert "frame-ancestors 'none'" not in h["Content-Security-Policy"]
         assert h["X-Frame-Options"] is None and h["X-Content-Type-Options"] == "nosniff"
     assert _security(answers[0]) == _security(answers[1])
+
+
+def _slowed_batches(monkeypatch, sizes: list, fail: bool = False):
+    """Record each group commit's size; hold each batch a moment (so that answers sent
+    together queue behind it) and, with `fail`, make its commit fail."""
+    import sqlite3
+    import time
+
+    from server import fastsql
+    real_batch, real_commit = rec._write_batch, fastsql.commit
+
+    def batch(jobs):
+        sizes.append(len(jobs))
+        time.sleep(0.05)
+        real_batch(jobs)
+
+    def commit():
+        if fail:
+            raise sqlite3.OperationalError("disk I/O error")
+        real_commit()
+    monkeypatch.setattr(rec, "_write_batch", batch)
+    monkeypatch.setattr(fastsql, "commit", commit)
+
+
+def _post_all(url: str, jobs: list[tuple[str, dict]]) -> list:
+    import threading
+
+    import requests
+
+    out = [None] * len(jobs)
+    go = threading.Barrier(len(jobs))
+
+    def one(i, path, body):
+        go.wait()
+        r = requests.post(url + path, json=body, timeout=60)
+        out[i] = (r.status_code, r.json())
+    threads = [threading.Thread(target=one, args=(i, p, b)) for i, (p, b) in enumerate(jobs)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=90)
+    return out
+
+
+def _tokens(app, n: int, tag: str) -> list[str]:
+    c = app.test_client()
+    return [c.post("/api/v1/experiments/small/participants",
+                   json={"consent": True, "code": f"{tag}{i}"}).get_json()["participant"]
+            for i in range(n)]
+
+
+def test_sqlite_answers_sent_together_share_a_commit_and_each_is_stored_once(app, monkeypatch):
+    from tests.server.conftest import serving
+
+    tokens = _tokens(app, 4, "GROUP")
+    with app.app_context():
+        total = rec.progress(rec.participant_ref(tokens[0]))[1]
+    sizes: list[int] = []
+    _slowed_batches(monkeypatch, sizes)
+    with serving(app) as url:
+        # Round 1: everyone's first answer, and a second, different answer to the same
+        # trial by participant 0 (a double click): stored once, the repeat told so.
+        first = [(f"/api/v1/participants/{t}/answers", {"n": 1, "choice": i % 5})
+                 for i, t in enumerate(tokens)]
+        first.append((f"/api/v1/participants/{tokens[0]}/answers", {"n": 1, "choice": 4}))
+        replies = _post_all(url, first)
+        # Then every remaining answer, one round per trial, all participants at once.
+        for n in range(2, total + 1):
+            replies += _post_all(url, [(f"/api/v1/participants/{t}/answers",
+                                        {"n": n, "choice": n % 5}) for t in tokens])
+    statuses = [s for s, _ in replies]
+    assert statuses.count(200) == 1 and statuses.count(201) == len(tokens) * total
+    repeat = next(b for s, b in replies if s == 200)
+    assert repeat["duplicate"] and repeat["choice"] in (0, 4)
+    assert max(sizes) > 1, sizes  # answers sent together did share a commit
+    with app.app_context():
+        for i, t in enumerate(tokens):
+            p = db.session.execute(db.select(Participant).where(Participant.token == t)).scalar_one()
+            rows = db.session.execute(db.select(Response).where(Response.participant_id == p.id)
+                                      .order_by(Response.trial_order)).scalars().all()
+            assert [r.trial_order for r in rows] == list(range(1, total + 1))
+            # Completion stamped once, at the time of the last answer stored.
+            assert p.completed_at is not None
+            assert p.completed_at.replace(tzinfo=None) == max(r.received_at for r in rows
+                                                              ).replace(tzinfo=None)
+            if i == 0:
+                assert rows[0].chosen_index == repeat["choice"]
+    assert sum(b["done"] for s, b in replies if s == 201) == len(tokens)
+
+
+def test_a_failed_group_commit_acknowledges_none_of_its_answers(app, monkeypatch):
+    from tests.server.conftest import serving
+
+    tokens = _tokens(app, 5, "FAIL")
+    sizes: list[int] = []
+    _slowed_batches(monkeypatch, sizes, fail=True)
+    with serving(app) as url:
+        replies = _post_all(url, [(f"/api/v1/participants/{t}/answers", {"n": 1, "choice": 2})
+                                  for t in tokens])
+    assert max(sizes) > 1, sizes
+    assert [s for s, _ in replies] == [503] * len(tokens), replies
+    monkeypatch.undo()
+    with app.app_context():
+        assert db.session.execute(db.select(db.func.count(Response.id))).scalar() == 0
+    # The same answers go through once the database works again.
+    c = app.test_client()
+    for t in tokens:
+        assert c.post(f"/api/v1/participants/{t}/answers", json={"n": 1, "choice": 2}
+                      ).status_code == 201
+
+
+def test_group_commit_can_be_turned_off(app, monkeypatch):
+    app.config["SQLITE_GROUP_COMMIT"] = False
+    sizes: list[int] = []
+    _slowed_batches(monkeypatch, sizes)
+    tok = _tokens(app, 1, "SINGLE")[0]
+    c = app.test_client()
+    assert c.post(f"/api/v1/participants/{tok}/answers", json={"n": 1, "choice": 2}
+                  ).status_code == 201
+    assert sizes == []  # committed on its own
+    app.config["SQLITE_GROUP_COMMIT"] = True
+    assert c.post(f"/api/v1/participants/{tok}/answers", json={"n": 2, "choice": 2}
+                  ).status_code == 201
+    assert sizes == [1]
