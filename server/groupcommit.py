@@ -3,8 +3,8 @@ synced are written together in the next one, so one fsync (synchronous=FULL) ack
 several answers instead of one each.
 
 Each answer is a job. The first thread to find no leader for its database becomes the
-leader: it takes every job queued so far, writes them in one transaction (one savepoint
-per answer, so a repeated answer rolls back alone), commits, and only then marks the
+leader: it takes every job queued so far, writes them in one transaction (a repeated
+answer fails on its INSERT, which SQLite undoes alone), commits, and only then marks the
 jobs done and wakes their threads. A reply is sent after its job is done, so an
 acknowledged answer is committed (and, with synchronous=FULL, synced) exactly as when
 each answer committed alone. A failed commit fails every job of its batch: none of them

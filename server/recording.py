@@ -528,8 +528,8 @@ def _insert(cur, pid: int, trial_id: int, n: int, choice: int, rt, total: int, d
 
 
 def _write_batch(jobs: list[groupcommit.Job]) -> None:
-    """Write a group commit's answers in one SQLite transaction, one savepoint each (a
-    repeat rolls back alone and gets None), and commit; set the results only then."""
+    """Write a group commit's answers in one SQLite transaction (a repeat gets None) and
+    commit; set the results only then."""
     operational_error = fastsql.dbapi_errors()[1]
     integrity_error = fastsql.dbapi_errors()[0]
     for attempt in range(5):
@@ -540,13 +540,12 @@ def _write_batch(jobs: list[groupcommit.Job]) -> None:
                     cur.execute("BEGIN IMMEDIATE")
                     results = []
                     for job in jobs:
-                        cur.execute("SAVEPOINT tll_answer")
+                        # A repeat fails on its INSERT, the job's first write: SQLite
+                        # undoes that statement alone and the transaction goes on.
                         try:
                             results.append(job.write(cur))
                         except integrity_error:
-                            cur.execute("ROLLBACK TO tll_answer")
                             results.append(None)
-                        cur.execute("RELEASE tll_answer")
                     fastsql.commit()
                 except BaseException:
                     fastsql.rollback()  # release SQLite's lock before the others

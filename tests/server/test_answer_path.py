@@ -231,3 +231,26 @@ def test_group_commit_can_be_turned_off(app, monkeypatch):
     assert c.post(f"/api/v1/participants/{tok}/answers", json={"n": 2, "choice": 2}
                   ).status_code == 201
     assert sizes == [1]
+
+
+def test_a_repeat_inside_a_batch_fails_alone(app):
+    from server import groupcommit
+
+    a, b = _tokens(app, 2, "BATCH")
+    with app.test_request_context(f"/api/v1/participants/{a}/answers", method="POST"):
+        pa, pb = rec.participant_ref(a), rec.participant_ref(b)
+        total = len(pa.trial_ids())
+
+        def job(p, choice):
+            return groupcommit.Job(lambda cur: rec._insert(cur, p.id, p.trial_ids()[0], 1, choice,
+                                                           None, total, None))
+        jobs = [job(pa, 1), job(pa, 3), job(pb, 2)]
+        rec._write_batch(jobs)
+        from server import fastsql
+        fastsql.release()
+    assert jobs[1].result is None  # the repeat
+    assert jobs[0].result[1] == 1 and jobs[2].result[1] == 1  # each counted its own row
+    with app.app_context():
+        rows = db.session.execute(db.select(Participant.token, Response.chosen_index)
+                                  .join(Response).order_by(Response.id)).all()
+    assert [tuple(r) for r in rows] == [(a, 1), (b, 2)]
