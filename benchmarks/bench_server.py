@@ -211,13 +211,17 @@ def wait_http(port: int, proc: subprocess.Popen | None, path: str = "/ping", sec
 
 
 def gunicorn(env: dict, target: str, port: int, threads: int) -> subprocess.Popen:
-    """Start gunicorn (2 workers x `threads`) serving `target` on loopback; return it once
-    both workers answer. Server and floor get exactly the same settings."""
-    proc = subprocess.Popen([sys.executable, "-m", "gunicorn", "--workers", "2",
-                             "--worker-class", "gthread", "--threads", str(threads),
+    """Start gunicorn with the production settings (deploy/gunicorn.conf.py: gthread) and
+    2 workers x `threads` serving `target` on loopback; return it once both workers
+    answer. Server and floor get exactly the same settings. Beyond production's: room for
+    the benchmark's thousands of client connections (nginx keeps a few to gunicorn) and
+    kept-alive ones that idle through a think time."""
+    env = dict(env, TLL_WORKERS="2", TLL_THREADS=str(threads), TLL_BIND=f"{HOST}:{port}")
+    env.pop("TLL_ACCESS_LOG", None)
+    proc = subprocess.Popen([sys.executable, "-m", "gunicorn",
+                             "-c", str(ROOT / "deploy" / "gunicorn.conf.py"),
                              "--worker-connections", "4000", "--keep-alive", "30",
-                             "--bind", f"{HOST}:{port}", "--log-level", "warning",
-                             "--backlog", "2048", target],
+                             "--log-level", "warning", "--backlog", "2048", target],
                             cwd=ROOT, env=env, start_new_session=True)
     wait_http(port, proc, "/api/v1/participants/x/next")
     for _ in range(20):  # warm both workers (first requests import and connect)

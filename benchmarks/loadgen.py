@@ -8,9 +8,10 @@ small share of the CPU and the server, not the client, sets the pace.
 participant, sent in order, each after the previous response) and returns the wall time,
 latencies, error count and the client's own CPU seconds (its processes' `getrusage`).
 
-Connections are either kept alive (one per participant, opened before timing, reopened
-when the server closes an idle one) or new for every request (`Connection: close`, the
-connect counted in the request's latency). With `think_ms` each participant waits an
+Connections are either kept alive (one per participant, opened before timing, or at the
+first request when participants think, and reopened when the server closes an idle one)
+or new for every request (`Connection: close`, the connect counted in the request's
+latency). With `think_ms` each participant waits an
 exponentially distributed time (capped at 10 x the mean) before each request. `burn_us`
 makes the client spin that much CPU time per request: a deliberately slow client, used to check
 that the benchmark notices when its client is the bottleneck.
@@ -134,7 +135,11 @@ def _worker(host: str, port: int, scripts: list[list[bytes]], keepalive: bool,
         close(c)
         send(c, c.t0, fresh=False)
 
-    if keepalive:  # persistent connections exist before the timed phase
+    # Persistent connections exist before the timed phase when everyone answers at once.
+    # With a think time each participant connects when first sending, as a browser does:
+    # a connection opened and left silent is a slow client (gunicorn's gthread worker
+    # holds a thread up to 5 s waiting for its first request; nginx absorbs that).
+    if keepalive and think_ms <= 0:
         for c in conns:
             s = socket.create_connection(addr, timeout=30)
             s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)

@@ -1,20 +1,29 @@
 """gunicorn settings for the study server behind nginx (deploy/nginx/).
 
 Run: gunicorn -c deploy/gunicorn.conf.py "server:create_app()"
-Environment: TLL_BIND (default 127.0.0.1:8000), TLL_WORKERS (default 2 x CPUs + 1).
-Synchronous workers are safe only behind a buffering proxy: nginx reads slow clients'
-requests completely before passing them on (a worker is never held by a slow client).
+Environment: TLL_BIND (default 127.0.0.1:8000), TLL_WORKERS (default: the number of CPUs,
+at least 2), TLL_THREADS (threads per worker, default 4), TLL_ACCESS_LOG (a file, or "-"
+for standard output; default none: nginx keeps the access log).
+
+Threaded workers (gthread): a worker is one Python process, so one CPU's worth; its
+threads overlap one request's database wait (SQLite's sync, PostgreSQL's round trips)
+with the next request's work, and on SQLite the answers they hold at once share one
+commit (server/groupcommit.py). benchmarks/bench_server.py runs exactly these settings.
+Workers are safe only behind a buffering proxy: nginx reads slow clients' requests
+completely before passing them on (a worker is never held by a slow client).
 """
 import multiprocessing
 import os
 
 bind = os.environ.get("TLL_BIND", "127.0.0.1:8000")
-workers = int(os.environ.get("TLL_WORKERS", 2 * multiprocessing.cpu_count() + 1))
-worker_class = "sync"
+workers = int(os.environ.get("TLL_WORKERS", max(2, multiprocessing.cpu_count())))
+worker_class = "gthread"
+threads = int(os.environ.get("TLL_THREADS", 4))
 timeout = 30
 graceful_timeout = 20
 keepalive = 5
 # Only nginx on this host may say who the client is (X-Forwarded-*).
 forwarded_allow_ips = "127.0.0.1,::1"
-accesslog = "-"
+# A line per request costs the worker about a tenth of an answer's CPU; nginx logs them.
+accesslog = os.environ.get("TLL_ACCESS_LOG") or None
 errorlog = "-"

@@ -22,6 +22,7 @@ from __future__ import annotations
 import re
 
 from flask import Blueprint, current_app, g, jsonify, request, url_for
+from flask.globals import _cv_request
 
 from . import recording as rec
 from .models import Experiment, db, iso_utc
@@ -36,11 +37,12 @@ def load_participant() -> None:
     """Load the participant whose token is in the URL into `g.participant` (a light
     record, one indexed read), once per request for every participant route; an unknown
     token is a 404 before the route runs."""
-    if not current_app.config.get("PARTICIPANT_API", True) and request.endpoint != "api.screen":
+    ctx = _cv_request.get()  # once, not through the proxies: this runs per answer
+    if not ctx.app.config.get("PARTICIPANT_API", True) and ctx.request.endpoint != "api.screen":
         # The pages post the screen size here; everything else is the scripts' API.
         raise RecordingError(404, "the participant API is turned off on this server "
                                   "(TLL_PARTICIPANT_API=0)")
-    token = (request.view_args or {}).get("token")
+    token = (ctx.request.view_args or {}).get("token")
     g.participant = rec.participant_ref(token) if token is not None else None
 
 

@@ -11,6 +11,9 @@ Environment variables read:
   secret key, so that copying that file makes development and production exports join).
 - `TLL_SQLITE_SYNCHRONOUS`: `FULL` (default: every commit synced, an acknowledged answer
   survives an OS crash) or `NORMAL` (survives a process crash only).
+- `TLL_SQLITE_GROUP_COMMIT=0`: commit every SQLite answer on its own instead of letting
+  answers that arrive together share a commit (server/groupcommit.py; default on; each
+  answer is committed before it is acknowledged either way).
 - `TLL_ENV`: `production` or `development` (default).
 - `TLL_COOKIE_SECURE=0`: in production, allow the session cookie over plain HTTP.
 - `TLL_PARTICIPANT_API=0`: turn the JSON participant API (/api/v1) off (the pages work
@@ -91,6 +94,7 @@ def configure(app, overrides: dict | None = None) -> None:
         SESSION_REFRESH_EACH_REQUEST=False,
         SQLITE_BUSY_TIMEOUT_MS=10000,
         SQLITE_SYNCHRONOUS="FULL",
+        SQLITE_GROUP_COMMIT=True,
         JSON_SORT_KEYS=False,
     )
     cfg.from_pyfile(str(instance / "config.py"), silent=True)
@@ -99,6 +103,8 @@ def configure(app, overrides: dict | None = None) -> None:
         cfg["TLL_ENV"] = env["TLL_ENV"]
     if env.get("TLL_SQLITE_SYNCHRONOUS"):
         cfg["SQLITE_SYNCHRONOUS"] = env["TLL_SQLITE_SYNCHRONOUS"]
+    if env.get("TLL_SQLITE_GROUP_COMMIT"):
+        cfg["SQLITE_GROUP_COMMIT"] = env["TLL_SQLITE_GROUP_COMMIT"] != "0"
     if env.get("DATABASE_URL"):
         cfg["SQLALCHEMY_DATABASE_URI"] = env["DATABASE_URL"]
     secret = env.get("SECRET_KEY") or env.get("TLL_SECRET_KEY")

@@ -77,5 +77,7 @@ def init_db(app) -> None:
         opts.setdefault("connect_args", {}).setdefault("timeout", _pragmas["busy"] / 1000)
         app.config["SQLALCHEMY_ENGINE_OPTIONS"] = opts
     db.init_app(app)
+    from . import fastsql
+    app.teardown_request(fastsql.release)  # the answer routes' borrowed connection
     migrate.init_app(app, db, directory=str(MIGRATIONS),
                      render_as_batch=uri.startswith("sqlite"))

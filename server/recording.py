@@ -23,9 +23,9 @@ API
   `candidates` are opaque image tokens (candidates in the trial's recorded order) and
   `next` is the following unanswered trial's tokens (for preloading) or None.
 - `trial_view(participant, n) -> dict`: the same for position `n`.
-- `record_answer(participant, n, choice, rt_ms=None) -> (Answer | Response, created)`:
+- `record_answer(participant, n, choice, rt_ms=None) -> (Answer, created)`:
   validates `n` (in the sequence) and `choice` (0..4), commits before returning;
-  a repeated answer for the same trial stores nothing and returns the stored Response
+  a repeated answer for the same trial stores nothing and returns the stored answer
   with `created=False`. Raises RecordingError (status, reason) on bad input.
 """
 from __future__ import annotations
@@ -35,11 +35,12 @@ import math
 import random
 import secrets
 import time
+from datetime import datetime
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError, OperationalError
 
-from . import fastsql, recruitment
+from . import fastsql, groupcommit, recruitment
 from .models import Experiment, Hit, Image, Participant, Response, Trial, db, utcnow
 
 CODE_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"
@@ -474,10 +475,17 @@ def _check_open(platform: str, status: str) -> None:
                                   "longer recorded; accept the task again to take part")
 
 
-def _existing(participant_id: int, trial_id: int) -> Response | None:
-    return db.session.execute(select(Response).where(
-        Response.participant_id == participant_id,
-        Response.trial_id == trial_id)).scalar_one_or_none()
+def _existing(participant_id: int, trial_id: int) -> Answer | None:
+    row = fastsql.execute(
+        "SELECT id, participant_id, trial_id, trial_order, chosen_index, rt_ms, received_at "
+        "FROM responses WHERE participant_id = ? AND trial_id = ?",
+        (participant_id, trial_id)).fetchone()
+    if row is None:
+        return None
+    row = list(row)
+    if isinstance(row[6], str):  # SQLite's text timestamp (naive UTC), as the ORM reads it
+        row[6] = datetime.fromisoformat(row[6])
+    return Answer(*row)
 
 
 class Answer:
@@ -500,10 +508,66 @@ class Answer:
         return db.session.get(Trial, self.trial_id)
 
 
-def record_answer(participant: Participant, n, choice, rt_ms=None) -> tuple[Answer | Response, bool]:
+def _insert(cur, pid: int, trial_id: int, n: int, choice: int, rt, total: int, done_at):
+    """Insert one answer, count the participant's answers and stamp the completion when
+    this one completes them; return (row id, count, completes, time). Raises the
+    driver's IntegrityError for a repeated answer."""
+    # Taken once this participant's writes are serialised, so that the completion stamp
+    # is the latest answer's time.
+    now = utcnow()
+    cur.execute(fastsql.sql(
+        "INSERT INTO responses (participant_id, trial_id, trial_order, "
+        "chosen_index, rt_ms, received_at) VALUES (?, ?, ?, ?, ?, ?) RETURNING id"),
+        (pid, trial_id, n, choice, rt, fastsql.dt_param(now)))
+    new_id = cur.fetchone()[0]
+    cur.execute(fastsql.sql("SELECT count(*) FROM responses WHERE participant_id = ?"), (pid,))
+    count = int(cur.fetchone()[0])
+    completes = count >= total and done_at is None
+    if completes:
+        cur.execute(fastsql.sql(
+            "UPDATE participants SET completed_at = ? WHERE id = ? "
+            "AND completed_at IS NULL"), (fastsql.dt_param(now), pid))
+    return new_id, count, completes, now
+
+
+def _write_batch(jobs: list[groupcommit.Job]) -> None:
+    """Write a group commit's answers in one SQLite transaction (a repeat gets None) and
+    commit; set the results only then."""
+    operational_error = fastsql.dbapi_errors()[1]
+    integrity_error = fastsql.dbapi_errors()[0]
+    for attempt in range(5):
+        try:
+            with fastsql.write_lock():
+                cur = fastsql.cursor()
+                try:
+                    cur.execute("BEGIN IMMEDIATE")
+                    results = []
+                    for job in jobs:
+                        # A repeat fails on its INSERT, the job's first write: SQLite
+                        # undoes that statement alone and the transaction goes on.
+                        try:
+                            results.append(job.write(cur))
+                        except integrity_error:
+                            results.append(None)
+                    fastsql.commit()
+                except BaseException:
+                    fastsql.rollback()  # release SQLite's lock before the others
+                    raise
+            for job, result in zip(jobs, results, strict=True):
+                job.result = result
+            return
+        except operational_error:
+            if attempt == 4:
+                raise
+            time.sleep(0.05 * (attempt + 1))
+
+
+def record_answer(participant: Participant, n, choice, rt_ms=None) -> tuple[Answer, bool]:
     """Store the answer `choice` (0-based position) to trial position `n` and commit;
-    return (answer, created): an `Answer` when stored now, the stored Response with
-    created=False for a repeat (both have the row's columns and `trial`)."""
+    return (answer, created): an `Answer` (the row's columns and `trial`), stored now
+    (created=True) or stored before for a repeat (created=False, the stored choice).
+    In the answer routes on SQLite, answers arriving together share one commit (see
+    server/groupcommit.py); each is committed before this returns either way."""
     n = check_position(participant, n)
     choice = _check_choice(choice)
     rt = _check_rt(rt_ms)
@@ -515,6 +579,20 @@ def record_answer(participant: Participant, n, choice, rt_ms=None) -> tuple[Answ
     total = len(participant.trial_ids())
     participant.__dict__.pop("_answered_now", None)
     integrity_error, operational_error = fastsql.dbapi_errors()
+    key = fastsql.group_commit_key()
+    if key is not None:
+        done_at = participant.completed_at
+        job = groupcommit.Job(lambda cur: _insert(cur, pid, trial_id, n, choice, rt, total,
+                                                  done_at))
+        try:
+            result = groupcommit.submit(key, job, _write_batch)
+        except operational_error as e:
+            raise fastsql.operational(e) from e
+        if result is None:
+            return _repeat(pid, trial_id)
+        new_id, count, completes, now = result
+        return _answered(participant, new_id, pid, trial_id, n, choice, rt, count,
+                         completes, now)
     lock_row = not fastsql.is_sqlite()  # SQLite writers are serialised already
     for attempt in range(5):
         try:
@@ -533,39 +611,36 @@ def record_answer(participant: Participant, n, choice, rt_ms=None) -> tuple[Answ
                             "WHERE id = ? FOR NO KEY UPDATE"), (pid,))
                         done_at, status = cur.fetchone()
                         _check_open(participant.platform, status)
-                    # Taken once this participant's writes are serialised, so that the
-                    # completion stamp is the latest answer's time.
-                    now = utcnow()
-                    cur.execute(fastsql.sql(
-                        "INSERT INTO responses (participant_id, trial_id, trial_order, "
-                        "chosen_index, rt_ms, received_at) VALUES (?, ?, ?, ?, ?, ?) RETURNING id"),
-                        (pid, trial_id, n, choice, rt, fastsql.dt_param(now)))
-                    new_id = cur.fetchone()[0]
-                    cur.execute(fastsql.sql(
-                        "SELECT count(*) FROM responses WHERE participant_id = ?"), (pid,))
-                    count = int(cur.fetchone()[0])
-                    completes = count >= total and done_at is None
-                    if completes:
-                        cur.execute(fastsql.sql(
-                            "UPDATE participants SET completed_at = ? WHERE id = ? "
-                            "AND completed_at IS NULL"), (fastsql.dt_param(now), pid))
+                    new_id, count, completes, now = _insert(cur, pid, trial_id, n, choice, rt,
+                                                            total, done_at)
                     fastsql.commit()
                 except BaseException:
-                    db.session.rollback()  # release SQLite's lock before the Python one
+                    fastsql.rollback()  # release SQLite's lock before the Python one
                     raise
             break
         except (IntegrityError, integrity_error):
-            db.session.rollback()
-            old = _existing(pid, trial_id)
-            if old is None:
-                raise RecordingError(404, "unknown participant or trial") from None
-            return old, False
-        except (OperationalError, operational_error):
+            fastsql.rollback()
+            return _repeat(pid, trial_id)
+        except (OperationalError, operational_error) as e:
             # SQLite under heavy concurrent writing: wait and try again.
-            db.session.rollback()
+            fastsql.rollback()
             if attempt == 4:
+                if isinstance(e, operational_error):
+                    raise fastsql.operational(e) from e
                 raise
             time.sleep(0.05 * (attempt + 1))
+    return _answered(participant, new_id, pid, trial_id, n, choice, rt, count, completes, now)
+
+
+def _repeat(pid: int, trial_id: int) -> tuple[Answer, bool]:
+    old = _existing(pid, trial_id)
+    if old is None:
+        raise RecordingError(404, "unknown participant or trial") from None
+    return old, False
+
+
+def _answered(participant, new_id, pid, trial_id, n, choice, rt, count, completes,
+              now) -> tuple[Answer, bool]:
     if completes and isinstance(participant, Participant):
         # Already written: keep the instance in step without another flush.
         from sqlalchemy.orm.attributes import set_committed_value
