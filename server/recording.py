@@ -286,12 +286,12 @@ class ParticipantRef:
 
     __slots__ = ("id", "experiment_id", "token", "code", "population", "sequence",
                  "consented_at", "completed_at", "platform", "submission_status",
-                 "assignment_id", "worker_id", "_ids", "__dict__")
+                 "assignment_id", "worker_id", "withdrawn_at", "_ids", "__dict__")
 
     def __init__(self, row):
         (self.id, self.experiment_id, self.token, self.code, self.population, self.sequence,
          self.consented_at, self.completed_at, self.platform, self.submission_status,
-         self.assignment_id, self.worker_id) = row
+         self.assignment_id, self.worker_id, self.withdrawn_at) = row
         self._ids = None
 
     def trial_ids(self) -> list[int]:
@@ -305,7 +305,7 @@ _P = Participant.__table__.c
 _R = Response.__table__
 _REF_COLUMNS = (_P.id, _P.experiment_id, _P.token, _P.code, _P.population, _P.sequence,
                 _P.consented_at, _P.completed_at, _P.platform, _P.submission_status,
-                _P.assignment_id, _P.worker_id)
+                _P.assignment_id, _P.worker_id, _P.withdrawn_at)
 
 
 def _check_token(token) -> None:
@@ -328,7 +328,8 @@ def participant_ref(token) -> ParticipantRef:
     _check_token(token)
     row = fastsql.execute("SELECT id, experiment_id, token, code, population, sequence, "
                           "consented_at, completed_at, platform, submission_status, "
-                          "assignment_id, worker_id FROM participants WHERE token = ?",
+                          "assignment_id, worker_id, withdrawn_at FROM participants "
+                          "WHERE token = ?",
                           (token,)).fetchone()
     if row is None:
         raise RecordingError(404, "unknown participant")
@@ -573,6 +574,10 @@ def record_answer(participant: Participant, n, choice, rt_ms=None) -> tuple[Answ
     rt = _check_rt(rt_ms)
     if participant.consented_at is None:
         raise RecordingError(403, "consent has not been given")
+    if participant.withdrawn_at is not None:
+        # Another tab of a participant who withdrew: the answer would never count.
+        raise RecordingError(409, "you withdrew from this study: answers are no longer "
+                                  "recorded")
     _check_open(participant.platform, participant.submission_status)
     trial_id = participant.trial_ids()[n - 1]
     pid = participant.id

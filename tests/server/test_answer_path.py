@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from urllib.parse import urlencode
 
+from sqlalchemy import select
+
 from server import recording as rec
 from server.models import Hit, Participant, Response, db
 from tests.server.conftest import lab_post
@@ -254,3 +256,20 @@ def test_a_repeat_inside_a_batch_fails_alone(app):
         rows = db.session.execute(db.select(Participant.token, Response.chosen_index)
                                   .join(Response).order_by(Response.id)).all()
     assert [tuple(r) for r in rows] == [(a, 1), (b, 2)]
+
+
+def test_no_answer_after_withdrawal_from_another_tab(any_app):
+    """A participant who withdrew in one tab cannot add an answer from another one that
+    still shows a trial (the light record of the answer path knows the withdrawal)."""
+    c = any_app.test_client()
+    tok = c.post("/api/v1/experiments/small/participants",
+                 json={"consent": True, "code": "TABS1"}).get_json()["participant"]
+    assert c.post(f"/api/v1/participants/{tok}/answers",
+                  json={"n": 1, "choice": 3}).status_code == 201
+    with any_app.app_context():
+        rec.withdraw(db.session.execute(select(Participant).where(
+            Participant.token == tok)).scalar_one())
+    r = c.post(f"/api/v1/participants/{tok}/answers", json={"n": 2, "choice": 1})
+    assert r.status_code == 409 and "withdrew" in r.get_json()["error"]
+    with any_app.app_context():
+        assert db.session.execute(select(db.func.count(Response.id))).scalar_one() == 1
