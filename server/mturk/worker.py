@@ -162,6 +162,10 @@ def _accepted(exp: Experiment, hit_key: str, trial_keys: list[str], params: dict
                                             user_agent=request.headers.get("User-Agent", ""))
     except rec.RepeatRefused as e:
         return _refused(exp, "this HIT" if e.policy == "per-hit" else "this study")
+    if p.withdrawn_at is not None:
+        return render_template("mturk/message.html", exp=exp, title="You withdrew",
+                               message="You withdrew from this study: your answers are not "
+                               "used and no more are recorded. Please return this HIT."), 409
     if p.submission_status in ("returned", "abandoned"):
         return render_template("mturk/message.html", exp=exp, title="This assignment is closed",
                                message=f"This assignment was {p.submission_status}: answers "
@@ -180,7 +184,8 @@ def _accepted(exp: Experiment, hit_key: str, trial_keys: list[str], params: dict
             exp, p, submit_to=submit_to, experiment=exp.name, hit=hit_key,
             answered=f"{answered} of {total}")
         return render_template("mturk/finish.html", exp=exp, total=total,
-                               action=way_out.url, fields=way_out.fields)
+                               action=way_out.url, fields=way_out.fields,
+                               withdraw_url=_withdraw_url(exp.name, hit_key, p, params))
     nxt = view["next"]
     preload = [] if not nxt else [_img(nxt["query"])] + [_img(t) for t in nxt["candidates"]]
     action = url_for(".answer", name=exp.name, hit_key=hit_key) + "?" + urlencode(
@@ -189,7 +194,15 @@ def _accepted(exp: Experiment, hit_key: str, trial_keys: list[str], params: dict
                            total=view["total"], answered=view["answered"],
                            query=_img(view["query"]),
                            candidates=[_img(t) for t in view["candidates"]],
-                           preload=preload, action=action, screen_url=screen_url(p))
+                           preload=preload, action=action, screen_url=screen_url(p),
+                           withdraw_url=_withdraw_url(exp.name, hit_key, p, params))
+
+
+def _withdraw_url(name: str, hit_key: str, p, params: dict) -> str:
+    """The worker's withdraw page (identified, like the answers, by the token in the URL:
+    MTurk's iframe blocks cookies)."""
+    return url_for(".withdraw", name=name, hit_key=hit_key) + "?" + urlencode(
+        {"p": p.token, **params})
 
 
 def _refused(exp: Experiment, what: str):
@@ -218,3 +231,40 @@ def answer(name: str, hit_key: str):
     if checked_submit_to(params["turkSubmitTo"], local_endpoint()) is None:
         raise RecordingError(400, "turkSubmitTo is not one of MTurk's hosts")
     return record_form_answer(g.participant, _task_url(name, hit_key, params))
+
+
+@bp.route("/mturk/task/<name>/<hit_key>/withdraw", methods=["GET", "POST"])
+def withdraw(name: str, hit_key: str):
+    """Withdrawal on the worker page: GET asks for confirmation, POST marks the worker's
+    participant withdrawn (their answers leave every export and analysis; logged) and
+    offers the HIT's submit form, so that withdrawing never costs the worker the pay for
+    the time spent. Authenticated like the answers: the participant token in the URL must
+    belong to this URL's assignment and worker."""
+    from ..models import AuditEntry
+
+    exp = rec.get_experiment(name)
+    _hit_trials(exp, hit_key)
+    params = _params()
+    if params["assignmentId"] in ("", PREVIEW_ID):
+        raise RecordingError(403, "this is a preview: there is nothing to withdraw")
+    submit_to = checked_submit_to(params["turkSubmitTo"], local_endpoint())
+    if submit_to is None:
+        raise RecordingError(400, "turkSubmitTo is not one of MTurk's hosts")
+    p = rec.participant_by_token(request.args.get("p", ""))
+    if (p.experiment_id != exp.id or p.assignment_id != params["assignmentId"]
+            or p.worker_id != params["workerId"]):
+        raise RecordingError(403, "this page does not belong to this assignment")
+    answered, total = rec.progress(p)
+    if request.method == "GET":
+        return render_template("mturk/withdraw.html", exp=exp, answered=answered,
+                               action=_withdraw_url(name, hit_key, p, params),
+                               back=_task_url(name, hit_key, params))
+    if rec.withdraw(p):
+        db.session.add(AuditEntry(actor="participant", action="withdraw", experiment=exp.name,
+                                  subject=p.code, detail=f"{answered} of {total} answered"))
+        db.session.commit()
+    way_out = recruitment.platform("mturk").exit_response(
+        exp, p, submit_to=submit_to, experiment=exp.name, hit=hit_key,
+        answered=f"{answered} of {total}", withdrawn="yes")
+    return render_template("mturk/withdrawn.html", exp=exp, answered=answered,
+                           action=way_out.url, fields=way_out.fields)

@@ -92,3 +92,40 @@ def test_returned_assignment_page_and_answers_refused(hits):
     assert f'action="{SUBMIT_TO}/mturk/externalSubmit"' in r.text
     assert 'name="assignmentId" value="A1"' in r.text
     assert _participant(hits, "A1", "W1").submission_status == "returned"
+
+
+def test_worker_withdraws_on_the_task_page(hits):
+    """The worker page carries the withdraw link (token in the URL, as the answers: the
+    iframe blocks cookies); withdrawing marks the participant, logs it, refuses further
+    answers and the task page, and still offers the HIT's submit form."""
+    import html as html_mod
+    import re
+
+    from server.models import AuditEntry, db
+
+    c = hits.test_client()
+    r, q = _task(c, "h0001", "H1", "AW", "WW")
+    p = _participant(hits, "AW", "WW")
+    assert _answer(c, "h0001", q, p.token).status_code == 201
+    page = c.get(f"/mturk/task/small/h0001?{q}").get_data(as_text=True)
+    link = html_mod.unescape(re.search(r'id="withdraw-link" href="([^"]+)"', page).group(1))
+    assert link.startswith("/mturk/task/small/h0001/withdraw?p=" + p.token)
+    confirm = c.get(link)
+    assert confirm.status_code == 200 and "(1 so far)" in confirm.get_data(as_text=True)
+    # Another worker's ids with this token, or a preview, withdraw nothing.
+    assert c.post(link.replace("workerId=WW", "workerId=W2")).status_code == 403
+    assert c.post(link.replace("assignmentId=AW", "assignmentId=ASSIGNMENT_ID_NOT_AVAILABLE")
+                  ).status_code == 403
+    assert _participant(hits, "AW", "WW").withdrawn_at is None
+    done = c.post(link)
+    body = done.get_data(as_text=True)
+    assert done.status_code == 200 and 'id="withdrawn"' in body
+    assert f'action="{SUBMIT_TO}/mturk/externalSubmit"' in body
+    assert 'name="withdrawn" value="yes"' in body and 'name="assignmentId" value="AW"' in body
+    assert _participant(hits, "AW", "WW").withdrawn_at is not None
+    with hits.app_context():
+        [entry] = db.session.execute(db.select(AuditEntry)).scalars().all()
+        assert (entry.actor, entry.action, entry.subject) == ("participant", "withdraw", p.code)
+    assert _answer(c, "h0001", q, p.token, choice=2).status_code == 409
+    again = c.get(f"/mturk/task/small/h0001?{q}")
+    assert again.status_code == 409 and "You withdrew" in again.get_data(as_text=True)
