@@ -33,8 +33,31 @@ class Answer:
     correct: bool
 
 
+class CatchSummary:
+    """What a review shows of one participant's answers (`answers`, `expected`): catch
+    trials answered and failed, and whether every trial was answered. Shared by the
+    reviews of every platform."""
+    answers: list[Answer]
+    expected: int
+
+    @property
+    def catch_total(self) -> int:
+        """Return how many catch trials were answered."""
+        return sum(a.catch for a in self.answers)
+
+    @property
+    def catch_failed(self) -> int:
+        """Return how many catch trials were answered wrongly."""
+        return sum(a.catch and not a.correct for a in self.answers)
+
+    @property
+    def complete(self) -> bool:
+        """Return True when every expected trial has an answer."""
+        return self.expected > 0 and len(self.answers) >= self.expected
+
+
 @dataclass
-class Review:
+class Review(CatchSummary):
     """A submitted (or decided) assignment with the worker's answers."""
     hit: Hit
     assignment_id: str
@@ -43,18 +66,6 @@ class Review:
     local: Assignment | None
     answers: list[Answer] = field(default_factory=list)
     expected: int = 0
-
-    @property
-    def catch_total(self) -> int:
-        return sum(a.catch for a in self.answers)
-
-    @property
-    def catch_failed(self) -> int:
-        return sum(a.catch and not a.correct for a in self.answers)
-
-    @property
-    def complete(self) -> bool:
-        return self.expected > 0 and len(self.answers) >= self.expected
 
 
 def local_assignment(assignment_id: str, worker_id: str) -> Assignment | None:

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from sqlalchemy import select
 
 from ...models import Participant, db, utcnow
-from ...mturk.reviewing import Answer, answers_of  # platform-neutral: answers + catch
+from ...mturk.reviewing import Answer, CatchSummary, answers_of  # platform-neutral
 from ...recording import set_status
 from . import shapes
 from .client import Client, ProlificFailure
@@ -19,24 +19,12 @@ from .models import ProlificBonus, ProlificStudy
 
 
 @dataclass
-class Review:
+class Review(CatchSummary):
     """A submission with the participant's answers on this server."""
     submission: shapes.Submission
     participant: Participant | None
     answers: list[Answer] = field(default_factory=list)
     expected: int = 0
-
-    @property
-    def catch_total(self) -> int:
-        return sum(a.catch for a in self.answers)
-
-    @property
-    def catch_failed(self) -> int:
-        return sum(a.catch and not a.correct for a in self.answers)
-
-    @property
-    def complete(self) -> bool:
-        return self.expected > 0 and len(self.answers) >= self.expected
 
 
 def participant_of(rec: ProlificStudy, sub: shapes.Submission) -> Participant | None:
