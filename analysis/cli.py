@@ -1,100 +1,77 @@
-"""Command line: ``python -m analysis {report,accuracy,agreement,position,participants,
-simulate} ...``. Bad input prints one line per problem and exits with status 2."""
+"""Command line (click): ``python -m analysis {report,accuracy,agreement,position,tests,
+participants,fig4,simulate} ...``. Bad input prints one line per problem and exits with
+status 2; a usage error (a missing or unknown option) exits with status 2 too."""
 from __future__ import annotations
 
-import argparse
 import sys
+from types import SimpleNamespace
 
+import click
 import pandas as pd
 
 from analysis.errors import AnalysisError
 
-
-def _source_args(p: argparse.ArgumentParser) -> None:
-    src = p.add_mutually_exclusive_group(required=True)
-    src.add_argument("--db", metavar="URL",
-                     help="database URL, e.g. sqlite:////abs/path/server.sqlite3")
-    src.add_argument("--csv", metavar="FILE", help="answers export (docs/contracts.md §6)")
-    src.add_argument("--json", metavar="FILE", help="JSON answers export "
-                                                    "({experiment, trials, answers})")
-    p.add_argument("--experiment", metavar="NAME",
-                   help="experiment name (needed when the source holds several)")
-    p.add_argument("--population", metavar="NAME", action="append",
-                   help="keep only this population (lab, mturk, simulated or a label); "
-                        "repeat or comma-separate for several")
-    p.add_argument("--environment", metavar="NAME", action="append",
-                   help="count answers of this environment (lab, simulated, local-sandbox, "
-                        "sandbox, production) instead of the default, per platform; repeat "
-                        "or comma-separate. Rehearsals count only when named")
-    p.add_argument("--status", metavar="NAME", action="append",
-                   help="count answers of this submission status (e.g. submitted, approved, "
-                        "rejected, returned, abandoned, accepted) instead of the default, "
-                        "per platform; repeat or comma-separate")
-    p.add_argument("--include-withdrawn", action="store_true",
-                   help="count the answers of participants who withdrew (left out by "
-                        "default: counting rule 'withdrawn')")
-    p.add_argument("--include-catch", action="store_true",
-                   help="count catch trials in accuracy, agreement and position tables")
-    p.add_argument("--majority", choices=["strict", "half"], default="strict",
-                   help="a majority is more than half of a trial's answers (strict, default) "
-                        "or half or more (half)")
-    p.add_argument("--bootstrap", type=int, default=2000, metavar="B",
-                   help="cluster bootstrap resamples for intervals (default 2000)")
-    p.add_argument("--seed", type=int, default=0, metavar="S",
-                   help="seed of the bootstrap (default 0)")
+SOURCES = ("db", "csv", "json")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """Return the argument parser of ``python -m analysis``."""
-    parser = argparse.ArgumentParser(
-        prog="python -m analysis",
-        description="Accuracy, agreement, position bias and a report for a TLL experiment.")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    p = sub.add_parser("report", help="every table, figure and one HTML report into --out")
-    _source_args(p)
-    p.add_argument("--out", required=True, metavar="DIR", help="folder to write the report to")
-    p.add_argument("--dpi", type=int, default=300, metavar="DPI",
-                   help="resolution of the PNG figures (default 300; PDF and SVG are vector)")
-    p.add_argument("--experiment-file", metavar="FILE",
-                   help="the experiment file: trial images for the galleries, candidate "
-                        "distances for the human-likeness table (default: images from --db)")
-    for name, text in (("accuracy", "Table 2b: accuracy with machine rows"),
-                       ("agreement", "agreement between participants (Fig. 5)"),
-                       ("position", "answers per display position, chi-square test"),
-                       ("tests", "the paper's comparisons, Holm-corrected, with effect sizes"),
-                       ("participants", "per-participant accuracy, times and flags")):
-        _source_args(sub.add_parser(name, help=text))
-    f = sub.add_parser("fig4", help="Fig. 4: the trials with the highest and the lowest "
-                                    "agreement, drawn with their candidates (PNG, PDF, SVG)")
-    _source_args(f)
-    f.add_argument("--experiment-file", metavar="FILE",
-                   help="the experiment file whose study folder holds the images "
-                        "(default with --db: the images in the database)")
-    f.add_argument("--out", required=True, metavar="DIR", help="folder for fig4.png/.pdf/.svg")
-    f.add_argument("--trials", type=int, default=3, metavar="K",
-                   help="trials at each end (default 3)")
-    f.add_argument("--dpi", type=int, default=300, metavar="DPI")
-    s = sub.add_parser("simulate", help="answer through the server's HTTP endpoints as "
-                                        "simulated participants")
-    s.add_argument("--server", required=True, metavar="URL", help="e.g. http://127.0.0.1:5000")
-    s.add_argument("--experiment", required=True, metavar="NAME")
-    s.add_argument("--participants", required=True, type=int, metavar="N")
-    s.add_argument("--accuracy", type=float, default=0.75, metavar="P",
-                   help="probability of choosing the true match (default 0.75)")
-    s.add_argument("--position-bias", metavar="w1,w2,w3,w4,w5",
-                   help="relative weights of the display positions for wrong or guessed "
-                        "answers (default: equal)")
-    s.add_argument("--seed", type=int, default=0, metavar="S")
-    s.add_argument("--concurrency", type=int, default=4, metavar="K",
-                   help="participants answering at the same time (default 4)")
-    pw = s.add_mutually_exclusive_group()
-    pw.add_argument("--admin-password", metavar="PASSWORD",
-                    help="the server's admin password: the answer key is read from the admin "
-                         "API (or set env TLL_ADMIN_PASSWORD)")
-    pw.add_argument("--admin-password-file", metavar="FILE",
-                    help="read the admin password from FILE (make demo keeps it in "
-                         "build/demo/instance/admin_password)")
-    return parser
+def _source_options(fn):
+    """Add the options that choose and filter the answers (one source of --db, --csv,
+    --json) to a command."""
+    opts = [
+        click.option("--db", metavar="URL",
+                     help="database URL, e.g. sqlite:////abs/path/server.sqlite3"),
+        click.option("--csv", metavar="FILE", help="answers export (docs/contracts.md §6)"),
+        click.option("--json", "json", metavar="FILE",
+                     help="JSON answers export ({experiment, trials, answers})"),
+        click.option("--experiment", metavar="NAME",
+                     help="experiment name (needed when the source holds several)"),
+        click.option("--population", metavar="NAME", multiple=True,
+                     help="keep only this population (lab, mturk, simulated or a label); "
+                          "repeat or comma-separate for several"),
+        click.option("--environment", metavar="NAME", multiple=True,
+                     help="count answers of this environment (lab, simulated, local-sandbox, "
+                          "sandbox, production) instead of the default, per platform; repeat "
+                          "or comma-separate. Rehearsals count only when named"),
+        click.option("--status", metavar="NAME", multiple=True,
+                     help="count answers of this submission status (e.g. submitted, approved, "
+                          "rejected, returned, abandoned, accepted) instead of the default, "
+                          "per platform; repeat or comma-separate"),
+        click.option("--include-withdrawn", is_flag=True,
+                     help="count the answers of participants who withdrew (left out by "
+                          "default: counting rule 'withdrawn')"),
+        click.option("--include-catch", is_flag=True,
+                     help="count catch trials in accuracy, agreement and position tables"),
+        click.option("--majority", type=click.Choice(["strict", "half"]), default="strict",
+                     show_default=True,
+                     help="a majority is more than half of a trial's answers (strict) or "
+                          "half or more (half)"),
+        click.option("--bootstrap", type=int, default=2000, metavar="B", show_default=True,
+                     help="cluster bootstrap resamples for intervals"),
+        click.option("--seed", type=int, default=0, metavar="S", show_default=True,
+                     help="seed of the bootstrap"),
+    ]
+    for o in reversed(opts):
+        fn = o(fn)
+    return fn
+
+
+def _one_source(kw: dict) -> None:
+    given = [f"--{k}" for k in SOURCES if kw.get(k)]
+    if len(given) != 1:
+        raise click.UsageError(
+            "one of the options --db --csv --json is required" if not given
+            else f"choose one source, not {' and '.join(given)}")
+
+
+def _run(fn, **kw) -> None:
+    """Run the command body `fn` on the options `kw` (as attributes, as the bodies read
+    them)."""
+    fn(SimpleNamespace(**kw))
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def cli():
+    """Accuracy, agreement, position bias and a report for a TLL experiment."""
 
 
 def _populations(values: list[str] | None) -> list[str] | None:
@@ -260,17 +237,91 @@ def cmd_simulate(args) -> None:
           f"at {args.server}")
 
 
-COMMANDS = {"report": cmd_report, "accuracy": cmd_accuracy, "agreement": cmd_agreement,
-            "position": cmd_position, "participants": cmd_participants, "tests": cmd_tests,
-            "fig4": cmd_fig4,
-            "simulate": cmd_simulate}
+def _table_command(name: str, body, text: str):
+    """Register a command that reads answers and prints tables with `body`."""
+    @cli.command(name, help=text, short_help=text.rstrip("."))
+    @_source_options
+    def command(**kw):
+        _one_source(kw)
+        _run(body, **kw)
+    return command
+
+
+for _name, _body, _text in (
+        ("accuracy", cmd_accuracy, "Table 2b: accuracy with machine rows."),
+        ("agreement", cmd_agreement, "Agreement between participants (Fig. 5)."),
+        ("position", cmd_position, "Answers per display position, chi-square test."),
+        ("tests", cmd_tests, "The paper's comparisons, Holm-corrected, with effect sizes."),
+        ("participants", cmd_participants, "Per-participant accuracy, times and flags.")):
+    _table_command(_name, _body, _text)
+
+
+@cli.command("report", short_help="Every table, figure and one HTML report into --out")
+@_source_options
+@click.option("--out", required=True, metavar="DIR", help="folder to write the report to")
+@click.option("--dpi", type=int, default=300, metavar="DPI", show_default=True,
+              help="resolution of the PNG figures (PDF and SVG are vector)")
+@click.option("--experiment-file", metavar="FILE",
+              help="the experiment file: trial images for the galleries, candidate "
+                   "distances for the human-likeness table (default: images from --db)")
+def report_command(**kw):
+    """Every table, figure and one HTML report into --out."""
+    _one_source(kw)
+    _run(cmd_report, **kw)
+
+
+@cli.command("fig4", short_help="Fig. 4: the trials with the highest and lowest agreement")
+@_source_options
+@click.option("--experiment-file", metavar="FILE",
+              help="the experiment file whose study folder holds the images "
+                   "(default with --db: the images in the database)")
+@click.option("--out", required=True, metavar="DIR", help="folder for fig4.png/.pdf/.svg")
+@click.option("--trials", type=int, default=3, metavar="K", show_default=True,
+              help="trials at each end")
+@click.option("--dpi", type=int, default=300, metavar="DPI", show_default=True)
+def fig4_command(**kw):
+    """Fig. 4: the trials with the highest and the lowest agreement, drawn with their
+    candidates (PNG, PDF, SVG)."""
+    _one_source(kw)
+    _run(cmd_fig4, **kw)
+
+
+@cli.command("simulate", short_help="Answer through the server as simulated participants")
+@click.option("--server", required=True, metavar="URL", help="e.g. http://127.0.0.1:5000")
+@click.option("--experiment", required=True, metavar="NAME")
+@click.option("--participants", required=True, type=int, metavar="N")
+@click.option("--accuracy", type=float, default=0.75, metavar="P", show_default=True,
+              help="probability of choosing the true match")
+@click.option("--position-bias", metavar="w1,w2,w3,w4,w5",
+              help="relative weights of the display positions for wrong or guessed "
+                   "answers (default: equal)")
+@click.option("--seed", type=int, default=0, metavar="S", show_default=True)
+@click.option("--concurrency", type=int, default=4, metavar="K", show_default=True,
+              help="participants answering at the same time")
+@click.option("--admin-password", metavar="PASSWORD",
+              help="the server's admin password: the answer key is read from the admin "
+                   "API (or set env TLL_ADMIN_PASSWORD)")
+@click.option("--admin-password-file", metavar="FILE",
+              help="read the admin password from FILE (make demo keeps it in "
+                   "build/demo/instance/admin_password)")
+def simulate_command(**kw):
+    """Answer through the server's HTTP endpoints as simulated participants."""
+    if kw["admin_password"] and kw["admin_password_file"]:
+        raise click.UsageError("choose --admin-password or --admin-password-file, not both")
+    _run(cmd_simulate, **kw)
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the command line; return the exit status (0 ok, 2 bad input)."""
-    args = build_parser().parse_args(argv)
+    """Run the command line; return the exit status (0 ok, 2 bad input). A usage error
+    prints click's message and raises SystemExit(2), as any click program does."""
     try:
-        COMMANDS[args.command](args)
+        rv = cli.main(args=argv, prog_name="python -m analysis", standalone_mode=False)
+    except click.ClickException as exc:
+        exc.show()
+        raise SystemExit(exc.exit_code) from None
+    except click.exceptions.Abort:
+        print("interrupted", file=sys.stderr)
+        return 130
     except AnalysisError as exc:
         for line in exc.problems:
             print(f"error: {line}", file=sys.stderr)
@@ -282,4 +333,5 @@ def main(argv: list[str] | None = None) -> int:
         import os
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
-    return 0
+    # --help and a group without a command end with click's exit code (0 or 2).
+    return rv if isinstance(rv, int) else 0

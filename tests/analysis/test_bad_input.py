@@ -115,7 +115,7 @@ def test_source_is_required(capsys):
     with pytest.raises(SystemExit) as exc:
         main(["accuracy"])
     assert exc.value.code == 2
-    assert "one of the arguments --db --csv --json is required" in capsys.readouterr().err
+    assert "one of the options --db --csv --json is required" in capsys.readouterr().err
 
 
 def test_out_that_is_not_a_report_is_left_alone(tmp_path, small_export, capsys):
