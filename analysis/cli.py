@@ -18,7 +18,9 @@ def _source_options(fn):
     """Add the options that choose and filter the answers (one source of --db, --csv,
     --json) to a command."""
     opts = [
-        click.option("--db", metavar="URL",
+        # From the environment too: a URL with a password in argv is visible to every
+        # user in the process list, the environment only to the process's owner.
+        click.option("--db", metavar="URL", envvar="TLL_ANALYSIS_DB", show_envvar=True,
                      help="database URL, e.g. sqlite:////abs/path/server.sqlite3"),
         click.option("--csv", metavar="FILE", help="answers export (docs/contracts.md §6)"),
         click.option("--json", "json", metavar="FILE",

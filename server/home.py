@@ -292,13 +292,16 @@ def start_report(exp: Experiment) -> dict:
     job.mkdir(parents=True)
     (job / "job.json").write_text(json.dumps({"started": time.time(), "experiment": exp.name}))
     url = db.engine.url.render_as_string(hide_password=False)
-    cmd = [sys.executable, "-m", "analysis", "report", "--db", url,
+    # The database URL (which may hold a password) goes in the environment, not in argv,
+    # which every user on the machine can read in the process list.
+    cmd = [sys.executable, "-m", "analysis", "report",
            "--experiment", exp.name, "--out", str(job / "out")]
     # sh writes the exit status itself, so the state survives the web worker that began it;
     # `nice` leaves the CPU to the answer path first on a small machine.
     script = (f"echo $$ > pid; nice -n {REPORT_NICE} {shlex.join(cmd)} > log.txt 2>&1; "
               "echo $? > rc.tmp && mv rc.tmp rc")
-    env = dict(os.environ, PYTHONPATH=str(ROOT), PYTHONUNBUFFERED="1", MPLBACKEND="Agg")
+    env = dict(os.environ, PYTHONPATH=str(ROOT), PYTHONUNBUFFERED="1", MPLBACKEND="Agg",
+               TLL_ANALYSIS_DB=url)
     proc = subprocess.Popen(["sh", "-c", script], cwd=job, env=env, start_new_session=True,
                             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)

@@ -330,3 +330,32 @@ def test_old_reports_are_pruned(home_app, monkeypatch):
                     "not-a-job"]
     wait_report(c)  # (fails: no answers) the latest finished report stays served
     assert c.get("/manage/home/small/report/latest/report.html").data == b"<p>report 4</p>"
+
+
+def test_report_process_gets_the_database_url_outside_its_argv(home_app, monkeypatch):
+    """The report's process list entry never shows the database URL (it may hold a
+    PostgreSQL password): the URL travels in the environment (TLL_ANALYSIS_DB)."""
+    import subprocess
+
+    from server import home
+    app, _ = home_app
+    seen = {}
+
+    class Fake:
+        def __init__(self, args, env=None, **kw):
+            seen["args"], seen["env"] = args, env
+
+        def wait(self):
+            return 0
+
+    monkeypatch.setattr(subprocess, "Popen", Fake)
+    monkeypatch.setattr(home.subprocess, "Popen", Fake)
+    c = app.test_client()
+    token = login(c)
+    r = c.post("/manage/home/small/report", data={"csrf_token": token},
+               headers={"Accept": "application/json"})
+    assert r.status_code == 202
+    with app.app_context():
+        url = db.engine.url.render_as_string(hide_password=False)
+    assert url not in " ".join(seen["args"]) and "--db" not in " ".join(seen["args"])
+    assert seen["env"]["TLL_ANALYSIS_DB"] == url
