@@ -27,7 +27,7 @@ from flask_babel import gettext
 from . import practice, recruitment
 from . import recording as rec
 from .errors import wants_json
-from .models import AuditEntry, Experiment, db
+from .models import Experiment
 from .recording import RecordingError
 
 bp = Blueprint("lab", __name__)
@@ -366,10 +366,7 @@ def withdraw(name: str):
     answered, total = rec.progress(p)
     if request.method == "GET":
         return render_template("withdraw.html", exp=exp, participant=p, answered=answered)
-    if rec.withdraw(p):
-        db.session.add(AuditEntry(actor="participant", action="withdraw", experiment=exp.name,
-                                  subject=p.code, detail=f"{answered} of {total} answered"))
-        db.session.commit()
+    rec.withdraw(p, exp.name, f"{answered} of {total} answered")
     exit = exit_of(exp, p) if answered >= total else None
     forget()
     g.participant = None

@@ -41,7 +41,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError, OperationalError
 
 from . import fastsql, groupcommit, recruitment
-from .models import Experiment, Hit, Image, Participant, Response, Trial, db, utcnow
+from .models import AuditEntry, Experiment, Hit, Image, Participant, Trial, db, utcnow
 
 CODE_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"
 MAX_CODE_LEN = 64
@@ -255,12 +255,19 @@ def set_status(participant: Participant, status: str, synced: bool = False) -> N
         participant.repeat_key = None
 
 
-def withdraw(participant: Participant) -> bool:
+def withdraw(participant: Participant, experiment_name: str | None = None,
+             detail: str = "") -> bool:
     """Mark the participant withdrawn (their answers leave every export and analysis by
-    default) and commit; return False when they had already withdrawn."""
+    default) and commit; return False when they had already withdrawn. With
+    `experiment_name` (the participant's own request), the withdrawal is logged in
+    audit_log in the same commit."""
     if participant.withdrawn_at is not None:
         return False
     participant.withdrawn_at = utcnow()
+    if experiment_name is not None:
+        db.session.add(AuditEntry(actor="participant", action="withdraw",
+                                  experiment=experiment_name, subject=participant.code,
+                                  detail=detail))
     db.session.commit()
     return True
 
@@ -281,17 +288,22 @@ def give_consent(participant: Participant) -> None:
         db.session.commit()
 
 
+# The columns of a participant that the answer path needs: the light record's fields
+# and its query are both made from this one list.
+_REF_FIELDS = ("id", "experiment_id", "token", "code", "population", "sequence",
+               "consented_at", "completed_at", "platform", "submission_status",
+               "assignment_id", "worker_id", "withdrawn_at")
+_REF_SQL = f"SELECT {', '.join(_REF_FIELDS)} FROM participants WHERE token = ?"
+
+
 class ParticipantRef:
     """The few columns of a participant that the answer path needs (one light query)."""
 
-    __slots__ = ("id", "experiment_id", "token", "code", "population", "sequence",
-                 "consented_at", "completed_at", "platform", "submission_status",
-                 "assignment_id", "worker_id", "withdrawn_at", "_ids", "__dict__")
+    __slots__ = (*_REF_FIELDS, "_ids", "__dict__")
 
     def __init__(self, row):
-        (self.id, self.experiment_id, self.token, self.code, self.population, self.sequence,
-         self.consented_at, self.completed_at, self.platform, self.submission_status,
-         self.assignment_id, self.worker_id, self.withdrawn_at) = row
+        for name, value in zip(_REF_FIELDS, row, strict=True):
+            setattr(self, name, value)
         self._ids = None
 
     def trial_ids(self) -> list[int]:
@@ -299,13 +311,6 @@ class ParticipantRef:
         if self._ids is None:
             self._ids = json.loads(self.sequence)
         return self._ids
-
-
-_P = Participant.__table__.c
-_R = Response.__table__
-_REF_COLUMNS = (_P.id, _P.experiment_id, _P.token, _P.code, _P.population, _P.sequence,
-                _P.consented_at, _P.completed_at, _P.platform, _P.submission_status,
-                _P.assignment_id, _P.worker_id, _P.withdrawn_at)
 
 
 def _check_token(token) -> None:
@@ -326,11 +331,7 @@ def participant_ref(token) -> ParticipantRef:
     """Return a light record (id, sequence, consent...) of the participant with this token,
     usable wherever the functions below take a participant; RecordingError(404) otherwise."""
     _check_token(token)
-    row = fastsql.execute("SELECT id, experiment_id, token, code, population, sequence, "
-                          "consented_at, completed_at, platform, submission_status, "
-                          "assignment_id, worker_id, withdrawn_at FROM participants "
-                          "WHERE token = ?",
-                          (token,)).fetchone()
+    row = fastsql.execute(_REF_SQL, (token,)).fetchone()
     if row is None:
         raise RecordingError(404, "unknown participant")
     return ParticipantRef(row)
@@ -534,8 +535,7 @@ def _insert(cur, pid: int, trial_id: int, n: int, choice: int, rt, total: int, d
 def _write_batch(jobs: list[groupcommit.Job]) -> None:
     """Write a group commit's answers in one SQLite transaction (a repeat gets None) and
     commit; set the results only then."""
-    operational_error = fastsql.dbapi_errors()[1]
-    integrity_error = fastsql.dbapi_errors()[0]
+    integrity_error, operational_error = fastsql.dbapi_errors()
     for attempt in range(5):
         try:
             with fastsql.write_lock():

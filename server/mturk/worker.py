@@ -53,11 +53,16 @@ def load_participant() -> None:
     params = _params()
     if params["assignmentId"] in ("", PREVIEW_ID):
         raise RecordingError(403, "this is a preview: accept the HIT to answer")
-    p = rec.participant_ref(token)
-    if (p.experiment_id != exp.id or p.assignment_id != params["assignmentId"]
+    g.participant = _owned(exp.id, rec.participant_ref(token), params, "this answer")
+
+
+def _owned(experiment_id: int, p, params: dict, what: str):
+    """Return participant `p` (found by the token in the URL) when it is this URL's
+    experiment, assignment and worker; RecordingError(403) otherwise."""
+    if (p.experiment_id != experiment_id or p.assignment_id != params["assignmentId"]
             or p.worker_id != params["workerId"]):
-        raise RecordingError(403, "this answer does not belong to this assignment")
-    g.participant = p
+        raise RecordingError(403, f"{what} does not belong to this assignment")
+    return p
 
 
 @bp.after_request
@@ -240,8 +245,6 @@ def withdraw(name: str, hit_key: str):
     offers the HIT's submit form, so that withdrawing never costs the worker the pay for
     the time spent. Authenticated like the answers: the participant token in the URL must
     belong to this URL's assignment and worker."""
-    from ..models import AuditEntry
-
     exp = rec.get_experiment(name)
     _hit_trials(exp, hit_key)
     params = _params()
@@ -250,19 +253,14 @@ def withdraw(name: str, hit_key: str):
     submit_to = checked_submit_to(params["turkSubmitTo"], local_endpoint())
     if submit_to is None:
         raise RecordingError(400, "turkSubmitTo is not one of MTurk's hosts")
-    p = rec.participant_by_token(request.args.get("p", ""))
-    if (p.experiment_id != exp.id or p.assignment_id != params["assignmentId"]
-            or p.worker_id != params["workerId"]):
-        raise RecordingError(403, "this page does not belong to this assignment")
+    p = _owned(exp.id, rec.participant_by_token(request.args.get("p", "")), params,
+               "this page")
     answered, total = rec.progress(p)
     if request.method == "GET":
         return render_template("mturk/withdraw.html", exp=exp, answered=answered,
                                action=_withdraw_url(name, hit_key, p, params),
                                back=_task_url(name, hit_key, params))
-    if rec.withdraw(p):
-        db.session.add(AuditEntry(actor="participant", action="withdraw", experiment=exp.name,
-                                  subject=p.code, detail=f"{answered} of {total} answered"))
-        db.session.commit()
+    rec.withdraw(p, exp.name, f"{answered} of {total} answered")
     way_out = recruitment.platform("mturk").exit_response(
         exp, p, submit_to=submit_to, experiment=exp.name, hit=hit_key,
         answered=f"{answered} of {total}", withdrawn="yes")
