@@ -108,6 +108,12 @@ def group_commit_key() -> str | None:
     conn = _borrowed()
     if conn is None or conn.driver_connection.in_transaction:
         return None
+    return _sqlite_file()
+
+
+def _sqlite_file() -> str | None:
+    """Return the SQLite database's file path, or None for an in-memory or URI database
+    (nothing beside it to lock, nothing shared to group)."""
     path = engine().url.database
     return path if path and path != ":memory:" and not path.startswith("file:") else None
 
@@ -228,7 +234,4 @@ def write_lock():
     time anyway). PostgreSQL needs none."""
     if not _is_sqlite():
         return contextlib.nullcontext()
-    e = engine()
-    path = e.url.database
-    return _sqlite_writer(path if path and path != ":memory:" and not
-                          path.startswith("file:") else None)
+    return _sqlite_writer(_sqlite_file())

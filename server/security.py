@@ -40,6 +40,8 @@ from flask_talisman import Talisman
 from flask_wtf.csrf import CSRFProtect
 from itsdangerous import URLSafeTimedSerializer
 
+from .fastsql import ANSWER_ENDPOINTS
+
 ADMIN_PREFIX = "/manage"
 ADMIN_COOKIE = "tll_admin"
 PARTICIPANT_COOKIE = "tll_session"
@@ -65,8 +67,8 @@ CSP = {
 
 
 HOT_BLUEPRINTS = frozenset(("api", "images"))
-# The form answers (every trial of the no-JavaScript and MTurk paths); the API's is hot.
-ANSWER_ENDPOINTS = frozenset(("lab.answer", "mturk_worker.answer"))
+# The answer routes (fastsql's table); the API's is in a hot blueprint, which wins, so
+# ANSWER applies to the form answers (every trial of the no-JavaScript and MTurk paths).
 NOT, ANSWER, HOT = 0, 1, 2
 
 
