@@ -257,7 +257,7 @@ def instructions(name: str):
     n = practice.count(exp)
     done_k = int(_state(exp).get("p") or 0)
     k = min(done_k, n - 1) if n else None
-    feedback = None
+    feedback = t = None
     if request.method == "POST":
         if not n:
             abort(400, "this experiment has no practice trials")
@@ -271,13 +271,15 @@ def instructions(name: str):
         _mark("p", max(done_k, k + 1))
         if not exp.practice_feedback:
             return _go("lab.instructions" if k + 1 < n else "lab.trial", name)
-        right, message = practice.feedback(exp, practice.trial(exp, k), int(choice))
+        t = practice.trial(exp, k)
+        right, message = practice.feedback(exp, t, int(choice))
         feedback = {"right": right, "message": message, "more": k + 1 < n}
     elif n and done_k >= n:
         k = None  # practice done: the instructions with the start button
     elif not n:
         _mark("i", 1)
-    t = practice.trial(exp, k) if k is not None else None
+    if t is None and k is not None:
+        t = practice.trial(exp, k)
     return render_template("instructions.html", exp=exp, participant=p, feedback=feedback,
                            practice=t, practice_total=n)
 

@@ -79,6 +79,23 @@ def check_language(value) -> list[str]:
             f"not {value!r}"]
 
 
+def _per_request(fn):
+    """Remember `fn(exp)` for the rest of the request (by experiment id): a page's texts,
+    practice and duration ask for the same counts several times, and neither the trials
+    nor the finished participants' answers change while one page is made."""
+    def memo(exp: Experiment):
+        if not has_request_context():
+            return fn(exp)
+        cache = g.setdefault("_tll_texts_memo", {})
+        key = (fn.__name__, exp.id)
+        if key not in cache:
+            cache[key] = fn(exp)
+        return cache[key]
+    memo.__name__, memo.__doc__ = fn.__name__, fn.__doc__
+    return memo
+
+
+@_per_request
 def trial_counts(exp: Experiment) -> tuple[int, int]:
     """Return (trials, catch trials) of the experiment."""
     n, catch = db.session.execute(
@@ -88,6 +105,7 @@ def trial_counts(exp: Experiment) -> tuple[int, int]:
     return int(n), int(catch)
 
 
+@_per_request
 def measured_seconds_per_trial(exp: Experiment) -> float | None:
     """Return the median time between consecutive answers of the experiment's finished,
     not withdrawn participants (seconds; intervals over MEASURE_MAX_INTERVAL_S are breaks
