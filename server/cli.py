@@ -45,6 +45,14 @@ def _viewport(text: str) -> tuple[int, int]:
     return int(w), int(h)
 
 
+# Setting options whose value is the setting's as given: (option, setting).
+_PLAIN_OPTIONS = (("kiosk", "kiosk"), ("order", "trial_order"), ("repeats", "repeats"),
+                  ("break_every", "break_every"), ("practice", "practice"),
+                  ("practice_trials", "practice_trials"),
+                  ("practice_feedback", "practice_feedback"),
+                  ("seconds_per_trial", "seconds_per_trial"))
+
+
 def _settings(opts: dict) -> dict:
     """Return the settings named by the setting options in `opts` (a command's keyword
     arguments; None = not given), read from files where an option names one."""
@@ -53,36 +61,19 @@ def _settings(opts: dict) -> dict:
     texts = _texts(opts)  # may set opts["consent_text"] from --text consent=FILE
     if texts:
         s["texts"] = texts
-    if opts.get("kiosk") is not None:
-        s["kiosk"] = opts["kiosk"]
+    s.update({setting: opts[option] for option, setting in _PLAIN_OPTIONS
+              if opts.get(option) is not None})
     if opts.get("consent_file") is not None:
-        try:
-            s["consent_text"] = Path(opts["consent_file"]).read_text(encoding="utf-8").strip()
-        except OSError as e:
-            fail(f"cannot read the consent file {opts['consent_file']}: {e.strerror}")
+        s["consent_text"] = _read_text("consent", opts["consent_file"])
     if opts.get("consent_text") is not None:
         s["consent_text"] = opts["consent_text"]
-    if opts.get("order") is not None:
-        s["trial_order"] = opts["order"]
-    if opts.get("repeats") is not None:
-        s["repeats"] = opts["repeats"]
     if opts.get("min_viewport") is not None:
         s["min_viewport_width"], s["min_viewport_height"] = _viewport(opts["min_viewport"])
-    if opts.get("break_every") is not None:
-        s["break_every"] = opts["break_every"]
-    if opts.get("practice") is not None:
-        s["practice"] = opts["practice"]
     if opts.get("language") is not None:
         s["language"] = "" if opts["language"] in ("-", "browser") else opts["language"]
-    if opts.get("practice_trials") is not None:
-        s["practice_trials"] = opts["practice_trials"]
-    if opts.get("practice_feedback") is not None:
-        s["practice_feedback"] = opts["practice_feedback"]
     if opts.get("practice_set"):
         s["practice_images"] = [] if opts["practice_set"] == ("-",) else [
             [x.strip() for x in v.split(",")] for v in opts["practice_set"]]
-    if opts.get("seconds_per_trial") is not None:
-        s["seconds_per_trial"] = opts["seconds_per_trial"]
     panel = {k: opts.get(f"panel_{k}") for k in ("id_param", "redirect", "code", "name")}
     panel = {k: ("" if v == "-" else v) for k, v in panel.items() if v is not None}
     if panel:
