@@ -184,11 +184,8 @@ def enter(name: str, platform_name: str):
     participant's identity from the URL parameters; the participant then goes through
     consent and the trials as in the lab, and leaves by the platform's exit."""
     exp = g.exp
-    try:
-        plat = recruitment.platform(platform_name)
-    except recruitment.UnknownName:
-        abort(404, f"no platform {platform_name!r} takes participants by a link")
-    if not getattr(plat, "link_entry", False):
+    plat = recruitment.PLATFORMS.get(platform_name)
+    if not getattr(plat, "link_entry", False):  # unknown, or entered otherwise
         abort(404, f"no platform {platform_name!r} takes participants by a link")
     try:
         ident = plat.identity(experiment=exp, args=request.args.to_dict())
