@@ -117,7 +117,7 @@ def from_database(url: str, experiment: str, only: set[str] | None = None) -> Tr
     >>> images = from_database("sqlite:////abs/server.sqlite3", "demo", {"t0001"})  # doctest: +SKIP
     >>> images.image(images.trials["t0001"]["query"])  # doctest: +SKIP
     """
-    from sqlalchemy import text
+    from sqlalchemy import bindparam, text
     from sqlalchemy.exc import SQLAlchemyError
 
     from analysis.load import _engine, _safe, normalise_database_url
@@ -140,9 +140,13 @@ def from_database(url: str, experiment: str, only: set[str] | None = None) -> Tr
                                         "candidates": [keys.get(c) for c in ids]}
                 if only is None or str(key) in only:
                     wanted.update([q, *ids])
+            found: dict = {}
+            if wanted:
+                query = text("SELECT id, data FROM images WHERE id IN :ids").bindparams(
+                    bindparam("ids", expanding=True))
+                found = dict(conn.execute(query, {"ids": sorted(wanted)}).all())
             for i in sorted(wanted):
-                blob = conn.execute(text("SELECT data FROM images WHERE id = :i"),
-                                    {"i": i}).scalar()
+                blob = found.get(i)
                 if blob is not None and i in keys:
                     out.blobs[keys[i]] = bytes(blob)
     except (SQLAlchemyError, ValueError) as exc:
