@@ -28,12 +28,16 @@ class TrialImages:
 
     ``trials``: trial id -> {"query": image id, "candidates": [image ids in display
     order]}; ``paths``: image id -> file path (experiment file) or ``blobs``: image id ->
-    bytes (database); ``source``: where they came from, for the report."""
+    bytes (database); ``source``: where they came from, for the report. From an
+    experiment file, ``document`` is the parsed file and ``root`` its resolved study
+    folder, so the report reads the file once (None otherwise)."""
 
     trials: dict[str, dict] = field(default_factory=dict)
     paths: dict[str, Path] = field(default_factory=dict)
     blobs: dict[str, bytes] = field(default_factory=dict)
     source: str = "no image source"
+    document: dict | None = None
+    root: Path | None = None
 
     def image(self, key: str | None):
         """Return the image ``key`` as a PIL image, or None when it cannot be read."""
@@ -63,7 +67,8 @@ def from_experiment_file(path: str | Path) -> TrialImages:
     Returns
     -------
     TrialImages
-        ``trials`` (trial -> query and candidate image ids), ``paths`` (image id -> file).
+        ``trials`` (trial -> query and candidate image ids), ``paths`` (image id -> file),
+        ``document`` (the parsed file) and ``root`` (the resolved study folder).
 
     Raises
     ------
@@ -90,7 +95,8 @@ def from_experiment_file(path: str | Path) -> TrialImages:
     trials = {str(t["id"]): {"query": str(t.get("query")),
                              "candidates": [str(c) for c in t.get("candidates", [])]}
               for t in doc.get("trials", []) if isinstance(t, dict) and "id" in t}
-    return TrialImages(trials=trials, paths=paths, source=f"experiment file {path}")
+    return TrialImages(trials=trials, paths=paths, source=f"experiment file {path}",
+                       document=doc, root=root)
 
 
 def from_database(url: str, experiment: str, only: set[str] | None = None) -> TrialImages:
