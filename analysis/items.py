@@ -191,15 +191,11 @@ def item_table(df: pd.DataFrame, images: TrialImages | None = None,
     >>> item_table(answers.without_catch(), from_experiment_file("demo.json"))  # doctest: +SKIP
     """
     per = trial_distribution(df, majority=majority)
-    cand_cols = [f"candidate_{i}" for i in range(1, N_CANDIDATES + 1)]
     first = df.drop_duplicates("trial").set_index("trial")
     rows = []
     for _, t in per.iterrows():
-        info = (images.trials.get(t["trial"]) if images else None) or {}
-        cands = list(info.get("candidates") or [])
         row = {"trial": t["trial"], "pair": first.loc[t["trial"], "pair"],
-               "query": info.get("query"),
-               **{c: (cands[i] if i < len(cands) else None) for i, c in enumerate(cand_cols)},
+               "query": None, **{c: None for c in _CANDIDATE_COLUMNS},
                "condition": t["condition"], "subset": t["subset"],
                "true_position": int(t["true_position"]), "n": int(t["n"]),
                **{f"count_{p}": int(t[f"count_{p}"]) for p in range(1, N_CANDIDATES + 1)},
@@ -219,6 +215,30 @@ def item_table(df: pd.DataFrame, images: TrialImages | None = None,
         out[key] = out[key].astype("Int64")
         for suffix in (" = human", " = true"):
             out[key + suffix] = out[key + suffix].astype("boolean")
+    return with_images(out, images) if images else out
+
+
+_CANDIDATE_COLUMNS = [f"candidate_{i}" for i in range(1, N_CANDIDATES + 1)]
+
+
+def with_images(table: pd.DataFrame, images: TrialImages | None) -> pd.DataFrame:
+    """Return a copy of an :func:`item_table` with its ``query`` and
+    ``candidate_1..candidate_5`` columns filled from ``images`` (None where a trial or
+    an image id is unknown): the table is built once, before the images are read.
+
+    Examples
+    --------
+    >>> plain = item_table(answers.without_catch())  # doctest: +SKIP
+    >>> table = with_images(plain, from_experiment_file("demo.json"))  # doctest: +SKIP
+    """
+    out = table.copy()
+    if out.empty:
+        return out
+    infos = [(images.trials.get(t) if images else None) or {} for t in out["trial"]]
+    cands = [list(info.get("candidates") or []) for info in infos]
+    out["query"] = [info.get("query") for info in infos]
+    for i, col in enumerate(_CANDIDATE_COLUMNS):
+        out[col] = [c[i] if i < len(c) else None for c in cands]
     return out
 
 

@@ -233,7 +233,7 @@ def section_items(ctx: Context) -> dict:
     wanted = set().union(*[set(s["trial"]) for s in shown.values()], set(hi["trial"]),
                          set(lo["trial"]))
     images = _images(ctx, wanted)
-    table = ctx.csv("items", items.item_table(df, images, o.majority))
+    table = ctx.csv("items", items.with_images(plain, images))
     by_trial = table.set_index("trial", drop=False)
     galleries = []
     for i, (title, sel) in enumerate(shown.items()):
