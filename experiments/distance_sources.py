@@ -10,7 +10,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from experiments import conditions, retrieval
+from experiments import conditions, retrieval, store
 
 FACE_KINDS = conditions.FACE_KINDS
 PREFERRED_GENERIC = ("densenet121", "efficientnet_lite0")
@@ -28,16 +28,13 @@ def default_metric(kind: str) -> str:
 
 
 def features_command(key: str, workdir: str = "STUDY_DIR") -> str:
-    """Return the `features` command that computes feature set `key`."""
-    kind, name = key.split("/", 1)
-    if kind == "generic":
-        return f"python -m experiments features {workdir} --kind generic --model {name}"
-    if kind == "face":
-        det = name.removeprefix("dlib_")
-        return f"python -m experiments features {workdir} --kind face --detector {det}"
-    model, _, det = name.rpartition("_")
-    return (f"python -m experiments features {workdir} --kind face_generic "
-            f"--model {model} --detector {det}")
+    """Return the `features` command that computes feature set `key` (the store's
+    `features_command`, arguments in this module's order). A malformed key, met only in
+    an error message, gives the command without the set's model and detector."""
+    try:
+        return store.features_command(workdir, key)
+    except store.StoreError:
+        return f"python -m experiments features {workdir} --kind {str(key).partition('/')[0]}"
 
 
 def rows_for(fs, ids: Sequence[str]) -> np.ndarray:
