@@ -21,10 +21,9 @@ class FeatureAccessError(Exception):
     """A feature set needed for a computation is missing or does not cover the pairs."""
 
 
-def default_metric(kind: str) -> str:
-    """Return the distance a feature kind uses: cosine for generic CNN features (also on
-    face crops), Euclidean for dlib face descriptors (paper §4.1; experiments/conditions.py)."""
-    return conditions.distance_of_kind(kind)
+# the distance a feature kind uses: cosine for generic CNN features (also on face crops),
+# Euclidean for dlib face descriptors (paper §4.1; experiments/conditions.py)
+default_metric = conditions.distance_of_kind
 
 
 def features_command(key: str, workdir: str = "STUDY_DIR") -> str:
