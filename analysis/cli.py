@@ -197,8 +197,7 @@ def cmd_fig4(args) -> None:
                                      set(hi["trial"]) | set(lo["trial"]))
     else:
         images = None
-    table = items.item_table(answers.without_catch(), images, args.majority).set_index(
-        "trial", drop=False)
+    table = items.with_images(plain, images).set_index("trial", drop=False)
     drawings = items.drawings(table.loc[hi["trial"]], images) + \
         items.drawings(table.loc[lo["trial"]], images)
     for i, d in enumerate(drawings):

@@ -84,7 +84,13 @@ def trial_distances(experiment_file: str | Path) -> tuple[dict, list[str]]:
     """
     path = Path(experiment_file)
     doc = json.loads(path.read_text(encoding="utf-8"))
-    root = (path.parent / str(doc.get("image_root", "."))).resolve()
+    return document_distances(doc, (path.parent / str(doc.get("image_root", "."))).resolve())
+
+
+def document_distances(doc: dict, root: Path) -> tuple[dict, list[str]]:
+    """:func:`trial_distances` of an experiment file already parsed: ``doc`` its
+    document, ``root`` its resolved study folder (``TrialImages.document`` and ``.root``
+    of ``items.from_experiment_file``). Returns the same distances and notes."""
     where = {im["id"]: (im.get("pair"), im.get("side")) for im in doc.get("images", [])}
     out: dict[str, dict[str, list[float]]] = {}
     notes = []

@@ -28,12 +28,16 @@ class TrialImages:
 
     ``trials``: trial id -> {"query": image id, "candidates": [image ids in display
     order]}; ``paths``: image id -> file path (experiment file) or ``blobs``: image id ->
-    bytes (database); ``source``: where they came from, for the report."""
+    bytes (database); ``source``: where they came from, for the report. From an
+    experiment file, ``document`` is the parsed file and ``root`` its resolved study
+    folder, so the report reads the file once (None otherwise)."""
 
     trials: dict[str, dict] = field(default_factory=dict)
     paths: dict[str, Path] = field(default_factory=dict)
     blobs: dict[str, bytes] = field(default_factory=dict)
     source: str = "no image source"
+    document: dict | None = None
+    root: Path | None = None
 
     def image(self, key: str | None):
         """Return the image ``key`` as a PIL image, or None when it cannot be read."""
@@ -63,7 +67,8 @@ def from_experiment_file(path: str | Path) -> TrialImages:
     Returns
     -------
     TrialImages
-        ``trials`` (trial -> query and candidate image ids), ``paths`` (image id -> file).
+        ``trials`` (trial -> query and candidate image ids), ``paths`` (image id -> file),
+        ``document`` (the parsed file) and ``root`` (the resolved study folder).
 
     Raises
     ------
@@ -90,7 +95,8 @@ def from_experiment_file(path: str | Path) -> TrialImages:
     trials = {str(t["id"]): {"query": str(t.get("query")),
                              "candidates": [str(c) for c in t.get("candidates", [])]}
               for t in doc.get("trials", []) if isinstance(t, dict) and "id" in t}
-    return TrialImages(trials=trials, paths=paths, source=f"experiment file {path}")
+    return TrialImages(trials=trials, paths=paths, source=f"experiment file {path}",
+                       document=doc, root=root)
 
 
 def from_database(url: str, experiment: str, only: set[str] | None = None) -> TrialImages:
@@ -117,7 +123,7 @@ def from_database(url: str, experiment: str, only: set[str] | None = None) -> Tr
     >>> images = from_database("sqlite:////abs/server.sqlite3", "demo", {"t0001"})  # doctest: +SKIP
     >>> images.image(images.trials["t0001"]["query"])  # doctest: +SKIP
     """
-    from sqlalchemy import text
+    from sqlalchemy import bindparam, text
     from sqlalchemy.exc import SQLAlchemyError
 
     from analysis.load import _engine, _safe, normalise_database_url
@@ -140,9 +146,13 @@ def from_database(url: str, experiment: str, only: set[str] | None = None) -> Tr
                                         "candidates": [keys.get(c) for c in ids]}
                 if only is None or str(key) in only:
                     wanted.update([q, *ids])
+            found: dict = {}
+            if wanted:
+                query = text("SELECT id, data FROM images WHERE id IN :ids").bindparams(
+                    bindparam("ids", expanding=True))
+                found = dict(conn.execute(query, {"ids": sorted(wanted)}).all())
             for i in sorted(wanted):
-                blob = conn.execute(text("SELECT data FROM images WHERE id = :i"),
-                                    {"i": i}).scalar()
+                blob = found.get(i)
                 if blob is not None and i in keys:
                     out.blobs[keys[i]] = bytes(blob)
     except (SQLAlchemyError, ValueError) as exc:
@@ -181,15 +191,11 @@ def item_table(df: pd.DataFrame, images: TrialImages | None = None,
     >>> item_table(answers.without_catch(), from_experiment_file("demo.json"))  # doctest: +SKIP
     """
     per = trial_distribution(df, majority=majority)
-    cand_cols = [f"candidate_{i}" for i in range(1, N_CANDIDATES + 1)]
     first = df.drop_duplicates("trial").set_index("trial")
     rows = []
     for _, t in per.iterrows():
-        info = (images.trials.get(t["trial"]) if images else None) or {}
-        cands = list(info.get("candidates") or [])
         row = {"trial": t["trial"], "pair": first.loc[t["trial"], "pair"],
-               "query": info.get("query"),
-               **{c: (cands[i] if i < len(cands) else None) for i, c in enumerate(cand_cols)},
+               "query": None, **{c: None for c in _CANDIDATE_COLUMNS},
                "condition": t["condition"], "subset": t["subset"],
                "true_position": int(t["true_position"]), "n": int(t["n"]),
                **{f"count_{p}": int(t[f"count_{p}"]) for p in range(1, N_CANDIDATES + 1)},
@@ -209,6 +215,30 @@ def item_table(df: pd.DataFrame, images: TrialImages | None = None,
         out[key] = out[key].astype("Int64")
         for suffix in (" = human", " = true"):
             out[key + suffix] = out[key + suffix].astype("boolean")
+    return with_images(out, images) if images else out
+
+
+_CANDIDATE_COLUMNS = [f"candidate_{i}" for i in range(1, N_CANDIDATES + 1)]
+
+
+def with_images(table: pd.DataFrame, images: TrialImages | None) -> pd.DataFrame:
+    """Return a copy of an :func:`item_table` with its ``query`` and
+    ``candidate_1..candidate_5`` columns filled from ``images`` (None where a trial or
+    an image id is unknown): the table is built once, before the images are read.
+
+    Examples
+    --------
+    >>> plain = item_table(answers.without_catch())  # doctest: +SKIP
+    >>> table = with_images(plain, from_experiment_file("demo.json"))  # doctest: +SKIP
+    """
+    out = table.copy()
+    if out.empty:
+        return out
+    infos = [(images.trials.get(t) if images else None) or {} for t in out["trial"]]
+    cands = [list(info.get("candidates") or []) for info in infos]
+    out["query"] = [info.get("query") for info in infos]
+    for i, col in enumerate(_CANDIDATE_COLUMNS):
+        out[col] = [c[i] if i < len(c) else None for c in cands]
     return out
 
 

@@ -86,6 +86,8 @@ class Context:
     options: Options
     out: Path
     shared: dict = field(default_factory=dict)
+    # the experiment file, parsed once by write_report (None without one)
+    experiment: items.TrialImages | None = None
 
     @property
     def df_all(self) -> pd.DataFrame:
@@ -209,8 +211,8 @@ def section_participants(ctx: Context) -> dict:
 
 
 def _images(ctx: Context, only: set[str] | None = None) -> items.TrialImages | None:
-    if ctx.options.experiment_file:
-        return items.from_experiment_file(ctx.options.experiment_file)
+    if ctx.experiment is not None:
+        return ctx.experiment
     if ctx.answers.url:
         return items.from_database(ctx.answers.url, ctx.answers.experiment, only)
     return None
@@ -231,7 +233,7 @@ def section_items(ctx: Context) -> dict:
     wanted = set().union(*[set(s["trial"]) for s in shown.values()], set(hi["trial"]),
                          set(lo["trial"]))
     images = _images(ctx, wanted)
-    table = ctx.csv("items", items.item_table(df, images, o.majority))
+    table = ctx.csv("items", items.with_images(plain, images))
     by_trial = table.set_index("trial", drop=False)
     galleries = []
     for i, (title, sel) in enumerate(shown.items()):
@@ -273,9 +275,9 @@ def section_fig4(ctx: Context) -> dict:
 
 def section_likeness(ctx: Context) -> dict:
     dist, notes = ({}, [])
-    if ctx.options.experiment_file:
-        from analysis.distances import trial_distances
-        dist, notes = trial_distances(ctx.options.experiment_file)
+    if ctx.experiment is not None:
+        from analysis.distances import document_distances
+        dist, notes = document_distances(ctx.experiment.document, ctx.experiment.root)
     table = likeness.likeness_table(ctx.shared["items"], ctx.answers.machine_keys, dist,
                                     ctx.options.n_resamples, ctx.options.seed)
     ctx.csv("likeness", table)
@@ -393,8 +395,9 @@ def write_report(answers: Answers, out: Path, include_catch: bool = False,
     require_answers(answers, include_catch)
     options = Options(include_catch, majority, n_resamples, seed, dpi,
                       Path(experiment_file) if experiment_file else None)
-    if options.experiment_file:
-        items.from_experiment_file(options.experiment_file)  # a bad file fails before writing
+    # parsed once, for the galleries and the distances; a bad file fails before writing
+    experiment = (items.from_experiment_file(options.experiment_file)
+                  if options.experiment_file else None)
     out = Path(out).resolve()
     if out.exists() and (not out.is_dir() or (any(out.iterdir())
                                               and not (out / REPORT_HTML).is_file())):
@@ -407,7 +410,7 @@ def write_report(answers: Answers, out: Path, include_catch: bool = False,
                             f"{exc.strerror or exc} ({exc.filename or out.parent})") from None
     os.chmod(tmp, 0o755)  # mkdtemp makes it private; a report is meant to be shared
     try:
-        _write(answers, tmp, options)
+        _write(answers, tmp, options, experiment)
         if out.exists():
             old = out.with_name(f".{out.name}.old-{tmp.name[-8:]}")
             out.rename(old)
@@ -421,8 +424,9 @@ def write_report(answers: Answers, out: Path, include_catch: bool = False,
     return out / REPORT_HTML
 
 
-def _write(answers: Answers, d: Path, options: Options) -> None:
-    ctx = Context(answers=answers, options=options, out=d)
+def _write(answers: Answers, d: Path, options: Options,
+           experiment: items.TrialImages | None = None) -> None:
+    ctx = Context(answers=answers, options=options, out=d, experiment=experiment)
     env = environment()
     rendered = []
     for sid, title, fn in SECTIONS:

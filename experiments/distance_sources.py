@@ -10,7 +10,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from experiments import conditions, retrieval
+from experiments import conditions, retrieval, store
 
 FACE_KINDS = conditions.FACE_KINDS
 PREFERRED_GENERIC = ("densenet121", "efficientnet_lite0")
@@ -21,23 +21,19 @@ class FeatureAccessError(Exception):
     """A feature set needed for a computation is missing or does not cover the pairs."""
 
 
-def default_metric(kind: str) -> str:
-    """Return the distance a feature kind uses: cosine for generic CNN features (also on
-    face crops), Euclidean for dlib face descriptors (paper §4.1; experiments/conditions.py)."""
-    return conditions.distance_of_kind(kind)
+# the distance a feature kind uses: cosine for generic CNN features (also on face crops),
+# Euclidean for dlib face descriptors (paper §4.1; experiments/conditions.py)
+default_metric = conditions.distance_of_kind
 
 
 def features_command(key: str, workdir: str = "STUDY_DIR") -> str:
-    """Return the `features` command that computes feature set `key`."""
-    kind, name = key.split("/", 1)
-    if kind == "generic":
-        return f"python -m experiments features {workdir} --kind generic --model {name}"
-    if kind == "face":
-        det = name.removeprefix("dlib_")
-        return f"python -m experiments features {workdir} --kind face --detector {det}"
-    model, _, det = name.rpartition("_")
-    return (f"python -m experiments features {workdir} --kind face_generic "
-            f"--model {model} --detector {det}")
+    """Return the `features` command that computes feature set `key` (the store's
+    `features_command`, arguments in this module's order). A malformed key, met only in
+    an error message, gives the command without the set's model and detector."""
+    try:
+        return store.features_command(workdir, key)
+    except store.StoreError:
+        return f"python -m experiments features {workdir} --kind {str(key).partition('/')[0]}"
 
 
 def rows_for(fs, ids: Sequence[str]) -> np.ndarray:
