@@ -149,18 +149,17 @@ def _wtf_field(f: Field):
     return StringField(f.label)
 
 
-def settings_form(formdata=None, data: dict | None = None) -> Form:
-    """Return a WTForms form of every setting, filled from `formdata` (a POST) or `data`
+def settings_form(fs: list[Field], formdata=None, data: dict | None = None) -> Form:
+    """Return a WTForms form of the fields `fs`, filled from `formdata` (a POST) or `data`
     (the current values)."""
-    fs = fields()
     cls = type("SettingsForm", (Form,), {f.name: _wtf_field(f) for f in fs})
     return cls(formdata=formdata, data=data)
 
 
-def current_values(exp: Experiment) -> dict:
+def current_values(exp: Experiment, fs: list[Field]) -> dict:
     """Return {field name: the experiment's current value, as the form shows it}."""
     out = {}
-    for f in fields():
+    for f in fs:
         if f.setting == "texts":
             v = exp.text(f.key)
         elif f.setting == "platform_settings":
@@ -184,13 +183,14 @@ def _value(f: Field, field):
     return v
 
 
-def changes_from(form: Form, exp: Experiment, present) -> tuple[dict, list[Field]]:
-    """Return (settings for `validate_settings`, the fields changed): only fields the
-    POST carried (`present`) whose value differs from the current one."""
-    now = current_values(exp)
+def changes_from(form: Form, exp: Experiment, present,
+                 fs: list[Field]) -> tuple[dict, list[Field]]:
+    """Return (settings for `validate_settings`, the fields changed): only fields of `fs`
+    the POST carried (`present`) whose value differs from the current one."""
+    now = current_values(exp, fs)
     settings: dict = {}
     changed = []
-    for f in fields():
+    for f in fs:
         if f.name not in present:
             continue
         new = _value(f, getattr(form, f.name))
@@ -210,11 +210,12 @@ def changes_from(form: Form, exp: Experiment, present) -> tuple[dict, list[Field
     return settings, changed
 
 
-def _render(exp: Experiment, form: Form, problems: list[str], status: int, saved: bool):
+def _render(exp: Experiment, fs: list[Field], form: Form, problems: list[str], status: int,
+            saved: bool):
     answers = response_count(exp)
     has_answers = answers > 0
     groups: dict[str, list] = {}
-    for f in fields():
+    for f in fs:
         groups.setdefault(f.group, []).append(
             {"f": f, "field": getattr(form, f.name),
              "locked": has_answers and f.locked_reason is not None})
@@ -227,7 +228,8 @@ def _render(exp: Experiment, form: Form, problems: list[str], status: int, saved
 @login_required
 def settings(name: str):
     exp = rec.get_experiment(name)
-    return _render(exp, settings_form(data=current_values(exp)), [], 200,
+    fs = fields()
+    return _render(exp, fs, settings_form(fs, data=current_values(exp, fs)), [], 200,
                    saved=request.args.get("saved") == "1")
 
 
@@ -235,13 +237,14 @@ def settings(name: str):
 @login_required
 def settings_save(name: str):
     exp = rec.get_experiment(name)
-    form = settings_form(formdata=request.form)
+    fs = fields()
+    form = settings_form(fs, formdata=request.form)
     present = set(request.form)
     conversion = [f"{getattr(form, n).label.text}: {'; '.join(errs)}"
                   for n, errs in form.errors.items() if n in present] if not form.validate() else []
     if conversion:
-        return _render(exp, form, conversion, 400, False)
-    settings, changed = changes_from(form, exp, present)
+        return _render(exp, fs, form, conversion, 400, False)
+    settings, changed = changes_from(form, exp, present, fs)
     problems, status = [], 400
     if changed and response_count(exp) > 0:
         locked = [f"{f.label} is locked: the experiment has answers and {f.locked_reason}"
@@ -250,7 +253,7 @@ def settings_save(name: str):
             problems, status = locked, 409
     problems += validate_settings(settings)
     if problems:
-        return _render(exp, form, problems, status, False)
+        return _render(exp, fs, form, problems, status, False)
     if changed:
         apply_settings(exp, settings)
         db.session.add(AuditEntry(
