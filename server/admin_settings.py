@@ -22,10 +22,11 @@ from wtforms.validators import Optional
 
 from . import recording as rec
 from . import recruitment
-from .loader import TEXT_NAMES, apply_settings, response_count, validate_settings
+from .loader import apply_settings, response_count, validate_settings
 from .manage import bp, login_required
 from .models import AuditEntry, Experiment, db
 from .recruitment import REPEATS
+from .texts import LINE_TEXTS
 
 # Settings that change what was measured, and why; refused (409) once answers exist.
 LOCKED = {
@@ -55,10 +56,12 @@ FREE = {
     "platform": "how participants arrive and leave (ids, redirect, completion code)",
 }
 YES_NO = [SelectChoice("yes"), SelectChoice("no")]
+# The texts in page order, and their labels; consent_text is the experiment's own column,
+# the others are keys of its texts.
+TEXT_ORDER = LINE_TEXTS + ("welcome", "consent_text", "instructions", "debriefing")
 TEXT_LABELS = {"title": "Study title", "researcher": "Researcher", "contact": "Contact",
-               "welcome": "Welcome text (Markdown)", "instructions": "Instructions (Markdown)",
-               "debriefing": "Debriefing (Markdown)"}
-SHORT_TEXTS = ("title", "researcher", "contact")
+               "welcome": "Welcome text (Markdown)", "consent_text": "Consent (Markdown)",
+               "instructions": "Instructions (Markdown)", "debriefing": "Debriefing (Markdown)"}
 
 
 @dataclass(frozen=True)
@@ -103,13 +106,9 @@ def platform_settings_names() -> dict[str, tuple[str, ...]]:
 
 def fields() -> list[Field]:
     """Return the settings form's fields in page order."""
-    out = [Field(t, TEXT_LABELS[t], "Texts", "texts", key=t) for t in TEXT_NAMES
-           if t != "instructions" and t != "debriefing"]
-    out.append(Field("consent_text", "Consent (Markdown)", "Texts", "consent_text"))
-    out += [Field("instructions", TEXT_LABELS["instructions"], "Texts", "texts",
-                  key="instructions"),
-            Field("debriefing", TEXT_LABELS["debriefing"], "Texts", "texts", key="debriefing"),
-            Field("language", "Language ('' = the browser's)", "Texts", "language"),
+    out = [Field(t, TEXT_LABELS[t], "Texts", "consent_text") if t == "consent_text"
+           else Field(t, TEXT_LABELS[t], "Texts", "texts", key=t) for t in TEXT_ORDER]
+    out += [Field("language", "Language ('' = the browser's)", "Texts", "language"),
             Field("trial_order", "Trial order", "Trials", "trial_order"),
             Field("repeats", "Repeats", "Trials", "repeats"),
             Field("break_every", "Break every N trials (0 = none)", "Trials", "break_every"),
@@ -131,7 +130,7 @@ def fields() -> list[Field]:
 
 
 def _wtf_field(f: Field):
-    if f.setting == "texts" and f.key not in SHORT_TEXTS or f.setting == "consent_text":
+    if f.setting == "texts" and f.key not in LINE_TEXTS or f.setting == "consent_text":
         return TextAreaField(f.label)
     if f.setting in ("practice", "practice_feedback", "kiosk"):
         return SelectField(f.label, choices=YES_NO)
