@@ -210,8 +210,11 @@ def changes_from(form: Form, exp: Experiment, present,
 
 
 def _render(exp: Experiment, fs: list[Field], form: Form, problems: list[str], status: int,
-            saved: bool):
-    answers = response_count(exp)
+            saved: bool, answers: int | None = None):
+    """Render the page; `answers` is the experiment's response count where the caller
+    has it already."""
+    if answers is None:
+        answers = response_count(exp)
     has_answers = answers > 0
     groups: dict[str, list] = {}
     for f in fs:
@@ -245,14 +248,15 @@ def settings_save(name: str):
         return _render(exp, fs, form, conversion, 400, False)
     settings, changed = changes_from(form, exp, present, fs)
     problems, status = [], 400
-    if changed and response_count(exp) > 0:
+    answers = response_count(exp) if changed else None
+    if answers:
         locked = [f"{f.label} is locked: the experiment has answers and {f.locked_reason}"
                   for f in changed if f.locked_reason]
         if locked:
             problems, status = locked, 409
     problems += validate_settings(settings)
     if problems:
-        return _render(exp, fs, form, problems, status, False)
+        return _render(exp, fs, form, problems, status, False, answers)
     if changed:
         apply_settings(exp, settings)
         db.session.add(AuditEntry(
