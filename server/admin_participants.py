@@ -8,6 +8,8 @@ but no longer links to them. The log keeps the participant's export pseudonym, n
 code or platform id, so the log itself does not hold the person's identifier."""
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from flask import Response, abort, redirect, render_template, request, url_for
 from flask_login import current_user
 from sqlalchemy import delete, select, update
@@ -15,8 +17,10 @@ from sqlalchemy import delete, select, update
 from . import export as ex
 from . import recording as rec
 from .manage import bp, login_required
-from .models import Assignment, AuditEntry, Experiment, Participant, Trial, db, iso_utc
+from .models import Assignment, AuditEntry, Experiment, Participant, db
 from .models import Response as Answer
+from .mturk.reviewing import Answer as Reviewed
+from .mturk.reviewing import CatchSummary, answers_of
 
 
 def get_participant(exp: Experiment, pid: int) -> Participant:
@@ -34,26 +38,20 @@ def status_of(p: Participant) -> str:
     return "completed" if p.completed_at is not None else "in progress"
 
 
-def answers_of(p: Participant) -> list[dict]:
-    """Return the participant's answers in trial order: trial, condition, catch, chosen
-    and true positions (1-based), correct, response time, received."""
-    q = (select(Answer, Trial).join(Trial, Answer.trial_id == Trial.id)
-         .where(Answer.participant_id == p.id).order_by(Answer.trial_order))
-    return [{"trial_order": r.trial_order, "trial": t.key, "condition": t.condition,
-             "subset": t.subset, "catch": bool(t.catch), "chosen": r.chosen_index + 1,
-             "true": t.true_index + 1, "correct": r.chosen_index == t.true_index,
-             "rt_ms": r.rt_ms, "received_at": iso_utc(r.received_at)}
-            for r, t in db.session.execute(q).all()]
+@dataclass
+class Summary(CatchSummary):
+    """The participant's answers in trial order and how many trials they were given."""
+    answers: list[Reviewed]
+    expected: int
 
 
 def _page(exp: Experiment, p: Participant, error: str | None = None, status: int = 200):
-    answers = answers_of(p)
-    catch = [a for a in answers if a["catch"]]
+    s = Summary(answers_of(p), len(p.trial_ids()))
     return render_template("manage/participant.html", exp=exp, p=p,
                            label=ex.participant_label(p), status=status_of(p),
-                           answers=answers, catch=catch,
-                           catch_passed=sum(a["correct"] for a in catch),
-                           total=len(p.trial_ids()), error=error), status
+                           answers=s.answers, catch=[a for a in s.answers if a.catch],
+                           catch_passed=s.catch_total - s.catch_failed,
+                           total=s.expected, error=error), status
 
 
 @bp.get("/experiments/<name>/participants/<int:pid>")

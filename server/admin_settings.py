@@ -22,10 +22,11 @@ from wtforms.validators import Optional
 
 from . import recording as rec
 from . import recruitment
-from .loader import TEXT_NAMES, apply_settings, response_count, validate_settings
+from .loader import apply_settings, response_count, validate_settings
 from .manage import bp, login_required
 from .models import AuditEntry, Experiment, db
 from .recruitment import REPEATS
+from .texts import LINE_TEXTS
 
 # Settings that change what was measured, and why; refused (409) once answers exist.
 LOCKED = {
@@ -55,10 +56,12 @@ FREE = {
     "platform": "how participants arrive and leave (ids, redirect, completion code)",
 }
 YES_NO = [SelectChoice("yes"), SelectChoice("no")]
+# The texts in page order, and their labels; consent_text is the experiment's own column,
+# the others are keys of its texts.
+TEXT_ORDER = LINE_TEXTS + ("welcome", "consent_text", "instructions", "debriefing")
 TEXT_LABELS = {"title": "Study title", "researcher": "Researcher", "contact": "Contact",
-               "welcome": "Welcome text (Markdown)", "instructions": "Instructions (Markdown)",
-               "debriefing": "Debriefing (Markdown)"}
-SHORT_TEXTS = ("title", "researcher", "contact")
+               "welcome": "Welcome text (Markdown)", "consent_text": "Consent (Markdown)",
+               "instructions": "Instructions (Markdown)", "debriefing": "Debriefing (Markdown)"}
 
 
 @dataclass(frozen=True)
@@ -87,15 +90,14 @@ class Field:
 
 def platform_settings_names() -> dict[str, tuple[str, ...]]:
     """Return {platform: its setting names} for every registered platform that has
-    settings (`check_settings`, names in its module's or object's SETTINGS)."""
+    settings (`check_settings`, names in its module's SETTINGS)."""
     import sys
 
     out = {}
     for name, plat in recruitment.PLATFORMS.items():
         if getattr(plat, "check_settings", None) is None:
             continue
-        names = getattr(plat, "SETTINGS", None) or getattr(
-            sys.modules.get(type(plat).__module__), "SETTINGS", ())
+        names = getattr(sys.modules.get(type(plat).__module__), "SETTINGS", ())
         if names:
             out[name] = tuple(names)
     return out
@@ -103,13 +105,9 @@ def platform_settings_names() -> dict[str, tuple[str, ...]]:
 
 def fields() -> list[Field]:
     """Return the settings form's fields in page order."""
-    out = [Field(t, TEXT_LABELS[t], "Texts", "texts", key=t) for t in TEXT_NAMES
-           if t != "instructions" and t != "debriefing"]
-    out.append(Field("consent_text", "Consent (Markdown)", "Texts", "consent_text"))
-    out += [Field("instructions", TEXT_LABELS["instructions"], "Texts", "texts",
-                  key="instructions"),
-            Field("debriefing", TEXT_LABELS["debriefing"], "Texts", "texts", key="debriefing"),
-            Field("language", "Language ('' = the browser's)", "Texts", "language"),
+    out = [Field(t, TEXT_LABELS[t], "Texts", "consent_text") if t == "consent_text"
+           else Field(t, TEXT_LABELS[t], "Texts", "texts", key=t) for t in TEXT_ORDER]
+    out += [Field("language", "Language ('' = the browser's)", "Texts", "language"),
             Field("trial_order", "Trial order", "Trials", "trial_order"),
             Field("repeats", "Repeats", "Trials", "repeats"),
             Field("break_every", "Break every N trials (0 = none)", "Trials", "break_every"),
@@ -131,7 +129,7 @@ def fields() -> list[Field]:
 
 
 def _wtf_field(f: Field):
-    if f.setting == "texts" and f.key not in SHORT_TEXTS or f.setting == "consent_text":
+    if f.setting == "texts" and f.key not in LINE_TEXTS or f.setting == "consent_text":
         return TextAreaField(f.label)
     if f.setting in ("practice", "practice_feedback", "kiosk"):
         return SelectField(f.label, choices=YES_NO)
@@ -149,18 +147,17 @@ def _wtf_field(f: Field):
     return StringField(f.label)
 
 
-def settings_form(formdata=None, data: dict | None = None) -> Form:
-    """Return a WTForms form of every setting, filled from `formdata` (a POST) or `data`
+def settings_form(fs: list[Field], formdata=None, data: dict | None = None) -> Form:
+    """Return a WTForms form of the fields `fs`, filled from `formdata` (a POST) or `data`
     (the current values)."""
-    fs = fields()
     cls = type("SettingsForm", (Form,), {f.name: _wtf_field(f) for f in fs})
     return cls(formdata=formdata, data=data)
 
 
-def current_values(exp: Experiment) -> dict:
+def current_values(exp: Experiment, fs: list[Field]) -> dict:
     """Return {field name: the experiment's current value, as the form shows it}."""
     out = {}
-    for f in fields():
+    for f in fs:
         if f.setting == "texts":
             v = exp.text(f.key)
         elif f.setting == "platform_settings":
@@ -184,13 +181,14 @@ def _value(f: Field, field):
     return v
 
 
-def changes_from(form: Form, exp: Experiment, present) -> tuple[dict, list[Field]]:
-    """Return (settings for `validate_settings`, the fields changed): only fields the
-    POST carried (`present`) whose value differs from the current one."""
-    now = current_values(exp)
+def changes_from(form: Form, exp: Experiment, present,
+                 fs: list[Field]) -> tuple[dict, list[Field]]:
+    """Return (settings for `validate_settings`, the fields changed): only fields of `fs`
+    the POST carried (`present`) whose value differs from the current one."""
+    now = current_values(exp, fs)
     settings: dict = {}
     changed = []
-    for f in fields():
+    for f in fs:
         if f.name not in present:
             continue
         new = _value(f, getattr(form, f.name))
@@ -210,11 +208,15 @@ def changes_from(form: Form, exp: Experiment, present) -> tuple[dict, list[Field
     return settings, changed
 
 
-def _render(exp: Experiment, form: Form, problems: list[str], status: int, saved: bool):
-    answers = response_count(exp)
+def _render(exp: Experiment, fs: list[Field], form: Form, problems: list[str], status: int,
+            saved: bool, answers: int | None = None):
+    """Render the page; `answers` is the experiment's response count where the caller
+    has it already."""
+    if answers is None:
+        answers = response_count(exp)
     has_answers = answers > 0
     groups: dict[str, list] = {}
-    for f in fields():
+    for f in fs:
         groups.setdefault(f.group, []).append(
             {"f": f, "field": getattr(form, f.name),
              "locked": has_answers and f.locked_reason is not None})
@@ -227,7 +229,8 @@ def _render(exp: Experiment, form: Form, problems: list[str], status: int, saved
 @login_required
 def settings(name: str):
     exp = rec.get_experiment(name)
-    return _render(exp, settings_form(data=current_values(exp)), [], 200,
+    fs = fields()
+    return _render(exp, fs, settings_form(fs, data=current_values(exp, fs)), [], 200,
                    saved=request.args.get("saved") == "1")
 
 
@@ -235,22 +238,24 @@ def settings(name: str):
 @login_required
 def settings_save(name: str):
     exp = rec.get_experiment(name)
-    form = settings_form(formdata=request.form)
+    fs = fields()
+    form = settings_form(fs, formdata=request.form)
     present = set(request.form)
     conversion = [f"{getattr(form, n).label.text}: {'; '.join(errs)}"
                   for n, errs in form.errors.items() if n in present] if not form.validate() else []
     if conversion:
-        return _render(exp, form, conversion, 400, False)
-    settings, changed = changes_from(form, exp, present)
+        return _render(exp, fs, form, conversion, 400, False)
+    settings, changed = changes_from(form, exp, present, fs)
     problems, status = [], 400
-    if changed and response_count(exp) > 0:
+    answers = response_count(exp) if changed else None
+    if answers:
         locked = [f"{f.label} is locked: the experiment has answers and {f.locked_reason}"
                   for f in changed if f.locked_reason]
         if locked:
             problems, status = locked, 409
     problems += validate_settings(settings)
     if problems:
-        return _render(exp, form, problems, status, False)
+        return _render(exp, fs, form, problems, status, False, answers)
     if changed:
         apply_settings(exp, settings)
         db.session.add(AuditEntry(

@@ -22,14 +22,13 @@ from .texts import trial_counts
 # [query, look-alike, four distractors], file names in static/practice/.
 BUILTIN_SET = ("p1.png", "p2.png", "p3.png", "p4.png", "p5.png", "p6.png")
 SET_SIZE = 6
-KINDS = ("look-alike", "catch")
 
 
 @dataclass(frozen=True)
 class PracticeTrial:
     """One practice trial: image URLs and the 0-based position of the right answer."""
     k: int
-    kind: str  # one of KINDS
+    kind: str  # "look-alike" or "catch"
     query: str
     candidates: list[str]
     true_index: int

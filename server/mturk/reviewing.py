@@ -15,7 +15,7 @@ from decimal import Decimal
 
 from sqlalchemy import select
 
-from ..models import Assignment, Bonus, Hit, Participant, Response, Trial, db
+from ..models import Assignment, Bonus, Hit, Participant, Response, Trial, db, iso_utc
 from .fees import bonus_fee, parse_amount
 from .requester import MTurkFailure, Requester, as_utc, request_token
 
@@ -24,13 +24,18 @@ LOCAL_STATUS = {"Submitted": "submitted", "Approved": "approved", "Rejected": "r
 
 @dataclass
 class Answer:
-    """One stored answer, as the requester reviews it."""
+    """One stored answer, as the requester reviews it (and the admin's participant page
+    shows it, with the fields after `correct`)."""
     trial: str
     condition: str
     catch: bool
     chosen_position: int   # 1-based, as on screen
     true_position: int
     correct: bool
+    trial_order: int = 0
+    subset: str = ""
+    rt_ms: float | None = None
+    received_at: str | None = None  # ISO 8601 UTC
 
 
 class CatchSummary:
@@ -84,7 +89,8 @@ def answers_of(participant: Participant | None) -> list[Answer]:
         .where(Response.participant_id == participant.id)
         .order_by(Response.trial_order)).all()
     return [Answer(t.key, t.condition, bool(t.catch), r.chosen_index + 1, t.true_index + 1,
-                   r.chosen_index == t.true_index) for r, t in rows]
+                   r.chosen_index == t.true_index, r.trial_order, t.subset, r.rt_ms,
+                   iso_utc(r.received_at)) for r, t in rows]
 
 
 def _review(hit: Hit, a: dict) -> Review:

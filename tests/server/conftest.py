@@ -229,6 +229,28 @@ def csrf_from(html: str) -> str:
     return m.group(1)
 
 
+def login(client, page: str = "/manage/") -> str:
+    """Log the test client in as admin; return the session's CSRF token, as read from
+    the admin `page`."""
+    token = csrf_from(client.get("/manage/login").get_data(as_text=True))
+    r = client.post("/manage/login", data={"csrf_token": token, "username": "admin",
+                                           "password": "correct horse"})
+    assert r.status_code == 303
+    return csrf_from(client.get(page).get_data(as_text=True))
+
+
+def browser_login(page, base: str) -> list[str]:
+    """Log the browser `page` in as admin at the server `base` (it ends on /manage/);
+    return the list the page's console errors are collected in from then on."""
+    errors: list[str] = []
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    page.goto(f"{base}/manage/login")
+    page.fill("#password", "correct horse")
+    page.click("#login")
+    page.wait_for_url("**/manage/")
+    return errors
+
+
 def lab_post(client, path: str, data: dict | None = None, **kw):
     """POST a lab form the way a browser does: with the CSRF token of the browser
     session's lab pages (read once from the experiment's landing page)."""

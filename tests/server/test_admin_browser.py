@@ -11,6 +11,8 @@ from sqlalchemy import select
 
 from server import recording as rec
 
+from .conftest import browser_login
+
 pytestmark = pytest.mark.browser
 
 
@@ -18,12 +20,7 @@ def test_settings_and_participant_pages(app, live_server, page, artifacts_dir):
     from server.models import Experiment, db
     shots = artifacts_dir / "admin"
     shots.mkdir(exist_ok=True)
-    errors: list[str] = []
-    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
-    page.goto(f"{live_server}/manage/login")
-    page.fill("#password", "correct horse")
-    page.click("#login")
-    page.wait_for_url("**/manage/")
+    errors = browser_login(page, live_server)
     page.click('a[href="/manage/experiments/small/settings"]')
     page.wait_for_url("**/manage/experiments/small/settings")
 

@@ -11,18 +11,9 @@ from sqlalchemy import select
 from server import recording as rec
 from server.loader import SETTING_NAMES
 
-from .conftest import csrf_from
+from .conftest import login
 
 PAGE = "/manage/experiments/small/settings"
-
-
-def login(client) -> str:
-    """Log in as the admin; return the admin session's CSRF token."""
-    token = csrf_from(client.get("/manage/login").get_data(as_text=True))
-    r = client.post("/manage/login", data={"csrf_token": token, "username": "admin",
-                                           "password": "correct horse"})
-    assert r.status_code == 303
-    return csrf_from(client.get("/manage/").get_data(as_text=True))
 
 
 def snapshot(app) -> dict:

@@ -15,8 +15,9 @@ import pytest
 from PIL import Image as PILImage
 
 from server.models import Participant, Response, Trial, db
-from tests.server.conftest import csrf_from, make_app, write_experiment
+from tests.server.conftest import login, make_app, write_experiment
 
+HOME = "/manage/home/small"
 AUTH = {"Authorization": "Basic " + base64.b64encode(b"admin:correct horse").decode()}
 TABLE1 = [["feature_set", "kind", "metric", "N", "pairs_with_feature", "R@1", "R@5", "R@10",
            "R@20", "R@50", "R@100"],
@@ -88,15 +89,6 @@ def any_home_app(request, tmp_path):
         db.engine.dispose()
 
 
-def login(client) -> str:
-    """Log the test client in as admin; return the session's CSRF token."""
-    token = csrf_from(client.get("/manage/login").get_data(as_text=True))
-    r = client.post("/manage/login", data={"csrf_token": token, "username": "admin",
-                                           "password": "correct horse"})
-    assert r.status_code == 303
-    return csrf_from(client.get("/manage/home/small").get_data(as_text=True))
-
-
 def test_home_is_admin_only(home_app):
     app, _ = home_app
     c = app.test_client()
@@ -114,7 +106,7 @@ def test_home_is_admin_only(home_app):
 def test_home_shows_design_machine_results_and_next_steps(home_app):
     app, study = home_app
     c = app.test_client()
-    login(c)
+    login(c, HOME)
     html = c.get("/manage/home/small").get_data(as_text=True)
     # The design: every cell of the file's design with the loaded trials and target.
     for cond in DESIGN["conditions"]:
@@ -153,7 +145,7 @@ def test_home_shows_design_machine_results_and_next_steps(home_app):
 def test_study_png_path_check(home_app):
     app, study = home_app
     c = app.test_client()
-    login(c)
+    login(c, HOME)
     r = c.get("/manage/home/small/study/TLL_d/recall_curves.png")
     assert r.status_code == 200 and r.mimetype == "image/png"
     assert r.data == (study / "evaluation" / "TLL_d" / "recall_curves.png").read_bytes()
@@ -168,7 +160,7 @@ def test_home_without_study_folder(home_app):
     app, study = home_app
     (study / "experiments" / "small.json").rename(study / "moved.json")
     c = app.test_client()
-    login(c)
+    login(c, HOME)
     r = c.get("/manage/home/small")
     html = r.get_data(as_text=True)
     assert r.status_code == 200 and 'id="no-study"' in html and "not reachable" in html
@@ -239,7 +231,7 @@ def wait_report(c, timeout=180.0) -> dict:
 def test_report_in_background_and_served(any_home_app):
     app, _ = any_home_app
     c = app.test_client()
-    token = login(c)
+    token = login(c, HOME)
     # No answers yet: the report process fails and says why; nothing is served.
     r = c.post("/manage/home/small/report", data={"csrf_token": token},
                headers={"Accept": "application/json"})
@@ -292,7 +284,7 @@ def test_index_names_no_study(home_app):
 def test_gallery_marks_true_match(home_app):
     app, _ = home_app
     c = app.test_client()
-    login(c)
+    login(c, HOME)
     html = c.get("/manage/home/small/trials").get_data(as_text=True)
     with app.app_context():
         trials = db.session.execute(db.select(Trial).order_by(Trial.position)).scalars().all()
@@ -319,7 +311,7 @@ def test_old_reports_are_pruned(home_app, monkeypatch):
         (job / "out" / "report.html").write_text(f"<p>report {k}</p>")
     (base / "not-a-job").mkdir()
     c = app.test_client()
-    token = login(c)
+    token = login(c, HOME)
     assert c.get("/manage/home/small/report/latest/report.html").data == b"<p>report 4</p>"
     r = c.post("/manage/home/small/report", data={"csrf_token": token},
                headers={"Accept": "application/json"})
@@ -351,7 +343,7 @@ def test_report_process_gets_the_database_url_outside_its_argv(home_app, monkeyp
     monkeypatch.setattr(subprocess, "Popen", Fake)
     monkeypatch.setattr(home.subprocess, "Popen", Fake)
     c = app.test_client()
-    token = login(c)
+    token = login(c, HOME)
     r = c.post("/manage/home/small/report", data={"csrf_token": token},
                headers={"Accept": "application/json"})
     assert r.status_code == 202

@@ -9,7 +9,7 @@ import time
 import pytest
 
 from server import simclient
-from tests.server.conftest import serving
+from tests.server.conftest import browser_login, serving
 from tests.server.test_home import TABLE1, build_home_app
 
 pytestmark = pytest.mark.browser
@@ -42,12 +42,7 @@ def _bar_width(page, key: str) -> float:
 def test_walk_the_home(home_server, page, artifacts_dir):
     shots = artifacts_dir / "home"
     shots.mkdir(exist_ok=True)
-    errors: list[str] = []
-    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
-    page.goto(f"{home_server}/manage/login")
-    page.fill("#password", "correct horse")
-    page.click("#login")
-    page.wait_for_url("**/manage/")
+    errors = browser_login(page, home_server)
     page.click("a[href=\"/manage/home/small\"]")
     page.wait_for_url("**/manage/home/small")
 

@@ -14,8 +14,7 @@ from server import export as ex
 from server import recording as rec
 from server.recruitment import Identity
 
-from .conftest import csrf_from
-from .test_admin_settings import login
+from .conftest import csrf_from, login
 
 N_TRIALS = 6  # the small experiment: t1..t6, t6 a catch trial
 
