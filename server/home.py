@@ -298,7 +298,9 @@ def start_report(exp: Experiment) -> dict:
            "--experiment", exp.name, "--out", str(job / "out")]
     # sh writes the exit status itself, so the state survives the web worker that began it;
     # `nice` leaves the CPU to the answer path first on a small machine.
-    script = (f"echo $$ > pid; nice -n {REPORT_NICE} {shlex.join(cmd)} > log.txt 2>&1; "
+    # The pid file appears whole (written aside, then renamed), as the exit status does:
+    # a status request must never read it half-written.
+    script = (f"echo $$ > pid.tmp && mv pid.tmp pid; nice -n {REPORT_NICE} {shlex.join(cmd)} > log.txt 2>&1; "
               "echo $? > rc.tmp && mv rc.tmp rc")
     env = dict(os.environ, PYTHONPATH=str(ROOT), PYTHONUNBUFFERED="1", MPLBACKEND="Agg",
                TLL_ANALYSIS_DB=url)
