@@ -120,7 +120,7 @@ def balance_cmd(api_url, token_file, workspace):
         workspace = spaces[0]["id"]
     b = client.balance(workspace)
     click.echo(f"{_where(client)}: available balance "
-               f"{pub.money(int(b.get('available_balance', 0)))} {b.get('currency_code', '')}")
+               f"{shapes.money(int(b.get('available_balance', 0)))} {b.get('currency_code', '')}")
 
 
 # ------------------------------------------------------------------------- publish
@@ -411,14 +411,14 @@ def bonus_cmd(experiment, submission_id, api_url, token_file, amount, yes):
     if sub is None:
         fail(f"no submission {submission_id!r} in study {rec.study_id}")
     fee = int((Decimal(amount) * Decimal(str(shapes.FEE_RATE))).quantize(Decimal(1)))
-    click.echo(f"Bonus {pub.money(amount)} + {pub.money(fee)} service fee to participant "
+    click.echo(f"Bonus {shapes.money(amount)} + {shapes.money(fee)} service fee to participant "
                f"{sub.participant_id} ({_where(client)})")
     _confirm(client, yes, "Pay this bonus?", "Nothing was paid.")
     try:
         row = rv.bonus(client, rec, sub, amount)
     except rv.BonusRefused as e:
         fail(str(e))
-    click.echo(f"{submission_id}: bonus {pub.money(row.amount_cents)} paid.")
+    click.echo(f"{submission_id}: bonus {shapes.money(row.amount_cents)} paid.")
 
 
 # ------------------------------------------------------------------------ emulator

@@ -31,7 +31,7 @@ import secrets
 import threading
 import time
 from datetime import UTC, datetime
-from decimal import ROUND_HALF_UP, Decimal
+from decimal import Decimal
 from pathlib import Path
 from urllib.parse import urlencode
 
@@ -105,8 +105,8 @@ def error(status: int, title: str, detail):
 
 def cost(study: dict) -> int:
     """Cents that publishing `study` holds: rewards and the service fee."""
-    rewards = Decimal(study["reward"] * study["total_available_places"])
-    return int((rewards * (1 + shapes.FEE_RATE)).quantize(Decimal(1), ROUND_HALF_UP))
+    rewards = study["reward"] * study["total_available_places"]
+    return rewards + shapes.service_fee(rewards, shapes.FEE_RATE)
 
 
 def public(doc: dict) -> dict:
@@ -427,7 +427,7 @@ def set_up_bonus():
         if problems or not rows:
             return error(400, "Bad Request", {"csv_bonuses": problems or ["No bonuses given."]})
         amount = sum(c for _, c in rows)
-        fees = int((Decimal(amount) * shapes.FEE_RATE).quantize(Decimal(1), ROUND_HALF_UP))
+        fees = shapes.service_fee(amount, shapes.FEE_RATE)
         bid = _id()
         st.bonuses[bid] = {"id": bid, "study": study["id"], "amount": amount, "fees": fees,
                            "vat": 0, "total_amount": amount + fees, "_rows": rows}

@@ -7,7 +7,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass
-from decimal import ROUND_HALF_UP, Decimal
+from decimal import Decimal
 
 from sqlalchemy import select
 
@@ -16,6 +16,7 @@ from ..deployment import deployment_id
 from . import shapes
 from .client import Client
 from .models import ProlificStudy
+from .shapes import money
 
 
 class PublishError(ValueError):
@@ -41,7 +42,7 @@ class Plan:
     def cost(self) -> tuple[int, int, int]:
         """Return (rewards, service fee, total) in pence/cents."""
         rewards = self.reward_cents * self.places
-        fee = int((Decimal(rewards) * self.fee_rate).quantize(Decimal(1), ROUND_HALF_UP))
+        fee = shapes.service_fee(rewards, self.fee_rate)
         return rewards, fee, rewards + fee
 
     def cost_line(self) -> str:
@@ -49,11 +50,6 @@ class Plan:
         return (f"Cost: {self.places} places x {money(self.reward_cents)} = {money(rewards)} "
                 f"rewards + {money(fee)} service fee ({self.fee_rate * 100:.1f} %) = "
                 f"{money(total)} in the workspace's currency (plus VAT where it applies)")
-
-
-def money(cents: int) -> str:
-    """Return pence/cents as pounds/dollars with two decimals."""
-    return f"{cents // 100}.{cents % 100:02d}"
 
 
 def parse_money(text: str) -> int:

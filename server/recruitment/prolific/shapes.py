@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 
 API_PATH = "/api/v1"
 DEFAULT_API_URL = "https://api.prolific.com"
@@ -52,6 +52,16 @@ MIN_REJECT_MESSAGE = 100
 # on top for UK and EU workspaces). `publish --fee-rate` overrides it; check the current
 # rate on Prolific's pricing page before a real run.
 FEE_RATE = Decimal("0.333")
+
+
+def service_fee(cents: int, rate: Decimal) -> int:
+    """Return Prolific's service fee on `cents` at `rate`, in whole pence/cents (half up)."""
+    return int((Decimal(cents) * rate).quantize(Decimal(1), ROUND_HALF_UP))
+
+
+def money(cents: int) -> str:
+    """Return pence/cents as pounds/dollars with two decimals."""
+    return f"{cents // 100}.{cents % 100:02d}"
 
 # Completion codes: what the participant's code means and what Prolific does with it.
 CODE_TYPES = ("COMPLETED", "FAILED_ATTENTION_CHECK", "OTHER")
@@ -150,7 +160,7 @@ def check_rejection(category: str, message: str) -> list[str]:
 def bonus_csv(rows: list[tuple[str, int]]) -> str:
     """Return `csv_bonuses`: one "participant id,amount" line each, amounts in pounds or
     dollars with two decimals (Prolific's format), from amounts in pence/cents."""
-    return "\n".join(f"{pid},{cents // 100}.{cents % 100:02d}" for pid, cents in rows)
+    return "\n".join(f"{pid},{money(cents)}" for pid, cents in rows)
 
 
 def error_body(status: int, title: str, detail, code: int = 0) -> dict:
