@@ -4,7 +4,6 @@ output, and participants driven over plain HTTP through the endpoint's participa
 and the server's real pages."""
 from __future__ import annotations
 
-import threading
 import time
 from pathlib import Path
 
@@ -70,7 +69,6 @@ def stack_factory(tmp_path):
     (accepting FAKE_TOKEN) and a fresh server on SQLite (or `database_url`), both served
     over HTTP."""
     import flask_migrate
-    from werkzeug.serving import make_server
 
     from server import create_app
     from server.recruitment.prolific.emulator import create_emulator, serve_in_thread
@@ -86,11 +84,9 @@ def stack_factory(tmp_path):
                          instance_path=tmp_path / f"instance{n}")
         with app.app_context():
             flask_migrate.upgrade()
-        server = make_server("127.0.0.1", 0, app, threaded=True)
-        thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
-        thread.start()
-        stops.append(server.shutdown)
-        return Stack(em, app, f"http://127.0.0.1:{server.server_port}")
+        server = serve_in_thread(app)
+        stops.append(server.stop)
+        return Stack(em, app, server.url)
 
     try:
         yield make

@@ -46,8 +46,9 @@ from flask import (
     render_template,
     request,
 )
-from werkzeug.serving import make_server
+from werkzeug.serving import WSGIRequestHandler
 
+from ...mturk import emulator as mturk_emulator
 from . import shapes
 
 TEMPLATES = Path(__file__).resolve().parents[3] / "templates"
@@ -594,27 +595,7 @@ def create_emulator(token: str = DEFAULT_TOKEN, balance: str | Decimal = "10000.
     return app
 
 
-class Running:
-    """An emulator served over real HTTP from a thread."""
-
-    def __init__(self, app: Flask, host: str = "127.0.0.1", port: int = 0):
-        self.app = app
-        self.server = make_server(host, port, app, threaded=True)
-        self.url = f"http://{host}:{self.server.server_port}"
-        self.thread = threading.Thread(target=self.server.serve_forever, args=(0.05,),
-                                       daemon=True)
-
-    @property
-    def state(self) -> State:
-        return self.app.extensions["prolific_emulator"]
-
-    def stop(self) -> None:
-        self.server.shutdown()
-        self.thread.join(timeout=10)
-
-
-def serve_in_thread(app: Flask, host: str = "127.0.0.1", port: int = 0) -> Running:
-    """Start serving `app` on host:port (0: a free port) in a daemon thread; return it."""
-    r = Running(app, host, port)
-    r.thread.start()
-    return r
+def serve_in_thread(app: Flask, host: str = "127.0.0.1", port: int = 0):
+    """Start serving `app` on host:port (0: a free port) in a daemon thread with werkzeug's
+    plain request handler; return it (`.url`, `.stop()`)."""
+    return mturk_emulator.serve_in_thread(app, host, port, WSGIRequestHandler)
