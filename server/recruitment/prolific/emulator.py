@@ -155,12 +155,6 @@ def _page(items: list):
                     "meta": {"count": len(items)}})
 
 
-@api.get("/users/me/")
-def me():
-    return jsonify({"id": "5" + "0" * 23, "name": "Local researcher", "currency_code": "GBP",
-                    "current_project_id": None})
-
-
 @api.get("/workspaces/")
 def workspaces():
     return _page([state().workspace])
@@ -317,17 +311,13 @@ def transition_study(sid):
         return jsonify(_with_counts(doc))
 
 
-def _submission_doc(s: dict) -> dict:
-    return public(s)
-
-
 @api.get("/studies/<sid>/submissions/")
 def list_submissions(sid):
     st = state()
     with st.lock:
         _study(sid)
         st.expire()
-        return _page([_submission_doc(s) for s in st.submissions.values()
+        return _page([public(s) for s in st.submissions.values()
                       if s["study_id"] == sid])
 
 
@@ -339,7 +329,7 @@ def get_submission(sub_id):
         s = st.submissions.get(sub_id)
         if s is None:
             return error(404, "Not Found", f"Submission {sub_id} not found.")
-        return jsonify(_submission_doc(s))
+        return jsonify(public(s))
 
 
 def _decide(s: dict, body: dict):
@@ -373,7 +363,7 @@ def transition_submission(sub_id):
         if s is None:
             return error(404, "Not Found", f"Submission {sub_id} not found.")
         err = _decide(s, request.get_json(silent=True) or {})
-        return err if err is not None else jsonify(_submission_doc(s))
+        return err if err is not None else jsonify(public(s))
 
 
 @api.post("/submissions/bulk-approve/")
