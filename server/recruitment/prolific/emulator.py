@@ -251,6 +251,13 @@ def _study(sid: str):
     return doc
 
 
+def _submission(sub_id: str):
+    doc = state().submissions.get(sub_id)
+    if doc is None:
+        abort(make_response(*error(404, "Not Found", f"Submission {sub_id} not found.")))
+    return doc
+
+
 def _with_counts(doc: dict) -> dict:
     st = state()
     subs = [s for s in st.submissions.values() if s["study_id"] == doc["id"]]
@@ -326,10 +333,7 @@ def get_submission(sub_id):
     st = state()
     with st.lock:
         st.expire()
-        s = st.submissions.get(sub_id)
-        if s is None:
-            return error(404, "Not Found", f"Submission {sub_id} not found.")
-        return jsonify(public(s))
+        return jsonify(public(_submission(sub_id)))
 
 
 def _decide(s: dict, body: dict):
@@ -359,9 +363,7 @@ def transition_submission(sub_id):
     st = state()
     with st.lock:
         st.expire()
-        s = st.submissions.get(sub_id)
-        if s is None:
-            return error(404, "Not Found", f"Submission {sub_id} not found.")
+        s = _submission(sub_id)
         err = _decide(s, request.get_json(silent=True) or {})
         return err if err is not None else jsonify(public(s))
 
