@@ -68,10 +68,8 @@ def stack_factory(tmp_path):
     """Return make(database_url=None, clock=None, balance='10000.00'): a fresh endpoint
     (accepting FAKE_TOKEN) and a fresh server on SQLite (or `database_url`), both served
     over HTTP."""
-    import flask_migrate
-
-    from server import create_app
     from server.recruitment.prolific.emulator import create_emulator, serve_in_thread
+    from tests.server.conftest import make_app
 
     stops = []
 
@@ -79,11 +77,9 @@ def stack_factory(tmp_path):
         n = len(stops)
         em = serve_in_thread(create_emulator(FAKE_TOKEN, balance, clock=clock))
         stops.append(em.stop)
-        url = database_url or f"sqlite:///{tmp_path / f'db{n}.sqlite3'}"
-        app = create_app({"SQLALCHEMY_DATABASE_URI": url, "TESTING": True},
-                         instance_path=tmp_path / f"instance{n}")
-        with app.app_context():
-            flask_migrate.upgrade()
+        folder = tmp_path / f"server{n}"
+        folder.mkdir()
+        app = make_app(folder, database_url, TESTING=True)
         server = serve_in_thread(app)
         stops.append(server.stop)
         return Stack(em, app, server.url)
