@@ -15,11 +15,23 @@ from .models import db
 from .recording import RecordingError, get_experiment, new_code
 
 
-def fail(problems: list[str] | str) -> None:
-    """Print each problem on its own line to stderr and exit with status 2."""
+def fail(problems: list[str] | str, code: int = 2) -> None:
+    """Print each problem on its own line to stderr and exit with `code` (default 2)."""
     for p in ([problems] if isinstance(problems, str) else problems):
         click.echo(f"error: {p}", err=True)
-    sys.exit(2)
+    sys.exit(code)
+
+
+def experiment_or_fail(name: str, no_tables: str):
+    """Return the experiment called `name`; exit 2 with its reason if there is none, or
+    with `no_tables` (the calling CLI's own message) if the database has no tables yet."""
+    try:
+        return get_experiment(name)
+    except RecordingError as e:
+        fail(e.reason)
+    except (OperationalError, ProgrammingError):
+        db.session.rollback()
+        fail(no_tables)
 
 
 def _schema_guard(fn):

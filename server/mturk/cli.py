@@ -17,7 +17,7 @@ import click
 from flask import current_app
 from flask.cli import AppGroup
 
-from ..recording import RecordingError
+from ..cli import experiment_or_fail, fail
 from . import publishing as pub
 from . import reviewing as rv
 from .fees import FeeError, dollars, parse_amount
@@ -25,13 +25,6 @@ from .requester import MTurkFailure, Requester
 
 mturk = AppGroup("mturk", help="Mechanical Turk: publish HITs, follow, review and pay "
                                "them (sandbox by default), or run a local endpoint.")
-
-
-def fail(problems, code: int = 2) -> None:
-    """Print each problem on its own line to stderr and exit with `code`."""
-    for p in ([problems] if isinstance(problems, str) else problems):
-        click.echo(f"error: {p}", err=True)
-    sys.exit(code)
 
 
 def endpoint_options(fn):
@@ -53,18 +46,9 @@ def make_requester(production: bool, endpoint_url: str | None) -> Requester:
 
 
 def _experiment(name: str):
-    from sqlalchemy.exc import OperationalError, ProgrammingError
-
-    from ..models import db
-    from ..recording import get_experiment
-    try:
-        return get_experiment(name)
-    except RecordingError as exc:
-        fail(exc.reason)
-    except (OperationalError, ProgrammingError):
-        db.session.rollback()
-        fail("the database has no tables yet: run `flask --app server db upgrade` and load "
-             "the experiment (`flask --app server load-experiment FILE`) first")
+    return experiment_or_fail(name, "the database has no tables yet: run `flask --app server "
+                                    "db upgrade` and load the experiment (`flask --app server "
+                                    "load-experiment FILE`) first")
 
 
 def _hits(exp, requester: Requester, keys) -> list:

@@ -4,7 +4,6 @@ output, and participants driven over plain HTTP through the endpoint's participa
 and the server's real pages."""
 from __future__ import annotations
 
-import threading
 import time
 from pathlib import Path
 
@@ -69,11 +68,8 @@ def stack_factory(tmp_path):
     """Return make(database_url=None, clock=None, balance='10000.00'): a fresh endpoint
     (accepting FAKE_TOKEN) and a fresh server on SQLite (or `database_url`), both served
     over HTTP."""
-    import flask_migrate
-    from werkzeug.serving import make_server
-
-    from server import create_app
     from server.recruitment.prolific.emulator import create_emulator, serve_in_thread
+    from tests.server.conftest import make_app
 
     stops = []
 
@@ -81,16 +77,12 @@ def stack_factory(tmp_path):
         n = len(stops)
         em = serve_in_thread(create_emulator(FAKE_TOKEN, balance, clock=clock))
         stops.append(em.stop)
-        url = database_url or f"sqlite:///{tmp_path / f'db{n}.sqlite3'}"
-        app = create_app({"SQLALCHEMY_DATABASE_URI": url, "TESTING": True},
-                         instance_path=tmp_path / f"instance{n}")
-        with app.app_context():
-            flask_migrate.upgrade()
-        server = make_server("127.0.0.1", 0, app, threaded=True)
-        thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
-        thread.start()
-        stops.append(server.shutdown)
-        return Stack(em, app, f"http://127.0.0.1:{server.server_port}")
+        folder = tmp_path / f"server{n}"
+        folder.mkdir()
+        app = make_app(folder, database_url, TESTING=True)
+        server = serve_in_thread(app)
+        stops.append(server.stop)
+        return Stack(em, app, server.url)
 
     try:
         yield make

@@ -80,15 +80,13 @@ def test_0006_matches_the_models_and_round_trips(backend, request, tmp_path):
     from alembic.autogenerate import compare_metadata
     from alembic.migration import MigrationContext
 
-    from server import create_app
     from server.models import db
+    from tests.server.conftest import make_app
 
     url = request.getfixturevalue("postgres_url") if backend == "postgres" else \
         f"sqlite:///{tmp_path / 'db.sqlite3'}"
-    app = create_app({"SQLALCHEMY_DATABASE_URI": url, "TESTING": True},
-                     instance_path=tmp_path / "instance")
+    app = make_app(tmp_path, url, TESTING=True)
     with app.app_context():
-        flask_migrate.upgrade()
         with db.engine.connect() as conn:
             diffs = compare_metadata(MigrationContext.configure(conn), db.metadata)
         assert [d for d in diffs if "prolific" in repr(d)] == []

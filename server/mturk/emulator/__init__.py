@@ -49,10 +49,13 @@ def request_handler(app: Flask) -> type[WSGIRequestHandler]:
 class RunningEmulator:
     """An emulator served over real HTTP from a thread (tests, in-process dry runs)."""
 
-    def __init__(self, app: Flask, host: str = "127.0.0.1", port: int = 0):
+    def __init__(self, app: Flask, host: str = "127.0.0.1", port: int = 0,
+                 handler: type[WSGIRequestHandler] | None = None):
+        """`handler`: the request handler class; None = this endpoint's (MTurk's clock in
+        the Date header), which needs an MTurk emulator app."""
         self.app = app
         self.server = make_server(host, port, app, threaded=True,
-                                  request_handler=request_handler(app))
+                                  request_handler=handler or request_handler(app))
         self.url = f"http://{host}:{self.server.server_port}"
         self.thread = threading.Thread(target=self.server.serve_forever, args=(0.05,),
                                        daemon=True)
@@ -76,6 +79,8 @@ class RunningEmulator:
         self.stop()
 
 
-def serve_in_thread(app: Flask, host: str = "127.0.0.1", port: int = 0) -> RunningEmulator:
-    """Start serving `app` on host:port (0 = a free port) in a daemon thread; return it."""
-    return RunningEmulator(app, host, port).start()
+def serve_in_thread(app: Flask, host: str = "127.0.0.1", port: int = 0,
+                    handler: type[WSGIRequestHandler] | None = None) -> RunningEmulator:
+    """Start serving `app` on host:port (0 = a free port) in a daemon thread; return it.
+    `handler` as for RunningEmulator (None: MTurk's)."""
+    return RunningEmulator(app, host, port, handler).start()

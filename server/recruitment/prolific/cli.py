@@ -17,6 +17,7 @@ from decimal import Decimal, InvalidOperation
 import click
 from flask.cli import AppGroup
 
+from ...cli import experiment_or_fail, fail
 from . import publishing as pub
 from . import reviewing as rv
 from . import shapes
@@ -25,13 +26,6 @@ from .client import Client, ProlificFailure, TokenError, read_token
 prolific = AppGroup("prolific", help="Prolific: publish the experiment as a study, follow, "
                                      "review and pay its submissions, or run a local "
                                      "Prolific-compatible endpoint.")
-
-
-def fail(problems, code: int = 2):
-    """Print each problem on its own line to stderr and exit with `code`."""
-    for p in ([problems] if isinstance(problems, str) else problems):
-        click.echo(f"error: {p}", err=True)
-    sys.exit(code)
 
 
 def api_options(fn):
@@ -60,18 +54,8 @@ def make_client(api_url: str, token_file: str | None) -> Client:
 
 
 def _experiment(name: str):
-    from sqlalchemy.exc import OperationalError, ProgrammingError
-
-    from ...models import db
-    from ...recording import RecordingError, get_experiment
-    try:
-        return get_experiment(name)
-    except RecordingError as e:
-        fail(e.reason)
-    except (OperationalError, ProgrammingError):
-        db.session.rollback()
-        fail("the database has no tables yet: run `flask --app server db upgrade` and load "
-             "the experiment first")
+    return experiment_or_fail(name, "the database has no tables yet: run `flask --app server "
+                                    "db upgrade` and load the experiment first")
 
 
 def _record(exp, client: Client):
@@ -136,7 +120,7 @@ def balance_cmd(api_url, token_file, workspace):
         workspace = spaces[0]["id"]
     b = client.balance(workspace)
     click.echo(f"{_where(client)}: available balance "
-               f"{pub.money(int(b.get('available_balance', 0)))} {b.get('currency_code', '')}")
+               f"{shapes.money(int(b.get('available_balance', 0)))} {b.get('currency_code', '')}")
 
 
 # ------------------------------------------------------------------------- publish
@@ -427,14 +411,14 @@ def bonus_cmd(experiment, submission_id, api_url, token_file, amount, yes):
     if sub is None:
         fail(f"no submission {submission_id!r} in study {rec.study_id}")
     fee = int((Decimal(amount) * Decimal(str(shapes.FEE_RATE))).quantize(Decimal(1)))
-    click.echo(f"Bonus {pub.money(amount)} + {pub.money(fee)} service fee to participant "
+    click.echo(f"Bonus {shapes.money(amount)} + {shapes.money(fee)} service fee to participant "
                f"{sub.participant_id} ({_where(client)})")
     _confirm(client, yes, "Pay this bonus?", "Nothing was paid.")
     try:
         row = rv.bonus(client, rec, sub, amount)
     except rv.BonusRefused as e:
         fail(str(e))
-    click.echo(f"{submission_id}: bonus {pub.money(row.amount_cents)} paid.")
+    click.echo(f"{submission_id}: bonus {shapes.money(row.amount_cents)} paid.")
 
 
 # ------------------------------------------------------------------------ emulator

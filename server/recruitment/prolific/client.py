@@ -123,9 +123,6 @@ class Client:
         return out
 
     # ------------------------------------------------------------------ the calls used
-    def me(self) -> dict:
-        return self.call("GET", "/users/me/")
-
     def workspaces(self) -> list:
         return self.pages("/workspaces/")
 

@@ -31,7 +31,7 @@ import secrets
 import threading
 import time
 from datetime import UTC, datetime
-from decimal import ROUND_HALF_UP, Decimal
+from decimal import Decimal
 from pathlib import Path
 from urllib.parse import urlencode
 
@@ -46,8 +46,9 @@ from flask import (
     render_template,
     request,
 )
-from werkzeug.serving import make_server
+from werkzeug.serving import WSGIRequestHandler
 
+from ...mturk import emulator as mturk_emulator
 from . import shapes
 
 TEMPLATES = Path(__file__).resolve().parents[3] / "templates"
@@ -105,8 +106,8 @@ def error(status: int, title: str, detail):
 
 def cost(study: dict) -> int:
     """Cents that publishing `study` holds: rewards and the service fee."""
-    rewards = Decimal(study["reward"] * study["total_available_places"])
-    return int((rewards * (1 + shapes.FEE_RATE)).quantize(Decimal(1), ROUND_HALF_UP))
+    rewards = study["reward"] * study["total_available_places"]
+    return rewards + shapes.service_fee(rewards, shapes.FEE_RATE)
 
 
 def public(doc: dict) -> dict:
@@ -152,12 +153,6 @@ def _page(items: list):
         nxt = {"href": request.base_url + "?" + urlencode({"page": page + 1, "page_size": size})}
     return jsonify({"results": chunk, "_links": {"next": nxt, "self": {"href": request.url}},
                     "meta": {"count": len(items)}})
-
-
-@api.get("/users/me/")
-def me():
-    return jsonify({"id": "5" + "0" * 23, "name": "Local researcher", "currency_code": "GBP",
-                    "current_project_id": None})
 
 
 @api.get("/workspaces/")
@@ -256,6 +251,13 @@ def _study(sid: str):
     return doc
 
 
+def _submission(sub_id: str):
+    doc = state().submissions.get(sub_id)
+    if doc is None:
+        abort(make_response(*error(404, "Not Found", f"Submission {sub_id} not found.")))
+    return doc
+
+
 def _with_counts(doc: dict) -> dict:
     st = state()
     subs = [s for s in st.submissions.values() if s["study_id"] == doc["id"]]
@@ -316,17 +318,13 @@ def transition_study(sid):
         return jsonify(_with_counts(doc))
 
 
-def _submission_doc(s: dict) -> dict:
-    return public(s)
-
-
 @api.get("/studies/<sid>/submissions/")
 def list_submissions(sid):
     st = state()
     with st.lock:
         _study(sid)
         st.expire()
-        return _page([_submission_doc(s) for s in st.submissions.values()
+        return _page([public(s) for s in st.submissions.values()
                       if s["study_id"] == sid])
 
 
@@ -335,10 +333,7 @@ def get_submission(sub_id):
     st = state()
     with st.lock:
         st.expire()
-        s = st.submissions.get(sub_id)
-        if s is None:
-            return error(404, "Not Found", f"Submission {sub_id} not found.")
-        return jsonify(_submission_doc(s))
+        return jsonify(public(_submission(sub_id)))
 
 
 def _decide(s: dict, body: dict):
@@ -368,11 +363,9 @@ def transition_submission(sub_id):
     st = state()
     with st.lock:
         st.expire()
-        s = st.submissions.get(sub_id)
-        if s is None:
-            return error(404, "Not Found", f"Submission {sub_id} not found.")
+        s = _submission(sub_id)
         err = _decide(s, request.get_json(silent=True) or {})
-        return err if err is not None else jsonify(_submission_doc(s))
+        return err if err is not None else jsonify(public(s))
 
 
 @api.post("/submissions/bulk-approve/")
@@ -427,7 +420,7 @@ def set_up_bonus():
         if problems or not rows:
             return error(400, "Bad Request", {"csv_bonuses": problems or ["No bonuses given."]})
         amount = sum(c for _, c in rows)
-        fees = int((Decimal(amount) * shapes.FEE_RATE).quantize(Decimal(1), ROUND_HALF_UP))
+        fees = shapes.service_fee(amount, shapes.FEE_RATE)
         bid = _id()
         st.bonuses[bid] = {"id": bid, "study": study["id"], "amount": amount, "fees": fees,
                            "vat": 0, "total_amount": amount + fees, "_rows": rows}
@@ -594,27 +587,7 @@ def create_emulator(token: str = DEFAULT_TOKEN, balance: str | Decimal = "10000.
     return app
 
 
-class Running:
-    """An emulator served over real HTTP from a thread."""
-
-    def __init__(self, app: Flask, host: str = "127.0.0.1", port: int = 0):
-        self.app = app
-        self.server = make_server(host, port, app, threaded=True)
-        self.url = f"http://{host}:{self.server.server_port}"
-        self.thread = threading.Thread(target=self.server.serve_forever, args=(0.05,),
-                                       daemon=True)
-
-    @property
-    def state(self) -> State:
-        return self.app.extensions["prolific_emulator"]
-
-    def stop(self) -> None:
-        self.server.shutdown()
-        self.thread.join(timeout=10)
-
-
-def serve_in_thread(app: Flask, host: str = "127.0.0.1", port: int = 0) -> Running:
-    """Start serving `app` on host:port (0: a free port) in a daemon thread; return it."""
-    r = Running(app, host, port)
-    r.thread.start()
-    return r
+def serve_in_thread(app: Flask, host: str = "127.0.0.1", port: int = 0):
+    """Start serving `app` on host:port (0: a free port) in a daemon thread with werkzeug's
+    plain request handler; return it (`.url`, `.stop()`)."""
+    return mturk_emulator.serve_in_thread(app, host, port, WSGIRequestHandler)

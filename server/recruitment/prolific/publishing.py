@@ -7,7 +7,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass
-from decimal import ROUND_HALF_UP, Decimal
+from decimal import Decimal
 
 from sqlalchemy import select
 
@@ -16,6 +16,7 @@ from ..deployment import deployment_id
 from . import shapes
 from .client import Client
 from .models import ProlificStudy
+from .shapes import money
 
 
 class PublishError(ValueError):
@@ -37,11 +38,12 @@ class Plan:
     completion_code: str
     failed_code: str | None
     fee_rate: Decimal
+    record: ProlificStudy | None = None   # the study record a previous run left, if any
 
     def cost(self) -> tuple[int, int, int]:
         """Return (rewards, service fee, total) in pence/cents."""
         rewards = self.reward_cents * self.places
-        fee = int((Decimal(rewards) * self.fee_rate).quantize(Decimal(1), ROUND_HALF_UP))
+        fee = shapes.service_fee(rewards, self.fee_rate)
         return rewards, fee, rewards + fee
 
     def cost_line(self) -> str:
@@ -49,11 +51,6 @@ class Plan:
         return (f"Cost: {self.places} places x {money(self.reward_cents)} = {money(rewards)} "
                 f"rewards + {money(fee)} service fee ({self.fee_rate * 100:.1f} %) = "
                 f"{money(total)} in the workspace's currency (plus VAT where it applies)")
-
-
-def money(cents: int) -> str:
-    """Return pence/cents as pounds/dollars with two decimals."""
-    return f"{cents // 100}.{cents % 100:02d}"
 
 
 def parse_money(text: str) -> int:
@@ -133,7 +130,7 @@ def make_plan(experiment, client: Client, *, base_url: str, places: int, reward_
                                     else shapes.DEFAULT_COMPLETION_URL)
     return Plan(experiment, "local-sandbox" if client.local else "production",
                 client.api_url, body["internal_name"], body, reward_cents, places, minutes,
-                completion.rstrip("/"), completed, failed, fee_rate)
+                completion.rstrip("/"), completed, failed, fee_rate, rec)
 
 
 def recorded(experiment, api_url: str) -> ProlificStudy | None:
@@ -148,7 +145,7 @@ def publish(plan: Plan, client: Client, say=print) -> ProlificStudy:
     (a record without a study id: the study is looked up by its internal name; a draft:
     it is published); return the record. ProlificFailure propagates with the record kept,
     so that the next run continues."""
-    rec = recorded(plan.experiment, plan.api_url)
+    rec = plan.record
     if rec is None:
         rec = ProlificStudy(experiment_id=plan.experiment.id, environment=plan.environment,
                             api_url=plan.api_url, internal_name=plan.internal_name,

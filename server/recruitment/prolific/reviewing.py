@@ -9,6 +9,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from sqlalchemy import select
+from sqlalchemy.exc import MultipleResultsFound
 
 from ...models import Participant, db, utcnow
 from ...mturk.reviewing import Answer, CatchSummary, answers_of  # platform-neutral
@@ -27,17 +28,33 @@ class Review(CatchSummary):
     expected: int = 0
 
 
-def participant_of(rec: ProlificStudy, sub: shapes.Submission) -> Participant | None:
-    """Return the participant who came with submission `sub` (keyed by PROLIFIC_PID and
-    SESSION_ID), or None when they never reached this server."""
-    return db.session.execute(select(Participant).where(
-        Participant.experiment_id == rec.experiment_id, Participant.platform == "prolific",
-        Participant.external_session_id == sub.id,
-        Participant.external_participant_id == sub.participant_id)).scalar_one_or_none()
+class Participants:
+    """The study's participants on this server, loaded in one query, keyed by
+    (SESSION_ID, PROLIFIC_PID) as they came with their submissions."""
+
+    def __init__(self, rec: ProlificStudy):
+        self.by_key: dict[tuple[str | None, str | None], Participant] = {}
+        self.twice: set[tuple[str | None, str | None]] = set()
+        for p in db.session.execute(select(Participant).where(
+                Participant.experiment_id == rec.experiment_id,
+                Participant.platform == "prolific")).scalars():
+            key = (p.external_session_id, p.external_participant_id)
+            if key in self.by_key:
+                self.twice.add(key)
+            self.by_key[key] = p
+
+    def of(self, sub: shapes.Submission) -> Participant | None:
+        """Return the participant who came with submission `sub`, or None when they never
+        reached this server; MultipleResultsFound when more than one did."""
+        key = (sub.id, sub.participant_id)
+        if key in self.twice:
+            raise MultipleResultsFound(f"more than one participant came with submission "
+                                       f"{sub.id}")
+        return self.by_key.get(key)
 
 
-def _review(rec: ProlificStudy, sub: shapes.Submission) -> Review:
-    p = participant_of(rec, sub)
+def _review(sub: shapes.Submission, participants: Participants) -> Review:
+    p = participants.of(sub)
     return Review(sub, p, answers_of(p), len(p.trial_ids()) if p is not None else 0)
 
 
@@ -54,9 +71,10 @@ def sync(client: Client, rec: ProlificStudy) -> SyncResult:
     """Set every participant of the study to their submission's status on Prolific
     (stamping status_synced_at) and commit; list what does not match."""
     subs = client.submissions(rec.study_id)
+    participants = Participants(rec)
     seen, changed, mismatches = set(), 0, []
     for sub in subs:
-        p = participant_of(rec, sub)
+        p = participants.of(sub)
         if p is None:
             if sub.local_status in ("awaiting-review", "approved"):
                 mismatches.append(f"submission {sub.id} ({sub.status}) of participant "
@@ -81,7 +99,9 @@ def sync(client: Client, rec: ProlificStudy) -> SyncResult:
 def review(client: Client, rec: ProlificStudy,
            statuses: tuple[str, ...] = ("AWAITING REVIEW",)) -> list[Review]:
     """Return the study's submissions in `statuses` (the API's) with their answers."""
-    return [_review(rec, s) for s in client.submissions(rec.study_id) if s.status in statuses]
+    subs = [s for s in client.submissions(rec.study_id) if s.status in statuses]
+    participants = Participants(rec)
+    return [_review(s, participants) for s in subs]
 
 
 def approve(client: Client, rec: ProlificStudy, items: list[Review]) -> list[Review]:

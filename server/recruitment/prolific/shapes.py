@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 
 API_PATH = "/api/v1"
 DEFAULT_API_URL = "https://api.prolific.com"
@@ -26,9 +26,7 @@ DEFAULT_COMPLETION_URL = "https://app.prolific.com/submissions/complete"
 PLACEHOLDERS = {"PROLIFIC_PID": "{{%PROLIFIC_PID%}}", "STUDY_ID": "{{%STUDY_ID%}}",
                 "SESSION_ID": "{{%SESSION_ID%}}"}
 
-# A study's states and the transitions that lead out of each (Prolific's study life).
-STUDY_STATES = ("UNPUBLISHED", "SCHEDULED", "PUBLISHING", "ACTIVE", "PAUSED",
-                "AWAITING REVIEW", "COMPLETED")
+# The transitions that lead out of each study state (Prolific's study life).
 STUDY_TRANSITIONS = {
     "PUBLISH": {"UNPUBLISHED": "ACTIVE"},
     "PAUSE": {"ACTIVE": "PAUSED"},
@@ -53,6 +51,16 @@ MIN_REJECT_MESSAGE = 100
 # rate on Prolific's pricing page before a real run.
 FEE_RATE = Decimal("0.333")
 
+
+def service_fee(cents: int, rate: Decimal) -> int:
+    """Return Prolific's service fee on `cents` at `rate`, in whole pence/cents (half up)."""
+    return int((Decimal(cents) * rate).quantize(Decimal(1), ROUND_HALF_UP))
+
+
+def money(cents: int) -> str:
+    """Return pence/cents as pounds/dollars with two decimals."""
+    return f"{cents // 100}.{cents % 100:02d}"
+
 # Completion codes: what the participant's code means and what Prolific does with it.
 CODE_TYPES = ("COMPLETED", "FAILED_ATTENTION_CHECK", "OTHER")
 CODE_ACTIONS = ("MANUALLY_REVIEW", "AUTOMATICALLY_APPROVE", "REQUEST_RETURN")
@@ -68,14 +76,9 @@ class ShapeError(ValueError):
 class Study:
     """A study as the API returns it (the fields this platform reads)."""
     id: str
-    name: str
     internal_name: str
     status: str
-    external_study_url: str
     total_available_places: int
-    reward: int                       # pence / cents per place
-    estimated_completion_time: int    # minutes
-    completion_codes: tuple[dict, ...]
 
 
 @dataclass(frozen=True)
@@ -83,10 +86,7 @@ class Submission:
     """A submission as the API returns it: `status` is the API's, `local_status` ours."""
     id: str
     participant_id: str
-    study_id: str
     status: str
-    started_at: str | None
-    completed_at: str | None
     study_code: str | None
 
     @property
@@ -150,7 +150,7 @@ def check_rejection(category: str, message: str) -> list[str]:
 def bonus_csv(rows: list[tuple[str, int]]) -> str:
     """Return `csv_bonuses`: one "participant id,amount" line each, amounts in pounds or
     dollars with two decimals (Prolific's format), from amounts in pence/cents."""
-    return "\n".join(f"{pid},{cents // 100}.{cents % 100:02d}" for pid, cents in rows)
+    return "\n".join(f"{pid},{money(cents)}" for pid, cents in rows)
 
 
 def error_body(status: int, title: str, detail, code: int = 0) -> dict:
@@ -182,14 +182,9 @@ def _need(doc: dict, key: str, kind):
 
 def parse_study(doc: dict) -> Study:
     """Return the Study in a response; ShapeError when it lacks what is read."""
-    return Study(id=_need(doc, "id", str), name=doc.get("name", ""),
-                 internal_name=doc.get("internal_name") or "",
+    return Study(id=_need(doc, "id", str), internal_name=doc.get("internal_name") or "",
                  status=_need(doc, "status", str),
-                 external_study_url=doc.get("external_study_url", ""),
-                 total_available_places=int(doc.get("total_available_places") or 0),
-                 reward=int(doc.get("reward") or 0),
-                 estimated_completion_time=int(doc.get("estimated_completion_time") or 0),
-                 completion_codes=tuple(doc.get("completion_codes") or ()))
+                 total_available_places=int(doc.get("total_available_places") or 0))
 
 
 def parse_submission(doc: dict) -> Submission:
@@ -199,9 +194,7 @@ def parse_submission(doc: dict) -> Submission:
         raise ShapeError("Prolific's submission lacks 'participant_id'")
     status = _need(doc, "status", str)
     submission_status(status)
-    return Submission(id=_need(doc, "id", str), participant_id=pid,
-                      study_id=doc.get("study_id") or "", status=status,
-                      started_at=doc.get("started_at"), completed_at=doc.get("completed_at"),
+    return Submission(id=_need(doc, "id", str), participant_id=pid, status=status,
                       study_code=doc.get("study_code") or doc.get("entered_code"))
 
 
