@@ -38,7 +38,6 @@ class Plan:
     completion_code: str
     failed_code: str | None
     fee_rate: Decimal
-    record: ProlificStudy | None = None   # the study record a previous run left, if any
 
     def cost(self) -> tuple[int, int, int]:
         """Return (rewards, service fee, total) in pence/cents."""
@@ -130,7 +129,7 @@ def make_plan(experiment, client: Client, *, base_url: str, places: int, reward_
                                     else shapes.DEFAULT_COMPLETION_URL)
     return Plan(experiment, "local-sandbox" if client.local else "production",
                 client.api_url, body["internal_name"], body, reward_cents, places, minutes,
-                completion.rstrip("/"), completed, failed, fee_rate, rec)
+                completion.rstrip("/"), completed, failed, fee_rate)
 
 
 def recorded(experiment, api_url: str) -> ProlificStudy | None:
@@ -145,7 +144,7 @@ def publish(plan: Plan, client: Client, say=print) -> ProlificStudy:
     (a record without a study id: the study is looked up by its internal name; a draft:
     it is published); return the record. ProlificFailure propagates with the record kept,
     so that the next run continues."""
-    rec = plan.record
+    rec = recorded(plan.experiment, plan.api_url)
     if rec is None:
         rec = ProlificStudy(experiment_id=plan.experiment.id, environment=plan.environment,
                             api_url=plan.api_url, internal_name=plan.internal_name,
