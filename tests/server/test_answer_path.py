@@ -258,6 +258,45 @@ def test_a_repeat_inside_a_batch_fails_alone(app):
     assert [tuple(r) for r in rows] == [(a, 1), (b, 2)]
 
 
+def test_a_batch_counts_and_completes_as_if_written_one_after_the_other(app):
+    """One participant's answers in one batch each get the count they would have had
+    alone, and only the answer that completes the sequence stamps the completion; an
+    answer that cannot be stored (its participant is gone) fails alone, the others are
+    stored."""
+    from server import fastsql, groupcommit
+
+    def job(*args):
+        return groupcommit.Job(lambda cur: rec._insert(cur, *args))
+
+    a, b = _tokens(app, 2, "ORDER")
+    with app.test_request_context(f"/api/v1/participants/{a}/answers", method="POST"):
+        pa, pb = rec.participant_ref(a), rec.participant_ref(b)
+        ta, tb = pa.trial_ids(), pb.trial_ids()
+        # A sequence of 3 here, so that the batch's second answer of `a` completes it.
+        jobs = [job(pa.id, ta[0], 1, 0, None, 3, None),
+                job(pb.id, tb[0], 1, 4, 900.0, 3, None),
+                job(pa.id, ta[1], 2, 1, None, 3, None),
+                job(pa.id, ta[2], 3, 2, None, 3, None)]
+        rec._write_batch(jobs)
+        fastsql.release()
+        assert [(j.result[1], j.result[2]) for j in jobs] == [(1, False), (1, False),
+                                                             (2, False), (3, True)]
+        assert [j.result[3] for j in jobs] == sorted(j.result[3] for j in jobs)
+        ghost = job(10**6, tb[1], 2, 0, None, 3, None)  # no such participant
+        last = job(pb.id, tb[1], 2, 3, None, 3, None)
+        rec._write_batch([ghost, last])
+        fastsql.release()
+    assert ghost.result is None and last.result[1] == 2 and last.result[2] is False
+    with app.app_context():
+        rows = db.session.execute(select(Participant.token, Response.trial_order,
+                                         Response.chosen_index, Response.id)
+                                  .join(Response).order_by(Response.id)).all()
+        done = dict(db.session.execute(select(Participant.token, Participant.completed_at)).all())
+    assert [tuple(r[:3]) for r in rows] == [(a, 1, 0), (b, 1, 4), (a, 2, 1), (a, 3, 2), (b, 2, 3)]
+    assert [r[3] for r in rows][:4] == [j.result[0] for j in jobs]
+    assert done[a] is not None and done[b] is None
+
+
 def test_no_answer_after_withdrawal_from_another_tab(any_app):
     """A participant who withdrew in one tab cannot add an answer from another one that
     still shows a trial (the light record of the answer path knows the withdrawal)."""
