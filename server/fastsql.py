@@ -29,6 +29,7 @@ from .models import db
 # The routes that record an answer: everything they read and write goes through here.
 ANSWER_ENDPOINTS = frozenset(("api.answer", "lab.answer", "mturk_worker.answer"))
 _ENVIRON_KEY = "tll.dbapi"
+_ENGINE_KEY = "tll.engine"
 
 
 def engine():
@@ -44,9 +45,6 @@ def engine():
 def dialect():
     """Return the dialect of the app's engine."""
     return engine().dialect
-
-
-_ENGINE_KEY = "tll.engine"
 
 
 def is_sqlite() -> bool:
@@ -199,6 +197,12 @@ def dt_param(dt: datetime):
             dt = dt.astimezone(UTC).replace(tzinfo=None)
         return dt.isoformat(" ", "microseconds")
     return dt
+
+
+def dt_value(value) -> datetime | None:
+    """Return a timestamp column read through this module as the ORM reads it: SQLite's
+    text (naive UTC) parsed, PostgreSQL's datetime (or None) as it is."""
+    return datetime.fromisoformat(value) if isinstance(value, str) else value
 
 
 _WRITE_LOCK = threading.Lock()

@@ -35,7 +35,6 @@ import math
 import random
 import secrets
 import time
-from datetime import datetime
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError, OperationalError
@@ -484,10 +483,7 @@ def _existing(participant_id: int, trial_id: int) -> Answer | None:
         (participant_id, trial_id)).fetchone()
     if row is None:
         return None
-    row = list(row)
-    if isinstance(row[6], str):  # SQLite's text timestamp (naive UTC), as the ORM reads it
-        row[6] = datetime.fromisoformat(row[6])
-    return Answer(*row)
+    return Answer(*row[:6], fastsql.dt_value(row[6]))
 
 
 class Answer:
