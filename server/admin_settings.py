@@ -56,6 +56,7 @@ FREE = {
     "platform": "how participants arrive and leave (ids, redirect, completion code)",
 }
 YES_NO = [SelectChoice("yes"), SelectChoice("no")]
+YES_NO_SETTINGS = ("practice", "practice_feedback", "kiosk")  # shown as yes/no, kept as bool
 # The texts in page order, and their labels; consent_text is the experiment's own column,
 # the others are keys of its texts.
 TEXT_ORDER = LINE_TEXTS + ("welcome", "consent_text", "instructions", "debriefing")
@@ -131,7 +132,7 @@ def fields() -> list[Field]:
 def _wtf_field(f: Field):
     if f.setting == "texts" and f.key not in LINE_TEXTS or f.setting == "consent_text":
         return TextAreaField(f.label)
-    if f.setting in ("practice", "practice_feedback", "kiosk"):
+    if f.setting in YES_NO_SETTINGS:
         return SelectField(f.label, choices=YES_NO)
     if f.setting == "trial_order":
         return SelectField(f.label, choices=[SelectChoice("random"), SelectChoice("fixed")])
@@ -173,7 +174,7 @@ def current_values(exp: Experiment, fs: list[Field]) -> dict:
 def _value(f: Field, field):
     """The form field's value in the setting's own type."""
     v = field.data
-    if f.setting in ("practice", "practice_feedback", "kiosk"):
+    if f.setting in YES_NO_SETTINGS:
         return v == "yes"
     if isinstance(v, str):
         # Browsers send CRLF in textareas; the CLI's files have LF.

@@ -327,8 +327,6 @@ def test_old_reports_are_pruned(home_app, monkeypatch):
 def test_report_process_gets_the_database_url_outside_its_argv(home_app, monkeypatch):
     """The report's process list entry never shows the database URL (it may hold a
     PostgreSQL password): the URL travels in the environment (TLL_ANALYSIS_DB)."""
-    import subprocess
-
     from server import home
     app, _ = home_app
     seen = {}
@@ -340,7 +338,6 @@ def test_report_process_gets_the_database_url_outside_its_argv(home_app, monkeyp
         def wait(self):
             return 0
 
-    monkeypatch.setattr(subprocess, "Popen", Fake)
     monkeypatch.setattr(home.subprocess, "Popen", Fake)
     c = app.test_client()
     token = login(c, HOME)
