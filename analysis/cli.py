@@ -238,14 +238,19 @@ def cmd_simulate(args) -> None:
           f"at {args.server}")
 
 
-def _table_command(name: str, body, text: str):
-    """Register a command that reads answers and prints tables with `body`."""
-    @cli.command(name, help=text, short_help=text.rstrip("."))
-    @_source_options
+def _table_command(name: str, body, text: str, short_help: str | None = None,
+                   options: tuple = ()):
+    """Register a command that reads answers (one source, see _source_options) and runs
+    `body` on them; `options` are click options added after the source options, in the
+    order given."""
     def command(**kw):
         _one_source(kw)
         _run(body, **kw)
-    return command
+    for o in reversed(options):
+        command = o(command)
+    command = _source_options(command)
+    return cli.command(name, help=text,
+                       short_help=short_help or text.rstrip("."))(command)
 
 
 for _name, _body, _text in (
@@ -256,35 +261,32 @@ for _name, _body, _text in (
         ("participants", cmd_participants, "Per-participant accuracy, times and flags.")):
     _table_command(_name, _body, _text)
 
+_table_command(
+    "report", cmd_report, "Every table, figure and one HTML report into --out.",
+    options=(
+        click.option("--out", required=True, metavar="DIR",
+                     help="folder to write the report to"),
+        click.option("--dpi", type=int, default=300, metavar="DPI", show_default=True,
+                     help="resolution of the PNG figures (PDF and SVG are vector)"),
+        click.option("--experiment-file", metavar="FILE",
+                     help="the experiment file: trial images for the galleries, candidate "
+                          "distances for the human-likeness table (default: images from "
+                          "--db)")))
 
-@cli.command("report", short_help="Every table, figure and one HTML report into --out")
-@_source_options
-@click.option("--out", required=True, metavar="DIR", help="folder to write the report to")
-@click.option("--dpi", type=int, default=300, metavar="DPI", show_default=True,
-              help="resolution of the PNG figures (PDF and SVG are vector)")
-@click.option("--experiment-file", metavar="FILE",
-              help="the experiment file: trial images for the galleries, candidate "
-                   "distances for the human-likeness table (default: images from --db)")
-def report_command(**kw):
-    """Every table, figure and one HTML report into --out."""
-    _one_source(kw)
-    _run(cmd_report, **kw)
-
-
-@cli.command("fig4", short_help="Fig. 4: the trials with the highest and lowest agreement")
-@_source_options
-@click.option("--experiment-file", metavar="FILE",
-              help="the experiment file whose study folder holds the images "
-                   "(default with --db: the images in the database)")
-@click.option("--out", required=True, metavar="DIR", help="folder for fig4.png/.pdf/.svg")
-@click.option("--trials", type=int, default=3, metavar="K", show_default=True,
-              help="trials at each end")
-@click.option("--dpi", type=int, default=300, metavar="DPI", show_default=True)
-def fig4_command(**kw):
-    """Fig. 4: the trials with the highest and the lowest agreement, drawn with their
-    candidates (PNG, PDF, SVG)."""
-    _one_source(kw)
-    _run(cmd_fig4, **kw)
+_table_command(
+    "fig4", cmd_fig4,
+    "Fig. 4: the trials with the highest and the lowest agreement, drawn with their\n"
+    "candidates (PNG, PDF, SVG).",
+    short_help="Fig. 4: the trials with the highest and lowest agreement",
+    options=(
+        click.option("--experiment-file", metavar="FILE",
+                     help="the experiment file whose study folder holds the images "
+                          "(default with --db: the images in the database)"),
+        click.option("--out", required=True, metavar="DIR",
+                     help="folder for fig4.png/.pdf/.svg"),
+        click.option("--trials", type=int, default=3, metavar="K", show_default=True,
+                     help="trials at each end"),
+        click.option("--dpi", type=int, default=300, metavar="DPI", show_default=True)))
 
 
 @cli.command("simulate", short_help="Answer through the server as simulated participants")
