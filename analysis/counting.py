@@ -148,39 +148,40 @@ def count_answers(df: pd.DataFrame, environments=None, statuses=None,
                  .agg(answers=("trial", "size"), participants=("participant", "nunique"))
                  .reset_index() if total else pd.DataFrame(columns=["population", "decision",
                                                                     "answers", "participants"]))
-        kept = df[~withdrawn].reset_index(drop=True)
-        counting = Counting(total, len(kept), {"withdrawn": int(withdrawn.sum())}, {}, table,
-                            provenance=False, include_withdrawn=include_withdrawn)
-        kept.attrs["counting"] = counting.as_dict()
-        return kept, counting
-    bad = [f"{c}: {int(df[c].isna().sum())} answer(s) without a value" for c in PROVENANCE
-           if df[c].isna().any()]
-    if bad:
-        raise AnalysisError(*[f"provenance column {b}" for b in bad])
-    rules = rules_for(sorted(df["platform"].unique()), environments, statuses)
-    unknown_env = sorted(set(df["environment"]) - set(ENVIRONMENTS))
-    if unknown_env:
-        raise AnalysisError(f"unknown environment(s) in the answers: {', '.join(unknown_env)}")
-    env_ok = pd.Series([e in rules[p]["environments"]
-                        for p, e in zip(df["platform"], df["environment"])], index=df.index,
-                       dtype=bool)
-    status_ok = pd.Series([rules[p]["statuses"] is None or s in rules[p]["statuses"]
-                           for p, s in zip(df["platform"], df["submission_status"])],
-                          index=df.index, dtype=bool)
-    decision = pd.Series("counted", index=df.index, dtype=object)
-    decision[~status_ok] = "excluded: status"
-    decision[~env_ok] = "excluded: environment"
-    decision[withdrawn] = "excluded: withdrawn"  # the first rule wins
-    live = ~withdrawn
-    excluded = {"withdrawn": int(withdrawn.sum()),
-                "environment": int((live & ~env_ok).sum()),
-                "status": int((live & env_ok & ~status_ok).sum())}
-    keyed = df.assign(decision=decision)
-    table = (keyed.groupby(["platform", "environment", "submission_status", "decision"])
-             .agg(answers=("trial", "size"), participants=("participant", "nunique"))
-             .reset_index())
-    kept = df[live & env_ok & status_ok].reset_index(drop=True)
-    counting = Counting(total, len(kept), excluded, rules, table,
+        keep = ~withdrawn
+        excluded, rules, provenance = {"withdrawn": int(withdrawn.sum())}, {}, False
+    else:
+        bad = [f"{c}: {int(df[c].isna().sum())} answer(s) without a value" for c in PROVENANCE
+               if df[c].isna().any()]
+        if bad:
+            raise AnalysisError(*[f"provenance column {b}" for b in bad])
+        rules = rules_for(sorted(df["platform"].unique()), environments, statuses)
+        unknown_env = sorted(set(df["environment"]) - set(ENVIRONMENTS))
+        if unknown_env:
+            raise AnalysisError(f"unknown environment(s) in the answers: "
+                                f"{', '.join(unknown_env)}")
+        env_ok = pd.Series([e in rules[p]["environments"]
+                            for p, e in zip(df["platform"], df["environment"])],
+                           index=df.index, dtype=bool)
+        status_ok = pd.Series([rules[p]["statuses"] is None or s in rules[p]["statuses"]
+                               for p, s in zip(df["platform"], df["submission_status"])],
+                              index=df.index, dtype=bool)
+        decision = pd.Series("counted", index=df.index, dtype=object)
+        decision[~status_ok] = "excluded: status"
+        decision[~env_ok] = "excluded: environment"
+        decision[withdrawn] = "excluded: withdrawn"  # the first rule wins
+        live = ~withdrawn
+        excluded = {"withdrawn": int(withdrawn.sum()),
+                    "environment": int((live & ~env_ok).sum()),
+                    "status": int((live & env_ok & ~status_ok).sum())}
+        table = (df.assign(decision=decision)
+                 .groupby(["platform", "environment", "submission_status", "decision"])
+                 .agg(answers=("trial", "size"), participants=("participant", "nunique"))
+                 .reset_index())
+        keep = live & env_ok & status_ok
+        provenance = True
+    kept = df[keep].reset_index(drop=True)
+    counting = Counting(total, len(kept), excluded, rules, table, provenance=provenance,
                         include_withdrawn=include_withdrawn)
     kept.attrs["counting"] = counting.as_dict()
     return kept, counting
