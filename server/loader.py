@@ -317,9 +317,12 @@ def load_experiment(path: Path, name: str | None = None, settings: dict | None =
         kept = {k: getattr(existing, k) for k in SETTING_NAMES}
         for k in ("platform_settings", "texts", "practice_images"):
             kept[k] = json.loads(getattr(existing, k) or "{}")
+        # Practice images given with this load were checked against the file above; the
+        # kept ones are checked here.
+        from_kept = not settings.get("practice_images")
         settings = {**kept, **settings}
-        if not settings.get("practice_images") \
-                or practice.check_against_file(settings["practice_images"], doc):
+        if not settings.get("practice_images") or (
+                from_kept and practice.check_against_file(settings["practice_images"], doc)):
             settings["practice_images"] = []  # the new file lacks the kept practice images
         # The new rows are inserted before the old ones are deleted (old name moved aside),
         # so that no row id is ever reused: the servers cache trials' image tokens by id.
