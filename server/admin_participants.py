@@ -92,7 +92,7 @@ def delete_participant(p: Participant, actor: str) -> int:
     """Delete participant `p` and their answers for good, log it in audit_log (actor,
     action "delete-participant", experiment, subject: the export pseudonym) and commit;
     return how many answers were deleted."""
-    exp = db.session.get(Experiment, p.experiment_id)
+    exp = p.experiment
     subject = f"participant {ex.pseudonym(ex.participant_label(p))}"
     detail = (f"platform {p.platform}, environment {p.environment}, status "
               f"{p.submission_status}, {'withdrawn' if p.withdrawn_at else 'not withdrawn'}")
