@@ -30,14 +30,16 @@ class Review(CatchSummary):
 
 class Participants:
     """The study's participants on this server, loaded in one query, keyed by
-    (SESSION_ID, PROLIFIC_PID) as they came with their submissions."""
+    (SESSION_ID, PROLIFIC_PID) as they came with their submissions; `rows` keeps them
+    all (by_key keeps one per repeated key)."""
 
     def __init__(self, rec: ProlificStudy):
+        self.rows: list[Participant] = db.session.execute(select(Participant).where(
+            Participant.experiment_id == rec.experiment_id,
+            Participant.platform == "prolific")).scalars().all()
         self.by_key: dict[tuple[str | None, str | None], Participant] = {}
         self.twice: set[tuple[str | None, str | None]] = set()
-        for p in db.session.execute(select(Participant).where(
-                Participant.experiment_id == rec.experiment_id,
-                Participant.platform == "prolific")).scalars():
+        for p in self.rows:
             key = (p.external_session_id, p.external_participant_id)
             if key in self.by_key:
                 self.twice.add(key)
@@ -84,9 +86,7 @@ def sync(client: Client, rec: ProlificStudy) -> SyncResult:
         if p.submission_status != sub.local_status:
             changed += 1
         set_status(p, sub.local_status, synced=True)
-    others = db.session.execute(select(Participant).where(
-        Participant.experiment_id == rec.experiment_id, Participant.platform == "prolific",
-        Participant.external_study_id == rec.study_id)).scalars().all()
+    others = [p for p in participants.rows if p.external_study_id == rec.study_id]
     for p in others:
         if p.id not in seen:
             mismatches.append(f"participant {p.external_participant_id} (session "
