@@ -11,6 +11,7 @@ import pytest
 import requests
 
 from tests.mturk.conftest import forms, write_experiment  # noqa: F401  (re-exported)
+from tests.server.conftest import csrf_from
 
 FAKE_TOKEN = "tllFakeProlificToken-NEVER-IN-OUTPUT-5kq2"
 
@@ -124,7 +125,7 @@ class Participant:
 
     def consent(self, page: requests.Response) -> requests.Response:
         assert "consent" in page.url, page.url
-        token = forms_csrf(page.text)
+        token = csrf_from(page.text)
         return self.http.post(page.url, data={"agree": "yes", "csrf_token": token}, timeout=10)
 
     def answer(self, page: requests.Response, choices) -> requests.Response:
@@ -135,7 +136,7 @@ class Participant:
             action, fields = forms(page.text)["trial-form"]
             page = self.http.post(self.stack.server_url + action,
                                   data={"n": fields["n"], "choice": str(choice),
-                                        "rt_ms": "700", "csrf_token": forms_csrf(page.text)},
+                                        "rt_ms": "700", "csrf_token": fields["csrf_token"]},
                                   timeout=10)
             assert page.status_code == 200, page.text
         return page
@@ -144,9 +145,3 @@ class Participant:
         return self.http.post(f"{self.stack.em}/submissions/{self.submission}/return",
                               headers={"Accept": "application/json"}, timeout=10)
 
-
-def forms_csrf(html: str) -> str:
-    import re
-    m = re.search(r'name="csrf_token"[^>]*value="([^"]*)"', html) or \
-        re.search(r'name="csrf-token" content="([^"]*)"', html)
-    return m.group(1) if m else ""

@@ -103,10 +103,10 @@ def test_prolific_dry_run(stack_factory, clock, browser, artifacts_dir, tmp_path
     # A returned participant's later answers are refused: they would never count.
     gone = people["PRETURN0"]
     page = gone.http.get(f"{stack.server_url}/lab/exp/trial", timeout=10)
-    from .conftest import forms, forms_csrf
+    from .conftest import forms
     action, fields = forms(page.text)["trial-form"]
     r = gone.http.post(stack.server_url + action, timeout=10, data={
-        "n": fields["n"], "choice": "1", "csrf_token": forms_csrf(page.text)})
+        "n": fields["n"], "choice": "1", "csrf_token": fields["csrf_token"]})
     assert r.status_code == 409 and "closed (status returned)" in r.text
 
     out = stack.ok("review", "exp")
