@@ -13,7 +13,7 @@ from sqlalchemy import select
 from server.loader import apply_settings, validate_settings
 from server.models import Experiment, Participant, db
 from server.recruitment import panel as panel_mod
-from tests.server.conftest import flask_cli, lab_post, server_env
+from tests.server.conftest import flask_cli, lab_post, server_env, walk_study
 
 
 def _set_panel(app, **conf):
@@ -142,20 +142,7 @@ def test_panel_participant_in_chromium_ends_on_the_redirect(app, live_server, pa
         shots.mkdir(exist_ok=True)
         page.goto(f"{live_server}/lab/small/via/panel?PID=sona%20user%201")
         page.wait_for_url("**/consent")
-        page.check("#agree")
-        page.click("#consent")
-        page.wait_for_url("**/instructions")
-        page.click("button.candidate >> nth=0")
-        page.wait_for_selector("#feedback")
-        page.click("#begin")
-        for n in range(1, 7):
-            page.wait_for_selector(f'input[name="n"][value="{n}"]', state="attached")
-            page.wait_for_function(
-                "Array.from(document.images).every(i => i.complete && i.naturalWidth > 0)")
-            page.keyboard.press(str(n % 5 + 1))
-            if n < 6:
-                page.wait_for_selector(f'input[name="n"][value="{n + 1}"]', state="attached")
-        page.wait_for_url("**/done")
+        walk_study(page, [str(n % 5 + 1) for n in range(1, 7)])
         assert page.inner_text("#completion-code") == "SONA-77"
         page.screenshot(path=str(shots / "panel-done.png"))
         page.click("#exit-link")

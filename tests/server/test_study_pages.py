@@ -15,7 +15,15 @@ from sqlalchemy import select
 from server.loader import apply_settings, load_experiment, validate_settings
 from server.models import AuditEntry, Experiment, Image, Participant, Response, db
 from server.texts import OLD_DEFAULT_CONSENT, render_markdown
-from tests.server.conftest import ROOT, csrf_from, lab_post, make_app, serving, write_experiment
+from tests.server.conftest import (
+    ROOT,
+    answer_trials,
+    csrf_from,
+    lab_post,
+    make_app,
+    serving,
+    write_experiment,
+)
 
 # Images of the 14-pair study that no trial shows (trials use L00000-5, R00000-9).
 PRACTICE_SET = ["L00010", "R00010", "L00011", "L00012", "L00013", "R00011"]
@@ -474,16 +482,10 @@ def test_researcher_study_walked_through_in_chromium(tmp_path, practice_study, p
         assert "genau dasselbe Bild" in page.inner_text("#feedback")
         page.screenshot(path=str(shots / "study-practice-feedback.png"))
         page.click("#begin")
-        for n in range(1, 7):
-            page.wait_for_selector(f'input[name="n"][value="{n}"]', state="attached")
+
+        def progress(n):
             assert page.inner_text("#progress-text") == f"{n - 1} von 6 beantwortet"
-            page.wait_for_function(
-                "Array.from(document.images).every(i => i.complete && i.naturalWidth > 0)")
-            page.wait_for_selector("#trial-form[data-ready]")
-            page.keyboard.press(str(n % 5 + 1))
-            if n < 6:
-                page.wait_for_selector(f'input[name="n"][value="{n + 1}"]', state="attached")
-        page.wait_for_url("**/done")
+        answer_trials(page, [str(n % 5 + 1) for n in range(1, 7)], progress)
         assert page.inner_text("#done") == "Vielen Dank!"
         assert "Gesichter in Dingen sehen" in page.inner_text("#debriefing")
         page.screenshot(path=str(shots / "study-debriefing.png"))
