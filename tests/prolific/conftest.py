@@ -5,11 +5,11 @@ and the server's real pages."""
 from __future__ import annotations
 
 import time
-from pathlib import Path
 
 import pytest
 import requests
 
+from tests.mturk.conftest import Stack as MTurkStack
 from tests.mturk.conftest import forms, write_experiment  # noqa: F401  (re-exported)
 from tests.server.conftest import csrf_from
 
@@ -25,32 +25,17 @@ def fake_token(monkeypatch):
         monkeypatch.delenv(name, raising=False)
 
 
-class Stack:
+class Stack(MTurkStack):
     """The endpoint and the server, both over HTTP, with the server's app and its CLI."""
-
-    def __init__(self, emulator, app, server_url: str):
-        self.emulator, self.app, self.server_url = emulator, app, server_url
-        self.runner = app.test_cli_runner()
-
-    @property
-    def em(self) -> str:
-        return self.emulator.url
 
     def cli(self, *args, input=None):
         """Invoke `flask prolific ARGS --api-url <endpoint>` in-process."""
         return self.runner.invoke(args=["prolific", *args, "--api-url", self.em], input=input)
 
     def ok(self, *args, input=None) -> str:
-        res = self.cli(*args, input=input)
-        assert res.exit_code == 0, res.output
-        assert FAKE_TOKEN not in res.output
-        return res.output
-
-    def load(self, path: Path, name: str, **settings) -> int:
-        from server.loader import load_experiment
-        with self.app.app_context():
-            exp, _ = load_experiment(path, name, {"trial_order": "fixed", **settings})
-            return exp.id
+        out = super().ok(*args, input=input)
+        assert FAKE_TOKEN not in out
+        return out
 
     def publish(self, name: str, *extra) -> str:
         return self.ok("publish", name, "--base-url", self.server_url, "--reward", "1.50",
