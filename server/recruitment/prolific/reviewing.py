@@ -55,8 +55,10 @@ class Participants:
         return self.by_key.get(key)
 
 
-def _review(sub: shapes.Submission, participants: Participants) -> Review:
+def _review(sub: shapes.Submission, participants: Participants, answers: bool) -> Review:
     p = participants.of(sub)
+    if not answers:
+        return Review(sub, p)
     return Review(sub, p, answers_of(p), len(p.trial_ids()) if p is not None else 0)
 
 
@@ -97,11 +99,13 @@ def sync(client: Client, rec: ProlificStudy) -> SyncResult:
 
 
 def review(client: Client, rec: ProlificStudy,
-           statuses: tuple[str, ...] = ("AWAITING REVIEW",)) -> list[Review]:
-    """Return the study's submissions in `statuses` (the API's) with their answers."""
+           statuses: tuple[str, ...] = ("AWAITING REVIEW",),
+           answers: bool = True) -> list[Review]:
+    """Return the study's submissions in `statuses` (the API's) with their answers (with
+    `answers` False, their participants only: for decisions that need no catch rule)."""
     subs = [s for s in client.submissions(rec.study_id) if s.status in statuses]
     participants = Participants(rec)
-    return [_review(s, participants) for s in subs]
+    return [_review(s, participants, answers) for s in subs]
 
 
 def approve(client: Client, rec: ProlificStudy, items: list[Review]) -> list[Review]:
