@@ -152,12 +152,12 @@ def bonus(client: Client, rec: ProlificStudy, sub: shapes.Submission, cents: int
         ProlificBonus.submission_id == sub.id)).scalar_one_or_none()
     if row is not None and row.status == "paid":
         raise BonusRefused(f"submission {sub.id} already has a bonus of "
-                           f"{row.amount_cents / 100:.2f} (paid {row.paid_at:%Y-%m-%d})")
+                           f"{shapes.money(row.amount_cents)} (paid {row.paid_at:%Y-%m-%d})")
     if row is not None and row.status == "paying":
         raise BonusRefused(f"the bonus of submission {sub.id} was sent to Prolific without an "
                            "answer: check the study's bonuses on Prolific before paying again")
     if row is not None and row.amount_cents != cents:
-        raise BonusRefused(f"submission {sub.id} has a bonus of {row.amount_cents / 100:.2f} "
+        raise BonusRefused(f"submission {sub.id} has a bonus of {shapes.money(row.amount_cents)} "
                            "set up and not paid yet: run bonus again with that amount")
     if row is None:
         row = ProlificBonus(study_record_id=rec.id, submission_id=sub.id,
