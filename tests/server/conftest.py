@@ -278,6 +278,19 @@ def walk_study(page, keys) -> None:
     answer_trials(page, keys)
 
 
+def set_settings(app, name: str, **settings) -> None:
+    """Apply `settings` to the experiment `name` (checked by validate_settings first) and
+    commit."""
+    from server.loader import apply_settings, validate_settings
+    from server.models import db
+    from server.recording import get_experiment
+
+    with app.app_context():
+        assert validate_settings(settings) == []
+        apply_settings(get_experiment(name), settings)
+        db.session.commit()
+
+
 def lab_post(client, path: str, data: dict | None = None, **kw):
     """POST a lab form the way a browser does: with the CSRF token of the browser
     session's lab pages (read once from the experiment's landing page)."""

@@ -10,19 +10,14 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 from sqlalchemy import select
 
-from server.loader import apply_settings, validate_settings
-from server.models import Experiment, Participant, db
+from server.loader import validate_settings
+from server.models import Participant, db
 from server.recruitment import panel as panel_mod
-from tests.server.conftest import flask_cli, lab_post, server_env, walk_study
+from tests.server.conftest import flask_cli, lab_post, server_env, set_settings, walk_study
 
 
 def _set_panel(app, **conf):
-    with app.app_context():
-        exp = db.session.execute(select(Experiment).where(Experiment.name == "small")).scalar_one()
-        settings = {"platform_settings": {"panel": conf}}
-        assert validate_settings(settings) == []
-        apply_settings(exp, settings)
-        db.session.commit()
+    set_settings(app, "small", platform_settings={"panel": conf})
 
 
 def _answer_all(client, name="small"):
