@@ -251,6 +251,18 @@ def browser_login(page, base: str) -> list[str]:
     return errors
 
 
+def wait_images(page, timeout: float = 30.0) -> None:
+    """Wait until every image of the browser `page` has loaded. Polled by page.evaluate:
+    wait_for_function's polling evaluates its string in the page, which the pages' CSP
+    (no 'unsafe-eval') forbids whenever the images are not loaded at the first look."""
+    end = time.time() + timeout
+    while not page.evaluate(
+            "Array.from(document.images).every(i => i.complete && i.naturalWidth > 0)"):
+        if time.time() > end:
+            raise AssertionError(f"the page's images did not load within {timeout} s")
+        page.wait_for_timeout(50)
+
+
 def answer_trials(page, keys, each=None) -> None:
     """Answer the trials in the browser `page`, one key of `keys` per trial, and wait for
     /done. Before each key: trial n's page, `each(n)` (when given), its images loaded and
@@ -259,8 +271,7 @@ def answer_trials(page, keys, each=None) -> None:
         page.wait_for_selector(f'input[name="n"][value="{n}"]', state="attached")
         if each is not None:
             each(n)
-        page.wait_for_function(
-            "Array.from(document.images).every(i => i.complete && i.naturalWidth > 0)")
+        wait_images(page)
         page.wait_for_selector("#trial-form[data-ready]")
         page.keyboard.press(key)
     page.wait_for_url("**/done")

@@ -24,6 +24,7 @@ from tests.server.conftest import (
     make_app,
     serving,
     set_settings,
+    wait_images,
     write_experiment,
 )
 
@@ -457,8 +458,7 @@ def test_researcher_study_walked_through_in_chromium(tmp_path, practice_study, p
         page.wait_for_url("**/instructions")
         assert "Übungsdurchgang 1 von 2" in page.inner_text("#practice-heading")
         assert page.inner_text("#instructions em") == "am ähnlichsten"
-        page.wait_for_function(
-            "Array.from(document.images).every(i => i.complete && i.naturalWidth > 0)")
+        wait_images(page)
         page.screenshot(path=str(shots / "study-practice.png"))
         page.wait_for_selector("#trial-form[data-ready]")
         page.keyboard.press("1")
