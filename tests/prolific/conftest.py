@@ -5,12 +5,13 @@ and the server's real pages."""
 from __future__ import annotations
 
 import time
-from pathlib import Path
 
 import pytest
 import requests
 
+from tests.mturk.conftest import Stack as MTurkStack
 from tests.mturk.conftest import forms, write_experiment  # noqa: F401  (re-exported)
+from tests.server.conftest import csrf_from
 
 FAKE_TOKEN = "tllFakeProlificToken-NEVER-IN-OUTPUT-5kq2"
 
@@ -24,32 +25,17 @@ def fake_token(monkeypatch):
         monkeypatch.delenv(name, raising=False)
 
 
-class Stack:
+class Stack(MTurkStack):
     """The endpoint and the server, both over HTTP, with the server's app and its CLI."""
-
-    def __init__(self, emulator, app, server_url: str):
-        self.emulator, self.app, self.server_url = emulator, app, server_url
-        self.runner = app.test_cli_runner()
-
-    @property
-    def em(self) -> str:
-        return self.emulator.url
 
     def cli(self, *args, input=None):
         """Invoke `flask prolific ARGS --api-url <endpoint>` in-process."""
         return self.runner.invoke(args=["prolific", *args, "--api-url", self.em], input=input)
 
     def ok(self, *args, input=None) -> str:
-        res = self.cli(*args, input=input)
-        assert res.exit_code == 0, res.output
-        assert FAKE_TOKEN not in res.output
-        return res.output
-
-    def load(self, path: Path, name: str, **settings) -> int:
-        from server.loader import load_experiment
-        with self.app.app_context():
-            exp, _ = load_experiment(path, name, {"trial_order": "fixed", **settings})
-            return exp.id
+        out = super().ok(*args, input=input)
+        assert FAKE_TOKEN not in out
+        return out
 
     def publish(self, name: str, *extra) -> str:
         return self.ok("publish", name, "--base-url", self.server_url, "--reward", "1.50",
@@ -124,7 +110,7 @@ class Participant:
 
     def consent(self, page: requests.Response) -> requests.Response:
         assert "consent" in page.url, page.url
-        token = forms_csrf(page.text)
+        token = csrf_from(page.text)
         return self.http.post(page.url, data={"agree": "yes", "csrf_token": token}, timeout=10)
 
     def answer(self, page: requests.Response, choices) -> requests.Response:
@@ -135,7 +121,7 @@ class Participant:
             action, fields = forms(page.text)["trial-form"]
             page = self.http.post(self.stack.server_url + action,
                                   data={"n": fields["n"], "choice": str(choice),
-                                        "rt_ms": "700", "csrf_token": forms_csrf(page.text)},
+                                        "rt_ms": "700", "csrf_token": fields["csrf_token"]},
                                   timeout=10)
             assert page.status_code == 200, page.text
         return page
@@ -144,9 +130,3 @@ class Participant:
         return self.http.post(f"{self.stack.em}/submissions/{self.submission}/return",
                               headers={"Accept": "application/json"}, timeout=10)
 
-
-def forms_csrf(html: str) -> str:
-    import re
-    m = re.search(r'name="csrf_token"[^>]*value="([^"]*)"', html) or \
-        re.search(r'name="csrf-token" content="([^"]*)"', html)
-    return m.group(1) if m else ""

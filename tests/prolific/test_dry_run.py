@@ -11,6 +11,8 @@ from __future__ import annotations
 import pytest
 import requests
 
+from tests.server.conftest import walk_study
+
 from .conftest import FAKE_TOKEN, Participant, write_experiment
 
 TRIALS = 4                     # the last one a catch trial; trial n's match at (n-1) % 5
@@ -31,20 +33,7 @@ def in_chromium(browser, stack, study_id: str, pid: str, shots) -> None:
         study.locator('input[name="participant_id"]').fill(pid)
         study.locator("button.take-part").click()
         page.wait_for_url("**/lab/exp/consent")
-        page.check("#agree")
-        page.click("#consent")
-        page.wait_for_url("**/instructions")
-        page.click("button.candidate >> nth=0")
-        page.wait_for_selector("#feedback")
-        page.click("#begin")
-        for n in range(1, TRIALS + 1):
-            page.wait_for_selector(f'input[name="n"][value="{n}"]', state="attached")
-            page.wait_for_function(
-                "Array.from(document.images).every(i => i.complete && i.naturalWidth > 0)")
-            page.keyboard.press(str(RIGHT[n - 1] + 1))
-            if n < TRIALS:
-                page.wait_for_selector(f'input[name="n"][value="{n + 1}"]', state="attached")
-        page.wait_for_url("**/done")
+        walk_study(page, [str(c + 1) for c in RIGHT])
         code = page.inner_text("#completion-code")
         assert code.startswith("C")
         if shots is not None:
@@ -103,10 +92,10 @@ def test_prolific_dry_run(stack_factory, clock, browser, artifacts_dir, tmp_path
     # A returned participant's later answers are refused: they would never count.
     gone = people["PRETURN0"]
     page = gone.http.get(f"{stack.server_url}/lab/exp/trial", timeout=10)
-    from .conftest import forms, forms_csrf
+    from .conftest import forms
     action, fields = forms(page.text)["trial-form"]
     r = gone.http.post(stack.server_url + action, timeout=10, data={
-        "n": fields["n"], "choice": "1", "csrf_token": forms_csrf(page.text)})
+        "n": fields["n"], "choice": "1", "csrf_token": fields["csrf_token"]})
     assert r.status_code == 409 and "closed (status returned)" in r.text
 
     out = stack.ok("review", "exp")

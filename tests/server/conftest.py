@@ -251,6 +251,57 @@ def browser_login(page, base: str) -> list[str]:
     return errors
 
 
+def wait_images(page, timeout: float = 30.0) -> None:
+    """Wait until every image of the browser `page` has loaded. Polled by page.evaluate:
+    wait_for_function's polling evaluates its string in the page, which the pages' CSP
+    (no 'unsafe-eval') forbids whenever the images are not loaded at the first look."""
+    end = time.time() + timeout
+    while not page.evaluate(
+            "Array.from(document.images).every(i => i.complete && i.naturalWidth > 0)"):
+        if time.time() > end:
+            raise AssertionError(f"the page's images did not load within {timeout} s")
+        page.wait_for_timeout(50)
+
+
+def answer_trials(page, keys, each=None) -> None:
+    """Answer the trials in the browser `page`, one key of `keys` per trial, and wait for
+    /done. Before each key: trial n's page, `each(n)` (when given), its images loaded and
+    its keys working (#trial-form[data-ready], set by static/trial.js)."""
+    for n, key in enumerate(keys, 1):
+        page.wait_for_selector(f'input[name="n"][value="{n}"]', state="attached")
+        if each is not None:
+            each(n)
+        wait_images(page)
+        page.wait_for_selector("#trial-form[data-ready]")
+        page.keyboard.press(key)
+    page.wait_for_url("**/done")
+
+
+def walk_study(page, keys) -> None:
+    """Walk the browser `page` from the consent page to /done: consent, one practice
+    click, #begin, then one key of `keys` per trial (answer_trials)."""
+    page.check("#agree")
+    page.click("#consent")
+    page.wait_for_url("**/instructions")
+    page.click("button.candidate >> nth=0")
+    page.wait_for_selector("#feedback")
+    page.click("#begin")
+    answer_trials(page, keys)
+
+
+def set_settings(app, name: str, **settings) -> None:
+    """Apply `settings` to the experiment `name` (checked by validate_settings first) and
+    commit."""
+    from server.loader import apply_settings, validate_settings
+    from server.models import db
+    from server.recording import get_experiment
+
+    with app.app_context():
+        assert validate_settings(settings) == []
+        apply_settings(get_experiment(name), settings)
+        db.session.commit()
+
+
 def lab_post(client, path: str, data: dict | None = None, **kw):
     """POST a lab form the way a browser does: with the CSRF token of the browser
     session's lab pages (read once from the experiment's landing page)."""

@@ -10,19 +10,14 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 from sqlalchemy import select
 
-from server.loader import apply_settings, validate_settings
-from server.models import Experiment, Participant, db
+from server.loader import validate_settings
+from server.models import Participant, db
 from server.recruitment import panel as panel_mod
-from tests.server.conftest import flask_cli, lab_post, server_env
+from tests.server.conftest import flask_cli, lab_post, server_env, set_settings, walk_study
 
 
 def _set_panel(app, **conf):
-    with app.app_context():
-        exp = db.session.execute(select(Experiment).where(Experiment.name == "small")).scalar_one()
-        settings = {"platform_settings": {"panel": conf}}
-        assert validate_settings(settings) == []
-        apply_settings(exp, settings)
-        db.session.commit()
+    set_settings(app, "small", platform_settings={"panel": conf})
 
 
 def _answer_all(client, name="small"):
@@ -142,20 +137,7 @@ def test_panel_participant_in_chromium_ends_on_the_redirect(app, live_server, pa
         shots.mkdir(exist_ok=True)
         page.goto(f"{live_server}/lab/small/via/panel?PID=sona%20user%201")
         page.wait_for_url("**/consent")
-        page.check("#agree")
-        page.click("#consent")
-        page.wait_for_url("**/instructions")
-        page.click("button.candidate >> nth=0")
-        page.wait_for_selector("#feedback")
-        page.click("#begin")
-        for n in range(1, 7):
-            page.wait_for_selector(f'input[name="n"][value="{n}"]', state="attached")
-            page.wait_for_function(
-                "Array.from(document.images).every(i => i.complete && i.naturalWidth > 0)")
-            page.keyboard.press(str(n % 5 + 1))
-            if n < 6:
-                page.wait_for_selector(f'input[name="n"][value="{n + 1}"]', state="attached")
-        page.wait_for_url("**/done")
+        walk_study(page, [str(n % 5 + 1) for n in range(1, 7)])
         assert page.inner_text("#completion-code") == "SONA-77"
         page.screenshot(path=str(shots / "panel-done.png"))
         page.click("#exit-link")

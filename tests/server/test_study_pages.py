@@ -14,8 +14,19 @@ from sqlalchemy import select
 
 from server.loader import apply_settings, load_experiment, validate_settings
 from server.models import AuditEntry, Experiment, Image, Participant, Response, db
+from server.recording import get_experiment
 from server.texts import OLD_DEFAULT_CONSENT, render_markdown
-from tests.server.conftest import ROOT, csrf_from, lab_post, make_app, serving, write_experiment
+from tests.server.conftest import (
+    ROOT,
+    answer_trials,
+    csrf_from,
+    lab_post,
+    make_app,
+    serving,
+    set_settings,
+    wait_images,
+    write_experiment,
+)
 
 # Images of the 14-pair study that no trial shows (trials use L00000-5, R00000-9).
 PRACTICE_SET = ["L00010", "R00010", "L00011", "L00012", "L00013", "R00011"]
@@ -65,17 +76,6 @@ def _app(tmp_path, study, **settings):
     return app
 
 
-def _exp(app, name="s") -> Experiment:
-    return db.session.execute(select(Experiment).where(Experiment.name == name)).scalar_one()
-
-
-def _set(app, name="s", **settings):
-    with app.app_context():
-        assert validate_settings(settings) == []
-        apply_settings(_exp(app, name), settings)
-        db.session.commit()
-
-
 def _start(client, name="s"):
     r = lab_post(client, f"/lab/{name}/start", {"generate": "1"})
     assert r.status_code == 303
@@ -91,10 +91,10 @@ def test_markdown_is_rendered_safely(client):
     # The same through the pages: every text the researcher writes.
     app = client.application
     with app.app_context():
-        apply_settings(_exp(app, "small"), {"texts": {"welcome": EVIL, "instructions": EVIL,
-                                                      "debriefing": EVIL,
-                                                      "contact": "[me](javascript:x)"},
-                                            "consent_text": EVIL})
+        apply_settings(get_experiment("small"), {"texts": {"welcome": EVIL, "instructions": EVIL,
+                                                            "debriefing": EVIL,
+                                                            "contact": "[me](javascript:x)"},
+                                                  "consent_text": EVIL})
         db.session.commit()
     landing = client.get("/lab/small/").get_data(as_text=True)
     assert 'id="welcome"' in landing and _unsafe(landing) == []
@@ -118,7 +118,7 @@ def test_defaults_follow_the_experiment(client, tmp_path):
     # The seconds per trial set by the researcher; a consent stored by an older version
     # (the fixed "10 to 20 minutes") counts as unset.
     with client.application.app_context():
-        exp = _exp(client.application, "small")
+        exp = get_experiment("small")
         apply_settings(exp, {"seconds_per_trial": 60.0, "consent_text": OLD_DEFAULT_CONSENT})
         db.session.commit()
     consent = client.get("/lab/small/consent").get_data(as_text=True)
@@ -135,12 +135,12 @@ def test_defaults_follow_the_experiment(client, tmp_path):
 
 def test_researcher_texts_on_the_pages(client):
     app = client.application
-    _set(app, "small", texts={"title": "Faces in things", "researcher": "Dr. A. Lab, Uni X",
-                              "contact": "[a.lab@uni-x.example](mailto:a.lab@uni-x.example)",
-                              "welcome": "Welcome to *our* study.",
-                              "instructions": "Pick the **look-alike**.",
-                              "debriefing": "We study pareidolia."},
-         consent_text="I agree to _everything_.")
+    set_settings(app, "small", texts={"title": "Faces in things", "researcher": "Dr. A. Lab, Uni X",
+                                     "contact": "[a.lab@uni-x.example](mailto:a.lab@uni-x.example)",
+                                     "welcome": "Welcome to *our* study.",
+                                     "instructions": "Pick the **look-alike**.",
+                                     "debriefing": "We study pareidolia."},
+                consent_text="I agree to _everything_.")
     landing = client.get("/lab/small/").get_data(as_text=True)
     assert '<h1 id="study-title">Faces in things</h1>' in landing
     assert "Dr. A. Lab, Uni X" in landing and 'href="mailto:a.lab@uni-x.example"' in landing
@@ -185,7 +185,7 @@ def test_cli_texts_options(tmp_path, practice_study):
                             "--practice-set", ",".join(PRACTICE_SET)])
     assert r.exit_code == 0, r.output
     with app.app_context():
-        exp = _exp(app)
+        exp = get_experiment("s")
         assert (exp.text("title"), exp.text("researcher"), exp.text("welcome"),
                 exp.consent_text, exp.language, exp.practice_trials, exp.practice_feedback,
                 exp.seconds_per_trial) == ("Look-alikes", "Lab X", "Hello **there**.",
@@ -222,7 +222,7 @@ def test_cli_texts_options(tmp_path, practice_study):
     assert "practice image 'L00000' is shown in the experiment's trials" in r.output
     assert "practice image 'nope' is not among the experiment file's images" in r.output
     with app.app_context():
-        exp = _exp(app)
+        exp = get_experiment("s")
         assert (exp.texts, exp.consent_text, exp.language, exp.practice_images) == before
         assert db.session.execute(select(Experiment).where(Experiment.name == "t")) \
             .scalar_one_or_none() is None
@@ -231,7 +231,7 @@ def test_cli_texts_options(tmp_path, practice_study):
                             "--language", "browser"])
     assert r.exit_code == 0, r.output
     with app.app_context():
-        exp = _exp(app)
+        exp = get_experiment("s")
         assert exp.text("welcome") == "" and exp.text("title") == "" and exp.language == ""
         assert exp.text("researcher") == "Lab X"
 
@@ -243,7 +243,7 @@ def _imgs(page: str) -> list[str]:
 def test_practice_from_named_images_with_a_catch_trial(tmp_path, practice_study):
     app = _app(tmp_path, practice_study, practice_images=[PRACTICE_SET], practice_trials=2)
     with app.app_context():
-        exp = _exp(app)
+        exp = get_experiment("s")
         token = dict(db.session.execute(select(Image.key, Image.token).where(
             Image.experiment_id == exp.id)).all())
         trial_tokens = {token[k] for k in token if k not in PRACTICE_SET}
@@ -295,7 +295,7 @@ def test_builtin_practice_and_no_feedback(client):
     # One practice trial: no catch practice; the instructions still name the catch trials.
     assert "attention check" in fb
     # Without feedback the answer goes straight on.
-    _set(client.application, "small", practice_feedback=False, practice_trials=3)
+    set_settings(client.application, "small", practice_feedback=False, practice_trials=3)
     c = client.application.test_client()
     _start(c, "small")
     for k in range(3):
@@ -308,10 +308,10 @@ def test_builtin_practice_and_no_feedback(client):
 
 def test_instructions_without_practice(client):
     """With practice off, the researcher's instructions are still shown once."""
-    _set(client.application, "small", practice=False)
+    set_settings(client.application, "small", practice=False)
     _start(client, "small")
     assert client.get("/lab/small/go").headers["Location"].endswith("/trial")
-    _set(client.application, "small", texts={"instructions": "Trust your *eyes*."})
+    set_settings(client.application, "small", texts={"instructions": "Trust your *eyes*."})
     c = client.application.test_client()
     _start(c, "small")
     assert c.get("/lab/small/go").headers["Location"].endswith("/instructions")
@@ -328,10 +328,10 @@ def test_language_by_setting_and_by_browser(client):
     assert '<html lang="de">' in page and "Teilnahmecode" in page and "Einen erzeugen" in page
     page = client.get("/lab/small/", headers={"Accept-Language": "fr-FR"}).get_data(as_text=True)
     assert '<html lang="en">' in page and "Participant code" in page
-    _set(client.application, "small", language="en")
+    set_settings(client.application, "small", language="en")
     page = client.get("/lab/small/", headers=de).get_data(as_text=True)
     assert '<html lang="en">' in page and "Participant code" in page
-    _set(client.application, "small", language="de")
+    set_settings(client.application, "small", language="de")
     _start(client, "small")
     consent = client.get("/lab/small/consent").get_data(as_text=True)
     assert "Sie sehen 6 Durchgänge" in consent and "etwa 3 Minuten" in consent
@@ -411,7 +411,7 @@ def test_withdrawal_over_http(any_app):
 
 
 def test_withdrawal_after_completion_keeps_the_code(app):
-    _set(app, "small", platform_settings={"panel": {"id_param": "pid", "code": "DONE-1"}})
+    set_settings(app, "small", platform_settings={"panel": {"id_param": "pid", "code": "DONE-1"}})
     c = app.test_client()
     c.get("/lab/small/via/panel?pid=p-1")
     lab_post(c, "/lab/small/consent", {"agree": "yes"})
@@ -458,8 +458,7 @@ def test_researcher_study_walked_through_in_chromium(tmp_path, practice_study, p
         page.wait_for_url("**/instructions")
         assert "Übungsdurchgang 1 von 2" in page.inner_text("#practice-heading")
         assert page.inner_text("#instructions em") == "am ähnlichsten"
-        page.wait_for_function(
-            "Array.from(document.images).every(i => i.complete && i.naturalWidth > 0)")
+        wait_images(page)
         page.screenshot(path=str(shots / "study-practice.png"))
         page.wait_for_selector("#trial-form[data-ready]")
         page.keyboard.press("1")
@@ -474,16 +473,10 @@ def test_researcher_study_walked_through_in_chromium(tmp_path, practice_study, p
         assert "genau dasselbe Bild" in page.inner_text("#feedback")
         page.screenshot(path=str(shots / "study-practice-feedback.png"))
         page.click("#begin")
-        for n in range(1, 7):
-            page.wait_for_selector(f'input[name="n"][value="{n}"]', state="attached")
+
+        def progress(n):
             assert page.inner_text("#progress-text") == f"{n - 1} von 6 beantwortet"
-            page.wait_for_function(
-                "Array.from(document.images).every(i => i.complete && i.naturalWidth > 0)")
-            page.wait_for_selector("#trial-form[data-ready]")
-            page.keyboard.press(str(n % 5 + 1))
-            if n < 6:
-                page.wait_for_selector(f'input[name="n"][value="{n + 1}"]', state="attached")
-        page.wait_for_url("**/done")
+        answer_trials(page, [str(n % 5 + 1) for n in range(1, 7)], progress)
         assert page.inner_text("#done") == "Vielen Dank!"
         assert "Gesichter in Dingen sehen" in page.inner_text("#debriefing")
         page.screenshot(path=str(shots / "study-debriefing.png"))
@@ -504,7 +497,7 @@ def test_mturk_preview_shows_the_default_consent(app):
     here): its own duration, no promise of a withdraw link it does not have."""
     from server.models import Hit
     with app.app_context():
-        exp = _exp(app, "small")
+        exp = get_experiment("small")
         db.session.add(Hit(experiment_id=exp.id, key="h0006", mturk_hit_id="H6",
                            environment="production", max_assignments=20))
         db.session.commit()

@@ -324,7 +324,7 @@ def review_cmd(experiment, api_url, token_file, statuses, csv_path):
 
 
 def _select(client, rec, ids, every: bool, rule=None) -> list[rv.Review]:
-    items = rv.review(client, rec)
+    items = rv.review(client, rec, answers=not ids and rule is not None)
     if ids:
         by_id = {r.submission.id: r for r in items}
         missing = [i for i in ids if i not in by_id]

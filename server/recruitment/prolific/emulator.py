@@ -30,9 +30,9 @@ from __future__ import annotations
 import secrets
 import threading
 import time
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from decimal import Decimal
-from pathlib import Path
 from urllib.parse import urlencode
 
 from flask import (
@@ -51,7 +51,7 @@ from werkzeug.serving import WSGIRequestHandler
 from ...mturk import emulator as mturk_emulator
 from . import shapes
 
-TEMPLATES = Path(__file__).resolve().parents[3] / "templates"
+TEMPLATES = mturk_emulator.TEMPLATES
 DEFAULT_TOKEN = "local-emulator-token"
 MIN_HOURLY_CENTS = 600          # Prolific's minimum reward rate (per hour)
 PAGE_SIZE = 20
@@ -90,6 +90,13 @@ class State:
             if s["status"] == "ACTIVE" and \
                     now - s["_started"] > study["maximum_allowed_time"] * 60:
                 s["status"] = "TIMED-OUT"
+
+    @contextmanager
+    def fresh(self):
+        """Hold the lock, the active submissions past their time timed out (expire)."""
+        with self.lock:
+            self.expire()
+            yield self
 
     def taken(self, study_id: str) -> int:
         return sum(1 for s in self.submissions.values() if s["study_id"] == study_id
@@ -268,16 +275,14 @@ def _with_counts(doc: dict) -> dict:
 @api.get("/studies/")
 def list_studies():
     st = state()
-    with st.lock:
-        st.expire()
+    with st.fresh():
         return _page([_with_counts(d) for d in st.studies.values()])
 
 
 @api.get("/studies/<sid>/")
 def get_study(sid):
     st = state()
-    with st.lock:
-        st.expire()
+    with st.fresh():
         return jsonify(_with_counts(_study(sid)))
 
 
@@ -331,8 +336,7 @@ def list_submissions(sid):
 @api.get("/submissions/<sub_id>/")
 def get_submission(sub_id):
     st = state()
-    with st.lock:
-        st.expire()
+    with st.fresh():
         return jsonify(public(_submission(sub_id)))
 
 
@@ -361,8 +365,7 @@ def _decide(s: dict, body: dict):
 @api.post("/submissions/<sub_id>/transition/")
 def transition_submission(sub_id):
     st = state()
-    with st.lock:
-        st.expire()
+    with st.fresh():
         s = _submission(sub_id)
         err = _decide(s, request.get_json(silent=True) or {})
         return err if err is not None else jsonify(public(s))
@@ -375,8 +378,7 @@ def bulk_approve():
     if not isinstance(ids, list) or not ids or not all(isinstance(i, str) for i in ids):
         return error(400, "Bad Request", {"submission_ids": ["A non-empty list is required."]})
     st = state()
-    with st.lock:
-        st.expire()
+    with st.fresh():
         unknown = [i for i in ids if i not in st.submissions
                    or st.submissions[i]["study_id"] != body.get("study_id")]
         if unknown:
@@ -457,8 +459,7 @@ def _answer(payload: dict, status: int = 200, template: str = "prolific/message.
 @site.get("/")
 def index():
     st = state()
-    with st.lock:
-        st.expire()
+    with st.fresh():
         studies = [_with_counts(d) for d in st.studies.values() if d["status"] == "ACTIVE"]
     return render_template("prolific/index.html", studies=studies, participant=_participant())
 
@@ -473,8 +474,7 @@ def start(sid):
     if not shapes.ID_RE.match(pid):
         return _answer({"title": "Not a participant id", "message": "Use letters and digits."},
                        400)
-    with st.lock:
-        st.expire()
+    with st.fresh():
         study = st.studies.get(sid)
         if study is None or study["status"] != "ACTIVE":
             return _answer({"title": "Study not available",
@@ -509,8 +509,7 @@ def start(sid):
 @site.post("/submissions/<sub_id>/return")
 def give_back(sub_id):
     st = state()
-    with st.lock:
-        st.expire()
+    with st.fresh():
         s = st.submissions.get(sub_id)
         if s is None or s["participant_id"] != _participant():
             return _answer({"title": "Unknown submission", "message": "Nothing to return."}, 404)
@@ -528,8 +527,7 @@ def complete():
     code = request.args.get("cc", "")
     pid = _participant()
     st = state()
-    with st.lock:
-        st.expire()
+    with st.fresh():
         active = [s for s in st.submissions.values()
                   if s["participant_id"] == pid and s["status"] == "ACTIVE"]
         for s in active:
@@ -564,8 +562,7 @@ def add_fault():
 @site.get("/_emulator/state")
 def dump():
     st = state()
-    with st.lock:
-        st.expire()
+    with st.fresh():
         return jsonify({"balance": st.balance, "studies": [public(d) for d in st.studies.values()],
                         "submissions": [{**public(s), **({"rejection": s["_rejection"]}
                                                          if "_rejection" in s else {})}

@@ -30,14 +30,16 @@ class Review(CatchSummary):
 
 class Participants:
     """The study's participants on this server, loaded in one query, keyed by
-    (SESSION_ID, PROLIFIC_PID) as they came with their submissions."""
+    (SESSION_ID, PROLIFIC_PID) as they came with their submissions; `rows` keeps them
+    all (by_key keeps one per repeated key)."""
 
     def __init__(self, rec: ProlificStudy):
+        self.rows: list[Participant] = db.session.execute(select(Participant).where(
+            Participant.experiment_id == rec.experiment_id,
+            Participant.platform == "prolific")).scalars().all()
         self.by_key: dict[tuple[str | None, str | None], Participant] = {}
         self.twice: set[tuple[str | None, str | None]] = set()
-        for p in db.session.execute(select(Participant).where(
-                Participant.experiment_id == rec.experiment_id,
-                Participant.platform == "prolific")).scalars():
+        for p in self.rows:
             key = (p.external_session_id, p.external_participant_id)
             if key in self.by_key:
                 self.twice.add(key)
@@ -53,8 +55,10 @@ class Participants:
         return self.by_key.get(key)
 
 
-def _review(sub: shapes.Submission, participants: Participants) -> Review:
+def _review(sub: shapes.Submission, participants: Participants, answers: bool) -> Review:
     p = participants.of(sub)
+    if not answers:
+        return Review(sub, p)
     return Review(sub, p, answers_of(p), len(p.trial_ids()) if p is not None else 0)
 
 
@@ -84,9 +88,7 @@ def sync(client: Client, rec: ProlificStudy) -> SyncResult:
         if p.submission_status != sub.local_status:
             changed += 1
         set_status(p, sub.local_status, synced=True)
-    others = db.session.execute(select(Participant).where(
-        Participant.experiment_id == rec.experiment_id, Participant.platform == "prolific",
-        Participant.external_study_id == rec.study_id)).scalars().all()
+    others = [p for p in participants.rows if p.external_study_id == rec.study_id]
     for p in others:
         if p.id not in seen:
             mismatches.append(f"participant {p.external_participant_id} (session "
@@ -97,11 +99,13 @@ def sync(client: Client, rec: ProlificStudy) -> SyncResult:
 
 
 def review(client: Client, rec: ProlificStudy,
-           statuses: tuple[str, ...] = ("AWAITING REVIEW",)) -> list[Review]:
-    """Return the study's submissions in `statuses` (the API's) with their answers."""
+           statuses: tuple[str, ...] = ("AWAITING REVIEW",),
+           answers: bool = True) -> list[Review]:
+    """Return the study's submissions in `statuses` (the API's) with their answers (with
+    `answers` False, their participants only: for decisions that need no catch rule)."""
     subs = [s for s in client.submissions(rec.study_id) if s.status in statuses]
     participants = Participants(rec)
-    return [_review(s, participants) for s in subs]
+    return [_review(s, participants, answers) for s in subs]
 
 
 def approve(client: Client, rec: ProlificStudy, items: list[Review]) -> list[Review]:
@@ -148,12 +152,12 @@ def bonus(client: Client, rec: ProlificStudy, sub: shapes.Submission, cents: int
         ProlificBonus.submission_id == sub.id)).scalar_one_or_none()
     if row is not None and row.status == "paid":
         raise BonusRefused(f"submission {sub.id} already has a bonus of "
-                           f"{row.amount_cents / 100:.2f} (paid {row.paid_at:%Y-%m-%d})")
+                           f"{shapes.money(row.amount_cents)} (paid {row.paid_at:%Y-%m-%d})")
     if row is not None and row.status == "paying":
         raise BonusRefused(f"the bonus of submission {sub.id} was sent to Prolific without an "
                            "answer: check the study's bonuses on Prolific before paying again")
     if row is not None and row.amount_cents != cents:
-        raise BonusRefused(f"submission {sub.id} has a bonus of {row.amount_cents / 100:.2f} "
+        raise BonusRefused(f"submission {sub.id} has a bonus of {shapes.money(row.amount_cents)} "
                            "set up and not paid yet: run bonus again with that amount")
     if row is None:
         row = ProlificBonus(study_record_id=rec.id, submission_id=sub.id,
