@@ -22,6 +22,11 @@ class UnknownName(ValueError):
     """A platform, environment, status or repeat policy that is not in its table."""
 
 
+class EntryError(ValueError):
+    """A platform's link that cannot start a participant (no id, a bad id, a study that is
+    not set up for the platform)."""
+
+
 @dataclass(frozen=True)
 class Identity:
     """Who a participant is on their platform: the provenance kept with every answer."""

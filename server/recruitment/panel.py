@@ -17,7 +17,7 @@ from urllib.parse import quote, urlsplit
 
 from provenance import PLATFORMS
 
-from .base import ExitResponse, Identity
+from .base import EntryError, ExitResponse, Identity
 
 PARAM_RE = re.compile(r"^[A-Za-z0-9_.\-]{1,64}$")
 CODE_RE = re.compile(r"^[A-Za-z0-9_\-]{1,64}$")
@@ -25,10 +25,6 @@ NAME_RE = re.compile(r"^[A-Za-z0-9 _.\-]{1,100}$")
 MAX_ID = 200
 FIELDS = ("code", "participant")
 SETTINGS = ("id_param", "redirect", "code", "name")
-
-
-class EntryError(ValueError):
-    """A panel link that cannot start a participant (no id, a bad id, no panel set up)."""
 
 
 def check_redirect(template: str) -> list[str]:
@@ -76,11 +72,11 @@ class PanelPlatform:
             problems += check_redirect(str(conf["redirect"]))
         return problems
 
-    def identity(self, experiment=None, args=None, **_entry) -> Identity:
+    def identity(self, experiment, args=None, **_entry) -> Identity:
         """Return the Identity of a participant who came by the panel link with URL
         parameters `args`; EntryError when the experiment has no panel set up or the link
         lacks a usable id."""
-        conf = experiment.platform_setting(self.name) if experiment is not None else {}
+        conf = experiment.platform_setting(self.name)
         param = conf.get("id_param")
         if not param:
             raise EntryError("this study takes no participants by a panel link")
