@@ -15,9 +15,7 @@ import string
 from dataclasses import dataclass
 from urllib.parse import quote, urlsplit
 
-from provenance import PLATFORMS
-
-from .base import EntryError, ExitResponse, Identity
+from .base import EntryError, ExitResponse, Identity, TabledPlatform
 
 PARAM_RE = re.compile(r"^[A-Za-z0-9_.\-]{1,64}$")
 CODE_RE = re.compile(r"^[A-Za-z0-9_\-]{1,64}$")
@@ -48,12 +46,9 @@ def fill_redirect(template: str, code: str, participant: str) -> str:
 
 
 @dataclass(frozen=True)
-class PanelPlatform:
+class PanelPlatform(TabledPlatform):
     """A panel that sends participants by a link and takes them back by a redirect."""
     name: str = "panel"
-    statuses: tuple[str, ...] = PLATFORMS["panel"].statuses
-    closed_statuses: frozenset[str] = PLATFORMS["panel"].closed_statuses
-    environments: tuple[str, ...] = PLATFORMS["panel"].environments
     # Participants enter by a link to /lab/<experiment>/via/panel?<id_param>=...
     link_entry: bool = True
 

@@ -10,9 +10,7 @@ from urllib.parse import quote
 
 from sqlalchemy import func, select
 
-from provenance import PLATFORMS
-
-from ..base import EntryError, ExitResponse, Identity
+from ..base import EntryError, ExitResponse, Identity, TabledPlatform
 from . import shapes
 
 PARAMS = ("PROLIFIC_PID", "STUDY_ID", "SESSION_ID")
@@ -37,12 +35,9 @@ def failed_catch(participant) -> int:
 
 
 @dataclass(frozen=True)
-class ProlificPlatform:
+class ProlificPlatform(TabledPlatform):
     """Prolific (prolific.com), over its public API (server.recruitment.prolific)."""
     name: str = "prolific"
-    statuses: tuple[str, ...] = PLATFORMS["prolific"].statuses
-    closed_statuses: frozenset[str] = PLATFORMS["prolific"].closed_statuses
-    environments: tuple[str, ...] = PLATFORMS["prolific"].environments
     link_entry: bool = True
 
     def identity(self, experiment, args=None, **_entry) -> Identity:
