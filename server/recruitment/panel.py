@@ -51,6 +51,8 @@ class PanelPlatform(TabledPlatform):
     name: str = "panel"
     # Participants enter by a link to /lab/<experiment>/via/panel?<id_param>=...
     link_entry: bool = True
+    # The names of its settings (platform_settings["panel"]), in the settings form's order.
+    settings: tuple[str, ...] = SETTINGS
 
     def check_settings(self, conf: dict) -> list[str]:
         """Return one message per invalid panel setting in `conf`."""
