@@ -91,17 +91,9 @@ class Field:
 
 def platform_settings_names() -> dict[str, tuple[str, ...]]:
     """Return {platform: its setting names} for every registered platform that has
-    settings (`check_settings`, names in its module's SETTINGS)."""
-    import sys
-
-    out = {}
-    for name, plat in recruitment.PLATFORMS.items():
-        if getattr(plat, "check_settings", None) is None:
-            continue
-        names = getattr(sys.modules.get(type(plat).__module__), "SETTINGS", ())
-        if names:
-            out[name] = tuple(names)
-    return out
+    settings (its `settings` attribute, checked by its `check_settings`)."""
+    return {name: tuple(plat.settings) for name, plat in recruitment.PLATFORMS.items()
+            if getattr(plat, "settings", ())}
 
 
 def fields() -> list[Field]:

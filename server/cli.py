@@ -13,6 +13,7 @@ from sqlalchemy.exc import OperationalError, ProgrammingError
 from .loader import LoadError, apply_settings, load_experiment, response_count, validate_settings
 from .models import db
 from .recording import RecordingError, get_experiment, new_code
+from .recruitment import panel as panel_platform
 
 
 def fail(problems: list[str] | str, code: int = 2) -> None:
@@ -86,7 +87,7 @@ def _settings(opts: dict) -> dict:
     if opts.get("practice_set"):
         s["practice_images"] = [] if opts["practice_set"] == ("-",) else [
             [x.strip() for x in v.split(",")] for v in opts["practice_set"]]
-    panel = {k: opts.get(f"panel_{k}") for k in ("id_param", "redirect", "code", "name")}
+    panel = {k: opts.get(f"panel_{k}") for k in panel_platform.SETTINGS}
     panel = {k: ("" if v == "-" else v) for k, v in panel.items() if v is not None}
     if panel:
         # "-" clears a setting (e.g. --panel-redirect - shows the code instead).

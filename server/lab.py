@@ -86,7 +86,7 @@ def current_participant(exp, light: bool = False):
     except RecordingError:
         forget()
         return None
-    if p.experiment_id != exp.id or getattr(p, "withdrawn_at", None) is not None:
+    if p.experiment_id != exp.id or p.withdrawn_at is not None:
         forget()  # a participant who withdrew (perhaps in another browser) is gone here
         return None
     return p
@@ -345,9 +345,10 @@ def done(name: str):
 
 @bp.context_processor
 def _withdraw_link():
-    """Every lab page of a participant carries the link to withdraw."""
+    """Every lab page of a participant carries the link to withdraw (g.participant is
+    never a withdrawn one: current_participant drops them, withdraw clears it)."""
     exp, p = getattr(g, "exp", None), getattr(g, "participant", None)
-    if exp is None or p is None or getattr(p, "withdrawn_at", None) is not None:
+    if exp is None or p is None:
         return {"withdraw_url": None}
     return {"withdraw_url": url_for("lab.withdraw", name=exp.name)}
 

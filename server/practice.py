@@ -17,7 +17,7 @@ from flask_babel import gettext
 from sqlalchemy import select
 
 from .models import Experiment, Image, Trial, db
-from .texts import trial_counts
+from .texts import attention_checks_sentence, trial_counts
 
 # [query, look-alike, four distractors], file names in static/practice/.
 BUILTIN_SET = ("p1.png", "p2.png", "p3.png", "p4.png", "p5.png", "p6.png")
@@ -58,6 +58,12 @@ def check_sets(sets) -> list[str]:
     return problems
 
 
+def _shown_in_trials(key: str) -> str:
+    """The message for practice image `key` that a trial of the experiment shows."""
+    return (f"practice image {key!r} is shown in the experiment's trials: practice images "
+            "must not be")
+
+
 def check_against_file(sets: list[list[str]], doc: dict) -> list[str]:
     """Return one message per practice image that the experiment file lacks or that one
     of its trials shows (practice must not show the answer to a real trial)."""
@@ -69,8 +75,7 @@ def check_against_file(sets: list[list[str]], doc: dict) -> list[str]:
         if key not in ids:
             problems.append(f"practice image {key!r} is not among the experiment file's images")
         elif key in in_trials:
-            problems.append(f"practice image {key!r} is shown in the experiment's trials: "
-                            "practice images must not be")
+            problems.append(_shown_in_trials(key))
     return problems
 
 
@@ -88,8 +93,7 @@ def check_loaded(exp: Experiment, sets: list[list[str]]) -> list[str]:
     problems = []
     for k in sorted(keys):
         if k in have and have[k] in shown:
-            problems.append(f"practice image {k!r} is shown in the experiment's trials: "
-                            "practice images must not be")
+            problems.append(_shown_in_trials(k))
         elif k not in have:
             problems.append(f"practice image {k!r} was not loaded with experiment "
                             f"{exp.name!r}: name it with --practice-set when loading the "
@@ -99,15 +103,15 @@ def check_loaded(exp: Experiment, sets: list[list[str]]) -> list[str]:
 
 def _sets(exp: Experiment) -> list[list[str]]:
     """Return the practice sets as image URLs."""
+    builtin = [[url_for("static", filename=f"practice/{f}") for f in BUILTIN_SET]]
     sets = named_sets(exp)
     if not sets:
-        return [[url_for("static", filename=f"practice/{f}") for f in BUILTIN_SET]]
+        return builtin
     keys = {x for s in sets for x in s}
     tokens = dict(db.session.execute(select(Image.key, Image.token).where(
         Image.experiment_id == exp.id, Image.key.in_(keys))).all())
     return [[url_for("images.image", token=tokens[x]) for x in s] for s in sets
-            if all(x in tokens for x in s)] or [
-        [url_for("static", filename=f"practice/{f}") for f in BUILTIN_SET]]
+            if all(x in tokens for x in s)] or builtin
 
 
 def kind_of(exp: Experiment, k: int) -> str:
@@ -155,6 +159,5 @@ def feedback(exp: Experiment, t: PracticeTrial, choice: int) -> tuple[bool, str]
                    "looks most like the top image. Look for that kind of likeness.",
                    pos=pos))
     if trial_counts(exp)[1]:
-        msg += " " + gettext("A few trials are attention checks that show the very same "
-                             "picture among the candidates: in those, choose that picture.")
+        msg += " " + attention_checks_sentence()
     return right, msg

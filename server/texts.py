@@ -150,6 +150,13 @@ def title(exp: Experiment) -> str:
     return _line(exp, "title") or gettext("A study on how people compare images")
 
 
+def attention_checks_sentence() -> str:
+    """The sentence, in the page's language, that some trials are attention checks showing
+    the very same picture (the consent's and the practice feedback's)."""
+    return gettext("A few trials are attention checks that show the very same picture among "
+                   "the candidates: in those, choose that picture.")
+
+
 def default_consent(exp: Experiment, trials: int | None = None, withdraw: bool = True) -> str:
     """Return the default consent (Markdown) for the experiment, in the page's language:
     its duration from the trial count (or the `trials` one participant answers, e.g. an
@@ -168,8 +175,7 @@ def default_consent(exp: Experiment, trials: int | None = None, withdraw: bool =
     ]
     if catch and trials is not None:
         # One participant's share (an MTurk HIT) may hold any number of the checks.
-        parts.append(gettext("A few trials are attention checks that show the very same "
-                             "picture among the candidates: in those, choose that picture."))
+        parts.append(attention_checks_sentence())
     elif catch:
         parts.append(ngettext(
             "%(num)d trial is an attention check that shows the very same picture among the "

@@ -51,8 +51,7 @@ def load_participant() -> None:
     # Light records (ids and the columns checked), not ORM objects: this runs per trial.
     exp = rec.experiment_ref(args.get("name", ""))
     params = _params()
-    if params["assignmentId"] in ("", PREVIEW_ID):
-        raise RecordingError(403, "this is a preview: accept the HIT to answer")
+    _refuse_preview(params, "accept the HIT to answer")
     g.participant = _owned(exp.id, rec.participant_ref(token), params, "this answer")
 
 
@@ -88,6 +87,21 @@ def _hit_trials(exp: Experiment, hit_key: str) -> list[str]:
 
 def _params() -> dict:
     return {k: request.args.get(k, "") for k in MTURK_PARAMS}
+
+
+def _refuse_preview(params: dict, why: str) -> None:
+    """RecordingError(403) when these MTurk parameters are a preview (no assignment)."""
+    if params["assignmentId"] in ("", PREVIEW_ID):
+        raise RecordingError(403, f"this is a preview: {why}")
+
+
+def _submit_to(params: dict, detail: str = "") -> str:
+    """The checked `turkSubmitTo`; RecordingError(400) when it is not one of MTurk's hosts
+    (the message followed by `detail`)."""
+    submit_to = checked_submit_to(params["turkSubmitTo"], local_endpoint())
+    if submit_to is None:
+        raise RecordingError(400, "turkSubmitTo is not one of MTurk's hosts" + detail)
+    return submit_to
 
 
 def _task_url(name: str, hit_key: str, params: dict) -> str:
@@ -144,11 +158,8 @@ def _accepted(exp: Experiment, hit_key: str, trial_keys: list[str], params: dict
     aid, wid, hit_id = params["assignmentId"], params["workerId"], params["hitId"]
     if not wid or not hit_id:
         raise RecordingError(400, "the MTurk parameters workerId and hitId are missing")
-    submit_to = checked_submit_to(params["turkSubmitTo"], local_endpoint())
-    if submit_to is None:
-        raise RecordingError(400, "turkSubmitTo is not one of MTurk's hosts "
-                                  "(https://www.mturk.com, https://workersandbox.mturk.com): "
-                                  "this page only submits to Mechanical Turk")
+    submit_to = _submit_to(params, " (https://www.mturk.com, https://workersandbox.mturk.com): "
+                                   "this page only submits to Mechanical Turk")
     hit = db.session.execute(select(Hit).where(
         Hit.mturk_hit_id == hit_id, Hit.experiment_id == exp.id,
         Hit.key == hit_key)).scalar_one_or_none()
@@ -193,8 +204,7 @@ def _accepted(exp: Experiment, hit_key: str, trial_keys: list[str], params: dict
                                withdraw_url=_withdraw_url(exp.name, hit_key, p, params))
     nxt = view["next"]
     preload = [] if not nxt else [_img(nxt["query"])] + [_img(t) for t in nxt["candidates"]]
-    action = url_for(".answer", name=exp.name, hit_key=hit_key) + "?" + urlencode(
-        {"p": p.token, **params})
+    action = _participant_url(".answer", exp.name, hit_key, p, params)
     return render_template("mturk/task.html", exp=exp, preview=False, n=view["n"],
                            total=view["total"], answered=view["answered"],
                            query=_img(view["query"]),
@@ -203,11 +213,16 @@ def _accepted(exp: Experiment, hit_key: str, trial_keys: list[str], params: dict
                            withdraw_url=_withdraw_url(exp.name, hit_key, p, params))
 
 
-def _withdraw_url(name: str, hit_key: str, p, params: dict) -> str:
-    """The worker's withdraw page (identified, like the answers, by the token in the URL:
-    MTurk's iframe blocks cookies)."""
-    return url_for(".withdraw", name=name, hit_key=hit_key) + "?" + urlencode(
+def _participant_url(endpoint: str, name: str, hit_key: str, p, params: dict) -> str:
+    """URL of `endpoint` for participant `p`, identified by its token in the URL (MTurk's
+    iframe blocks cookies) beside the MTurk parameters."""
+    return url_for(endpoint, name=name, hit_key=hit_key) + "?" + urlencode(
         {"p": p.token, **params})
+
+
+def _withdraw_url(name: str, hit_key: str, p, params: dict) -> str:
+    """The worker's withdraw page (identified, like the answers, by the token in the URL)."""
+    return _participant_url(".withdraw", name, hit_key, p, params)
 
 
 def _refused(exp: Experiment, what: str):
@@ -233,8 +248,7 @@ def task(name: str, hit_key: str):
 def answer(name: str, hit_key: str):
     """Store one answer (idempotent) and send the worker on to the next page."""
     params = _params()
-    if checked_submit_to(params["turkSubmitTo"], local_endpoint()) is None:
-        raise RecordingError(400, "turkSubmitTo is not one of MTurk's hosts")
+    _submit_to(params)
     return record_form_answer(g.participant, _task_url(name, hit_key, params))
 
 
@@ -248,11 +262,8 @@ def withdraw(name: str, hit_key: str):
     exp = rec.get_experiment(name)
     _hit_trials(exp, hit_key)
     params = _params()
-    if params["assignmentId"] in ("", PREVIEW_ID):
-        raise RecordingError(403, "this is a preview: there is nothing to withdraw")
-    submit_to = checked_submit_to(params["turkSubmitTo"], local_endpoint())
-    if submit_to is None:
-        raise RecordingError(400, "turkSubmitTo is not one of MTurk's hosts")
+    _refuse_preview(params, "there is nothing to withdraw")
+    submit_to = _submit_to(params)
     p = _owned(exp.id, rec.participant_by_token(request.args.get("p", "")), params,
                "this page")
     answered, total = rec.progress(p)

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
+from provenance import PLATFORMS as FACTS
 from provenance import Environment  # noqa: F401  (re-exported: the table lives there)
 
 # The requester's operations, in the order a study goes through them. A platform that has
@@ -20,6 +21,11 @@ REQUESTER_OPERATIONS = ("publish", "status", "sync", "review", "approve", "rejec
 
 class UnknownName(ValueError):
     """A platform, environment, status or repeat policy that is not in its table."""
+
+
+class EntryError(ValueError):
+    """A platform's link that cannot start a participant (no id, a bad id, a study that is
+    not set up for the platform)."""
 
 
 @dataclass(frozen=True)
@@ -63,6 +69,28 @@ class Platform(Protocol):
     def exit_response(self, experiment, participant, /, **context: Any) -> ExitResponse:
         """Return how `participant` leaves `experiment` once every trial is answered."""
         ...
+
+
+class TabledPlatform:
+    """Base of the platforms: their statuses, closed statuses and environments are their
+    row of provenance.PLATFORMS (by `name`), read there rather than copied."""
+
+    name: str
+
+    @property
+    def statuses(self) -> tuple[str, ...]:
+        """Its submission statuses, in the order a participant goes through them."""
+        return FACTS[self.name].statuses
+
+    @property
+    def closed_statuses(self) -> frozenset[str]:
+        """The statuses after which its participants' answers are refused."""
+        return FACTS[self.name].closed_statuses
+
+    @property
+    def environments(self) -> tuple[str, ...]:
+        """The environments it records."""
+        return FACTS[self.name].environments
 
 
 def supports(platform: Platform, operation: str) -> bool:

@@ -4,30 +4,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from provenance import PLATFORMS
-
-from .base import ExitResponse, Identity
+from .base import ExitResponse, Identity, TabledPlatform
 
 
 @dataclass(frozen=True)
-class LocalPlatform:
-    """A platform without a requester side: answers count as recorded."""
+class LocalPlatform(TabledPlatform):
+    """A platform without a requester side: answers count as recorded, are never refused
+    by status, and its one environment is named like it (provenance.PLATFORMS)."""
     name: str
-
-    @property
-    def statuses(self) -> tuple[str, ...]:
-        """Its statuses (provenance.PLATFORMS): answers count as recorded."""
-        return PLATFORMS[self.name].statuses
-
-    @property
-    def closed_statuses(self) -> frozenset[str]:
-        """None: a lab participant's answers are never refused by status."""
-        return PLATFORMS[self.name].closed_statuses
-
-    @property
-    def environments(self) -> tuple[str, ...]:
-        """The one environment of this platform (named like it)."""
-        return PLATFORMS[self.name].environments
 
     def identity(self, code: str | None = None, **_entry) -> Identity:
         """Return the Identity of a participant who entered with `code`."""

@@ -6,9 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from provenance import PLATFORMS
-
-from .base import ExitResponse, Identity, UnknownName
+from .base import ExitResponse, Identity, TabledPlatform, UnknownName
 
 # The requester's labels (server.mturk.requester.Requester.label, kept in hits.environment)
 # -> the environment of the answers. A local endpoint is always a rehearsal, whatever
@@ -28,14 +26,10 @@ def environment_of(hit_label: str) -> str:
 
 
 @dataclass(frozen=True)
-class MTurkPlatform:
-    """Amazon Mechanical Turk (ExternalQuestion HITs)."""
+class MTurkPlatform(TabledPlatform):
+    """Amazon Mechanical Turk (ExternalQuestion HITs). Its statuses are MTurk's life of an
+    assignment (provenance.PLATFORMS): `abandoned` = accepted, never submitted, expired."""
     name: str = "mturk"
-    # MTurk's life of an assignment (provenance.PLATFORMS): `abandoned` = accepted, never
-    # submitted, expired.
-    statuses: tuple[str, ...] = PLATFORMS["mturk"].statuses
-    closed_statuses: frozenset[str] = PLATFORMS["mturk"].closed_statuses
-    environments: tuple[str, ...] = PLATFORMS["mturk"].environments
 
     def identity(self, workerId: str | None = None, assignmentId: str | None = None,
                  hitId: str | None = None, hit_environment: str = "sandbox",

@@ -15,9 +15,7 @@ import string
 from dataclasses import dataclass
 from urllib.parse import quote, urlsplit
 
-from provenance import PLATFORMS
-
-from .base import ExitResponse, Identity
+from .base import EntryError, ExitResponse, Identity, TabledPlatform
 
 PARAM_RE = re.compile(r"^[A-Za-z0-9_.\-]{1,64}$")
 CODE_RE = re.compile(r"^[A-Za-z0-9_\-]{1,64}$")
@@ -25,10 +23,6 @@ NAME_RE = re.compile(r"^[A-Za-z0-9 _.\-]{1,100}$")
 MAX_ID = 200
 FIELDS = ("code", "participant")
 SETTINGS = ("id_param", "redirect", "code", "name")
-
-
-class EntryError(ValueError):
-    """A panel link that cannot start a participant (no id, a bad id, no panel set up)."""
 
 
 def check_redirect(template: str) -> list[str]:
@@ -52,14 +46,13 @@ def fill_redirect(template: str, code: str, participant: str) -> str:
 
 
 @dataclass(frozen=True)
-class PanelPlatform:
+class PanelPlatform(TabledPlatform):
     """A panel that sends participants by a link and takes them back by a redirect."""
     name: str = "panel"
-    statuses: tuple[str, ...] = PLATFORMS["panel"].statuses
-    closed_statuses: frozenset[str] = PLATFORMS["panel"].closed_statuses
-    environments: tuple[str, ...] = PLATFORMS["panel"].environments
     # Participants enter by a link to /lab/<experiment>/via/panel?<id_param>=...
     link_entry: bool = True
+    # The names of its settings (platform_settings["panel"]), in the settings form's order.
+    settings: tuple[str, ...] = SETTINGS
 
     def check_settings(self, conf: dict) -> list[str]:
         """Return one message per invalid panel setting in `conf`."""
@@ -76,11 +69,11 @@ class PanelPlatform:
             problems += check_redirect(str(conf["redirect"]))
         return problems
 
-    def identity(self, experiment=None, args=None, **_entry) -> Identity:
+    def identity(self, experiment, args=None, **_entry) -> Identity:
         """Return the Identity of a participant who came by the panel link with URL
         parameters `args`; EntryError when the experiment has no panel set up or the link
         lacks a usable id."""
-        conf = experiment.platform_setting(self.name) if experiment is not None else {}
+        conf = experiment.platform_setting(self.name)
         param = conf.get("id_param")
         if not param:
             raise EntryError("this study takes no participants by a panel link")

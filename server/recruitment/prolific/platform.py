@@ -10,16 +10,10 @@ from urllib.parse import quote
 
 from sqlalchemy import func, select
 
-from provenance import PLATFORMS
-
-from ..base import ExitResponse, Identity
+from ..base import EntryError, ExitResponse, Identity, TabledPlatform
 from . import shapes
 
 PARAMS = ("PROLIFIC_PID", "STUDY_ID", "SESSION_ID")
-
-
-class EntryError(ValueError):
-    """A Prolific link that cannot start a participant."""
 
 
 def study_record(experiment, study_id: str):
@@ -41,15 +35,12 @@ def failed_catch(participant) -> int:
 
 
 @dataclass(frozen=True)
-class ProlificPlatform:
+class ProlificPlatform(TabledPlatform):
     """Prolific (prolific.com), over its public API (server.recruitment.prolific)."""
     name: str = "prolific"
-    statuses: tuple[str, ...] = PLATFORMS["prolific"].statuses
-    closed_statuses: frozenset[str] = PLATFORMS["prolific"].closed_statuses
-    environments: tuple[str, ...] = PLATFORMS["prolific"].environments
     link_entry: bool = True
 
-    def identity(self, experiment=None, args=None, **_entry) -> Identity:
+    def identity(self, experiment, args=None, **_entry) -> Identity:
         """Return the Identity of a participant sent by Prolific with URL parameters
         `args`; EntryError when a parameter is missing or malformed, or the study is not
         one this server published for the experiment (its environment comes from that
@@ -63,7 +54,7 @@ class ProlificPlatform:
         bad = [k for k, v in values.items() if not shapes.ID_RE.match(v)]
         if bad:
             raise EntryError(f"the link's {', '.join(bad)} is not a Prolific id")
-        record = study_record(experiment, values["STUDY_ID"]) if experiment is not None else None
+        record = study_record(experiment, values["STUDY_ID"])
         if record is None:
             raise EntryError("this link is not for a Prolific study of this experiment")
         return Identity(platform=self.name, environment=record.environment,
