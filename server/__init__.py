@@ -46,6 +46,9 @@ def create_app(config: dict | None = None, instance_path: str | os.PathLike | No
     from . import security
     security.init_app(app)
 
+    from .fastanswer import AnswerFastPath
+    app.wsgi_app = AnswerFastPath(app, app.wsgi_app)  # the JSON API's answers, see there
+
     proxies = int(app.config.get("TLL_PROXIES", 0))
     if proxies:
         # Behind nginx (deploy/): the client's address (login throttling) and scheme

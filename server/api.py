@@ -147,11 +147,11 @@ def next_(token: str):
 @bp.get("/participants/<token>/trials/<n>")
 def trial(token: str, n: str):
     p = g.participant
-    _not_ahead(p, rec.check_position(p, n))
+    not_ahead(p, rec.check_position(p, n))
     return jsonify(trial=image_urls(rec.trial_view(p, n)))
 
 
-def _not_ahead(p, n: int) -> None:
+def not_ahead(p, n: int) -> None:
     """Refuse (409) a trial beyond the next unanswered one (its images are preloaded
     through the next trial's view; nothing further is shown or answered early)."""
     nxt = rec.next_open(p)
@@ -165,6 +165,6 @@ def answer(token: str):
     body = json_body()
     if "n" not in body or "choice" not in body:
         raise RecordingError(400, "the body needs 'n' (trial position) and 'choice' (0..4)")
-    _not_ahead(p, rec.check_position(p, body["n"]))
+    not_ahead(p, rec.check_position(p, body["n"]))
     resp, created = rec.record_answer(p, body["n"], body["choice"], body.get("rt_ms"))
     return jsonify(answer_payload(resp, created, p)), 201 if created else 200

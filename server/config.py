@@ -14,6 +14,9 @@ Environment variables read:
 - `TLL_SQLITE_GROUP_COMMIT=0`: commit every SQLite answer on its own instead of letting
   answers that arrive together share a commit (server/groupcommit.py; default on; each
   answer is committed before it is acknowledged either way).
+- `TLL_ANSWER_FAST_PATH=0`: let the JSON API's answers go through Flask's request
+  handling like every other route, instead of server/fastanswer.py's lean path (default
+  on; the same checks, answers and headers either way).
 - `TLL_ENV`: `production` or `development` (default).
 - `TLL_COOKIE_SECURE=0`: in production, allow the session cookie over plain HTTP.
 - `TLL_PARTICIPANT_API=0`: turn the JSON participant API (/api/v1) off (the pages work
@@ -95,6 +98,7 @@ def configure(app, overrides: dict | None = None) -> None:
         SQLITE_BUSY_TIMEOUT_MS=10000,
         SQLITE_SYNCHRONOUS="FULL",
         SQLITE_GROUP_COMMIT=True,
+        ANSWER_FAST_PATH=True,
         JSON_SORT_KEYS=False,
     )
     cfg.from_pyfile(str(instance / "config.py"), silent=True)
@@ -105,6 +109,8 @@ def configure(app, overrides: dict | None = None) -> None:
         cfg["SQLITE_SYNCHRONOUS"] = env["TLL_SQLITE_SYNCHRONOUS"]
     if env.get("TLL_SQLITE_GROUP_COMMIT"):
         cfg["SQLITE_GROUP_COMMIT"] = env["TLL_SQLITE_GROUP_COMMIT"] != "0"
+    if env.get("TLL_ANSWER_FAST_PATH"):
+        cfg["ANSWER_FAST_PATH"] = env["TLL_ANSWER_FAST_PATH"] != "0"
     if env.get("DATABASE_URL"):
         cfg["SQLALCHEMY_DATABASE_URI"] = env["DATABASE_URL"]
     secret = env.get("SECRET_KEY") or env.get("TLL_SECRET_KEY")

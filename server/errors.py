@@ -105,12 +105,9 @@ def _check_edges():
     environ = req.environ
     if "\x00" in req.path or b"\x00" in req.query_string:
         return error_response(400, "NUL characters are not allowed")
-    for key, value in environ.items():
-        if (key.startswith("HTTP_") or key in _CONTENT_KEYS) and isinstance(value, str) \
-                and ("\x00" in value or len(value) > MAX_HEADER):
-            name = key[5:] if key.startswith("HTTP_") else key
-            return error_response(400, f"header {name.replace('_', '-').title()} is not "
-                                       "allowed")
+    bad = bad_header(environ)
+    if bad is not None:
+        return error_response(400, f"header {bad} is not allowed")
     if "HTTP_AUTHORIZATION" in environ:
         auth = req.authorization
         if auth is not None and any("\x00" in (v or "") for v in (auth.username,
@@ -126,6 +123,17 @@ def _check_edges():
             limit = PARAM_LIMITS.get(key, MAX_PARAM)
             if len(value) > limit:
                 return error_response(400, f"{key} is longer than {limit} characters")
+    return None
+
+
+def bad_header(environ: dict) -> str | None:
+    """Return the name of the first header of this WSGI request that holds a NUL byte or
+    is longer than MAX_HEADER, or None when all are acceptable."""
+    for key, value in environ.items():
+        if (key.startswith("HTTP_") or key in _CONTENT_KEYS) and isinstance(value, str) \
+                and ("\x00" in value or len(value) > MAX_HEADER):
+            name = key[5:] if key.startswith("HTTP_") else key
+            return name.replace("_", "-").title()
     return None
 
 

@@ -10,6 +10,8 @@ Where the statements run:
   close were about a fifth of an answer's CPU. The pool's check-out events still apply
   (SQLite pragmas on connect, the idle ping of database.py), and its check-in rolls back
   whatever the request left uncommitted.
+- In the JSON API's answer fast path (server/fastanswer.py), which runs outside any
+  request context, on the same kind of borrowed connection inside `answer_scope()`.
 - Everywhere else (pages, commands, tests), on the Flask-SQLAlchemy session's own
   connection and transaction, so that the statements see the ORM's pending work.
 """
@@ -19,6 +21,7 @@ import contextlib
 import fcntl
 import os
 import threading
+from contextvars import ContextVar
 from datetime import UTC, datetime
 
 from flask.globals import _cv_app, _cv_request
@@ -30,6 +33,9 @@ from .models import db
 ANSWER_ENDPOINTS = frozenset(("api.answer", "lab.answer", "mturk_worker.answer"))
 _ENVIRON_KEY = "tll.dbapi"
 _ENGINE_KEY = "tll.engine"
+# The answer fast path's borrowed connection: a one-item list, empty until the first
+# statement (a context variable, because that path has no request context to hold it).
+_SCOPE: ContextVar[list | None] = ContextVar("tll_answer_scope", default=None)
 
 
 def engine():
@@ -62,7 +68,12 @@ def sql(statement: str) -> str:
 
 def _borrowed():
     """Return the pooled connection of this answer request (borrowed at the first call),
-    or None outside the answer routes."""
+    or None outside the answer routes and the answer fast path."""
+    scope = _SCOPE.get()
+    if scope is not None:
+        if not scope:
+            scope.append(_connect())
+        return scope[0]
     ctx = _cv_request.get(None)
     if ctx is None:
         return None
@@ -71,13 +82,24 @@ def _borrowed():
     if conn is None:
         if ctx.request.endpoint not in ANSWER_ENDPOINTS:
             return None
-        dbapi = dialect().dbapi
-        try:
-            conn = environ[_ENVIRON_KEY] = engine().raw_connection()
-        except dbapi.Error as e:  # the pool's connect raises the driver's own errors
-            raise sa_exc.DBAPIError.instance("connect", None, e, dbapi.Error,
-                                             connection_invalidated=True) from e
+        conn = environ[_ENVIRON_KEY] = _connect()
     return conn
+
+
+def _connect():
+    dbapi = dialect().dbapi
+    try:
+        return engine().raw_connection()
+    except dbapi.Error as e:  # the pool's connect raises the driver's own errors
+        raise sa_exc.DBAPIError.instance("connect", None, e, dbapi.Error,
+                                         connection_invalidated=True) from e
+
+
+def _give_back(conn) -> None:
+    if getattr(conn, "_tll_broken", False):
+        conn.invalidate()
+    else:
+        conn.close()
 
 
 def release(exc: BaseException | None = None) -> None:
@@ -88,20 +110,30 @@ def release(exc: BaseException | None = None) -> None:
     if ctx is None:
         return
     conn = ctx.request.environ.pop(_ENVIRON_KEY, None)
-    if conn is None:
-        return
-    if getattr(conn, "_tll_broken", False):
-        conn.invalidate()
-    else:
-        conn.close()
+    if conn is not None:
+        _give_back(conn)
+
+
+@contextlib.contextmanager
+def answer_scope():
+    """Within this block (inside an app context, outside any request) the statements run
+    on one connection borrowed from the pool at the first of them, given back at the end
+    as `release` gives back an answer request's."""
+    scope: list = []
+    token = _SCOPE.set(scope)
+    try:
+        yield
+    finally:
+        _SCOPE.reset(token)
+        if scope:
+            _give_back(scope[0])
 
 
 def group_commit_key() -> str | None:
     """Return the database file when this answer may join a group commit (SQLite, an
     answer route's own connection with no transaction open, SQLITE_GROUP_COMMIT on), else
     None."""
-    ctx = _cv_request.get(None)
-    if ctx is None or not _is_sqlite() or not ctx.app.config.get("SQLITE_GROUP_COMMIT", True):
+    if not _is_sqlite() or not _cv_app.get().app.config.get("SQLITE_GROUP_COMMIT", True):
         return None
     conn = _borrowed()
     if conn is None or conn.driver_connection.in_transaction:

@@ -123,10 +123,14 @@ def _talisman_headers(hook):
     return wrapped
 
 
+# What the hot paths' responses carry instead of Talisman's page headers.
+HOT_HEADERS = (("X-Content-Type-Options", "nosniff"), ("Referrer-Policy", "no-referrer"))
+
+
 def _hot_headers(resp):
     if _heat() == HOT:
-        resp.headers["X-Content-Type-Options"] = "nosniff"
-        resp.headers["Referrer-Policy"] = "no-referrer"
+        for k, v in HOT_HEADERS:
+            resp.headers[k] = v
     return resp
 
 
