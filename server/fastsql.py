@@ -148,6 +148,13 @@ def _sqlite_file() -> str | None:
     return path if path and path != ":memory:" and not path.startswith("file:") else None
 
 
+def borrowed_driver():
+    """Return the driver's connection of this answer request or answer scope, or None
+    elsewhere (where statements run in the ORM session's transaction)."""
+    conn = _borrowed()
+    return None if conn is None else conn.driver_connection
+
+
 def _connection():
     conn = _borrowed()
     if conn is not None:
@@ -182,6 +189,22 @@ def operational(e: Exception, statement: str = "") -> Exception:
         conn._tll_broken = True  # a failed connection is never reused
     return sa_exc.DBAPIError.instance(statement, None, e, d.dbapi.Error,
                                       connection_invalidated=dead)
+
+
+def first_row(statement: str, params: tuple = ()):
+    """Return the first row of `statement` (or None). On PostgreSQL, when this opens the
+    transaction, its BEGIN travels with the statement in one pipeline (psycopg otherwise
+    waits for BEGIN's answer first): one round trip instead of two."""
+    conn = _connection()
+    if _is_sqlite() or conn.info.transaction_status != dialect().dbapi.pq.TransactionStatus.IDLE:
+        return execute(statement, params).fetchone()
+    cur = conn.cursor()
+    try:
+        with conn.pipeline():
+            cur.execute(sql(statement), params)
+    except dialect().dbapi.OperationalError as e:
+        raise operational(e, statement) from e
+    return cur.fetchone()
 
 
 def commit() -> None:

@@ -292,7 +292,12 @@ def give_consent(participant: Participant) -> None:
 _REF_FIELDS = ("id", "experiment_id", "token", "code", "population", "sequence",
                "consented_at", "completed_at", "platform", "submission_status",
                "assignment_id", "worker_id", "withdrawn_at")
-_REF_SQL = f"SELECT {', '.join(_REF_FIELDS)} FROM participants WHERE token = ?"
+# ...and the trial ids answered so far, in the same query (one round trip fewer on the
+# answer path, which needs both to refuse a trial ahead of the next open one).
+_ANSWERED_LIST = {"sqlite": "group_concat(trial_id)",
+                  "postgresql": "string_agg(trial_id::text, ',')"}
+_REF_SQL = (f"SELECT {', '.join(_REF_FIELDS)}, (SELECT {{agg}} FROM responses "
+            "WHERE participant_id = participants.id) FROM participants WHERE token = ?")
 
 
 class ParticipantRef:
@@ -301,9 +306,13 @@ class ParticipantRef:
     __slots__ = (*_REF_FIELDS, "_ids", "__dict__")
 
     def __init__(self, row):
-        for name, value in zip(_REF_FIELDS, row, strict=True):
+        for name, value in zip(_REF_FIELDS, row, strict=False):
             setattr(self, name, value)
         self._ids = None
+        # The answered trial ids read with the record: valid until this request writes
+        # an answer (record_answer drops them).
+        answered = row[len(_REF_FIELDS)]
+        self.__dict__["_answered"] = {int(t) for t in answered.split(",")} if answered else set()
 
     def trial_ids(self) -> list[int]:
         """Return the trial sequence (trials.id) in the order shown."""
@@ -330,13 +339,17 @@ def participant_ref(token) -> ParticipantRef:
     """Return a light record (id, sequence, consent...) of the participant with this token,
     usable wherever the functions below take a participant; RecordingError(404) otherwise."""
     _check_token(token)
-    row = fastsql.execute(_REF_SQL, (token,)).fetchone()
+    row = fastsql.first_row(_REF_SQL.format(agg=_ANSWERED_LIST[fastsql.dialect().name]),
+                            (token,))
     if row is None:
         raise RecordingError(404, "unknown participant")
     return ParticipantRef(row)
 
 
 def _answered_ids(participant) -> set[int]:
+    known = participant.__dict__.get("_answered")
+    if known is not None:
+        return known
     return {r[0] for r in fastsql.execute(
         "SELECT trial_id FROM responses WHERE participant_id = ?", (participant.id,)).fetchall()}
 
@@ -579,6 +592,7 @@ def record_answer(participant: Participant, n, choice, rt_ms=None) -> tuple[Answ
     pid = participant.id
     total = len(participant.trial_ids())
     participant.__dict__.pop("_answered_now", None)
+    participant.__dict__.pop("_answered", None)
     integrity_error, operational_error = fastsql.dbapi_errors()
     key = fastsql.group_commit_key()
     if key is not None:
@@ -594,6 +608,8 @@ def record_answer(participant: Participant, n, choice, rt_ms=None) -> tuple[Answ
         new_id, count, completes, now = result
         return _answered(participant, new_id, pid, trial_id, n, choice, rt, count,
                          completes, now)
+    if not fastsql.is_sqlite() and fastsql.borrowed_driver() is not None:
+        return _record_pipelined(participant, pid, trial_id, n, choice, rt, total)
     lock_row = not fastsql.is_sqlite()  # SQLite writers are serialised already
     for attempt in range(5):
         try:
@@ -631,6 +647,60 @@ def record_answer(participant: Participant, n, choice, rt_ms=None) -> tuple[Answ
                 raise
             time.sleep(0.05 * (attempt + 1))
     return _answered(participant, new_id, pid, trial_id, n, choice, rt, count, completes, now)
+
+
+# PostgreSQL's write of one answer, three statements sent as one pipeline (one round
+# trip): (1) insert it, taking the participant's row lock, unless the platform session is
+# closed; (2) count the participant's answers and stamp the completion when they are all
+# in; (3) commit. The row lock makes a participant's answers wait for each other, and (2)
+# starts once (1) holds it, so under READ COMMITTED it sees every answer committed before:
+# the count and the completion are right whatever the interleaving.
+_PG_WRITE = (
+    "INSERT INTO responses (participant_id, trial_id, trial_order, chosen_index, rt_ms, "
+    "received_at) SELECT id, %s, %s, %s, %s, %s FROM participants "
+    "WHERE id = %s AND NOT (submission_status = ANY(%s)) FOR NO KEY UPDATE RETURNING id",
+    # The latest answer's time, whichever of two last answers stamps it.
+    "WITH c AS (SELECT count(*) AS n, max(received_at) AS last FROM responses "
+    "WHERE participant_id = %s), "
+    "u AS (UPDATE participants SET completed_at = (SELECT last FROM c) WHERE id = %s "
+    "AND completed_at IS NULL AND (SELECT n FROM c) >= %s RETURNING completed_at) "
+    "SELECT n, (SELECT count(*) FROM u) FROM c",
+    "COMMIT",
+)
+
+
+def _record_pipelined(participant, pid: int, trial_id: int, n: int, choice: int, rt,
+                      total: int) -> tuple[Answer, bool]:
+    conn = fastsql.borrowed_driver()
+    mod = fastsql.dialect().dbapi
+    now = utcnow()
+    closed = sorted(recruitment.platform(participant.platform).closed_statuses)
+    params = ((trial_id, n, choice, rt, now, pid, closed), (pid, pid, total), ())
+    curs = [conn.cursor() for _ in _PG_WRITE]
+    try:
+        with conn.pipeline():
+            for cur, statement, args in zip(curs, _PG_WRITE, params, strict=True):
+                cur.execute(statement, args)
+        inserted, counted = curs[0].fetchone(), curs[1].fetchone()
+    except mod.IntegrityError:  # a repeat: nothing of the pipeline is committed
+        fastsql.rollback()
+        return _repeat(pid, trial_id)
+    except mod.OperationalError as e:
+        fastsql.rollback()
+        raise fastsql.operational(e) from e
+    except BaseException:
+        fastsql.rollback()
+        raise
+    if inserted is None:  # gone, or its session closed meanwhile: nothing was written
+        row = fastsql.execute("SELECT submission_status FROM participants WHERE id = ?",
+                              (pid,)).fetchone()
+        fastsql.commit()
+        if row is None:
+            raise RecordingError(404, "unknown participant")
+        _check_open(participant.platform, row[0])
+        raise RecordingError(409, "this session is closed: answers are no longer recorded")
+    return _answered(participant, inserted[0], pid, trial_id, n, choice, rt, int(counted[0]),
+                     counted[1] > 0, now)
 
 
 def _repeat(pid: int, trial_id: int) -> tuple[Answer, bool]:

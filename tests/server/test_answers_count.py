@@ -36,7 +36,21 @@ def _together(app, n: int, fn) -> list:
     return out
 
 
-def test_completion_stamped_once_whatever_the_interleaving(any_app):
+def _in_session(fn):
+    return fn()
+
+
+def _as_the_answer_routes(fn):
+    # The answer routes' own connection: on PostgreSQL the pipelined write.
+    from server import fastsql
+
+    with fastsql.answer_scope():
+        return fn()
+
+
+@pytest.mark.parametrize("where", [_in_session, _as_the_answer_routes],
+                         ids=["session", "answer-routes"])
+def test_completion_stamped_once_whatever_the_interleaving(any_app, where):
     from server.models import Participant, Response, db
 
     postgres = "postgresql" in any_app.config["SQLALCHEMY_DATABASE_URI"]
@@ -49,8 +63,8 @@ def test_completion_stamped_once_whatever_the_interleaving(any_app):
                                         consent=True)[0].token for i in range(rounds)]
     for token in tokens:
         # The last answers of one participant arrive at the same moment.
-        results = _together(any_app, len(KEYS), lambda i, t=token: rec.record_answer(
-            rec.participant_ref(t), i + 1, i % 5, 500.0))
+        results = _together(any_app, len(KEYS), lambda i, t=token: where(
+            lambda: rec.record_answer(rec.participant_ref(t), i + 1, i % 5, 500.0)))
         assert all(isinstance(r, tuple) and r[1] for r in results), results
     with any_app.app_context():
         rows = db.session.execute(db.select(Participant).where(
@@ -125,3 +139,30 @@ def test_returned_assignment_refuses_answers(any_app):
                                            consent=True, environment="production")
         assert created and q.submission_status == "accepted"
         assert rec.record_answer(q, 1, 0)[1]
+
+
+@pytest.mark.parametrize("any_app", ["postgres"], indirect=True)
+def test_a_return_between_reading_and_writing_refuses_the_answer(any_app):
+    # PostgreSQL's pipelined write checks the platform status under the row lock: an
+    # assignment returned after the answer's participant record was read still refuses it.
+    from server import fastsql
+    from server.models import Participant, Response, db
+
+    with any_app.app_context():
+        exp = rec.get_experiment("small")
+        p, _ = rec.start_participant(exp, population="mturk", assignment_id="A9",
+                                     worker_id="W9", hit_id="H9", trial_keys=KEYS,
+                                     consent=True, environment="production")
+        token = p.token
+    with any_app.app_context(), fastsql.answer_scope():
+        ref = rec.participant_ref(token)
+        assert ref.submission_status == "accepted"
+        with any_app.app_context():  # elsewhere, meanwhile: MTurk says it was returned
+            q = db.session.execute(db.select(Participant).filter_by(token=token)).scalar_one()
+            rec.set_status(q, "returned", synced=True)
+            db.session.commit()
+        with pytest.raises(rec.RecordingError) as e:
+            rec.record_answer(ref, 1, 2)
+        assert e.value.status == 409 and "returned" in e.value.reason
+    with any_app.app_context():
+        assert db.session.execute(db.select(db.func.count(Response.id))).scalar_one() == 0
