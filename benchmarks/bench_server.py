@@ -38,6 +38,7 @@ import re
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -705,6 +706,24 @@ def report(a, rows: list[dict], capacity_rows: list[dict]) -> None:
               f"{ratio} | {r.get('cpu_ms', '-')} ({r['floor_cpu_ms']}) | {r.get('db_cpu_ms', '-')} | "
               f"{r.get('p50_ms', '-')} | {r.get('p99_ms', '-')} | {r['floor_client_share']:.0%} | "
               f"{r['errors']} |")
+    if a.repeat > 1:
+        medians = median_rows(rows)
+        with open(out / f"bench_server{suffix}_median.csv", "w", newline="") as fh:
+            w = csv.DictWriter(fh, fieldnames=list(medians[0]))
+            w.writeheader()
+            w.writerows(medians)
+        print(f"\nmedian of {a.repeat} runs (each ratio is a server run over the floor run "
+              "beside it; the median ratio is the median of those, not a ratio of medians)")
+        print("| path | conn | via | db | participants | floor req/s | answers/s | ratio "
+              "(min-max) | CPU ms (floor) | db CPU ms | p99 ms |")
+        print("|---|---|---|---|---|---|---|---|---|---|---|")
+        for m in medians:
+            ratio = "NOT VALID" if m["ratio"] is None else \
+                f"{m['ratio']:.2f} ({m['ratio_min']:.2f}-{m['ratio_max']:.2f})"
+            print(f"| {m['path']} | {m['connections']} | {m['via']} | {m['database']} | "
+                  f"{m['participants']} | {m['floor_req_per_s']:.0f} | {m['answers_per_s']:.0f} | "
+                  f"{ratio} | {m['cpu_ms']:.3f} ({m['floor_cpu_ms']:.3f}) | {m['db_cpu_ms']:.3f} | "
+                  f"{m['p99_ms']:.1f} |")
     bad = [r for r in rows if r["errors"]]
     if bad:
         print(f"\nerrors: {sum(r['errors'] for r in bad)}; first: {bad[0]['first_error'][:200]!r}")
@@ -724,6 +743,34 @@ def report(a, rows: list[dict], capacity_rows: list[dict]) -> None:
             held = [r["participants"] for r in capacity_rows if r["database"] == dbname and r["held"]]
             print(f"{dbname}: held {max(held) if held else 0} simultaneous participants with p99 < 100 ms")
     print(f"\nwritten: {out}")
+
+
+CELL = ("path", "connections", "via", "database", "participants")
+
+
+def median_rows(rows: list[dict]) -> list[dict]:
+    """Return one row per cell (path, connections, via, database, participants) with the
+    median of each figure over its repeated runs; the ratio is None when any run of the
+    cell was not valid."""
+    cells: dict[tuple, list[dict]] = {}
+    for r in rows:
+        if "answers_per_s" in r:
+            cells.setdefault(tuple(r[k] for k in CELL), []).append(r)
+    out = []
+    for key, runs in cells.items():
+        m = dict(zip(CELL, key, strict=True))
+        m["runs"] = len(runs)
+        for k in ("floor_req_per_s", "answers_per_s", "cpu_ms", "floor_cpu_ms", "db_cpu_ms",
+                  "p50_ms", "p99_ms"):
+            m[k] = statistics.median(r[k] for r in runs)
+        ratios = [r["ratio"] for r in runs]
+        valid = all(x is not None for x in ratios)
+        m["ratio"] = statistics.median(ratios) if valid else None
+        m["ratio_min"] = min(ratios) if valid else None
+        m["ratio_max"] = max(ratios) if valid else None
+        m["errors"] = sum(r["errors"] for r in runs)
+        out.append(m)
+    return out
 
 
 ROW_ORDER = ("path", "connections", "via", "database", "participants", "repeat", "answers",

@@ -47,3 +47,21 @@ def test_slowed_client_is_not_valid_and_lean_client_is(tmp_path, capsys):
     assert lean["valid"] == "True", lean
     assert float(lean["floor_client_share"]) <= bench.MAX_CLIENT_SHARE
     assert "NOT VALID" not in _table_rows(printed) and int(lean["errors"]) == 0
+
+
+def test_median_rows_take_the_median_of_each_cells_runs():
+    def run(rep, per_s, floor, ratio, conn="keepalive"):
+        return {"path": "api", "connections": conn, "via": "gunicorn", "database": "sqlite",
+                "participants": 50, "repeat": rep, "floor_req_per_s": floor,
+                "answers_per_s": per_s, "cpu_ms": 1.0 + rep, "floor_cpu_ms": 0.5,
+                "db_cpu_ms": 0.0, "p50_ms": 10.0 * rep, "p99_ms": 50.0 + rep, "ratio": ratio,
+                "errors": rep - 1}
+    rows = [run(1, 1000, 2000, 0.5), run(2, 1500, 2000, 0.75), run(3, 900, 3000, 0.3),
+            run(1, 800, 2000, None, conn="new"), run(2, 900, 2000, 0.45, conn="new")]
+    keep, new = bench.median_rows(rows)
+    assert (keep["connections"], keep["runs"]) == ("keepalive", 3)
+    assert (keep["answers_per_s"], keep["floor_req_per_s"], keep["ratio"]) == (1000, 2000, 0.5)
+    assert (keep["ratio_min"], keep["ratio_max"], keep["errors"]) == (0.3, 0.75, 3)
+    assert keep["cpu_ms"] == 3.0 and keep["p99_ms"] == 52.0
+    # A cell with any run not valid gets no ratio at all.
+    assert new["runs"] == 2 and new["ratio"] is None and new["answers_per_s"] == 850
