@@ -107,14 +107,19 @@ def test_repeat_policy_holds_under_concurrent_starts(any_app, policy, hits, allo
         assert n == allowed
 
 
+def _mturk_participant(assignment_id: str, worker_id: str):
+    """Start (or resume) an MTurk participant of `small` on HIT H1; return (p, created)."""
+    return rec.start_participant(rec.get_experiment("small"), population="mturk",
+                                 assignment_id=assignment_id, worker_id=worker_id,
+                                 hit_id="H1", trial_keys=KEYS, consent=True,
+                                 environment="production")
+
+
 def test_returned_assignment_refuses_answers(any_app):
     from server.models import db
 
     with any_app.app_context():
-        exp = rec.get_experiment("small")
-        p, _ = rec.start_participant(exp, population="mturk", assignment_id="A1",
-                                     worker_id="W1", hit_id="H1", trial_keys=KEYS,
-                                     consent=True, environment="production")
+        p, _ = _mturk_participant("A1", "W1")
         rec.record_answer(p, 1, 2)
         rec.set_status(p, "returned", synced=True)
         db.session.commit()
@@ -133,10 +138,7 @@ def test_returned_assignment_refuses_answers(any_app):
     assert r.get_json()["answered"] == 1
     with any_app.app_context():
         # The next worker on the reused assignment id is a fresh participant who answers.
-        exp = rec.get_experiment("small")
-        q, created = rec.start_participant(exp, population="mturk", assignment_id="A1",
-                                           worker_id="W2", hit_id="H1", trial_keys=KEYS,
-                                           consent=True, environment="production")
+        q, created = _mturk_participant("A1", "W2")
         assert created and q.submission_status == "accepted"
         assert rec.record_answer(q, 1, 0)[1]
 
@@ -149,11 +151,7 @@ def test_a_return_between_reading_and_writing_refuses_the_answer(any_app):
     from server.models import Participant, Response, db
 
     with any_app.app_context():
-        exp = rec.get_experiment("small")
-        p, _ = rec.start_participant(exp, population="mturk", assignment_id="A9",
-                                     worker_id="W9", hit_id="H9", trial_keys=KEYS,
-                                     consent=True, environment="production")
-        token = p.token
+        token = _mturk_participant("A9", "W9")[0].token
     with any_app.app_context(), fastsql.answer_scope():
         ref = rec.participant_ref(token)
         assert ref.submission_status == "accepted"
