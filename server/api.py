@@ -147,11 +147,11 @@ def next_(token: str):
 @bp.get("/participants/<token>/trials/<n>")
 def trial(token: str, n: str):
     p = g.participant
-    not_ahead(p, rec.check_position(p, n))
+    _not_ahead(p, rec.check_position(p, n))
     return jsonify(trial=image_urls(rec.trial_view(p, n)))
 
 
-def not_ahead(p, n: int) -> None:
+def _not_ahead(p, n: int) -> None:
     """Refuse (409) a trial beyond the next unanswered one (its images are preloaded
     through the next trial's view; nothing further is shown or answered early)."""
     nxt = rec.next_open(p)
@@ -161,10 +161,16 @@ def not_ahead(p, n: int) -> None:
 
 @bp.post("/participants/<token>/answers")
 def answer(token: str):
-    p = g.participant
-    body = json_body()
+    reply, created = record(g.participant, json_body())
+    return jsonify(reply), 201 if created else 200
+
+
+def record(p, body: dict) -> tuple[dict, bool]:
+    """Check and store the answer in the JSON object `body` for participant `p`; return
+    (the reply, created). Raises RecordingError before writing anything when refused.
+    The route and server/fastanswer.py both answer through this."""
     if "n" not in body or "choice" not in body:
         raise RecordingError(400, "the body needs 'n' (trial position) and 'choice' (0..4)")
-    not_ahead(p, rec.check_position(p, body["n"]))
+    _not_ahead(p, rec.check_position(p, body["n"]))
     resp, created = rec.record_answer(p, body["n"], body["choice"], body.get("rt_ms"))
-    return jsonify(answer_payload(resp, created, p)), 201 if created else 200
+    return answer_payload(resp, created, p), created

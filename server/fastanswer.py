@@ -5,10 +5,9 @@ else to Flask untouched.
 
 Why: under load an answer spent most of its CPU in Flask and Werkzeug around the view
 (request context, URL matching, hooks, response object), not in recording it (see the
-closing notes of issue 15). This layer runs the same functions the view runs
-(`participant_ref`, `check_position`, the not-ahead check, `record_answer`,
-`answer_payload`), on a connection borrowed as the answer routes borrow theirs, and
-answers with the same bytes and headers.
+closing notes of issue 15). This layer runs what the view runs (`participant_ref`, then
+`api.record`: the checks, `record_answer`, the reply), on a connection borrowed as the
+answer routes borrow theirs, and answers with the same bytes and headers.
 
 What it leaves to Flask, so that every error keeps one source (server/errors.py):
 anything but a short `application/json` body of one flat JSON object without NULs and
@@ -98,22 +97,17 @@ class AnswerFastPath:
             answer = json.loads(text)
         except ValueError:
             return None
-        if not isinstance(answer, dict) or "n" not in answer or "choice" not in answer \
-                or has_nul(answer):
+        if not isinstance(answer, dict) or has_nul(answer):
             return None
         app = self.app
         with app.app_context(), fastsql.answer_scope():
             try:
-                p = rec.participant_ref(token)
-                n = rec.check_position(p, answer["n"])
-                api.not_ahead(p, n)
-                resp, created = rec.record_answer(p, n, answer["choice"], answer.get("rt_ms"))
+                reply, created = api.record(rec.participant_ref(token), answer)
             except Exception:
                 # Every refusal happens before the INSERT: Flask runs it again and answers
                 # with the error as every route does.
                 return None
-            payload = api.answer_payload(resp, created, p)
-        return _STATUS[created], _json_bytes(app, payload)
+        return _STATUS[created], _json_bytes(app, reply)
 
 
 def _json_bytes(app: Flask, value) -> bytes:
