@@ -296,8 +296,9 @@ _REF_FIELDS = ("id", "experiment_id", "token", "code", "population", "sequence",
 # answer path, which needs both to refuse a trial ahead of the next open one).
 _ANSWERED_LIST = {"sqlite": "group_concat(trial_id)",
                   "postgresql": "string_agg(trial_id::text, ',')"}
-_REF_SQL = (f"SELECT {', '.join(_REF_FIELDS)}, (SELECT {{agg}} FROM responses "
-            "WHERE participant_id = participants.id) FROM participants WHERE token = ?")
+_REF_SQL = {dialect: f"SELECT {', '.join(_REF_FIELDS)}, (SELECT {agg} FROM responses "
+                    "WHERE participant_id = participants.id) FROM participants WHERE token = ?"
+            for dialect, agg in _ANSWERED_LIST.items()}
 
 
 class ParticipantRef:
@@ -339,8 +340,7 @@ def participant_ref(token) -> ParticipantRef:
     """Return a light record (id, sequence, consent...) of the participant with this token,
     usable wherever the functions below take a participant; RecordingError(404) otherwise."""
     _check_token(token)
-    row = fastsql.first_row(_REF_SQL.format(agg=_ANSWERED_LIST[fastsql.dialect().name]),
-                            (token,))
+    row = fastsql.first_row(_REF_SQL[fastsql.dialect().name], (token,))
     if row is None:
         raise RecordingError(404, "unknown participant")
     return ParticipantRef(row)
@@ -364,6 +364,9 @@ def progress(participant: Participant) -> tuple[int, int]:
     cached = participant.__dict__.get("_answered_now")
     if cached is not None:  # counted by record_answer in this request
         return cached, len(participant.trial_ids())
+    known = participant.__dict__.get("_answered")
+    if known is not None:  # read with the light record (one row per answered trial)
+        return len(known), len(participant.trial_ids())
     return _count(participant.id), len(participant.trial_ids())
 
 
@@ -608,8 +611,9 @@ def record_answer(participant: Participant, n, choice, rt_ms=None) -> tuple[Answ
         new_id, count, completes, now = result
         return _answered(participant, new_id, pid, trial_id, n, choice, rt, count,
                          completes, now)
-    if not fastsql.is_sqlite() and fastsql.borrowed_driver() is not None:
-        return _record_pipelined(participant, pid, trial_id, n, choice, rt, total)
+    conn = None if fastsql.is_sqlite() else fastsql.borrowed_driver()
+    if conn is not None:
+        return _record_pipelined(conn, participant, pid, trial_id, n, choice, rt, total)
     lock_row = not fastsql.is_sqlite()  # SQLite writers are serialised already
     for attempt in range(5):
         try:
@@ -669,9 +673,8 @@ _PG_WRITE = (
 )
 
 
-def _record_pipelined(participant, pid: int, trial_id: int, n: int, choice: int, rt,
+def _record_pipelined(conn, participant, pid: int, trial_id: int, n: int, choice: int, rt,
                       total: int) -> tuple[Answer, bool]:
-    conn = fastsql.borrowed_driver()
     mod = fastsql.dialect().dbapi
     now = utcnow()
     closed = sorted(recruitment.platform(participant.platform).closed_statuses)
