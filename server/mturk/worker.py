@@ -89,9 +89,14 @@ def _params() -> dict:
     return {k: request.args.get(k, "") for k in MTURK_PARAMS}
 
 
+def _is_preview(params: dict) -> bool:
+    """Return True when these MTurk parameters are a preview (no assignment)."""
+    return params["assignmentId"] in ("", PREVIEW_ID)
+
+
 def _refuse_preview(params: dict, why: str) -> None:
     """RecordingError(403) when these MTurk parameters are a preview (no assignment)."""
-    if params["assignmentId"] in ("", PREVIEW_ID):
+    if _is_preview(params):
         raise RecordingError(403, f"this is a preview: {why}")
 
 
@@ -239,7 +244,7 @@ def task(name: str, hit_key: str):
     exp = rec.get_experiment(name)
     trial_keys = _hit_trials(exp, hit_key)
     params = _params()
-    if params["assignmentId"] in ("", PREVIEW_ID):
+    if _is_preview(params):
         return _preview(exp, hit_key, trial_keys)
     return _accepted(exp, hit_key, trial_keys, params)
 
