@@ -189,7 +189,7 @@ def enter(name: str, platform_name: str):
         abort(404, f"no platform {platform_name!r} takes participants by a link")
     try:
         ident = plat.identity(experiment=exp, args=request.args.to_dict())
-    except ValueError as e:  # the platform's EntryError, UnknownName
+    except ValueError as e:  # the platform's EntryError (a ValueError)
         raise RecordingError(400, str(e)) from None
     p, _ = rec.start_participant(exp, identity=ident,
                                  user_agent=request.headers.get("User-Agent", ""))

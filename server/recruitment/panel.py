@@ -56,8 +56,8 @@ class PanelPlatform(TabledPlatform):
 
     def check_settings(self, conf: dict) -> list[str]:
         """Return one message per invalid panel setting in `conf`."""
-        problems = [f"unknown panel setting {k!r} (one of {', '.join(SETTINGS)})"
-                    for k in conf if k not in SETTINGS]
+        problems = [f"unknown panel setting {k!r} (one of {', '.join(self.settings)})"
+                    for k in conf if k not in self.settings]
         checks = (("id_param", PARAM_RE, "1-64 letters, digits, '_', '.', '-'"),
                   ("code", CODE_RE, "1-64 letters, digits, '_', '-'"),
                   ("name", NAME_RE, "1-100 letters, digits, spaces, '_', '.', '-'"))
