@@ -683,10 +683,7 @@ def report(a, rows: list[dict], capacity_rows: list[dict]) -> None:
     suffix = "" if not a.think_ms else f"_think{a.think_ms:g}"
     fields = sorted({k for r in rows for k in r}, key=lambda k: list(ROW_ORDER).index(k)
                     if k in ROW_ORDER else 99)
-    with open(out / f"bench_server{suffix}.csv", "w", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=fields)
-        w.writeheader()
-        w.writerows(rows)
+    write_csv(out / f"bench_server{suffix}.csv", rows, fields)
     cpus = os.cpu_count()
     print(f"\ngunicorn 2 workers x {a.threads} threads (gthread) on loopback, {cpus} CPUs; client: "
           f"{a.client_processes} processes; {a.trials} answers per participant, think time "
@@ -708,10 +705,7 @@ def report(a, rows: list[dict], capacity_rows: list[dict]) -> None:
               f"{r['errors']} |")
     if a.repeat > 1:
         medians = median_rows(rows)
-        with open(out / f"bench_server{suffix}_median.csv", "w", newline="") as fh:
-            w = csv.DictWriter(fh, fieldnames=list(medians[0]))
-            w.writeheader()
-            w.writerows(medians)
+        write_csv(out / f"bench_server{suffix}_median.csv", medians)
         print(f"\nmedian of {a.repeat} runs (each ratio is a server run over the floor run "
               "beside it; the median ratio is the median of those, not a ratio of medians)")
         print("| path | conn | via | db | participants | floor req/s | answers/s | ratio "
@@ -728,10 +722,7 @@ def report(a, rows: list[dict], capacity_rows: list[dict]) -> None:
     if bad:
         print(f"\nerrors: {sum(r['errors'] for r in bad)}; first: {bad[0]['first_error'][:200]!r}")
     if capacity_rows:
-        with open(out / "bench_server_capacity.csv", "w", newline="") as fh:
-            w = csv.DictWriter(fh, fieldnames=list(capacity_rows[0]))
-            w.writeheader()
-            w.writerows(capacity_rows)
+        write_csv(out / "bench_server_capacity.csv", capacity_rows)
         print(f"\ncapacity: participants answering with a mean think time of "
               f"{a.capacity_think_ms:g} ms, {a.capacity_trials} answers each, kept-alive, API path")
         print("| db | participants | answers/s | p50 ms | p99 ms | errors | held (p99 < 100 ms) |")
@@ -745,6 +736,15 @@ def report(a, rows: list[dict], capacity_rows: list[dict]) -> None:
     print(f"\nwritten: {out}")
 
 
+def write_csv(path: Path, rows: list[dict], fields: list[str] | None = None) -> None:
+    """Write `rows` to the CSV file `path` (columns: `fields`, else the first row's keys)."""
+    with open(path, "w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=fields or list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+
+
+# The columns that name one cell of the table; the CSV's columns start with them.
 CELL = ("path", "connections", "via", "database", "participants")
 
 
@@ -773,7 +773,7 @@ def median_rows(rows: list[dict]) -> list[dict]:
     return out
 
 
-ROW_ORDER = ("path", "connections", "via", "database", "participants", "repeat", "answers",
+ROW_ORDER = CELL + ("repeat", "answers",
              "answers_per_s", "floor_req_per_s", "ratio", "valid", "cpu_ms", "floor_cpu_ms",
              "db_cpu_ms", "p50_ms", "p99_ms", "floor_p99_ms", "client_share",
              "floor_client_share", "floor_client_cpu_ms", "errors", "first_error")
