@@ -102,16 +102,18 @@ def check_loaded(exp: Experiment, sets: list[list[str]]) -> list[str]:
 
 
 def _sets(exp: Experiment) -> list[list[str]]:
-    """Return the practice sets as image URLs."""
-    builtin = [[url_for("static", filename=f"practice/{f}") for f in BUILTIN_SET]]
+    """Return the practice sets as image URLs (the built-in set when the experiment names
+    none, or none of its sets was loaded)."""
     sets = named_sets(exp)
-    if not sets:
-        return builtin
-    keys = {x for s in sets for x in s}
-    tokens = dict(db.session.execute(select(Image.key, Image.token).where(
-        Image.experiment_id == exp.id, Image.key.in_(keys))).all())
-    return [[url_for("images.image", token=tokens[x]) for x in s] for s in sets
-            if all(x in tokens for x in s)] or builtin
+    if sets:
+        keys = {x for s in sets for x in s}
+        tokens = dict(db.session.execute(select(Image.key, Image.token).where(
+            Image.experiment_id == exp.id, Image.key.in_(keys))).all())
+        urls = [[url_for("images.image", token=tokens[x]) for x in s] for s in sets
+                if all(x in tokens for x in s)]
+        if urls:
+            return urls
+    return [[url_for("static", filename=f"practice/{f}") for f in BUILTIN_SET]]
 
 
 def kind_of(exp: Experiment, k: int) -> str:
