@@ -9,6 +9,7 @@ javascript:, vbscript:, file: and data: links. A parser that never emits HTML fr
 input is safer than one that emits it and a sanitiser that cleans it afterwards."""
 from __future__ import annotations
 
+import functools
 import math
 import statistics
 
@@ -83,6 +84,7 @@ def _per_request(fn):
     """Remember `fn(exp)` for the rest of the request (by experiment id): a page's texts,
     practice and duration ask for the same counts several times, and neither the trials
     nor the finished participants' answers change while one page is made."""
+    @functools.wraps(fn)
     def memo(exp: Experiment):
         if not has_request_context():
             return fn(exp)
@@ -91,7 +93,6 @@ def _per_request(fn):
         if key not in cache:
             cache[key] = fn(exp)
         return cache[key]
-    memo.__name__, memo.__doc__ = fn.__name__, fn.__doc__
     return memo
 
 
