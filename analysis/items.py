@@ -151,8 +151,7 @@ def from_database(url: str, experiment: str, only: set[str] | None = None) -> Tr
                 query = text("SELECT id, data FROM images WHERE id IN :ids").bindparams(
                     bindparam("ids", expanding=True))
                 found = dict(conn.execute(query, {"ids": sorted(wanted)}).all())
-            for i in sorted(wanted):
-                blob = found.get(i)
+            for i, blob in sorted(found.items()):
                 if blob is not None and i in keys:
                     out.blobs[keys[i]] = bytes(blob)
     except (SQLAlchemyError, ValueError) as exc:
