@@ -52,7 +52,12 @@ def _source_options(fn):
         click.option("--seed", type=int, default=0, metavar="S", show_default=True,
                      help="seed of the bootstrap"),
     ]
-    for o in reversed(opts):
+    return _with_options(fn, opts)
+
+
+def _with_options(fn, options):
+    """Return `fn` with the click `options` applied, shown in the order given."""
+    for o in reversed(options):
         fn = o(fn)
     return fn
 
@@ -246,9 +251,7 @@ def _table_command(name: str, body, text: str, short_help: str | None = None,
     def command(**kw):
         _one_source(kw)
         _run(body, **kw)
-    for o in reversed(options):
-        command = o(command)
-    command = _source_options(command)
+    command = _source_options(_with_options(command, options))
     return cli.command(name, help=text,
                        short_help=short_help or text.rstrip("."))(command)
 
