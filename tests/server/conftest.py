@@ -251,16 +251,25 @@ def browser_login(page, base: str) -> list[str]:
     return errors
 
 
-def wait_images(page, timeout: float = 30.0) -> None:
-    """Wait until every image of the browser `page` has loaded. Polled by page.evaluate:
-    wait_for_function's polling evaluates its string in the page, which the pages' CSP
-    (no 'unsafe-eval') forbids whenever the images are not loaded at the first look."""
+IMAGES_LOADED = "Array.from(document.images).every(i => i.complete && i.naturalWidth > 0)"
+
+
+def poll(page, js: str, timeout: float = 15.0, interval_ms: int = 100,
+         what: str | None = None) -> None:
+    """Wait (bounded) until the expression `js` is true in the browser `page`. Polled by
+    page.evaluate: wait_for_function's polling evaluates its string in the page, which
+    the pages' CSP (no 'unsafe-eval') forbids whenever it is not true at the first look."""
     end = time.time() + timeout
-    while not page.evaluate(
-            "Array.from(document.images).every(i => i.complete && i.naturalWidth > 0)"):
+    while not page.evaluate(js):
         if time.time() > end:
-            raise AssertionError(f"the page's images did not load within {timeout} s")
-        page.wait_for_timeout(50)
+            raise AssertionError(f"{what} within {timeout} s" if what else
+                                 f"not true within {timeout} s: {js}")
+        page.wait_for_timeout(interval_ms)
+
+
+def wait_images(page, timeout: float = 30.0) -> None:
+    """Wait until every image of the browser `page` has loaded."""
+    poll(page, IMAGES_LOADED, timeout, 50, "the page's images did not load")
 
 
 def answer_trials(page, keys, each=None) -> None:
@@ -300,6 +309,15 @@ def set_settings(app, name: str, **settings) -> None:
         assert validate_settings(settings) == []
         apply_settings(get_experiment(name), settings)
         db.session.commit()
+
+
+def api_participant(client, code: str) -> str:
+    """Start a new consenting participant `code` of `small` through the JSON API (201);
+    return its token."""
+    r = client.post("/api/v1/experiments/small/participants",
+                    json={"consent": True, "code": code})
+    assert r.status_code == 201, r.get_data(as_text=True)
+    return r.get_json()["participant"]
 
 
 def lab_post(client, path: str, data: dict | None = None, **kw):

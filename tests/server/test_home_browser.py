@@ -4,12 +4,10 @@ simulated participants answer over HTTP, and the report button producing a repor
 is then shown. Screenshots in test-artifacts/home/."""
 from __future__ import annotations
 
-import time
-
 import pytest
 
 from server import simclient
-from tests.server.conftest import browser_login, serving
+from tests.server.conftest import browser_login, poll, serving, wait_images
 from tests.server.test_home import TABLE1, build_home_app
 
 pytestmark = pytest.mark.browser
@@ -21,18 +19,6 @@ def home_server(tmp_path):
     app, _ = build_home_app(tmp_path)
     with serving(app) as url:
         yield url
-
-
-def poll(page, js: str, timeout: float = 15.0) -> None:
-    """Wait (bounded) until the expression `js` is true in the page. page.evaluate, not
-    wait_for_function: the latter's polling evaluates strings in the page, which the CSP
-    (no 'unsafe-eval') forbids."""
-    end = time.time() + timeout
-    while time.time() < end:
-        if page.evaluate(js):
-            return
-        page.wait_for_timeout(100)
-    raise AssertionError(f"not true within {timeout} s: {js}")
 
 
 def _bar_width(page, key: str) -> float:
@@ -106,6 +92,6 @@ def test_walk_the_home(home_server, page, artifacts_dir):
         assert cards.nth(i).locator("li").count() == 5
         assert cards.nth(i).locator("li.true-match").count() == 1
         assert "true match" in cards.nth(i).locator("li.true-match").inner_text()
-    poll(page, "Array.from(document.images).every(i => i.complete && i.naturalWidth > 0)")
+    wait_images(page, 15.0)
     page.screenshot(path=str(shots / "5-gallery.png"), full_page=True)
     assert not [e for e in errors if "Content Security Policy" in e], errors
