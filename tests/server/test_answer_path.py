@@ -10,7 +10,7 @@ from sqlalchemy import select
 
 from server import recording as rec
 from server.models import Hit, Participant, Response, db
-from tests.server.conftest import lab_post
+from tests.server.conftest import api_participant, lab_post
 
 SECURITY_HEADERS = ("Content-Security-Policy", "X-Frame-Options", "X-Content-Type-Options",
                     "Referrer-Policy", "Permissions-Policy", "Strict-Transport-Security")
@@ -36,8 +36,7 @@ def _pool_idle(app) -> int:
 
 def test_api_answers_without_the_session_and_give_the_connection_back(app, monkeypatch):
     c = app.test_client()
-    tok = c.post("/api/v1/experiments/small/participants",
-                 json={"consent": True, "code": "FAST1"}).get_json()["participant"]
+    tok = api_participant(c, "FAST1")
     before = _pool_idle(app)
     _no_session(monkeypatch)
     r = c.post(f"/api/v1/participants/{tok}/answers", json={"n": 1, "choice": 3, "rt_ms": 812})
@@ -155,9 +154,7 @@ def _post_all(url: str, jobs: list[tuple[str, dict]]) -> list:
 
 def _tokens(app, n: int, tag: str) -> list[str]:
     c = app.test_client()
-    return [c.post("/api/v1/experiments/small/participants",
-                   json={"consent": True, "code": f"{tag}{i}"}).get_json()["participant"]
-            for i in range(n)]
+    return [api_participant(c, f"{tag}{i}") for i in range(n)]
 
 
 def test_sqlite_answers_sent_together_share_a_commit_and_each_is_stored_once(app, monkeypatch):
@@ -301,8 +298,7 @@ def test_no_answer_after_withdrawal_from_another_tab(any_app):
     """A participant who withdrew in one tab cannot add an answer from another one that
     still shows a trial (the light record of the answer path knows the withdrawal)."""
     c = any_app.test_client()
-    tok = c.post("/api/v1/experiments/small/participants",
-                 json={"consent": True, "code": "TABS1"}).get_json()["participant"]
+    tok = api_participant(c, "TABS1")
     assert c.post(f"/api/v1/participants/{tok}/answers",
                   json={"n": 1, "choice": 3}).status_code == 201
     with any_app.app_context():

@@ -13,15 +13,10 @@ from werkzeug.exceptions import ClientDisconnected
 from werkzeug.test import EnvironBuilder, run_wsgi_app
 
 from server.models import Participant, Response, db
+from tests.server.conftest import api_participant
 
 ANSWER_HEADERS = ("Content-Type", "Content-Length", "X-Content-Type-Options",
                   "Referrer-Policy")
-
-
-def _start(c, code: str) -> str:
-    r = c.post("/api/v1/experiments/small/participants", json={"consent": True, "code": code})
-    assert r.status_code == 201, r.get_data(as_text=True)
-    return r.get_json()["participant"]
 
 
 def _seen(r) -> tuple:
@@ -54,7 +49,7 @@ class _FlaskCalls:
 def _play(app, fast: bool, code: str) -> list[tuple]:
     app.config["ANSWER_FAST_PATH"] = fast
     c = app.test_client()
-    tok = _start(c, code)
+    tok = api_participant(c, code)
     url = f"/api/v1/participants/{tok}/answers"
     seen = []
     for n, choice, rt in [(1, 3, 812), (1, 0, None), (2, "4", "95.5"), (3, 0, None),
@@ -83,7 +78,7 @@ def test_fast_answers_are_the_routes_answers(any_app):
 
 def test_the_last_answer_completes_through_the_fast_path(any_app):
     c = any_app.test_client()
-    tok = _start(c, "FASTDONE")
+    tok = api_participant(c, "FASTDONE")
     total = c.get(f"/api/v1/participants/{tok}").get_json()["total"]
     for n in range(1, total + 1):
         r = c.post(f"/api/v1/participants/{tok}/answers", json={"n": n, "choice": n % 5})
@@ -120,7 +115,7 @@ HANDED_OVER = [
 @pytest.mark.parametrize("what,post", HANDED_OVER, ids=[h[0] for h in HANDED_OVER])
 def test_what_the_fast_path_does_not_take_is_refused_as_before(app, what, post):
     c = app.test_client()
-    tok = _start(c, "REFUSED")
+    tok = api_participant(c, "REFUSED")
     url = f"/api/v1/participants/{tok}/answers"
     answers = []
     for fast in (False, True):
@@ -135,7 +130,7 @@ def test_what_the_fast_path_does_not_take_is_refused_as_before(app, what, post):
 def test_refusals_of_the_participant_are_the_routes(any_app):
     c = any_app.test_client()
     url = "/api/v1/participants/{}/answers"
-    tok = _start(c, "WITHDRAWS")
+    tok = api_participant(c, "WITHDRAWS")
     with any_app.app_context():
         p = db.session.execute(db.select(Participant).filter_by(token=tok)).scalar_one()
         p.withdrawn_at = p.consented_at
@@ -153,7 +148,7 @@ def test_refusals_of_the_participant_are_the_routes(any_app):
 def test_a_query_string_goes_the_long_way_and_is_stored_there(app):
     flask_calls = _FlaskCalls(app)
     c = app.test_client()
-    tok = _start(c, "QUERY")
+    tok = api_participant(c, "QUERY")
     r = c.post(f"/api/v1/participants/{tok}/answers?via=proxy", json={"n": 1, "choice": 2})
     assert r.status_code == 201 and flask_calls.n == 2
     assert _stored(app) == [("QUERY", 1, 2, None)]
@@ -161,7 +156,7 @@ def test_a_query_string_goes_the_long_way_and_is_stored_there(app):
 
 def test_a_body_that_breaks_off_is_a_400(app):
     c = app.test_client()
-    tok = _start(c, "BROKEN")
+    tok = api_participant(c, "BROKEN")
 
     class Broken(io.RawIOBase):
         def read(self, *a):
