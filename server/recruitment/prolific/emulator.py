@@ -274,15 +274,13 @@ def _with_counts(doc: dict) -> dict:
 
 @api.get("/studies/")
 def list_studies():
-    st = state()
-    with st.fresh():
+    with state().fresh() as st:
         return _page([_with_counts(d) for d in st.studies.values()])
 
 
 @api.get("/studies/<sid>/")
 def get_study(sid):
-    st = state()
-    with st.fresh():
+    with state().fresh():
         return jsonify(_with_counts(_study(sid)))
 
 
@@ -325,18 +323,15 @@ def transition_study(sid):
 
 @api.get("/studies/<sid>/submissions/")
 def list_submissions(sid):
-    st = state()
-    with st.lock:
+    with state().fresh() as st:
         _study(sid)
-        st.expire()
         return _page([public(s) for s in st.submissions.values()
                       if s["study_id"] == sid])
 
 
 @api.get("/submissions/<sub_id>/")
 def get_submission(sub_id):
-    st = state()
-    with st.fresh():
+    with state().fresh():
         return jsonify(public(_submission(sub_id)))
 
 
@@ -364,8 +359,7 @@ def _decide(s: dict, body: dict):
 
 @api.post("/submissions/<sub_id>/transition/")
 def transition_submission(sub_id):
-    st = state()
-    with st.fresh():
+    with state().fresh():
         s = _submission(sub_id)
         err = _decide(s, request.get_json(silent=True) or {})
         return err if err is not None else jsonify(public(s))
@@ -377,8 +371,7 @@ def bulk_approve():
     ids = body.get("submission_ids")
     if not isinstance(ids, list) or not ids or not all(isinstance(i, str) for i in ids):
         return error(400, "Bad Request", {"submission_ids": ["A non-empty list is required."]})
-    st = state()
-    with st.fresh():
+    with state().fresh() as st:
         unknown = [i for i in ids if i not in st.submissions
                    or st.submissions[i]["study_id"] != body.get("study_id")]
         if unknown:
@@ -458,8 +451,7 @@ def _answer(payload: dict, status: int = 200, template: str = "prolific/message.
 
 @site.get("/")
 def index():
-    st = state()
-    with st.fresh():
+    with state().fresh() as st:
         studies = [_with_counts(d) for d in st.studies.values() if d["status"] == "ACTIVE"]
     return render_template("prolific/index.html", studies=studies, participant=_participant())
 
@@ -468,13 +460,12 @@ def index():
 def start(sid):
     """A participant takes part: a new ACTIVE submission (or their active one again), then
     the study URL with the placeholders filled."""
-    st = state()
     form = request.get_json(silent=True) if request.is_json else request.form
     pid = (form or {}).get("participant_id") or _participant() or secrets.token_hex(12)
     if not shapes.ID_RE.match(pid):
         return _answer({"title": "Not a participant id", "message": "Use letters and digits."},
                        400)
-    with st.fresh():
+    with state().fresh() as st:
         study = st.studies.get(sid)
         if study is None or study["status"] != "ACTIVE":
             return _answer({"title": "Study not available",
@@ -508,8 +499,7 @@ def start(sid):
 
 @site.post("/submissions/<sub_id>/return")
 def give_back(sub_id):
-    st = state()
-    with st.fresh():
+    with state().fresh() as st:
         s = st.submissions.get(sub_id)
         if s is None or s["participant_id"] != _participant():
             return _answer({"title": "Unknown submission", "message": "Nothing to return."}, 404)
@@ -526,8 +516,7 @@ def complete():
     """Prolific's completion URL: the participant's active submission ends with `cc`."""
     code = request.args.get("cc", "")
     pid = _participant()
-    st = state()
-    with st.fresh():
+    with state().fresh() as st:
         active = [s for s in st.submissions.values()
                   if s["participant_id"] == pid and s["status"] == "ACTIVE"]
         for s in active:
@@ -561,8 +550,7 @@ def add_fault():
 
 @site.get("/_emulator/state")
 def dump():
-    st = state()
-    with st.fresh():
+    with state().fresh() as st:
         return jsonify({"balance": st.balance, "studies": [public(d) for d in st.studies.values()],
                         "submissions": [{**public(s), **({"rejection": s["_rejection"]}
                                                          if "_rejection" in s else {})}
