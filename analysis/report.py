@@ -47,14 +47,14 @@ FIG4_K = 3     # trials with the highest and with the lowest agreement
 
 @dataclass
 class Options:
-    """What the analyst chose: catch trials, majority rule, bootstrap, figures, images."""
+    """What the analyst chose: catch trials, majority rule, bootstrap, figures (the
+    images come with the report's Context, parsed once)."""
 
     include_catch: bool = False
     majority: str = "strict"
     n_resamples: int = accuracy.DEFAULT_RESAMPLES
     seed: int = 0
     dpi: int = plots.DEFAULT_DPI
-    experiment_file: Path | None = None
 
 
 @dataclass
@@ -393,11 +393,9 @@ def write_report(answers: Answers, out: Path, include_catch: bool = False,
     if not 20 <= dpi <= 1200:
         raise AnalysisError(f"--dpi must be between 20 and 1200, got {dpi}")
     require_answers(answers, include_catch)
-    options = Options(include_catch, majority, n_resamples, seed, dpi,
-                      Path(experiment_file) if experiment_file else None)
+    options = Options(include_catch, majority, n_resamples, seed, dpi)
     # parsed once, for the galleries and the distances; a bad file fails before writing
-    experiment = (items.from_experiment_file(options.experiment_file)
-                  if options.experiment_file else None)
+    experiment = items.from_experiment_file(experiment_file) if experiment_file else None
     out = Path(out).resolve()
     if out.exists() and (not out.is_dir() or (any(out.iterdir())
                                               and not (out / REPORT_HTML).is_file())):
