@@ -13,7 +13,7 @@ from sqlalchemy import func, select
 
 from server.export import COLUMNS, pseudonym
 from server.models import Participant, Response, db
-from tests.server.conftest import lab_post
+from tests.server.conftest import lab_post, login
 
 AUTH = {"Authorization": "Basic " + base64.b64encode(b"admin:correct horse").decode()}
 
@@ -183,13 +183,9 @@ def test_images_served_by_token_without_metadata(app, client):
 
 
 def _login(client):
-    page = client.get("/manage/login").get_data(as_text=True)
-    token = _csrf(page)
-    r = client.post("/manage/login", data={"csrf_token": token, "username": "admin",
-                                           "password": "correct horse"})
-    assert r.status_code == 303
+    token = _csrf(client.get("/manage/login").get_data(as_text=True))
+    new = login(client)
     # Logging in starts a new session with a new CSRF token.
-    new = _csrf(client.get("/manage/").get_data(as_text=True))
     assert new != token
     return new
 
