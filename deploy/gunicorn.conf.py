@@ -23,7 +23,10 @@ worker_class = "gthread"
 threads = int(os.environ.get("TLL_THREADS", 4))
 timeout = 30
 graceful_timeout = 20
-keepalive = 5
+# nginx keeps idle connections to gunicorn for 60 s (tll-site.conf's upstream); gunicorn
+# must keep them longer, or it closes one just as nginx sends a request on it (a 502).
+# An idle kept-alive connection holds no thread in gthread workers.
+keepalive = 75
 # Only nginx on this host may say who the client is (X-Forwarded-*).
 forwarded_allow_ips = "127.0.0.1,::1"
 # A line per request costs the worker about a tenth of an answer's CPU; nginx logs them.
