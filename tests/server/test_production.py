@@ -30,8 +30,7 @@ from tests.mturk.conftest import Stack as MTurkStack
 from tests.prolific.conftest import FAKE_TOKEN
 from tests.prolific.conftest import Stack as ProlificStack
 from tests.server.conftest import browser_login, make_app, set_settings, wait_images, walk_study
-from tests.server.deploy_stack import (DEPLOY, HOST, Connection, start_gunicorn, start_stack,
-                                       tls_context)
+from tests.server.deploy_stack import DEPLOY, HOST, Connection, start_gunicorn, start_stack, tls_context
 
 pytestmark = [pytest.mark.browser, pytest.mark.postgres]
 
