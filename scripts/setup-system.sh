@@ -6,7 +6,8 @@
 # - Python: `$PYTHON` (default python3) must be 3.11 or newer; a fresh Debian also needs
 #   `python3-venv` for `python3 -m venv` (only checked while .venv does not exist yet).
 # - test:  Debian's `chromium` (headless browser tests), the PostgreSQL server binaries
-#          (`postgresql`: the tests start a throw-away cluster) and `nginx` (the proxy test).
+#          (`postgresql`: the tests start a throw-away cluster), `nginx` and `openssl` (the
+#          production test makes its TLS certificate with the openssl CLI).
 # - bench: `postgresql` and `nginx`.
 # - demo:  nothing beyond Python (SQLite, gunicorn from the virtual environment).
 # Missing packages are installed with apt-get when running as root, or through
@@ -57,6 +58,7 @@ case "$what" in
     command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || add chromium
     have_pg || add postgresql
     command -v nginx >/dev/null 2>&1 || [ -x "$NGINX" ] || add nginx
+    command -v openssl >/dev/null 2>&1 || add openssl
     ;;
   bench)
     have_pg || add postgresql

@@ -13,10 +13,16 @@ What is exempt, and why:
 - Throttling: only the admin login is limited.
 - Headers: Talisman sets them on every page; the MTurk worker pages get
   `frame-ancestors` of MTurk's hosts instead of 'none' because MTurk frames them.
+- Referrer policy: REFERRER_POLICY ("same-origin"), the one value used by Talisman's
+  header, the pages' `<meta name="referrer">` and the hot paths' header. Flask-WTF's CSRF
+  check on an HTTPS request demands a same-origin Referer (WTF_CSRF_SSL_STRICT, kept on),
+  so the pages must send one to their own origin; to any other origin (MTurk's
+  turkSubmitTo, a platform's completion link) they send none, so no page or image URL
+  (opaque tokens) leaves the site in a Referer.
 - The hot paths (the JSON API and the images, HOT_BLUEPRINTS) skip Limiter's and
   Talisman's per-request work altogether (about 90 us of CPU per request, measured): they
   are no pages, are never framed or throttled, and get the two headers that matter to
-  them (nosniff, no-referrer) directly.
+  them (nosniff, the referrer policy) directly.
 - The form answers of the lab and the MTurk worker page (ANSWER_ENDPOINTS) are exempt
   from throttling, so they skip Limiter's hooks (its exemption look-up was about 8 % of a
   lab answer's CPU), and Flask-Login's (no login happens there). Their Talisman headers
@@ -52,6 +58,10 @@ login_manager = LoginManager()
 # effective limit is (workers x limit); set RATELIMIT_STORAGE_URI (e.g. redis://) to share.
 limiter = Limiter(key_func=get_remote_address, default_limits=[], storage_uri="memory://")
 talisman = Talisman()
+
+# Same-origin requests carry a Referer (the CSRF check over HTTPS needs it); requests to
+# any other origin carry none.
+REFERRER_POLICY = "same-origin"
 
 # 'self' only: no inline scripts or styles anywhere (scripts live in static/*.js).
 CSP = {
@@ -124,7 +134,7 @@ def _talisman_headers(hook):
 
 
 # What the hot paths' responses carry instead of Talisman's page headers.
-HOT_HEADERS = (("X-Content-Type-Options", "nosniff"), ("Referrer-Policy", "no-referrer"))
+HOT_HEADERS = (("X-Content-Type-Options", "nosniff"), ("Referrer-Policy", REFERRER_POLICY))
 
 
 def _hot_headers(resp):
@@ -236,6 +246,9 @@ def init_app(app) -> None:
     blueprints are registered, so exemptions can name them)."""
     app.session_interface = SplitSessionInterface()
     app.config.setdefault("WTF_CSRF_TIME_LIMIT", None)  # valid for the session's life
+    # Over HTTPS a form post must come with a Referer of this site (REFERRER_POLICY sends it).
+    app.config.setdefault("WTF_CSRF_SSL_STRICT", True)
+    app.jinja_env.globals["referrer_policy"] = REFERRER_POLICY
     app.config.setdefault("RATELIMIT_HEADERS_ENABLED", False)
     csrf.init_app(app)
     login_manager.init_app(app)
@@ -257,7 +270,7 @@ def init_app(app) -> None:
         session_cookie_secure=bool(app.config.get("SESSION_COOKIE_SECURE")),
         session_cookie_http_only=True,
         content_security_policy=CSP, frame_options="DENY",
-        referrer_policy="no-referrer", x_xss_protection=False)
+        referrer_policy=REFERRER_POLICY, x_xss_protection=False)
     for endpoint, view in app.view_functions.items():
         if endpoint.startswith("mturk_worker."):
             view.talisman_view_options = {"frame_options": None}

@@ -68,27 +68,27 @@ def machine(tmp_path):
 def test_root_installs_what_the_tests_need_with_apt_get(machine):
     rc, err, calls = machine(uid=0)("test")
     assert rc == 0, err
-    assert calls == ["apt-get update -qq", "apt-get install -y chromium postgresql nginx"]
+    assert calls == ["apt-get update -qq", "apt-get install -y chromium postgresql nginx openssl"]
 
 
 def test_passwordless_sudo_installs_only_what_is_missing(machine):
     rc, err, calls = machine(uid=1000, sudo=True, present=("chromium",))("test")
     assert rc == 0, err
     assert [c for c in calls if c.startswith("sudo") and "install" in c] == [
-        "sudo -n env DEBIAN_FRONTEND=noninteractive apt-get install -y postgresql nginx"]
-    assert calls[-1] == "apt-get install -y postgresql nginx"  # run through sudo
+        "sudo -n env DEBIAN_FRONTEND=noninteractive apt-get install -y postgresql nginx openssl"]
+    assert calls[-1] == "apt-get install -y postgresql nginx openssl"  # run through sudo
 
 
 def test_neither_root_nor_sudo_prints_the_command_and_fails(machine):
     rc, err, calls = machine(uid=1000, sudo=False)("test")
     assert rc == 1
     assert err.count("\n") == 1
-    assert "sudo apt-get install -y chromium postgresql nginx" in err
+    assert "sudo apt-get install -y chromium postgresql nginx openssl" in err
     assert not [c for c in calls if c.startswith("apt-get") or "install" in c]
 
 
 def test_nothing_is_installed_when_everything_is_there(machine):
-    rc, err, calls = machine(uid=1000, present=("chromium", "postgresql", "nginx"))("test")
+    rc, err, calls = machine(uid=1000, present=("chromium", "postgresql", "nginx", "openssl"))("test")
     assert (rc, err, calls) == (0, "", [])
 
 

@@ -6,6 +6,7 @@ import re
 from pathlib import Path
 
 from server.models import Participant, db
+from server.security import REFERRER_POLICY
 from tests.server.conftest import csrf_from, lab_post
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -148,7 +149,7 @@ def test_security_headers_on_every_kind_of_page(app):
         assert "frame-ancestors 'none'" in csp and "script-src 'self'" in csp, url
         assert "unsafe-inline" not in csp, url
         assert r.headers.get("X-Content-Type-Options") == "nosniff", url
-        assert r.headers.get("Referrer-Policy") == "no-referrer", url
+        assert r.headers.get("Referrer-Policy") == REFERRER_POLICY == "same-origin", url
         assert r.headers.get("X-Frame-Options") == "DENY", url
         assert "Strict-Transport-Security" not in r.headers  # no forced HTTPS in the lab
     # The JSON API and the images are no pages (and the hot path): the two headers that
@@ -157,7 +158,7 @@ def test_security_headers_on_every_kind_of_page(app):
         r = c.get(url)
         assert r.status_code == 404
         assert r.headers.get("X-Content-Type-Options") == "nosniff", url
-        assert r.headers.get("Referrer-Policy") == "no-referrer", url
+        assert r.headers.get("Referrer-Policy") == REFERRER_POLICY == "same-origin", url
     # The MTurk worker page is framed by MTurk: its hosts only, and no DENY.
     r = c.get("/mturk/task/small/h0001?assignmentId=ASSIGNMENT_ID_NOT_AVAILABLE&hitId=H1")
     csp = r.headers["Content-Security-Policy"]
@@ -184,6 +185,28 @@ def test_csrf_on_the_lab_forms(app):
     _start_participant(c, "WITHCSRF")
     assert c.post("/lab/small/answer", data={"n": "1", "choice": "1"}).status_code == 400
     assert lab_post(c, "/lab/small/answer", {"n": "1", "choice": "1"}).status_code == 303
+
+
+def test_https_forms_need_and_get_a_same_origin_referer(app):
+    """Over HTTPS the CSRF check wants a Referer of this site: the policy every page
+    states (header and meta tag, one value) sends one to this origin and none elsewhere."""
+    assert app.config["WTF_CSRF_SSL_STRICT"] is True
+    c = app.test_client()
+    https = {"base_url": "https://study.test"}
+    page = c.get("/lab/small/", **https)
+    html = page.get_data(as_text=True)
+    assert page.headers["Referrer-Policy"] == REFERRER_POLICY == "same-origin"
+    assert f'<meta name="referrer" content="{REFERRER_POLICY}">' in html
+    data = {"csrf_token": csrf_from(html), "code": "HTTPSFORM"}
+    r = c.post("/lab/small/start", data=data, **https)
+    assert r.status_code == 400 and "referrer header is missing" in r.get_data(as_text=True)
+    r = c.post("/lab/small/start", data=data, headers={"Referer": "https://evil.test/"}, **https)
+    assert r.status_code == 400 and "does not match" in r.get_data(as_text=True)
+    r = c.post("/lab/small/start", data=data,
+               headers={"Referer": "https://study.test/lab/small/"}, **https)
+    assert r.status_code == 303
+    with app.app_context():
+        assert db.session.query(Participant).filter_by(code="HTTPSFORM").count() == 1
 
 
 def test_database_outage_is_503_with_retry_after(tmp_path):
