@@ -7,7 +7,7 @@ HOST   ?= 127.0.0.1
 PORT   ?= 5000
 SIMULATE ?= 0
 
-.PHONY: venv venv-dev demo demo-pipeline test lint report bench bench-server clean system-test system-demo system-bench
+.PHONY: venv venv-dev demo demo-check demo-pipeline test lint report bench bench-server clean system-test system-demo system-bench
 
 # What the targets need beyond Python (Chromium, PostgreSQL, nginx; Python >= 3.11):
 # installed with apt-get as root or through passwordless sudo, else one line saying how.
@@ -31,7 +31,13 @@ venv-dev: $(VENV)/.dev-stamp
 demo-pipeline: system-demo venv
 	$(PY) -m experiments demo $(DEMO)
 
-demo: demo-pipeline
+# A taken PORT or a bad SIMULATE stops `make demo` at once, before anything is built; the
+# pipeline runs after the check even under `make -j`.
+demo-check:
+	@HOST=$(HOST) PORT=$(PORT) PY=$(PYTHON) SIMULATE=$(SIMULATE) sh scripts/demo-serve.sh --check
+
+demo: demo-check
+	@$(MAKE) --no-print-directory demo-pipeline
 	DEMO=$(DEMO) HOST=$(HOST) PORT=$(PORT) PY=$(PY) SIMULATE=$(SIMULATE) sh scripts/demo-serve.sh
 
 # The report for the demo experiment from the answers given so far.

@@ -637,8 +637,7 @@ def delete_cmd(experiment, production, endpoint_url, keys):
               help="Keep the state in this JSON file (reloaded on start).")
 def emulate_cmd(host, port, allow_http_localhost, environment, balance, state_path):
     """Run a local MTurk-compatible endpoint (requester API + simulated worker site)."""
-    from werkzeug.serving import run_simple
-
+    from ..localserve import serve_until_stopped
     from .emulator import create_emulator, request_handler
     from .question import is_loopback_url
 
@@ -654,5 +653,4 @@ def emulate_cmd(host, port, allow_http_localhost, environment, balance, state_pa
     click.echo(f"Local MTurk endpoint ({environment}) on {url}\n"
                f"  requester commands: --endpoint-url {url}  (or MTURK_ENDPOINT_URL={url})\n"
                f"  worker site:        {url}/")
-    run_simple(host, port, app, threaded=True, use_reloader=False,
-               request_handler=request_handler(app))
+    serve_until_stopped(app, host, port, request_handler(app))

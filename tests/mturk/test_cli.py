@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -258,35 +258,27 @@ def _flask(*args, env, timeout=60):
 
 
 def test_entry_points_in_subprocesses(tmp_path):
+    from tests import cli_serving
     from tests.conftest import free_port
 
     port = free_port()
     env = dict(os.environ, PYTHONPATH=str(ROOT), TLL_INSTANCE=str(tmp_path / "instance"),
                DATABASE_URL=f"sqlite:///{tmp_path / 'db.sqlite3'}")
     log = open(tmp_path / "emulate.log", "w+")
-    proc = subprocess.Popen([sys.executable, "-m", "flask", "--app", "server", "mturk",
-                             "emulate", "--port", str(port), "--allow-http-localhost",
-                             "--state", str(tmp_path / "state.json")],
-                            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    proc = cli_serving.start(["mturk", "emulate", "--port", str(port), "--allow-http-localhost",
+                              "--state", str(tmp_path / "state.json")], url + "/", env, log)
     try:
-        url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                if requests.get(url + "/", timeout=1).status_code == 200:
-                    break
-            except requests.ConnectionError:
-                time.sleep(0.2)
-        else:
-            raise AssertionError("the emulator did not start:\n" + log.read())
         res = _flask("balance", env={**env, "MTURK_ENDPOINT_URL": url})
         assert res.returncode == 0, res.stderr
         assert f"local-sandbox ({url}): available balance $10,000.00" in res.stdout
     finally:
-        proc.terminate()
-        proc.wait(10)
+        # SIGTERM (a service manager, `kill`) stops it as cleanly as Ctrl-C.
+        status = cli_serving.stop(proc, signal.SIGTERM)
     log.seek(0)
     text = log.read() + res.stdout + res.stderr
+    assert status == 0, text
+    assert "Traceback" not in text
     assert "Local MTurk endpoint (sandbox) on " + url in text
     assert FAKE_SECRET not in text and FAKE_KEY_ID not in text
     assert (tmp_path / "state.json").exists() is False or FAKE_SECRET not in \

@@ -1,6 +1,6 @@
 """The local endpoint fails where MTurk would: each rule sent through the real boto3
 client over HTTP (qualifications on workers, extension across 10 assignments, tokens
-forgotten after 24 hours, deleted HITs, zero rewards, locales, assignment statuses,
+forgotten after 24 hours, deleted HITs, zero and malformed amounts, locales, assignment statuses,
 qualification types and NotifyWorkers)."""
 from __future__ import annotations
 
@@ -135,6 +135,50 @@ def test_zero_reward_refused(em):
             make_hit(c, Reward=reward)
         assert "minimum reward" in err.value.response["Error"]["Message"]
     assert c.list_hits()["NumResults"] == 0
+
+
+MALFORMED_AMOUNTS = ["\n$0.05", "$0.05", "0.05\n", " 0.05", "0.05 ", "0.051", "-0.05",
+                     "+0.05", "1e-2", "0,05", ".05", "0.05 USD", "\uff10.05", "NaN"]
+
+
+def _refused_as_malformed(c, err, member):
+    resp = err.value.response
+    assert resp["ResponseMetadata"]["HTTPStatusCode"] == 400
+    assert resp["Error"]["Code"] == "RequestError"
+    assert code(err) == "AWS.MechanicalTurk.ParameterValidation"
+    assert f"at '{member}' failed to satisfy constraint" in resp["Error"]["Message"]
+    assert "^[0-9]+(\\.)?[0-9]{0,2}$" in resp["Error"]["Message"]
+
+
+def test_malformed_amounts_are_refused(em):
+    """A CurrencyAmount is a string of digits with at most two decimals: no currency sign,
+    sign, exponent, comma or whitespace, as MTurk validates Reward and BonusAmount."""
+    c = mturk(em)
+    for bad in MALFORMED_AMOUNTS:
+        with pytest.raises(c.exceptions.RequestError) as err:
+            make_hit(c, Reward=bad)
+        _refused_as_malformed(c, err, "reward")
+        with pytest.raises(c.exceptions.RequestError) as err:
+            c.create_hit_type(Title="x", Description="y", Reward=bad,
+                              AssignmentDurationInSeconds=600)
+        _refused_as_malformed(c, err, "reward")
+    assert c.list_hits()["NumResults"] == 0
+    # The well-formed shapes the pattern allows are accepted and shown with two decimals.
+    assert [make_hit(c, Reward=r)["Reward"] for r in ("0.05", "1", "1.5", "2.")] == \
+        ["0.05", "1.00", "1.50", "2.00"]
+    hit = make_hit(c)
+    a = accept(em, hit["HITId"]).json()
+    assert submit(em, a["assignmentId"], x="1").json()["status"] == "Submitted"
+    for i, bad in enumerate(("\n$0.25", "$0.25", "0.25 ", "0.255")):
+        with pytest.raises(c.exceptions.RequestError) as err:
+            c.send_bonus(WorkerId=a["workerId"], AssignmentId=a["assignmentId"],
+                         BonusAmount=bad, Reason="thanks", UniqueRequestToken=f"bad{i}")
+        _refused_as_malformed(c, err, "bonusAmount")
+    assert c.list_bonus_payments(AssignmentId=a["assignmentId"])["NumResults"] == 0
+    c.send_bonus(WorkerId=a["workerId"], AssignmentId=a["assignmentId"], BonusAmount="0.25",
+                 Reason="thanks", UniqueRequestToken="ok")
+    assert [b["BonusAmount"] for b in c.list_bonus_payments(
+        AssignmentId=a["assignmentId"])["BonusPayments"]] == ["0.25"]
 
 
 def test_extending_across_ten_assignments_is_refused(em):

@@ -4,6 +4,11 @@ interrupted publish is finished by rerunning it, never with a second study); the
 URL lets in only participants of this experiment's study, once each."""
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
+
 import pytest
 import requests
 
@@ -186,6 +191,38 @@ def test_emulate_listens_on_this_machine_only(stack):
     assert res.exit_code == 2 and "this machine only" in res.output
     res = stack.runner.invoke(args=["prolific", "emulate", "--balance", "lots"])
     assert res.exit_code == 2 and "not an amount" in res.output
+
+
+@pytest.mark.parametrize("stop_signal", [signal.SIGINT, signal.SIGTERM])
+def test_emulate_serves_from_the_command_line_until_stopped(tmp_path, stop_signal):
+    """The README's dry run: `flask --app server prolific emulate --port N` with the
+    local token, then requester commands with PROLIFIC_API_URL; Ctrl-C or SIGTERM stops
+    the endpoint with exit 0."""
+    from tests import cli_serving
+    from tests.conftest import free_port
+
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    env = dict(os.environ, PYTHONPATH=str(cli_serving.ROOT), PROLIFIC_TOKEN="local-emulator-token",
+               TLL_INSTANCE=str(tmp_path / "instance"),
+               DATABASE_URL=f"sqlite:///{tmp_path / 'db.sqlite3'}")
+    log = open(tmp_path / "emulate.log", "w+")
+    proc = cli_serving.start(["prolific", "emulate", "--port", str(port)], url + "/", env, log)
+    try:
+        res = subprocess.run([sys.executable, "-m", "flask", "--app", "server", "prolific",
+                              "balance"], cwd=cli_serving.ROOT, env={**env, "PROLIFIC_API_URL": url},
+                             capture_output=True, text=True, timeout=60)
+        assert proc.poll() is None
+    finally:
+        status = cli_serving.stop(proc, stop_signal)
+    log.seek(0)
+    out = log.read()
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert f"({url}): available balance 10000.00 GBP" in res.stdout
+    assert status == 0, out
+    assert "Traceback" not in out and "Ignoring a call" not in out
+    assert f"Local Prolific on {url}/" in out
+    assert '"GET /api/v1/' in out  # the balance call was served by this process
 
 
 def test_prolific_is_a_registered_link_platform_with_its_statuses():

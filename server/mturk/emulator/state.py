@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import secrets
 import string
 import threading
@@ -50,6 +51,24 @@ class MTurkError(Exception):
                  kind: str = "RequestError"):
         super().__init__(message)
         self.message, self.turk_code, self.kind = message, turk_code, kind
+
+
+# MTurk's CurrencyAmount (Reward, BonusAmount): the pattern of its service model,
+# ^[0-9]+(\.)?[0-9]{0,2}$, matched whole (no sign, currency symbol, spaces or newline).
+CURRENCY_AMOUNT = re.compile(r"[0-9]+\.?[0-9]{0,2}")
+
+
+def currency_amount(member: str, value) -> Decimal:
+    """Return `value` as a Decimal if it is a CurrencyAmount as MTurk accepts it (a string
+    such as "0.05"); raise MTurkError (ParameterValidation) otherwise."""
+    if not isinstance(value, str) or not CURRENCY_AMOUNT.fullmatch(value):
+        raise MTurkError(f"1 validation error detected: Value {json.dumps(value)} at "
+                         f"'{member}' failed to satisfy constraint: Member must satisfy "
+                         "regular expression pattern: ^[0-9]+(\\.)?[0-9]{0,2}$")
+    try:
+        return parse_amount(value)
+    except FeeError as exc:  # beyond any account's means
+        raise MTurkError(f"{member}: {exc}") from None
 
 
 def new_id(prefix: str = "3", length: int = 30) -> str:
@@ -503,10 +522,7 @@ class EmulatorState:
                 raise MTurkError(f"Value for {key} is required.")
         if len(p["Title"]) > 128 or len(p["Description"]) > 2000:
             raise MTurkError("Title is at most 128 and Description 2000 characters.")
-        try:
-            reward = parse_amount(p["Reward"])
-        except FeeError as exc:
-            raise MTurkError(f"Reward: {exc}") from None
+        reward = currency_amount("reward", p["Reward"])
         if reward < Decimal("0.01"):
             raise MTurkError(f"The value {p['Reward']} for Reward is invalid: the minimum "
                              "reward is $0.01.")
@@ -707,10 +723,7 @@ class EmulatorState:
                 raise MTurkError("The worker did not work on this assignment.")
             if not p.get("Reason"):
                 raise MTurkError("Value for Reason is required.")
-            try:
-                amount = parse_amount(p.get("BonusAmount"))
-            except FeeError as exc:
-                raise MTurkError(f"BonusAmount: {exc}") from None
+            amount = currency_amount("bonusAmount", p.get("BonusAmount"))
             if amount <= 0:
                 raise MTurkError("BonusAmount must be positive.")
             cost = amount + bonus_fee(amount)

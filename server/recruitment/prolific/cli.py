@@ -440,6 +440,8 @@ def emulate_cmd(host, port, token, balance):
         app = create_emulator(token or DEFAULT_TOKEN, Decimal(balance))
     except InvalidOperation:
         fail(f"--balance {balance!r} is not an amount")
+    from ...localserve import serve_until_stopped
     click.echo(f"Local Prolific on http://{host}:{port}/ (API http://{host}:{port}/api/v1/); "
-               "use --api-url with the same token.")
-    app.run(host=host, port=port, threaded=True)
+               f"use --api-url http://{host}:{port} (or PROLIFIC_API_URL) with the same "
+               "token. Stop with Ctrl-C.")
+    serve_until_stopped(app, host, port)
