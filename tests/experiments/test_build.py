@@ -152,7 +152,7 @@ def test_face_rule_and_face_denominator_through_the_cli(study, tmp_path, faces):
     assert dist["face_rule"] == "distance" and len(dist["ids"]) > len(nb["ids"])
     assert not {r["rule"] for r in dist["dropped"]} & {"face_left_argmin", "face_right_argmin"}
     rows = {}
-    for fd in ("notebook", "subset"):
+    for fd in ("faces", "subset", "notebook"):
         out = tmp_path / fd
         proc = run_cli("experiments", "evaluate", str(work), "--subset", "all", "--out", str(out),
                        "--face-denominator", fd)
@@ -162,11 +162,14 @@ def test_face_rule_and_face_denominator_through_the_cli(study, tmp_path, faces):
         face = "face/dlib_hog"
         assert t1.loc[face, "face_denominator"] == fd == t2.loc[face, "face_denominator"]
         rows[fd] = t1.loc["face/dlib_hog"]
-    # the notebook counts the pairs with a face on both sides, the subset every pair
-    assert rows["notebook"]["queries"] == len(both) and rows["subset"]["queries"] == len(dist["ids"]) + len(
+    # `faces` counts the pairs with a face on both sides, `subset` every pair; on the whole
+    # set `notebook` counts the same pairs as `faces`, but prints recall at 2, 6, 11, 21
+    assert rows["faces"]["queries"] == len(both) and rows["subset"]["queries"] == len(dist["ids"]) + len(
         {r["id"] for r in dist["dropped"]})
     subset_hits = rows["subset"]["R@1"] * rows["subset"]["queries"]
-    assert rows["notebook"]["R@1"] * len(both) == pytest.approx(subset_hits, abs=1)
+    assert rows["faces"]["R@1"] * len(both) == pytest.approx(subset_hits, abs=1)
+    assert rows["notebook"]["queries"] == len(both) and rows["notebook"]["recall_at"] == "2,6,11,21"
+    assert rows["notebook"]["R@1"] >= rows["faces"]["R@1"] and pd.isna(rows["notebook"]["R@50"])
     proc = run_cli("experiments", "evaluate", str(work), "--out", str(tmp_path / "d"))
     assert "subset face rule: distance" in proc.stdout
     assert (pd.read_csv(tmp_path / "d" / "table1.csv")["face_rule"] == "distance").all()
