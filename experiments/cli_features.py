@@ -24,8 +24,9 @@ DETECTORS = ("hog", "cnn")
 @click.option("--upsample", type=click.IntRange(0, 4), default=None,
               help="Times the detector upsamples the image [default: 1 for hog, 0 for cnn, "
                    "or what the existing face set used].")
-@click.option("--batch-size", type=click.IntRange(1, 1024), default=8, show_default=True,
-              help="Images per forward pass; results are saved after each batch.")
+@click.option("--batch-size", type=click.IntRange(1, 1024), default=None,
+              help="Images per forward pass; results are saved after each batch [default: "
+                   "8 on the CPU, on a GPU 64 per 10 GiB of its memory, 32 to 512].")
 @click.option("--weights", type=click.Path(dir_okay=False), default=None,
               help="Weights file of the backbone instead of the packaged one / the torch "
                    "hub cache (torchvision's ImageNet state dict).")
@@ -47,9 +48,25 @@ DETECTORS = ("hog", "cnn")
               help="Compute only the I-th of N shares of the images (decided by each image's "
                    "hash) into the same store, e.g. one per SLURM array task; the shard that "
                    "completes the set writes it.")
+@click.option("--allow-tf32", is_flag=True,
+              help="Let a GPU compute float32 products in TF32 (faster, about 3 significant "
+                   "digits less); off by default, so GPU features match CPU ones.")
+@click.option("--autocast", is_flag=True,
+              help="Run the CNN under torch.autocast (float16 on a GPU, bfloat16 on the CPU).")
+@click.option("--threads", type=click.IntRange(1, 1024), default=None,
+              help="torch threads [default: one per usable core]; recorded with the results.")
+@click.option("--deterministic", is_flag=True,
+              help="One image per forward pass: no feature depends on the other images of "
+                   "its batch (slower on a GPU; byte-identical shards for a fixed --threads).")
+@click.option("--mixed-settings", type=click.Choice(["refuse", "allow", "recompute"]),
+              default="refuse", show_default=True,
+              help="When cached results were computed under other settings (device, dtype, "
+                   "TF32, autocast, library versions): refuse, allow both in one set "
+                   "(meta.json lists each), or recompute them under this run's.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def features(study_dir, kind, model, detector, upsample, batch_size, weights, workers, device,
-             precision, max_side, shard, quiet):
+             precision, max_side, shard, allow_tf32, autocast, threads, deterministic,
+             mixed_settings, quiet):
     """Compute one feature set of STUDY_DIR into STUDY_DIR/features/<kind>/<name>/.
 
     Only images that are new or changed since the last run (by pixel sha256) are
@@ -63,22 +80,25 @@ def features(study_dir, kind, model, detector, upsample, batch_size, weights, wo
         shard = extract.parse_shard(shard)
     except ValueError as exc:
         raise ExperimentsError(str(exc)) from None
+    opts = extract.ComputeOptions(allow_tf32=allow_tf32, autocast=autocast, threads=threads,
+                                  deterministic=deterministic, on_mixed=mixed_settings)
     try:
         if kind == "generic":
             summaries = [extract.extract_generic(study_dir, model=model, weights=weights,
                                                  batch_size=batch_size, workers=workers,
                                                  progress=not quiet, device=device,
-                                                 precision=precision, shard=shard)]
+                                                 precision=precision, shard=shard,
+                                                 opts=opts)]
         elif kind == "face":
             summaries = [extract.extract_faces(study_dir, detector=detector, upsample=upsample,
                                                batch_size=batch_size, workers=workers,
                                                progress=not quiet, max_side=max_side,
-                                               shard=shard)]
+                                               shard=shard, opts=opts)]
         else:
             summaries = extract.extract_face_generic(
                 study_dir, model=model, detector=detector, upsample=upsample, weights=weights,
                 batch_size=batch_size, workers=workers, progress=not quiet, device=device,
-                precision=precision, max_side=max_side, shard=shard)
+                precision=precision, max_side=max_side, shard=shard, opts=opts)
     except (ManifestError, WeightsError, StoreError) as exc:
         raise ExperimentsError(str(exc)) from None
     except OSError as exc:  # an image the manifest names is gone or unreadable

@@ -76,18 +76,14 @@ def check_precision(precision: str) -> None:
 
 def resolve_device(device: str = "auto") -> str:
     """Return the torch device to run a backbone on: `cpu`, `cuda`, or for `auto` CUDA
-    when torch.cuda.is_available(), else the CPU. Raise WeightsError for `cuda` without
-    a GPU."""
-    import torch
+    when torch sees a GPU, else the CPU (without importing torch where no GPU can exist).
+    Raise WeightsError for `cuda` without a GPU."""
+    from experiments.features.compute import device_for
 
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device == "cuda" and not torch.cuda.is_available():
-        raise weights_mod.WeightsError("--device cuda: torch sees no CUDA GPU on this machine "
-                                       "(use --device auto or cpu)")
-    if device not in ("cpu", "cuda"):
-        raise ValueError(f"unknown device {device!r} (use auto, cpu or cuda)")
-    return device
+    try:
+        return device_for(device)
+    except RuntimeError as exc:
+        raise weights_mod.WeightsError(str(exc)) from None
 
 
 def min_row_cosine(reference, other) -> float:
