@@ -323,6 +323,10 @@ def evaluate_study(workdir: str | os.PathLike, subset: str | None = None,
     name, ids = load_subset(workdir, subset, manifest.ids)
     store = FeatureStore(workdir)
     keys = store.keys()
+    if not keys and keys.unusable:
+        why = "; ".join(f"{k} is {why}: run `{ds.features_command(k, str(workdir))}`"
+                        for k, why in sorted(keys.unusable.items()))
+        raise ds.FeatureAccessError(f"no usable feature set in {workdir}: {why}")
     if not keys:
         raise ds.FeatureAccessError("the feature store is empty: run "
                                     f"`{ds.features_command('generic/efficientnet_lite0', str(workdir))}`")

@@ -251,3 +251,14 @@ def test_stale_and_incomplete_sets_name_the_set_and_the_command(demo_study, copy
     err = build("face")
     assert ("feature set face/dlib_hog is out of date (the pair manifest changed since): "
             f"run `python -m experiments features {work} --kind face --detector hog`") in err
+    # evaluate: every set out of date says so and names the commands, not "empty"
+    for key in ("generic/efficientnet_lite0", "face_generic/efficientnet_lite0_hog"):
+        meta = json.loads((work / "features" / key / "meta.json").read_text())
+        edit_meta(key, complete=True, left_sha256=["0" * 64] + meta["left_sha256"][1:])
+    proc = run_cli("experiments", "evaluate", str(work), "--subset", "all", "--out",
+                   str(tmp_path / "ev"), check=False)
+    assert proc.returncode == 2 and "empty" not in proc.stderr
+    assert proc.stderr.startswith(f"Error: no usable feature set in {work}: ")
+    assert ("face/dlib_hog is out of date (the pair manifest changed since): run "
+            f"`python -m experiments features {work} --kind face --detector hog`") in proc.stderr
+    assert "generic/efficientnet_lite0 is out of date" in proc.stderr
