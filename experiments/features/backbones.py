@@ -159,7 +159,8 @@ def _fit(net, state: dict, path: Path, name: str) -> None:
     """Load `state` into `net` strictly; raise WeightsError with a one-line summary of
     what does not fit (counts and the first names, never torch's whole key list)."""
     expected = net.state_dict()
-    missing = [k for k in expected if k not in state]
+    # BatchNorm fills a missing num_batches_tracked itself (torchvision's older files)
+    missing = [k for k in expected if k not in state and not k.endswith("num_batches_tracked")]
     unexpected = [k for k in state if k not in expected]
     shapes = [k for k in expected if k in state and hasattr(state[k], "shape")
               and tuple(state[k].shape) != tuple(expected[k].shape)]
