@@ -421,19 +421,30 @@ class FeatureCache:
 
     def settings_of(self, shas) -> dict[str, tuple[dict | None, int]]:
         """Return, for the images ``shas`` held here, ``{signature (canonical JSON):
-        (the full settings first seen with it, how many images)}``; results recorded
-        without settings have the signature "null"."""
+        (its full settings, how many images)}``, where a batch size, thread count or
+        batching that varied under one signature is the list of its values; results
+        recorded without settings have the signature "null"."""
         from experiments.features.compute import signature
 
-        out: dict[str, tuple[dict | None, int]] = {}
+        by_raw: dict[str | None, int] = {}
         for sha in shas:
             e = self.entries.get(sha)
-            if e is None:
-                continue
-            full = json.loads(e.settings) if e.settings else None
+            if e is not None:
+                by_raw[e.settings] = by_raw.get(e.settings, 0) + 1
+        out: dict[str, tuple[dict | None, int]] = {}
+        for raw, n in by_raw.items():   # few distinct settings, however many images
+            full = json.loads(raw) if raw else None
             sig = json.dumps(signature(full), sort_keys=True)
             first, count = out.get(sig, (full, 0))
-            out[sig] = (first, count + 1)
+            if first is not None and full is not None and first is not full:
+                # same signature, other batch size or threads: list every value seen
+                first = dict(first)
+                for k in ("batch_size", "threads", "deterministic"):
+                    seen = first[k] if isinstance(first.get(k), list) else [first.get(k)]
+                    if full.get(k) not in seen:
+                        seen = sorted(seen + [full.get(k)], key=str)
+                    first[k] = seen if len(seen) > 1 else seen[0]
+            out[sig] = (first, count + n)
         return out
 
     def clear(self) -> None:

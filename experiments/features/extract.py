@@ -75,9 +75,11 @@ def _check_mixed(cache, shard_images: list[str], todo: list[str], run: dict, on_
     if not others or on_mixed == "allow" or (not todo and on_mixed == "refuse"):
         return todo
     if on_mixed == "recompute":
-        redo = {s for s in cached if _signature_json(
-            json.loads(cache.get(s).settings) if cache.get(s).settings else None) != current}
-        return [s for s in shard_images if s in redo or s in set(todo)]
+        sig_of: dict[str | None, str] = {}
+        for raw in {cache.get(s).settings for s in cached}:
+            sig_of[raw] = _signature_json(json.loads(raw) if raw else None)
+        redo = {s for s in cached if sig_of[cache.get(s).settings] != current} | set(todo)
+        return [s for s in shard_images if s in redo]
     found = "; ".join(f"{n} image(s) under {describe_settings(full)}" for full, n in others.values())
     raise store_mod.MixedSettingsError(
         f"{key}: the cache holds results computed under other settings ({found}) than this "
