@@ -5,7 +5,7 @@ Two runs whose *signature* (everything but batch size, threads and batching) dif
 give different features, so a feature set refuses to mix their results unless told to.
 Batch size and threads are recorded but not part of the signature: on the CPU they change a
 feature by float rounding only, bounded by BATCH_TOLERANCE (measured on EfficientNet-Lite0:
-1.7e-7 of the largest component for a batch of one against a batch of eight, 8e-7 for one
+1.7e-7 of the largest component for a batch of one against a batch of eight, 1.0e-6 for one
 thread against two); `deterministic` batching (one image per forward pass) makes a feature
 independent of its batch altogether, for a given thread count.
 
