@@ -7,7 +7,7 @@ HOST   ?= 127.0.0.1
 PORT   ?= 5000
 SIMULATE ?= 0
 
-.PHONY: venv venv-dev demo demo-check demo-pipeline test lint report bench bench-server clean system-test system-demo system-bench
+.PHONY: venv venv-dev demo demo-check demo-pipeline test lint report bench bench-gpu bench-server clean system-test system-demo system-bench
 
 # What the targets need beyond Python (Chromium, PostgreSQL, nginx; Python >= 3.11):
 # installed with apt-get as root or through passwordless sudo, else one line saying how.
@@ -61,6 +61,11 @@ bench: system-bench venv-dev
 # the think-time capacity; about 10 minutes on a quiet 2-CPU machine (a hard limit of 15).
 bench-server: system-bench venv-dev
 	timeout 900 $(PY) benchmarks/bench_server.py --nginx --capacity 250 500 1000 1500 2000
+
+# Images/s of every backbone on one device as a share of its measured matmul rate; under
+# 5 minutes on one GPU (the CPU path: benchmarks/bench_gpu.py --device cpu --tiny).
+bench-gpu: venv-dev
+	timeout 300 $(PY) benchmarks/bench_gpu.py
 
 clean:
 	rm -rf build .pytest_cache

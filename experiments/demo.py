@@ -2,7 +2,8 @@
 
 Steps (each reuses the command that does it; reruns are quick because `demo-data` is
 skipped when STUDY_DIR/source exists and the feature store skips unchanged images):
-demo-data -> ingest -> features generic, face, face_generic -> subsets -> evaluate ->
+demo-data -> ingest -> features generic, face, face_generic -> subsets -> evaluate (and the
+option matrix: TLL_d face rule x face rows of Table 1) ->
 build STUDY_DIR/experiments/demo.json: the paper's design (six cells: TLL_obj x random,
 generic; TLL_d x random, face, face_generic, generic) with the largest number of trials
 per cell the demo set allows, at least DEMO_MIN_PER_CONDITION.
@@ -63,6 +64,7 @@ def run_demo(study_dir: str | os.PathLike) -> dict:
     from experiments.experiment_file import write_experiment
     from experiments.features import extract
     from experiments.ingest import ingest, summary
+    from experiments.option_matrix import option_matrix, option_matrix_text
     from experiments.subsets import SubsetParams, compute_subsets
     from experiments.summaries import build_summary, evaluation_summary, subsets_summary
 
@@ -93,6 +95,8 @@ def run_demo(study_dir: str | os.PathLike) -> dict:
     _step("5/6 retrieval evaluation")
     with _failing_step(f"evaluate {study}"):
         click.echo(evaluation_summary(evaluate_study(study), "mean"))
+    with _failing_step(f"option-matrix {study}"):
+        click.echo(option_matrix_text(option_matrix(study)))
     _step("6/6 demo experiment")
     out = study / "experiments" / "demo.json"
     with _failing_step(f"build {study} --design paper --per-condition "

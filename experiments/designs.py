@@ -18,7 +18,9 @@ HITs, catch trials, and the build of an experiment from a study.
 Randomness: every draw comes from ``numpy.random.default_rng([seed, stage])``: queries
 (stage 1, the conditions with the fewest eligible pairs first, so a disjoint design
 fits when it can), candidates and display order (stage 2, in design order), trial order
-and catch-trial places (stage 3). Trials are shuffled across conditions before they are
+and catch-trial places (stage 3), and the true image's display position in each cell
+(stage 5 and the cell's index: every position equally often, the remainder at distinct
+random positions). Trials are shuffled across conditions before they are
 cut into HITs; catch trials (condition ``catch``, subset of the first condition) take
 random places among them.
 """
@@ -331,7 +333,8 @@ def build_trials(design: Design, seed: int, subsets: dict[str, list[str]],
 
     rng = np.random.default_rng([seed, 2])
     trials: list[dict] = []
-    for spec, qs in zip(design.conditions, queries):
+    for cell, (spec, qs) in enumerate(zip(design.conditions, queries)):
+        places = distractors.balanced_positions(len(qs), np.random.default_rng([seed, 5, cell]))
         pool = subsets[spec.subset]
         col = {p: j for j, p in enumerate(pool)}
         keys = [content_keys[(p, "right")] for p in pool]
@@ -345,7 +348,7 @@ def build_trials(design: Design, seed: int, subsets: dict[str, list[str]],
             try:
                 shown, true_index = distractors.choose_candidates(
                     spec.condition, len(pool), col[q], rng,
-                    None if dist is None else dist[i], keys)
+                    None if dist is None else dist[i], keys, true_position=places[i])
             except distractors.DistractorError as exc:
                 raise DesignError(f"condition {spec.condition} on {spec.subset}: {exc}") from None
             cands = [(pool[j], "right") for j in shown]

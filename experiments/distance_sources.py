@@ -80,6 +80,10 @@ def resolve_retrieval_device(device: str, n: int, dim: int) -> str:
         raise ValueError(f"unknown device {device!r} (use auto, cpu or cuda)")
     if device == "auto" and float(n) * n * dim < GPU_MIN_WORK:
         return "cpu"
+    from experiments.features.compute import gpu_possible
+
+    if device == "auto" and not gpu_possible():  # torch alone costs about 0.9 GB
+        return "cpu"
     try:
         import torch
     except ImportError:  # pragma: no cover - torch is a requirement of experiments/

@@ -10,7 +10,9 @@ right images of its subset; candidates are pool positions until the design names
   images have the feature (few faces), seeded random pool images fill the rest.
 * Never two copies of one image: pool images with equal content keys (sha256) count as
   one, and a copy of the true image is never a distractor.
-* Display order is a seeded shuffle of the five.
+* Display order is a seeded shuffle of the five; with ``true_position`` the true image
+  takes that place and the four others a seeded shuffle of the rest (designs balance the
+  true image's place per cell with `balanced_positions`).
 """
 from __future__ import annotations
 
@@ -99,17 +101,43 @@ def shuffle_display(candidates: Sequence[int], true_col: int, rng: np.random.Gen
     return shown, shown.index(int(true_col))
 
 
+def place_true(candidates: Sequence[int], true_col: int, position: int,
+               rng: np.random.Generator) -> tuple[list[int], int]:
+    """Return ``(candidates in display order, position)``: the true one at ``position``
+    (0-based), the others in a random order around it."""
+    others = [int(c) for c in candidates if int(c) != int(true_col)]
+    if not 0 <= position <= len(others):
+        raise ValueError(f"display position {position} outside 0..{len(others)}")
+    shown = [others[i] for i in rng.permutation(len(others))]
+    shown.insert(position, int(true_col))
+    return shown, position
+
+
+def balanced_positions(count: int, rng: np.random.Generator,
+                       n: int = N_CANDIDATES) -> list[int]:
+    """Return the true image's display position (0-based) for each of ``count`` trials of
+    one cell: every position equally often (``count // n`` times), the remaining
+    ``count % n`` trials at distinct positions drawn at random, all in a random order."""
+    places = [p for p in range(n) for _ in range(count // n)]
+    places += [int(p) for p in rng.choice(n, count % n, replace=False)]
+    return [places[i] for i in rng.permutation(len(places))]
+
+
 def choose_candidates(condition: str, pool_size: int, true_col: int,
                       rng: np.random.Generator, distances: np.ndarray | None = None,
-                      keys: Sequence | None = None) -> tuple[list[int], int]:
+                      keys: Sequence | None = None,
+                      true_position: int | None = None) -> tuple[list[int], int]:
     """Return ``(five pool positions in display order, index of the true one)`` for a
-    trial of ``condition``; feature conditions need the query's ``distances`` to the pool."""
+    trial of ``condition``; feature conditions need the query's ``distances`` to the pool.
+    ``true_position``: where the true one is shown (None: a random place)."""
     if not conditions.get(condition).uses_features:
         cands = random_candidates(pool_size, true_col, rng, keys)
     elif distances is None:
         raise ValueError(f"condition {condition!r} needs the query's distances")
     else:
         cands = nearest_candidates(distances, true_col, rng, keys)
+    if true_position is not None:
+        return place_true(cands, true_col, true_position, rng)
     return shuffle_display(cands, true_col, rng)
 
 

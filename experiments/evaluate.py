@@ -25,7 +25,23 @@ from experiments.files import make_dirs, write_text, write_with
 ZOOM_KS = (1, 5, 10, 20)
 
 
-FACE_DENOMINATORS = ("notebook", "subset")
+# How the face and face-generic rows of Tables 1 and 2a are counted (one row per mode):
+# ``faces``: the subset's pairs with a face on both sides, ranked among the subset's right
+# images; ``subset``: every pair of the subset; ``notebook``: the authors' cell 53 as it
+# ran, whatever the subset: the pairs of the whole set with a face on both sides, ranked
+# among all its right images, and its printed ``zz[[1, 5, 10, 20]]``, which is recall at
+# 2, 6, 11 and 21 under the labels 1, 5, 10, 20.
+FACE_DENOMINATORS = ("faces", "subset", "notebook")
+FACE_ROWS = {
+    "faces": "pairs of the subset with a face on both sides, ranked among the subset's "
+             "right images",
+    "subset": "every pair of the subset, ranked among the subset's right images",
+    "notebook": "the authors' cell 53: pairs of the whole set with a face on both sides, "
+                "ranked among all its right images; R@1, 5, 10, 20 are its printed "
+                "zz[[1,5,10,20]], i.e. recall at 2, 6, 11, 21",
+}
+# cell 53's printed indices into the cumulative hit count: recall at index + 1
+NOTEBOOK_PRINTED = (1, 5, 10, 20)
 ASSOCIATIVE_METHODS = ("exact", "sampled")
 
 
@@ -45,7 +61,7 @@ class Evaluation:
     cos_minus_euc: dict[str, np.ndarray]
     files: list[Path] = field(default_factory=list)
     face_rule: str = "n/a"
-    face_denominator: str = "notebook"
+    face_denominator: str = "faces"
     associative: str = "exact"
 
 
@@ -68,8 +84,9 @@ def evaluate_feature_sets(feature_sets, ids: Sequence[str], votes: dict | None =
                           ties: str = "mean", ks: Sequence[int] = retrieval.DEFAULT_KS,
                           ms: Sequence[int] = retrieval.DEFAULT_MS, repetitions: int = 10,
                           seed: int = 0, subset: str = "all",
-                          face_denominator: str = "notebook", associative: str = "exact",
-                          face_rule: str = "n/a", device: str = "cpu") -> Evaluation:
+                          face_denominator: str = "faces", associative: str = "exact",
+                          face_rule: str = "n/a", device: str = "cpu",
+                          all_ids: Sequence[str] | None = None) -> Evaluation:
     """Return the Evaluation of ``feature_sets`` (a mapping key -> FeatureSet, read one
     key at a time, so a lazy mapping keeps one set in memory) on pairs ``ids``.
 
@@ -77,10 +94,11 @@ def evaluate_feature_sets(feature_sets, ids: Sequence[str], votes: dict | None =
     (Table 2a, ``exact``: in closed form from the ranks; ``sampled``: the notebook's
     ``repetitions`` random sets, a second pass), the votes correlation (each pair's own
     distance) and, for generic features, the Euclidean ranks of Fig. 2a from the same
-    matrix product. ``face_denominator``: ``notebook`` counts the face and face-generic
-    rows of Tables 1 and 2a over the pairs whose own face distance is finite (a face on
-    both sides; the authors' cell 53), ``subset`` over every pair of the subset.
-    ``votes``: pair id -> {"up", "down"} (None or empty: no votes)."""
+    matrix product. ``face_denominator`` (one of FACE_ROWS) says how the face and
+    face-generic rows of Tables 1 and 2a are counted; ``notebook`` needs ``all_ids``, the
+    whole set's pair ids, and leaves the ranks, curves and figures on the ``faces``
+    population of the subset. ``votes``: pair id -> {"up", "down"} (None or empty: no
+    votes)."""
     if face_denominator not in FACE_DENOMINATORS:
         raise ValueError(f"unknown face denominator {face_denominator!r} "
                          f"(use {' or '.join(FACE_DENOMINATORS)})")
@@ -89,6 +107,8 @@ def evaluate_feature_sets(feature_sets, ids: Sequence[str], votes: dict | None =
                          f"(use {' or '.join(ASSOCIATIVE_METHODS)})")
     if ties not in retrieval.TIE_RULES:
         raise ValueError(f"unknown tie rule {ties!r} (use one of {', '.join(retrieval.TIE_RULES)})")
+    if face_denominator == "notebook" and all_ids is None:
+        raise ValueError("face rows `notebook` rank among the whole set: give all_ids")
     n = len(ids)
     rows1, rows2, vrows = [], [], []
     ranks_cols: dict[str, np.ndarray] = {}
@@ -110,27 +130,40 @@ def evaluate_feature_sets(feature_sets, ids: Sequence[str], votes: dict | None =
         ranks = retrieval.ranks_from_counts(closer, tie, ties)
         ranks_cols[key] = ranks
         finite = np.isfinite(own)
-        queries = finite if (fs.kind != "generic" and face_denominator == "notebook") \
-            else np.ones(n, dtype=bool)
-        rec = retrieval.recall_at_k(ranks[queries], ks)
-        with_feature = int((ds.has_feature(fs, "left", r) & ds.has_feature(fs, "right", r)).sum())
-        rows1.append({"feature_set": _label(key), "kind": fs.kind, "metric": metric, "N": n,
-                      "queries": int(queries.sum()), "pairs_with_feature": with_feature,
-                      **{f"R@{k}": round(100 * v, 2) for k, v in rec.items()},
-                      "face_rule": face_rule,
-                      "face_denominator": face_denominator if fs.kind != "generic" else "subset"})
+        face_rows = face_denominator if fs.kind != "generic" else "subset"
+        queries = finite if face_rows in ("faces", "notebook") else np.ones(n, dtype=bool)
         curves[key] = retrieval.recall_curve(ranks[queries], n)
-        if associative == "exact":
-            per_query = retrieval.associative_recall_exact(closer, tie, n, ms, ties)
-            ar = {m: (float(v[queries].mean()) if queries.any() else float("nan"))
+        rows_n, t_closer, t_tie, t_queries = n, closer, tie, queries
+        if face_rows == "notebook":
+            rows_n = len(all_ids)
+            ra = ds.rows_for(fs, all_ids)
+            t_closer, t_tie, t_own = retrieval.match_stats(
+                ds.block_for(fs, ra, ra, metric), rows_n, retrieval.auto_chunk(rows_n))
+            t_queries = np.isfinite(t_own)
+            t_ranks = retrieval.ranks_from_counts(t_closer, t_tie, ties)[t_queries]
+            rec = {k: (retrieval.recall_at_k(t_ranks, [k + 1])[k + 1] if k in NOTEBOOK_PRINTED
+                       else float("nan")) for k in ks}
+            with_feature = int(t_queries.sum())
+        else:
+            rec = retrieval.recall_at_k(ranks[queries], ks)
+            with_feature = int((ds.has_feature(fs, "left", r) & ds.has_feature(fs, "right", r)).sum())
+        rows1.append({"feature_set": _label(key), "kind": fs.kind, "metric": metric, "N": rows_n,
+                      "queries": int(t_queries.sum()), "pairs_with_feature": with_feature,
+                      **{f"R@{k}": round(100 * v, 2) for k, v in rec.items()},
+                      "recall_at": "2,6,11,21" if face_rows == "notebook" else "k",
+                      "face_rule": face_rule, "face_denominator": face_rows})
+        if associative == "exact" or face_rows == "notebook":
+            per_query = retrieval.associative_recall_exact(t_closer, t_tie, rows_n, ms, ties)
+            ar = {m: (float(v[t_queries].mean()) if t_queries.any() else float("nan"))
                   for m, v in per_query.items()}
         else:
             ar = retrieval.associative_recall(ds.block_for(fs, r, r, metric), n, ms, repetitions,
                                               seed, ties, queries=queries)
-        rows2.append({"feature_set": _label(key), "metric": metric, "queries": int(queries.sum()),
+        rows2.append({"feature_set": _label(key), "metric": metric,
+                      "queries": int(t_queries.sum()),
                       **{f"m={m}": round(100 * v, 2) for m, v in ar.items()},
-                      "method": associative, "face_rule": face_rule,
-                      "face_denominator": face_denominator if fs.kind != "generic" else "subset"})
+                      "method": "exact" if face_rows == "notebook" else associative,
+                      "face_rule": face_rule, "face_denominator": face_rows})
         if len(have_votes) >= 3:
             up = [votes[ids[i]]["up"] for i in have_votes]
             down = [votes[ids[i]]["down"] for i in have_votes]
@@ -201,6 +234,13 @@ def _plots(ev: Evaluation, out: Path) -> list[Path]:
     return files
 
 
+def face_rows_note(mode: str) -> str:
+    """Return the sentence that says how face rows are counted under ``mode``."""
+    if mode not in FACE_ROWS:
+        raise ValueError(f"unknown face rows {mode!r} (use {' or '.join(FACE_DENOMINATORS)})")
+    return FACE_ROWS[mode]
+
+
 def _html(ev: Evaluation, votes_note: str, figures=None) -> str:
     from experiments.figures import FACE_COUNT_CAP
     from experiments.templates import render
@@ -209,6 +249,7 @@ def _html(ev: Evaluation, votes_note: str, figures=None) -> str:
         return df.to_html(index=False, border=0, classes="t", na_rep="")
     summary = getattr(figures, "face_summary", None)
     return render("evaluate.html", ev=ev, figures=figures, votes_note=votes_note,
+                  face_rows_note=face_rows_note(ev.face_denominator),
                   table1=table(ev.table1), table2a=table(ev.table2a),
                   votes=table(ev.votes) if ev.votes is not None else None,
                   face_summary=table(summary.round(4)) if summary is not None else "",
@@ -266,7 +307,7 @@ class LazyFeatureSets(Mapping):
 def evaluate_study(workdir: str | os.PathLike, subset: str | None = None,
                    out: str | os.PathLike | None = None, ties: str = "mean",
                    repetitions: int = 10, seed: int = 0, gallery: int = 3,
-                   face_denominator: str = "notebook", associative: str = "exact",
+                   face_denominator: str = "faces", associative: str = "exact",
                    device: str = "auto") -> Evaluation:
     """Evaluate every feature set of a study's store on ``subset`` (default TLL_d when
     computed, else all pairs), write the results with Fig. 3 (``gallery`` queries per
@@ -282,6 +323,10 @@ def evaluate_study(workdir: str | os.PathLike, subset: str | None = None,
     name, ids = load_subset(workdir, subset, manifest.ids)
     store = FeatureStore(workdir)
     keys = store.keys()
+    if not keys and keys.unusable:
+        why = "; ".join(f"{k} is {why}: run `{ds.features_command(k, str(workdir))}`"
+                        for k, why in sorted(keys.unusable.items()))
+        raise ds.FeatureAccessError(f"no usable feature set in {workdir}: {why}")
     if not keys:
         raise ds.FeatureAccessError("the feature store is empty: run "
                                     f"`{ds.features_command('generic/efficientnet_lite0', str(workdir))}`")
@@ -292,7 +337,8 @@ def evaluate_study(workdir: str | os.PathLike, subset: str | None = None,
     ev = evaluate_feature_sets(fsets, ids, votes, ties=ties,
                                repetitions=repetitions, seed=seed, subset=name,
                                face_denominator=face_denominator, associative=associative,
-                               face_rule=subset_face_rule(workdir, name) or "n/a", device=device)
+                               face_rule=subset_face_rule(workdir, name) or "n/a", device=device,
+                               all_ids=manifest.ids)
     from experiments.figures import write_figures
 
     out = Path(out or Path(workdir) / "evaluation" / name)

@@ -477,12 +477,21 @@ def ingest(source: str | os.PathLike, workdir: str | os.PathLike, layout: str = 
         for side in SIDES:
             files.make_dirs(staging / "images" / side)
         pairs: list[Pair] = []
+        previous = _previous_pairs(workdir)
         workers = workers or min(8, (os.cpu_count() or 1) + 1)
         with ThreadPoolExecutor(max_workers=workers) as pool:
             results = pool.map(lambda c: _process(c, layout, staging, geometry), candidates)
-            for pair, probs in tqdm(results, total=len(candidates), desc="ingest",
-                                    unit="pair", disable=None if progress else True):
+            for c, (pair, probs) in zip(candidates, tqdm(
+                    results, total=len(candidates), desc="ingest", unit="pair",
+                    disable=None if progress else True)):
                 problems += probs
+                if pair is None and not strict and c.id in previous:
+                    pair = _keep_previous(previous[c.id], workdir, staging)
+                    if pair is not None:
+                        notes.append(f"warning: pair {c.id} is bad in the source now; the "
+                                     "study keeps its previous copy (images "
+                                     f"{pair.left.path}, {pair.right.path}) and its manifest "
+                                     "entry")
                 if pair is not None:
                     pairs.append(pair)
         if strict and problems:
@@ -500,6 +509,34 @@ def ingest(source: str | os.PathLike, workdir: str | os.PathLike, layout: str = 
         raise
     shutil.rmtree(staging, ignore_errors=True)
     return IngestResult(manifest, found, problems, notes)
+
+
+def _previous_pairs(workdir: Path) -> dict[str, Pair]:
+    """Return the pairs of the study's current manifest by id (none for a new study)."""
+    from experiments.manifest import ManifestError, load_manifest
+
+    try:
+        return {p.id: p for p in load_manifest(workdir).pairs}
+    except ManifestError:
+        return {}
+
+
+def _keep_previous(pair: Pair, workdir: Path, staging: Path) -> Pair | None:
+    """Copy the study's previous copy of ``pair`` into staging when both its images are
+    still there and unchanged (pixel hash); return the pair, or None when it cannot be
+    kept."""
+    from PIL import Image
+
+    try:
+        for ref in (pair.left, pair.right):
+            src = ref.abspath(workdir)
+            with Image.open(src) as im:
+                if pixel_sha256(im) != ref.sha256:
+                    return None
+            files.write_bytes(staging / ref.path, src.read_bytes())
+    except (OSError, ValueError):
+        return None
+    return pair
 
 
 def _swap_in(workdir: Path, staging: Path, manifest: Manifest) -> None:
@@ -529,7 +566,7 @@ def summary(result: IngestResult, workdir: Path) -> str:
     if result.problems:
         lines.append(_problem_text(result.problems, Path(result.manifest.source),
                                    result.manifest.layout))
-    lines += [f"note: {n}" for n in result.notes]
+    lines += [n if n.startswith("warning:") else f"note: {n}" for n in result.notes]
     skipped = result.found - result.kept
     lines.append(f"kept {result.kept} of {result.found} pairs"
                  + (f" ({skipped} skipped, see the problems above)" if skipped > 0 else "")

@@ -31,6 +31,10 @@ class StoreError(Exception):
     that computes it."""
 
 
+class MixedSettingsError(StoreError):
+    """A feature set would hold results computed under different recorded settings."""
+
+
 # ------------------------------------------------------------------------- keys
 def feature_key(kind: str, model: str | None = None, detector: str | None = None) -> str:
     """Return the feature-set key: `generic/<model>`, `face/dlib_<detector>` or
@@ -265,6 +269,7 @@ class CacheEntry:
 
     vectors: np.ndarray
     boxes: np.ndarray | None = None
+    settings: str | None = None
 
 
 _CHUNK = re.compile(r"^chunk-(?:(s\d+of\d+)-)?(\d+)\.npz$")
@@ -339,13 +344,16 @@ class FeatureCache:
             with np.load(path, allow_pickle=False) as z:
                 shas, counts, vectors = z["sha256"], z["counts"], z["vectors"]
                 boxes = z["boxes"] if "boxes" in z.files else None
+                recorded = z["settings"] if "settings" in z.files else None
         except (OSError, ValueError, KeyError):
             return  # a damaged chunk only costs recomputing its images
         offsets = np.concatenate([[0], np.cumsum(counts)])
         for i, sha in enumerate(shas):
             a, b = offsets[i], offsets[i + 1]
             self.entries[str(sha)] = CacheEntry(vectors[a:b],
-                                                boxes[a:b] if boxes is not None else None)
+                                                boxes[a:b] if boxes is not None else None,
+                                                (str(recorded[i]) or None)
+                                                if recorded is not None else None)
 
     def __contains__(self, sha: str) -> bool:
         return sha in self.entries
@@ -358,15 +366,18 @@ class FeatureCache:
         return self.entries[sha]
 
     def add(self, shas: list[str], vectors: list[np.ndarray],
-            boxes: list[np.ndarray] | None = None) -> None:
-        """Store the results of some images (vectors[i] is k_i x d, boxes[i] k_i x 4) and
-        persist them as one new chunk file before returning."""
+            boxes: list[np.ndarray] | None = None, settings: dict | None = None) -> None:
+        """Store the results of some images (vectors[i] is k_i x d, boxes[i] k_i x 4),
+        computed under ``settings`` (recorded with each), and persist them as one new
+        chunk file before returning."""
         if not shas:
             return
         if self.stale:
             self._reset()
+        recorded = json.dumps(settings, sort_keys=True, separators=(",", ":")) if settings else None
         entries = [CacheEntry(np.atleast_2d(np.asarray(v, dtype=np.float32)),
-                              None if boxes is None else np.asarray(boxes[i], dtype=np.int32).reshape(-1, 4))
+                              None if boxes is None else np.asarray(boxes[i], dtype=np.int32).reshape(-1, 4),
+                              recorded)
                    for i, v in enumerate(vectors)]
         self._write_chunk(self._next_chunk_path(), list(shas), entries)
         for sha, e in zip(shas, entries):
@@ -389,6 +400,8 @@ class FeatureCache:
         }
         if entries and entries[0].boxes is not None:
             arrays["boxes"] = np.concatenate([e.boxes.reshape(-1, 4) for e in entries]).astype(np.int32)
+        if any(e.settings for e in entries):
+            arrays["settings"] = np.asarray([e.settings or "" for e in entries], dtype=str)
         files.make_dirs(self.dir)
         files.write_with(path, lambda fh: np.savez(fh, **arrays))
 
@@ -405,6 +418,34 @@ class FeatureCache:
             (self.dir / name).unlink(missing_ok=True)
             self._files.discard(name)
         self.entries = {s: self.entries[s] for s in kept}
+
+    def settings_of(self, shas) -> dict[str, tuple[dict | None, int]]:
+        """Return, for the images ``shas`` held here, ``{signature (canonical JSON):
+        (its full settings, how many images)}``, where a batch size, thread count or
+        batching that varied under one signature is the list of its values; results
+        recorded without settings have the signature "null"."""
+        from experiments.features.compute import signature
+
+        by_raw: dict[str | None, int] = {}
+        for sha in shas:
+            e = self.entries.get(sha)
+            if e is not None:
+                by_raw[e.settings] = by_raw.get(e.settings, 0) + 1
+        out: dict[str, tuple[dict | None, int]] = {}
+        for raw, n in by_raw.items():   # few distinct settings, however many images
+            full = json.loads(raw) if raw else None
+            sig = json.dumps(signature(full), sort_keys=True)
+            first, count = out.get(sig, (full, 0))
+            if first is not None and full is not None and first is not full:
+                # same signature, other batch size or threads: list every value seen
+                first = dict(first)
+                for k in ("batch_size", "threads", "deterministic"):
+                    seen = first[k] if isinstance(first.get(k), list) else [first.get(k)]
+                    if full.get(k) not in seen:
+                        seen = sorted(seen + [full.get(k)], key=str)
+                    first[k] = seen if len(seen) > 1 else seen[0]
+            out[sig] = (first, count + n)
+        return out
 
     def clear(self) -> None:
         """Remove the whole cache folder."""

@@ -11,14 +11,21 @@ Rules (every threshold a parameter; "within t" means a distance of at most t):
   pairs, Euclidean) to another image of the same side at most ``within_face`` (0.4);
   ``face_cross_duplicate``: to another pair's image of the other side, at most ``cross_face``.
 * ``face_left_argmin`` / ``face_right_argmin`` (face rule ``notebook``, the default): what
-  the authors' de-duplication notebook computed (cells 24, 26, 31) and the paper's TLL_d
-  came from. Each image's row of within-side face distances (itself excluded; every
-  distance to a faceless image, and the whole row of a faceless image, filled with 10^9)
-  is reduced with ``argmin``, and that *index* (0-based, manifest order), not the
-  distance, is compared with ``within_face``: so a faceless image (argmin 0) and an image
-  whose nearest face belongs to pair 0 are flagged. In effect TLL_d keeps pairs with a
-  face on both sides, minus generic duplicates (1,828 of 6,016 on TLL). Face rule
-  ``distance`` applies the three face rules above as the paper states them.
+  the authors' de-duplication notebook computed (cells 20-31) and the paper's TLL_d came
+  from. Each side's face-distance matrix is built as the notebook built it: the set-minimum
+  distance of every two images with a face (an image to itself: 0), 10^9 wherever either
+  image has no face, and only then ``100 * eye`` added. Each row is reduced with
+  ``argmin`` and that *index* (0-based, manifest order), not the distance, is compared
+  with ``within_face``. So a faceless image is flagged (argmin 0) except in pair 0, whose
+  faceless row has its smallest value at index 1; an image that is the only one with a
+  face on its side has argmin itself (flagged only in pair 0); an image whose nearest face
+  belongs to pair 0 is flagged. The notebook rule also applies ``face_cross_duplicate``
+  (cell 47's active line ends with ``(cross_face_dists <= .4)``; cell 20's
+  ``cross_face_dists`` is the minimum of each row of the left-to-right face-distance
+  matrix plus ``100 * eye``, which for a threshold below 100 is the nearest other pair's
+  right image). In effect TLL_d keeps pairs with a face on both sides, minus generic and
+  cross-face duplicates. Face rule ``distance`` applies the three face rules above as the
+  paper states them.
 * ``face`` (definition ``strict``): either image has a face. ``one_face`` (definition
   ``notebook``): the larger of the two face counts is exactly 1, so pairs with two or
   more faces stay (the notebook's quirk, which produced the paper's 1,622).
@@ -42,11 +49,13 @@ from experiments import files, retrieval
 D_RULES = ("left_duplicate", "right_duplicate", "cross_duplicate",
            "face_left_duplicate", "face_right_duplicate", "face_cross_duplicate")
 GENERIC_D_RULES = D_RULES[:3]
-NOTEBOOK_FACE_RULES = ("face_left_argmin", "face_right_argmin")
+NOTEBOOK_FACE_RULES = ("face_left_argmin", "face_right_argmin", "face_cross_duplicate")
 FACE_RULES = ("notebook", "distance")
 OBJ_DEFINITIONS = ("notebook", "strict")
 # The notebook's stand-in for "no face": a distance no real descriptor pair reaches.
 NOTEBOOK_FACELESS = 1e9
+# What the notebook adds to the diagonal (``100 * eye``) after filling faceless entries.
+NOTEBOOK_DIAGONAL = 100.0
 SUBSET_NAMES = ("TLL_d", "TLL_obj", "TLL_obj_notebook", "TLL_obj_strict")
 
 
@@ -67,9 +76,9 @@ class SubsetParams:
 
 
 def d_rules(face_rule: str) -> tuple[str, ...]:
-    """Return the rules TLL_d drops under `face_rule` (`notebook`: the generic rules and
-    the notebook's argmin-index face rules; `distance`: the six rules as the paper states
-    them)."""
+    """Return the rules TLL_d drops under `face_rule` (`notebook`: the generic rules, the
+    notebook's argmin-index face rules and the cross-face rule; `distance`: the six rules
+    as the paper states them)."""
     if face_rule not in FACE_RULES:
         raise SubsetError(f"unknown face rule {face_rule!r} (use {' or '.join(FACE_RULES)})")
     return D_RULES if face_rule == "distance" else GENERIC_D_RULES + NOTEBOOK_FACE_RULES
@@ -92,12 +101,12 @@ def _near(block, n, threshold, ids, rule, other_prefix, out, chunk):
 
 def notebook_face_argmin(vectors: np.ndarray, offsets: np.ndarray, chunk: int = 1024
                          ) -> tuple[np.ndarray, np.ndarray]:
-    """Return ``(argmin index, its distance)`` per image of one side as the notebook
-    computed them: Euclidean set-minimum face distances to every other image of the side
-    (itself excluded), 10^9 where either image has no face, a faceless image's whole row
-    10^9 (so its argmin is 0)."""
+    """Return ``(argmin index, its value)`` per image of one side as the notebook computed
+    them: Euclidean set-minimum face distances to every image of the side (itself: 0),
+    10^9 where either image has no face, then 100 added on the diagonal. A faceless row is
+    10^9 everywhere but its diagonal (10^9 + 100), so its argmin is 0, or 1 in row 0; an
+    image alone with a face on its side has argmin itself (value 100)."""
     n = len(offsets) - 1
-    has = np.diff(np.asarray(offsets)) > 0
     block = retrieval.face_block(vectors, offsets, vectors, offsets)
     idx = np.zeros(n, dtype=np.int64)
     dist = np.full(n, NOTEBOOK_FACELESS)
@@ -105,8 +114,7 @@ def notebook_face_argmin(vectors: np.ndarray, offsets: np.ndarray, chunk: int = 
         rows = np.arange(start, min(start + chunk, n))
         d = np.array(block(rows), dtype=np.float64)
         d[~np.isfinite(d)] = NOTEBOOK_FACELESS
-        d[np.arange(len(rows)), rows] = np.inf
-        d[~has[rows]] = NOTEBOOK_FACELESS
+        d[np.arange(len(rows)), rows] += NOTEBOOK_DIAGONAL
         j = np.argmin(d, axis=1)
         idx[rows], dist[rows] = j, d[np.arange(len(rows)), j]
     return idx, dist
@@ -138,8 +146,8 @@ def near_duplicate_reasons(ids: Sequence[str], left: np.ndarray, right: np.ndarr
           "face_right_duplicate", "R", out, chunk)
     _near(retrieval.face_block(lv, lo, rv, ro), n, params.cross_face, ids,
           "face_cross_duplicate", "R", out, chunk)
-    for (v, o), rule, prefix in (((lv, lo), "face_left_argmin", "L"),
-                                 ((rv, ro), "face_right_argmin", "R")):
+    for (v, o), rule, prefix in (((lv, lo), NOTEBOOK_FACE_RULES[0], "L"),
+                                 ((rv, ro), NOTEBOOK_FACE_RULES[1], "R")):
         idx, dist = notebook_face_argmin(v, o, chunk)
         # the notebook's comparison of an index with a distance threshold, kept on purpose
         for i in np.flatnonzero(idx <= params.within_face):

@@ -32,9 +32,14 @@ def evaluation_summary(ev, ties: str) -> str:
 
     cols = ["feature_set", "metric", "queries"] + [c for c in ev.table1.columns
                                                    if c.startswith("R@")]
+    from experiments.evaluate import face_rows_note
+
+    if "recall_at" in ev.table1.columns:
+        cols.append("recall_at")
     lines = [f"Table 1: recall@k (%) on subset {ev.subset} (N = {ev.n}, ties: {ties}, "
              f"subset face rule: {ev.face_rule}, face rows over: {ev.face_denominator}, "
              f"associative recall: {ev.associative})",
+             f"face rows `{ev.face_denominator}`: {face_rows_note(ev.face_denominator)}",
              markdown_table(ev.table1[cols]).rstrip("\n")]
     if ev.votes is None:
         lines.append("votes: none in the manifest for these pairs, no correlation computed")

@@ -7,14 +7,16 @@
 #   `python3-venv` for `python3 -m venv` (only checked while .venv does not exist yet).
 # - test:  Debian's `chromium` (headless browser tests), the PostgreSQL server binaries
 #          (`postgresql`: the tests start a throw-away cluster), `nginx` and `openssl` (the
-#          production test makes its TLS certificate with the openssl CLI).
+#          production test makes its TLS certificate with the openssl CLI), `slurm-wlm`
+#          and `munge` (the Slurm test starts a one-node cluster on loopback).
 # - bench: `postgresql` and `nginx`.
 # - demo:  nothing beyond Python (SQLite, gunicorn from the virtual environment).
 # Missing packages are installed with apt-get when running as root, or through
 # passwordless sudo (`sudo -n`); otherwise the script prints the exact command on one line
 # and exits 1. Nothing is installed when everything is there.
 # Env: PYTHON, VENV (default .venv), TLL_PG_INITDB_GLOB (where initdb lives, default
-# /usr/lib/postgresql/*/bin/initdb), TLL_NGINX (default /usr/sbin/nginx, outside a user's PATH).
+# /usr/lib/postgresql/*/bin/initdb), TLL_NGINX (default /usr/sbin/nginx, outside a user's PATH),
+# TLL_SLURMCTLD (default /usr/sbin/slurmctld), TLL_MUNGED (default /usr/sbin/munged).
 set -eu
 
 what=${1:-test}
@@ -22,6 +24,8 @@ PYTHON=${PYTHON:-python3}
 VENV=${VENV:-.venv}
 PG_GLOB=${TLL_PG_INITDB_GLOB:-/usr/lib/postgresql/*/bin/initdb}
 NGINX=${TLL_NGINX:-/usr/sbin/nginx}
+SLURMCTLD=${TLL_SLURMCTLD:-/usr/sbin/slurmctld}
+MUNGED=${TLL_MUNGED:-/usr/sbin/munged}
 
 case "$what" in
   test|demo|bench) ;;
@@ -59,6 +63,8 @@ case "$what" in
     have_pg || add postgresql
     command -v nginx >/dev/null 2>&1 || [ -x "$NGINX" ] || add nginx
     command -v openssl >/dev/null 2>&1 || add openssl
+    [ -x "$SLURMCTLD" ] || add slurm-wlm
+    [ -x "$MUNGED" ] || add munge
     ;;
   bench)
     have_pg || add postgresql

@@ -55,7 +55,8 @@ def machine(tmp_path):
             _stub(venv_dir / "bin" / "python", "exit 0")
         env = {"PATH": str(bin_), "HOME": str(tmp_path), "VENV": str(venv_dir),
                "TLL_PG_INITDB_GLOB": str(tmp_path / "pg" / "*" / "bin" / "initdb"),
-               "TLL_NGINX": str(bin_ / "nginx")}
+               "TLL_NGINX": str(bin_ / "nginx"), "TLL_SLURMCTLD": str(bin_ / "slurmctld"),
+               "TLL_MUNGED": str(bin_ / "munged")}
 
         def run(target: str):
             r = subprocess.run(["/bin/sh", str(SCRIPT), target], env=env, cwd=tmp_path,
@@ -68,27 +69,30 @@ def machine(tmp_path):
 def test_root_installs_what_the_tests_need_with_apt_get(machine):
     rc, err, calls = machine(uid=0)("test")
     assert rc == 0, err
-    assert calls == ["apt-get update -qq", "apt-get install -y chromium postgresql nginx openssl"]
+    assert calls == ["apt-get update -qq",
+                     "apt-get install -y chromium postgresql nginx openssl slurm-wlm munge"]
 
 
 def test_passwordless_sudo_installs_only_what_is_missing(machine):
     rc, err, calls = machine(uid=1000, sudo=True, present=("chromium",))("test")
     assert rc == 0, err
     assert [c for c in calls if c.startswith("sudo") and "install" in c] == [
-        "sudo -n env DEBIAN_FRONTEND=noninteractive apt-get install -y postgresql nginx openssl"]
-    assert calls[-1] == "apt-get install -y postgresql nginx openssl"  # run through sudo
+        "sudo -n env DEBIAN_FRONTEND=noninteractive apt-get install -y postgresql nginx "
+        "openssl slurm-wlm munge"]
+    assert calls[-1] == "apt-get install -y postgresql nginx openssl slurm-wlm munge"  # sudo
 
 
 def test_neither_root_nor_sudo_prints_the_command_and_fails(machine):
     rc, err, calls = machine(uid=1000, sudo=False)("test")
     assert rc == 1
     assert err.count("\n") == 1
-    assert "sudo apt-get install -y chromium postgresql nginx openssl" in err
+    assert "sudo apt-get install -y chromium postgresql nginx openssl slurm-wlm munge" in err
     assert not [c for c in calls if c.startswith("apt-get") or "install" in c]
 
 
 def test_nothing_is_installed_when_everything_is_there(machine):
-    rc, err, calls = machine(uid=1000, present=("chromium", "postgresql", "nginx", "openssl"))("test")
+    rc, err, calls = machine(uid=1000, present=("chromium", "postgresql", "nginx", "openssl",
+                                                "slurmctld", "munged"))("test")
     assert (rc, err, calls) == (0, "", [])
 
 

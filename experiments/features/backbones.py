@@ -76,18 +76,14 @@ def check_precision(precision: str) -> None:
 
 def resolve_device(device: str = "auto") -> str:
     """Return the torch device to run a backbone on: `cpu`, `cuda`, or for `auto` CUDA
-    when torch.cuda.is_available(), else the CPU. Raise WeightsError for `cuda` without
-    a GPU."""
-    import torch
+    when torch sees a GPU, else the CPU (without importing torch where no GPU can exist).
+    Raise WeightsError for `cuda` without a GPU."""
+    from experiments.features.compute import device_for
 
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device == "cuda" and not torch.cuda.is_available():
-        raise weights_mod.WeightsError("--device cuda: torch sees no CUDA GPU on this machine "
-                                       "(use --device auto or cpu)")
-    if device not in ("cpu", "cuda"):
-        raise ValueError(f"unknown device {device!r} (use auto, cpu or cuda)")
-    return device
+    try:
+        return device_for(device)
+    except RuntimeError as exc:
+        raise weights_mod.WeightsError(str(exc)) from None
 
 
 def min_row_cosine(reference, other) -> float:
@@ -160,14 +156,25 @@ def check_weights(name: str, weights: str | os.PathLike | None = None) -> Path:
 
 
 def _fit(net, state: dict, path: Path, name: str) -> None:
-    """Load `state` into `net` strictly; raise WeightsError when it does not fit."""
+    """Load `state` into `net` strictly; raise WeightsError with a one-line summary of
+    what does not fit (counts and the first names, never torch's whole key list)."""
+    expected = net.state_dict()
+    # BatchNorm fills a missing num_batches_tracked itself (torchvision's older files)
+    missing = [k for k in expected if k not in state and not k.endswith("num_batches_tracked")]
+    unexpected = [k for k in state if k not in expected]
+    shapes = [k for k in expected if k in state and hasattr(state[k], "shape")
+              and tuple(state[k].shape) != tuple(expected[k].shape)]
+    parts = [f"{len(v)} {what} (e.g. {', '.join(v[:2])})" for what, v in
+             (("missing", missing), ("unexpected", unexpected), ("of another shape", shapes)) if v]
+    if parts:
+        raise weights_mod.WeightsError(
+            f"{path}: does not fit {name}: {'; '.join(parts)} of its "
+            f"{len(expected)} tensors; give --weights the file of {name}")
     try:
         net.load_state_dict(state, strict=True, assign=True)
     except RuntimeError as exc:
-        first = str(exc).strip().splitlines()
-        raise weights_mod.WeightsError(
-            f"{path}: does not fit {name} ({first[1].strip() if len(first) > 1 else first[0]})"
-        ) from None
+        first = str(exc).strip().splitlines()[0][:200]
+        raise weights_mod.WeightsError(f"{path}: does not fit {name} ({first})") from None
     leftover = [n for n, t in list(net.named_parameters()) + list(net.named_buffers())
                 if t.is_meta]
     if leftover:
@@ -248,8 +255,9 @@ def _load_state_dict(path: Path, name: str) -> dict:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # a corrupt or foreign file: say which
+        first = " ".join(str(exc).split())[:160]   # torch's message runs to many lines
         raise weights_mod.WeightsError(f"{path}: not a PyTorch state dict for {name} "
-                                       f"({type(exc).__name__}: {exc})") from None
+                                       f"({type(exc).__name__}: {first})") from None
     if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
         state = state["state_dict"]
     if not isinstance(state, dict):

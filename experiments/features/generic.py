@@ -110,11 +110,17 @@ def normalize_batch(batch, prep: dict, channels_last: bool):
 
 
 def iter_features(backbone, items: Sequence[ImageItem], batch_size: int = 8,
-                  workers: int = 0, progress=None) -> Iterator[tuple[list[int], object]]:
+                  workers: int = 0, progress=None, autocast: bool = False,
+                  deterministic: bool = False) -> Iterator[tuple[list[int], object]]:
     """Yield (item indices, float32 ndarray len x dim) batch by batch, in item order:
     the backbone's features of each image (or crop), computed under inference_mode.
     `workers` > 0 DataLoader processes decode and resize ahead of the model (0: in this
-    process). `progress`, if given, is a tqdm bar updated by the batch size."""
+    process), into pinned memory when the backbone is on a GPU. `progress`, if given, is
+    a tqdm bar updated by the batch size. `autocast`: torch.autocast on the backbone's
+    device (float16 on a GPU, bfloat16 on the CPU). `deterministic`: one image per
+    forward pass, so that no feature depends on the other images of its batch."""
+    import contextlib
+
     import torch
 
     if not items:
@@ -124,19 +130,26 @@ def iter_features(backbone, items: Sequence[ImageItem], batch_size: int = 8,
     from torch.utils.data import DataLoader
 
     dataset = _ImageDataset(items, backbone.preprocessing)
+    device = getattr(backbone, "device", "cpu")
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False,
                         num_workers=max(0, workers), persistent_workers=False,
-                        prefetch_factor=4 if workers > 0 else None)
-    device = getattr(backbone, "device", "cpu")
+                        prefetch_factor=4 if workers > 0 else None,
+                        pin_memory=device != "cpu")
     dtype = getattr(torch, getattr(backbone, "dtype", "float32"))
-    with torch.inference_mode():
+    amp = (torch.autocast(device_type=device, dtype=torch.float16 if device == "cuda"
+                          else torch.bfloat16) if autocast else contextlib.nullcontext())
+    with torch.inference_mode(), amp:
         for idx, batch in zip(batches, loader):
             if device != "cpu":  # uint8 crosses the bus: four times less than float32
                 batch = batch.to(device, non_blocking=True)
             x = normalize_batch(batch, backbone.preprocessing, backbone.channels_last)
             if dtype != torch.float32:
                 x = x.to(dtype)
-            feats = backbone.module(x).float().cpu().numpy()
+            if deterministic:
+                out = torch.cat([backbone.module(x[i:i + 1]) for i in range(len(x))])
+            else:
+                out = backbone.module(x)
+            feats = out.float().cpu().numpy()
             yield idx, feats
             if progress is not None:
                 progress.update(len(idx))

@@ -152,7 +152,7 @@ def test_face_rule_and_face_denominator_through_the_cli(study, tmp_path, faces):
     assert dist["face_rule"] == "distance" and len(dist["ids"]) > len(nb["ids"])
     assert not {r["rule"] for r in dist["dropped"]} & {"face_left_argmin", "face_right_argmin"}
     rows = {}
-    for fd in ("notebook", "subset"):
+    for fd in ("faces", "subset", "notebook"):
         out = tmp_path / fd
         proc = run_cli("experiments", "evaluate", str(work), "--subset", "all", "--out", str(out),
                        "--face-denominator", fd)
@@ -162,11 +162,14 @@ def test_face_rule_and_face_denominator_through_the_cli(study, tmp_path, faces):
         face = "face/dlib_hog"
         assert t1.loc[face, "face_denominator"] == fd == t2.loc[face, "face_denominator"]
         rows[fd] = t1.loc["face/dlib_hog"]
-    # the notebook counts the pairs with a face on both sides, the subset every pair
-    assert rows["notebook"]["queries"] == len(both) and rows["subset"]["queries"] == len(dist["ids"]) + len(
+    # `faces` counts the pairs with a face on both sides, `subset` every pair; on the whole
+    # set `notebook` counts the same pairs as `faces`, but prints recall at 2, 6, 11, 21
+    assert rows["faces"]["queries"] == len(both) and rows["subset"]["queries"] == len(dist["ids"]) + len(
         {r["id"] for r in dist["dropped"]})
     subset_hits = rows["subset"]["R@1"] * rows["subset"]["queries"]
-    assert rows["notebook"]["R@1"] * len(both) == pytest.approx(subset_hits, abs=1)
+    assert rows["faces"]["R@1"] * len(both) == pytest.approx(subset_hits, abs=1)
+    assert rows["notebook"]["queries"] == len(both) and rows["notebook"]["recall_at"] == "2,6,11,21"
+    assert rows["notebook"]["R@1"] >= rows["faces"]["R@1"] and pd.isna(rows["notebook"]["R@50"])
     proc = run_cli("experiments", "evaluate", str(work), "--out", str(tmp_path / "d"))
     assert "subset face rule: distance" in proc.stdout
     assert (pd.read_csv(tmp_path / "d" / "table1.csv")["face_rule"] == "distance").all()
@@ -248,3 +251,14 @@ def test_stale_and_incomplete_sets_name_the_set_and_the_command(demo_study, copy
     err = build("face")
     assert ("feature set face/dlib_hog is out of date (the pair manifest changed since): "
             f"run `python -m experiments features {work} --kind face --detector hog`") in err
+    # evaluate: every set out of date says so and names the commands, not "empty"
+    for key in ("generic/efficientnet_lite0", "face_generic/efficientnet_lite0_hog"):
+        meta = json.loads((work / "features" / key / "meta.json").read_text())
+        edit_meta(key, complete=True, left_sha256=["0" * 64] + meta["left_sha256"][1:])
+    proc = run_cli("experiments", "evaluate", str(work), "--subset", "all", "--out",
+                   str(tmp_path / "ev"), check=False)
+    assert proc.returncode == 2 and "empty" not in proc.stderr
+    assert proc.stderr.startswith(f"Error: no usable feature set in {work}: ")
+    assert ("face/dlib_hog is out of date (the pair manifest changed since): run "
+            f"`python -m experiments features {work} --kind face --detector hog`") in proc.stderr
+    assert "generic/efficientnet_lite0 is out of date" in proc.stderr

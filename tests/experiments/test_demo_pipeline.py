@@ -24,6 +24,7 @@ def test_demo_pipeline_end_to_end(demo_study, demo_images, copy_study):
     assert "kept" in out                            # the demo pairs were not rewritten
     assert "Table 1: recall@k (%) on subset TLL_d" in out
     assert "| efficientnet_lite0 | cosine |" in out
+    assert "Option matrix: TLL_d face rule x face rows of Table 1" in out
     for name in ("TLL_d", "TLL_obj", "TLL_obj_notebook", "TLL_obj_strict"):
         assert (work / "subsets" / f"{name}.json").is_file()
     assert (work / "evaluation" / "TLL_d" / "index.html").is_file()
@@ -52,6 +53,33 @@ def test_demo_pipeline_end_to_end(demo_study, demo_images, copy_study):
     # The report's Table 2b has the paper's columns in the paper's order (then the pool).
     table = accuracy_table(accuracy_long(_answers(doc)))
     assert list(table.columns) == PAPER_CELLS + [POOLED]
+
+
+def test_option_matrix_on_the_demo(demo_study):
+    """`option-matrix`: every face rule x face-row mode x face feature set, from the store
+    without writing; the notebook mode is the same whatever the rule (it ignores the
+    subset), counts the whole set's pairs with a face on both sides and says its labels
+    are recall at 2, 6, 11, 21; on the demo its printed "R@1" for dlib faces is 75 %."""
+    before = sorted(p.relative_to(demo_study) for p in demo_study.rglob("*"))
+    out = run_cli("experiments", "option-matrix", str(demo_study)).stdout
+    assert sorted(p.relative_to(demo_study) for p in demo_study.rglob("*")) == before
+    lines = [line for line in out.splitlines() if line.startswith("| ") and "---" not in line]
+    head = [c.strip() for c in lines[0].strip("|").split("|")]
+    rows = [dict(zip(head, (c.strip() for c in line.strip("|").split("|")))) for line in lines[1:]]
+    combos = {(r["face_rule"], r["face_rows"]) for r in rows}
+    assert combos == {(rule, mode) for rule in ("notebook", "distance")
+                      for mode in ("faces", "subset", "notebook")}
+    nb = [r for r in rows if r["face_rows"] == "notebook"]
+    by_rule = {rule: [(r["feature_set"], r["R@1"], r["queries"]) for r in nb
+                      if r["face_rule"] == rule] for rule in ("notebook", "distance")}
+    assert by_rule["notebook"] == by_rule["distance"]
+    assert all(r["recall_at"] == "2,6,11,21" and r["N"] == "83" for r in nb)
+    assert all(r["recall_at"] == "k" and r["N"] == r["TLL_d"] for r in rows if r not in nb)
+    dlib = {r["face_rule"]: r for r in nb if r["feature_set"] == "face/dlib_hog"}
+    assert dlib["notebook"]["R@1"] == "75.0"
+    # the distance rule keeps more pairs than the notebook's face rule
+    tll = {r["face_rule"]: int(r["TLL_d"]) for r in rows}
+    assert tll["distance"] > tll["notebook"]
 
 
 PAPER_CELLS = [("TLL_obj", "random"), ("TLL_obj", "generic"), ("TLL_d", "random"),

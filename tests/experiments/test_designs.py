@@ -229,3 +229,28 @@ def test_document_check():
     doc["hits"] = []
     with pytest.raises(ef.ExperimentFileError, match="exactly one HIT"):
         ef.check(doc)
+
+
+def test_true_position_is_balanced_per_cell(study):
+    """In every cell the true image is shown at each of the five places equally often:
+    20 trials -> 4 each; a cell of 7 -> 1 each plus 2 at distinct random places; other
+    seeds vary which places get the extra trials and the order, never the balance."""
+    trials, _ = build(study, G.paper_design())
+    per_cell: dict = {}
+    for t in trials:
+        per_cell.setdefault((t["condition"], t["subset"]), []).append(t["true_index"])
+    for cell, places in per_cell.items():
+        assert Counter(places) == {p: 4 for p in range(5)}, cell
+    extras = set()
+    for seed in range(6):
+        design = G.Design("seven", [G.ConditionSpec("random", "TLL_d", 7),
+                                    G.ConditionSpec("generic", "TLL_obj", 7)])
+        ts, _ = build(study, design, seed=seed)
+        for cond in ("random", "generic"):
+            c = Counter(t["true_index"] for t in ts if t["condition"] == cond)
+            assert sorted(c.values()) == [1, 1, 1, 2, 2] and set(c) == set(range(5))
+            extras.add(tuple(sorted(p for p, n in c.items() if n == 2)))
+        assert all(t["candidates"][t["true_index"]] == "R" + t["pair"] for t in ts)
+    assert len(extras) > 1                       # the remainder's places are drawn
+    from experiments import distractors as D
+    assert D.balanced_positions(0, np.random.default_rng(0)) == []

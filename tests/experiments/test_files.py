@@ -74,3 +74,20 @@ def test_file_mode_follows_the_umask(tmp_path):
         assert stat.S_IMODE(p.stat().st_mode) == 0o644
     finally:
         os.umask(old)
+
+
+def test_reading_the_umask_never_changes_it(monkeypatch):
+    """file_mode reads the umask from /proc without setting it, so another thread that
+    creates a file meanwhile never sees a borrowed umask."""
+    from experiments import files
+
+    old = os.umask(0o027)
+    try:
+        def no_umask(mask):
+            raise AssertionError("os.umask called while reading the umask")
+        monkeypatch.setattr(files.os, "umask", no_umask)
+        assert files._current_umask() == 0o027
+        assert files.file_mode() == 0o640
+    finally:
+        monkeypatch.undo()
+        os.umask(old)

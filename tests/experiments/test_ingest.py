@@ -352,3 +352,29 @@ def test_reingest_replaces_manifest_and_keeps_features(tmp_path):
     assert (feats / "meta.json").read_text() == "{}\n"
     assert not (work / "images" / "left" / "00003.png").exists()
     assert sorted(p.name for p in work.iterdir()) == ["features", "images", "manifest.json"]
+
+
+def test_reingest_after_an_image_went_bad_keeps_the_good_copy_and_says_so(tmp_path):
+    """A pair ingested once whose source image is damaged later: re-ingesting lists the
+    problem, keeps the study's previous (good) copy and manifest entry, and warns; a pair
+    that was never ingested is still skipped; --strict still writes nothing."""
+    src = make_tll(tmp_path / "tll", ["00001", "00002", "00003"], ext=".jpg")
+    work = tmp_path / "study"
+    ok("ingest", src, "--workdir", work)
+    before = load_manifest(work)
+    copy = (work / before.pairs[1].right.path).read_bytes()
+    data = (src / "right" / "00002.jpg").read_bytes()
+    (src / "right" / "00002.jpg").write_bytes(data[: len(data) // 2])   # went bad
+    proc = ok("ingest", src, "--workdir", work)
+    assert "right/00002.jpg: unreadable or truncated" in proc.stderr
+    assert "warning: pair 00002 is bad in the source now; the study keeps its previous copy" \
+        in proc.stderr
+    after = load_manifest(work)
+    assert after.ids == ["00001", "00002", "00003"]
+    assert after.pairs[1] == before.pairs[1]
+    assert (work / after.pairs[1].right.path).read_bytes() == copy
+    assert "kept 3 of 3 pairs" in proc.stdout
+    # --strict: stops, the study unchanged
+    snapshot = tree(work)
+    fails("ingest", src, "--workdir", work, "--strict")
+    assert tree(work) == snapshot

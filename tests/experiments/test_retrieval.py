@@ -170,11 +170,11 @@ def test_evaluation_tables_and_files(tmp_path):
     assert list(t1.index) == ["toy", "face/dlib_hog"]
     ranks = R.feature_ranks(generic.left, generic.right, "cosine")
     assert t1.loc["toy", "R@5"] == round(100 * np.mean(ranks <= 5), 2)
-    # Faces: the 20 pairs with a face match exactly; the others tie at +inf. The notebook's
-    # denominator (the default) counts the 20; the subset's all 40.
+    # Faces: the 20 pairs with a face match exactly; the others tie at +inf. Face rows
+    # `faces` (the default) count the 20; `subset` all 40.
     assert t1.loc["face/dlib_hog", "R@1"] == 100.0
     assert t1.loc["face/dlib_hog", "queries"] == t1.loc["face/dlib_hog", "pairs_with_feature"] == 20
-    assert t1.loc["face/dlib_hog", "face_denominator"] == "notebook"
+    assert t1.loc["face/dlib_hog", "face_denominator"] == "faces"
     assert t1.loc["toy", "queries"] == 40 and t1.loc["toy", "face_denominator"] == "subset"
     whole = evaluate_feature_sets({"face/dlib_hog": face}, ids, None, face_denominator="subset",
                                   face_rule="distance").table1.iloc[0]
@@ -296,3 +296,41 @@ def test_torch_distance_path_equals_numpy_and_device_choice():
         assert ds.resolve_retrieval_device("auto", 10**5, 1024) == "cpu"
         with pytest.raises(ds.FeatureAccessError, match="no CUDA GPU"):
             ds.resolve_retrieval_device("cuda", 10, 10)
+
+
+def test_notebook_face_rows_reproduce_cell_53():
+    """Face rows `notebook`: the pairs of the WHOLE set with a face on both sides, ranked
+    among all its right images, printed as cell 53 printed them (recall at 2, 6, 11, 21
+    under the labels 1, 5, 10, 20), whatever the subset. Six pairs by hand, one face per
+    image except p5's right image: left pi's face is 10 e_i; right faces p0 10e0 + 3e6,
+    p1 10e0 + 2e7, p2..p4 10e_i. Distances from left p0: right p1 2, own 3, others 14.1:
+    rank 2. Left p1: p2..p4 14.14 < own 14.28: rank 4. p2..p4: rank 1. Whole set: five
+    queries (p5 has no right face), ranks 2, 4, 1, 1, 1: recall@1 60 %, recall@2 80 %."""
+    from types import SimpleNamespace
+
+    from experiments.evaluate import evaluate_feature_sets
+
+    ids = [f"p{i}" for i in range(6)]
+    e = np.eye(8)
+    lv = np.array([10 * e[i] for i in range(6)])
+    rv = np.array([10 * e[0] + 3 * e[6], 10 * e[0] + 2 * e[7], 10 * e[2], 10 * e[3], 10 * e[4]])
+    lo = np.arange(7)
+    ro = np.array([0, 1, 2, 3, 4, 5, 5])
+    face = SimpleNamespace(key="face/dlib_hog", kind="face", ids=ids,
+                           left=SimpleNamespace(vectors=lv, offsets=lo),
+                           right=SimpleNamespace(vectors=rv, offsets=ro))
+    # subset p0, p1, p5 under `faces`: p0 ranks 2nd (behind p1's right), p1 1st (14.28
+    # against 14.46 and +inf)
+    sub = ["p0", "p1", "p5"]
+    faces_row = evaluate_feature_sets({"face/dlib_hog": face}, sub, None).table1.iloc[0]
+    assert faces_row["queries"] == 2 and faces_row["R@1"] == 50.0
+    nb = evaluate_feature_sets({"face/dlib_hog": face}, sub, None, face_denominator="notebook",
+                               all_ids=ids)
+    row = nb.table1.iloc[0]
+    assert row["N"] == 6 and row["queries"] == 5 and row["recall_at"] == "2,6,11,21"
+    assert row["R@1"] == 80.0 and row["R@5"] == 100.0 and np.isnan(row["R@50"])
+    assert row["face_denominator"] == "notebook"
+    assert nb.table2a.iloc[0]["face_denominator"] == "notebook"
+    assert list(nb.ranks["pair"]) == sub                    # ranks stay on the subset
+    with pytest.raises(ValueError, match="all_ids"):
+        evaluate_feature_sets({"face/dlib_hog": face}, sub, None, face_denominator="notebook")

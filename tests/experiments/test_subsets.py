@@ -110,10 +110,11 @@ def test_notebook_and_distance_face_rules_give_different_tll_d():
     >= 1 apart, and p0's right face is far from every other right face.
 
     distance rule: p0 and p3 break face_left_duplicate -> TLL_d = p1, p2, p4, p5.
-    notebook rule: argmin of each left row (self excluded, faceless 10^9): p0 -> 3,
+    notebook rule: argmin of each left row (faceless 10^9, then 100 on the diagonal): p0 -> 3,
     p1 -> 0 (faceless row), p2 -> 0, p3 -> 0 (its nearest face is p0's), p4 -> 5, p5 -> 4;
     right rows: p2 -> 0 (faceless), the rest point at their nearest face, never at p0's.
-    Indices <= 0.4 are flagged: p1, p2, p3 -> TLL_d = p0, p4, p5."""
+    Indices <= 0.4 are flagged: p1, p2, p3 -> TLL_d = p0, p4, p5. No left face is within
+    0.4 of another pair's right face, so the cross-face term drops nothing here."""
     ids = [f"p{i}" for i in range(6)]
     left = np.array([unit(i) for i in range(6)])          # generic features: no duplicates
     right = np.array([unit(10 + i) for i in range(6)])
@@ -139,7 +140,63 @@ def test_notebook_and_distance_face_rules_give_different_tll_d():
     for name, docs in by_rule.items():
         assert docs["TLL_d"]["face_rule"] == docs["TLL_d"]["params"]["face_rule"] == name
         assert docs["TLL_obj"]["ids"] == by_rule["distance"]["TLL_obj"]["ids"]  # unaffected
-    assert {r["rule"] for r in by_rule["notebook"]["TLL_d"]["dropped"]} == set(S.NOTEBOOK_FACE_RULES)
+    assert {r["rule"] for r in by_rule["notebook"]["TLL_d"]["dropped"]} == {
+        "face_left_argmin", "face_right_argmin"}
+
+
+def test_notebook_rule_edges_faceless_pair_0_and_a_lone_face():
+    """Four pairs by hand. Left faces: only e2 has one (a lone face on its side). Right
+    faces: e1, e2, e3, far apart; e0 has no face at all.
+
+    The notebook's matrices: faceless entries 10^9, then 100 on the diagonal. Left rows:
+    e0 [1e9+100, 1e9, 1e9, 1e9] -> argmin 1 (not flagged); e1, e3 faceless -> argmin 0
+    (flagged); e2 [1e9, 1e9, 100, 1e9] -> argmin 2, itself (not flagged). Right rows: e0
+    faceless in row 0 -> argmin 1; e1, e2, e3 point at each other, never at 0. So the
+    notebook's TLL_d is e0 and e2, although e0 has no face at all; the distance rule keeps
+    all four (no face distance is <= 0.4)."""
+    ids = ["e0", "e1", "e2", "e3"]
+    left = np.array([unit(i) for i in range(4)])
+    right = np.array([unit(10 + i) for i in range(4)])
+    fl, fr = faces([[], [], [10 * unit(2)], []]), \
+        faces([[], [10 * unit(21)], [10 * unit(22)], [10 * unit(23)]])
+    idx, val = S.notebook_face_argmin(*fl)
+    assert idx.tolist() == [1, 0, 2, 0]
+    assert val.tolist() == [S.NOTEBOOK_FACELESS, S.NOTEBOOK_FACELESS, 100.0, S.NOTEBOOK_FACELESS]
+    ridx, _ = S.notebook_face_argmin(*fr)
+    assert ridx[0] == 1 and 0 not in ridx.tolist()
+    reasons = S.near_duplicate_reasons(ids, left, right, fl, fr)
+    flagged = {(r["rule"], r["id"]) for r in reasons if r["rule"].endswith("_argmin")}
+    assert flagged == {("face_left_argmin", "e1"), ("face_left_argmin", "e3")}
+    nb = S.build_subsets(ids, reasons, S.SubsetParams(), [])["TLL_d"]
+    assert nb["ids"] == ["e0", "e2"]
+    dist = S.build_subsets(ids, reasons, S.SubsetParams(face_rule="distance"), [])["TLL_d"]
+    assert dist["ids"] == ids
+
+
+def test_notebook_rule_cross_face_term_catches_what_argmin_misses():
+    """Four pairs, one face a side each. c0's faces are far from everything (so no argmin
+    points at index 0); left c1's face is 0.3 from right c3's face and >= 14 from every
+    other face. Argmin rows: left 0->1, 1->2, 2->1, 3->1; right 0->1, 1->2, 2->1, 3->1:
+    nothing is flagged. The cross-face term (left-to-right matrix + 100*eye, row minimum
+    <= 0.4) drops c1, and only it: TLL_d = c0, c2, c3 under the notebook rule. The row
+    minima are checked against numpy written out as the notebook wrote it."""
+    ids = ["c0", "c1", "c2", "c3"]
+    left = np.array([unit(i) for i in range(4)])
+    right = np.array([unit(10 + i) for i in range(4)])
+    lvec = [50 * unit(0), 10 * unit(1), 10 * unit(2), 10 * unit(3)]
+    rvec = [50 * unit(20), 10 * unit(21), 10 * unit(22), 10 * unit(1) + 0.3 * unit(5)]
+    fl, fr = faces([[v] for v in lvec]), faces([[v] for v in rvec])
+    assert S.notebook_face_argmin(*fl)[0].tolist() == [1, 2, 1, 1]
+    assert S.notebook_face_argmin(*fr)[0].tolist() == [1, 2, 1, 1]
+    cross = np.array([[np.linalg.norm(a - b) for b in rvec] for a in lvec]) + 100 * np.eye(4)
+    assert (cross.min(1) <= 0.4).tolist() == [False, True, False, False]
+    reasons = S.near_duplicate_reasons(ids, left, right, fl, fr)
+    hits = [r for r in reasons if r["rule"] in S.NOTEBOOK_FACE_RULES]
+    assert hits == [{"id": "c1", "rule": "face_cross_duplicate", "other": "Rc3",
+                     "distance": pytest.approx(0.3)}]
+    docs = S.build_subsets(ids, reasons, S.SubsetParams(), [])
+    assert docs["TLL_d"]["ids"] == ["c0", "c2", "c3"]
+    assert "face_cross_duplicate" in docs["TLL_d"]["rules"]
 
 
 def test_load_subset_by_name_and_file(tmp_path):
