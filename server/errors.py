@@ -11,6 +11,7 @@ from flask.globals import _cv_request
 from flask.json.provider import DefaultJSONProvider
 from sqlalchemy.exc import DBAPIError, OperationalError
 from werkzeug.exceptions import BadRequest, HTTPException
+from werkzeug.routing import IntegerConverter
 
 from .recording import RecordingError
 
@@ -23,6 +24,16 @@ PARAM_LIMITS = {"assignmentId": 100, "hitId": 100, "workerId": 100, "turkSubmitT
 MAX_PARAM = 2000  # any other query or form value
 MAX_HEADER = 8192
 _CONTENT_KEYS = ("CONTENT_TYPE", "CONTENT_LENGTH")
+# The largest id a URL may name: PostgreSQL's INTEGER (SQLite's is 2^63 - 1).
+MAX_URL_INT = 2**31 - 1
+
+
+class DatabaseIntConverter(IntegerConverter):
+    """The `<int:...>` URL converter, bounded to 0..MAX_URL_INT: an id past what the
+    database's INTEGER holds matches no route (404) instead of reaching a query."""
+
+    def __init__(self, map, fixed_digits=0, min=0, max=MAX_URL_INT, signed=False):
+        super().__init__(map, fixed_digits=fixed_digits, min=min, max=max, signed=signed)
 
 
 class EdgeJSONProvider(DefaultJSONProvider):
@@ -146,7 +157,9 @@ def _database_down(e: Exception) -> bool:
 
 
 def init_app(app) -> None:
-    """Register the JSON provider, the edge checks and the error handlers on `app`."""
+    """Register the JSON provider, the bounded `int` URL converter (before any blueprint
+    adds its rules), the edge checks and the error handlers on `app`."""
+    app.url_map.converters["int"] = DatabaseIntConverter
     app.json = EdgeJSONProvider(app)
     app.json.sort_keys = False
     app.before_request(_check_edges)
