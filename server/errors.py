@@ -172,7 +172,7 @@ def init_app(app) -> None:
     def _http(e: HTTPException):
         headers = {}
         if e.code == 429:
-            headers["Retry-After"] = "60"
+            headers["Retry-After"] = str(getattr(e, "retry_after", 60))
         if e.code == 405 and e.valid_methods:
             headers["Allow"] = ", ".join(e.valid_methods)
         return error_response(e.code or 500, e.description or e.name, headers)

@@ -10,7 +10,9 @@ What is exempt, and why:
   URL too (MTurk's iframe is a third-party context where cookies are blocked), and the
   final externalSubmit form posts to MTurk, not to us. Every other POST (lab start,
   consent, practice, answers; admin login, logout) carries a CSRF token.
-- Throttling: only the admin login is limited.
+- Throttling: every admin password check (login form and HTTP Basic) goes through
+  server/throttle.py's policy; the counters live in the database (`tll-db://`, the
+  default RATELIMIT_STORAGE_URI), so every worker and node sees the same ones.
 - Headers: Talisman sets them on every page; the MTurk worker pages get
   `frame-ancestors` of MTurk's hosts instead of 'none' because MTurk frames them.
 - The hot paths (the JSON API and the images, HOT_BLUEPRINTS) skip Limiter's and
@@ -40,6 +42,7 @@ from flask_talisman import Talisman
 from flask_wtf.csrf import CSRFProtect
 from itsdangerous import URLSafeTimedSerializer
 
+from . import throttle
 from .fastsql import ANSWER_ENDPOINTS
 
 ADMIN_PREFIX = "/manage"
@@ -48,9 +51,8 @@ PARTICIPANT_COOKIE = "tll_session"
 
 csrf = CSRFProtect()
 login_manager = LoginManager()
-# In-memory counters: right for one host. Each gunicorn worker counts on its own, so the
-# effective limit is (workers x limit); set RATELIMIT_STORAGE_URI (e.g. redis://) to share.
-limiter = Limiter(key_func=get_remote_address, default_limits=[], storage_uri="memory://")
+# The storage comes from RATELIMIT_STORAGE_URI (default: the database, see throttle.py).
+limiter = Limiter(key_func=get_remote_address, default_limits=[])
 talisman = Talisman()
 
 # 'self' only: no inline scripts or styles anywhere (scripts live in static/*.js).
@@ -237,6 +239,8 @@ def init_app(app) -> None:
     app.session_interface = SplitSessionInterface()
     app.config.setdefault("WTF_CSRF_TIME_LIMIT", None)  # valid for the session's life
     app.config.setdefault("RATELIMIT_HEADERS_ENABLED", False)
+    app.config.setdefault("RATELIMIT_STORAGE_URI", throttle.DatabaseStorage.STORAGE_SCHEME[0]
+                          + "://")
     csrf.init_app(app)
     login_manager.init_app(app)
     login_manager.login_view = "manage.login"
