@@ -28,15 +28,17 @@ import itertools
 import math
 import time
 
-from flask import request
+from flask import current_app, request
 from limits import parse_many
 from limits.storage import Storage
-from sqlalchemy import text
+from sqlalchemy import bindparam, text
 from sqlalchemy.exc import SQLAlchemyError
 from werkzeug.exceptions import TooManyRequests
 
 ADDRESS_LIMIT = "10 per minute; 50 per hour"
 USER_ADDRESS_LIMIT = "5 per minute; 20 per hour"
+PER_ADDRESS = parse_many(ADDRESS_LIMIT)
+PER_USER_ADDRESS = parse_many(USER_ADDRESS_LIMIT)
 USER_FREE_FAILURES = 20
 USER_WINDOW_S = 3600
 USER_DELAY_MAX_S = 60
@@ -55,6 +57,9 @@ _UPSERT = text(
     "RETURNING hits")
 _GET = text("SELECT hits, expires_at FROM throttle_counters WHERE name = :name "
             "AND expires_at > :now")
+
+_GET_MANY = text("SELECT name, hits, expires_at FROM throttle_counters WHERE name IN :names "
+                 "AND expires_at > :now").bindparams(bindparam("names", expanding=True))
 
 
 def _engine():
@@ -89,6 +94,14 @@ class DatabaseStorage(Storage):
                 conn.execute(text("DELETE FROM throttle_counters WHERE expires_at <= :now"),
                              {"now": now})
         return int(hits)
+
+    def get_many(self, keys: list[str]) -> dict[str, tuple[int, float]]:
+        """Return {key: (count, window end)} of the live counters among `keys`, in one
+        query."""
+        names = {k[:MAX_KEY]: k for k in keys}
+        with _engine().connect() as conn:
+            rows = conn.execute(_GET_MANY, {"names": list(names), "now": time.time()}).all()
+        return {names[name]: (int(hits), float(exp)) for name, hits, exp in rows}
 
     def _row(self, key: str):
         with _engine().connect() as conn:
@@ -150,6 +163,32 @@ def user_delay_s(failures: int) -> int:
     return 0 if over < 1 else min(USER_DELAY_MAX_S, 2 ** min(over, 16))
 
 
+def _counters(storage, names: list[str]) -> dict[str, tuple[int, float]]:
+    """Return {name: (count, window end)} of the live counters among `names` (one query
+    on the database storage; a read per name on any other)."""
+    many = getattr(storage, "get_many", None)
+    if many is not None:
+        return many(names)
+    out = {}
+    for name in names:
+        n = storage.get(name)
+        if n:
+            out[name] = (n, storage.get_expiry(name))
+    return out
+
+
+def _throttled(why: str, until: float) -> Throttled:
+    return Throttled(f"Too many failed logins {why}: wait a minute and try again.",
+                     until - time.time())
+
+
+# Throttled (address and user-address) windows seen by this process, (database, name) ->
+# window end: a count only grows within its window, so until then the answer is known
+# without a query. Bounded: cleared when it outgrows MEMO_MAX.
+_blocked: dict[tuple[str, str], float] = {}
+MEMO_MAX = 10_000
+
+
 def guarded_authenticate(username: str, password: str, check):
     """Return `check(username, password)` (the admin user, or None for a wrong
     password) under the throttling policy of this module; raise Throttled (429) without
@@ -159,29 +198,35 @@ def guarded_authenticate(username: str, password: str, check):
     strategy, storage = lim.limiter, lim.storage
     addr = request.remote_addr or "unknown"
     user = (username or "")[:100]
-    per_addr = parse_many(ADDRESS_LIMIT)
-    per_user_addr = parse_many(USER_ADDRESS_LIMIT)
-    for items, ids, why in ((per_addr, ("pw-address", addr), "from this address"),
-                            (per_user_addr, ("pw-user-address", user, addr),
-                             "for this user from this address")):
-        for item in items:
-            if not strategy.test(item, *ids):
-                raise Throttled(f"Too many failed logins {why}: wait a minute and try "
-                                "again.",
-                                strategy.get_window_stats(item, *ids).reset_time - time.time())
-    known = storage.get(_key("known", user, addr)) > 0
-    wait_key = _key("wait", user)
-    if not known and storage.get(wait_key) > 0:
+    now = time.time()
+    limits = [(item, ids, item.key_for(*ids), why)
+              for items, ids, why in ((PER_ADDRESS, ("pw-address", addr), "from this address"),
+                                      (PER_USER_ADDRESS, ("pw-user-address", user, addr),
+                                       "for this user from this address"))
+              for item in items]
+    where = current_app.config["SQLALCHEMY_DATABASE_URI"]
+    for _, _, name, why in limits:
+        until = _blocked.get((where, name))
+        if until is not None and until > now:
+            raise _throttled(why, until)
+    known_key, wait_key = _key("known", user, addr), _key("wait", user)
+    counts = _counters(storage, [name for _, _, name, _ in limits] + [known_key, wait_key])
+    for item, _, name, why in limits:
+        hits, until = counts.get(name, (0, now))
+        if hits >= item.amount:
+            if len(_blocked) >= MEMO_MAX:
+                _blocked.clear()
+            _blocked[(where, name)] = until
+            raise _throttled(why, until)
+    if known_key not in counts and wait_key in counts:
         raise Throttled("Too many failed logins for this user: wait a little and try "
-                        "again.", storage.get_expiry(wait_key) - time.time())
+                        "again.", counts[wait_key][1] - now)
     result = check(username, password)
     if result is not None:
-        storage.incr(_key("known", user, addr), KNOWN_DAYS * 86400)
+        storage.incr(known_key, KNOWN_DAYS * 86400)
         return result
-    for item in per_addr:
-        strategy.hit(item, "pw-address", addr)
-    for item in per_user_addr:
-        strategy.hit(item, "pw-user-address", user, addr)
+    for item, ids, _, _ in limits:
+        strategy.hit(item, *ids)
     delay = user_delay_s(storage.incr(_key("failures", user), USER_WINDOW_S))
     if delay:
         storage.incr(wait_key, delay)
