@@ -38,7 +38,7 @@ from . import export as ex
 from . import recording as rec
 from .models import AdminUser, Experiment, Image, Participant, Trial, db
 from .models import Response as Answer
-from .security import login_manager
+from .security import login_manager, mark_admin_active
 from .throttle import guarded_authenticate
 
 bp = Blueprint("manage", __name__, url_prefix="/manage")
@@ -184,6 +184,7 @@ def login():
             # A fresh admin session (new CSRF token): nothing of the one before survives.
             session.clear()
             login_user(AdminSession(user))
+            mark_admin_active()
             return redirect(safe_next(request.args.get("next")), 303)
         error = "Wrong user name or password."
     return render_template("manage/login.html", error=error), (401 if error else 200)

@@ -30,9 +30,10 @@ What is exempt, and why:
 """
 from __future__ import annotations
 
+import time
 from functools import wraps
 
-from flask import request
+from flask import after_this_request, current_app, request, session
 from flask.globals import _cv_request
 from flask.sessions import SecureCookieSessionInterface
 from flask_limiter import Limiter
@@ -160,6 +161,44 @@ def is_admin_path(path: str) -> bool:
 
 
 API_PREFIX = "/api/"
+# The admin session's last activity (Unix seconds), refreshed at most this often.
+ADMIN_SEEN_KEY = "seen"
+ADMIN_SEEN_STEP_S = 30
+
+
+def mark_admin_active() -> None:
+    """Stamp this admin session as active now (at login; `_admin_idle` keeps it fresh)."""
+    session[ADMIN_SEEN_KEY] = int(time.time())
+
+
+def _admin_idle() -> None:
+    # Admin sessions end after ADMIN_IDLE_MIN minutes without a request: the session is
+    # cleared before the view, so login_required sends the browser to the login page.
+    # A session without a stamp is treated as idle.
+    if not is_admin_path(request.path) or "_user_id" not in session:
+        return
+    now = int(time.time())
+    seen = session.get(ADMIN_SEEN_KEY)
+    idle_s = float(current_app.config.get("ADMIN_IDLE_MIN", 30)) * 60
+    if not isinstance(seen, int) or now - seen > idle_s:
+        session.clear()
+    elif now - seen >= min(ADMIN_SEEN_STEP_S, idle_s / 2):
+        session[ADMIN_SEEN_KEY] = now
+
+
+def end_admin_session() -> None:
+    """End any admin session in this browser with this request's response: a participant
+    starting here must not inherit it (the lab's start and platform entry call this).
+    The admin cookie is only sent under /manage, so a participant route cannot read it;
+    it replaces it with an expired one."""
+    @after_this_request
+    def _delete(resp):
+        cfg = current_app.config
+        resp.delete_cookie(ADMIN_COOKIE, path=ADMIN_PREFIX,
+                           domain=cfg.get("SESSION_COOKIE_DOMAIN") or None,
+                           secure=bool(cfg.get("SESSION_COOKIE_SECURE")), httponly=True,
+                           samesite=cfg.get("SESSION_COOKIE_SAMESITE"))
+        return resp
 
 
 class SplitSessionInterface(SecureCookieSessionInterface):
@@ -275,6 +314,7 @@ def init_app(app) -> None:
                 _skipped_from(h, skip_from[_owner(h)]) if _owner(h) in skip_from else h
                 for h in hooks]
     app.after_request(_hot_headers)
+    app.before_request(_skipped_from(_admin_idle, ANSWER))
     app.ensure_sync = _cached_ensure_sync(app.ensure_sync)
 
 

@@ -38,14 +38,50 @@ def test_admin_and_participant_cookies_never_touch(app):
     # The admin login left the participant's cookie exactly as it was.
     assert _cookie(c, "tll_session").value == part.value
     assert "Continue" in c.get("/lab/small/").get_data(as_text=True)
-    # A participant start in this browser does not touch the admin session either.
-    _start_participant(c, "SHARED2")
-    assert _cookie(c, "tll_admin").value == admin.value
-    assert c.get("/manage/").status_code == 200
     # Logging out of the admin area keeps the participant.
     tok = csrf_from(c.get("/manage/").get_data(as_text=True))
     assert c.post("/manage/logout", data={"csrf_token": tok}).status_code == 303
     assert c.get("/lab/small/go").headers["Location"].endswith("/lab/small/instructions")
+
+
+def test_a_participant_starting_in_the_admins_browser_ends_the_admin_session(app):
+    c = app.test_client()
+    assert _login(c).status_code == 303
+    assert c.get("/manage/experiments/small/answers.csv?ids=raw").status_code == 200
+    _start_participant(c, "SHARED2")
+    assert _cookie(c, "tll_admin") is None
+    r = c.get("/manage/experiments/small/answers.csv?ids=raw")
+    assert r.status_code == 303 and "/manage/login" in r.headers["Location"]
+    assert c.get("/manage/").status_code == 303
+    # The participant carries on.
+    assert c.get("/lab/small/go").headers["Location"].endswith("/lab/small/instructions")
+
+
+def test_an_idle_admin_is_sent_to_login(app, monkeypatch):
+    import time as real_time
+
+    import server.security as security
+
+    class Clock:
+        offset = 0.0
+
+        def time(self):
+            return real_time.time() + self.offset
+
+    clock = Clock()
+    monkeypatch.setattr(security, "time", clock)
+    c = app.test_client()
+    assert _login(c).status_code == 303
+    assert app.config["ADMIN_IDLE_MIN"] == 30
+    clock.offset = 20 * 60  # active again after 20 minutes: the session goes on
+    assert c.get("/manage/").status_code == 200
+    clock.offset = 45 * 60  # 25 idle minutes after that: still on
+    assert c.get("/manage/").status_code == 200
+    clock.offset = 76 * 60  # 31 idle minutes: over
+    r = c.get("/manage/experiments/small/answers.csv?ids=raw")
+    assert r.status_code == 303 and "/manage/login" in r.headers["Location"]
+    assert c.get("/manage/").status_code == 303
+    assert _login(c).status_code == 303 and c.get("/manage/").status_code == 200
 
 
 def test_participant_cookie_is_no_admin_cookie(app):
