@@ -111,7 +111,7 @@ def _ensure_token(user: AdminUser) -> None:
 @login_manager.user_loader
 def _load(session_id: str):
     uid, _, token = (session_id or "").partition(":")
-    if not uid.isascii() or not uid.isdigit() or len(uid) > 12 or not token:
+    if not uid.isascii() or not uid.isdigit() or len(uid) > 9 or not token:
         return None
     user = db.session.get(AdminUser, int(uid))
     if user is None or not user.session_token or \
