@@ -72,6 +72,7 @@ def _guesser(port: int, seconds: float, k: int, many: bool, control: bool, out) 
             seen["error"] += 1
             conn.close()
             conn = http.client.HTTPConnection(HOST, port, timeout=30)
+    seen["client_cpu_s"] = time.process_time()
     out.put(dict(seen))
 
 
@@ -127,6 +128,7 @@ def phase(port: int, seconds: float, think_s: float, guessers: int, many: bool,
     seen: Counter = Counter()
     for _ in procs:
         seen.update(out.get(timeout=seconds + 60))
+    seen["client_s"] += seconds if procs else 0
     for p in procs:
         p.join(timeout=30)
     return latencies, seen
@@ -185,7 +187,12 @@ def main(argv=None) -> int:
         print(f"  {kind:>7} guessers: {len(lat):5d} answers, median {med[kind]:7.1f} ms, "
               f"p90 {lat[int(0.9 * (len(lat) - 1))]:7.1f} ms")
     print(f"  ratio of medians (with / without): {med['with'] / med['without']:.2f}")
+    cpu, wall = seen.pop("client_cpu_s", 0.0), seen.pop("client_s", 0.0)
     print(f"  guessers' responses: {dict(sorted(seen.items(), key=str))}")
+    # The clients run on the same machine: what they burn is CPU the server lacks.
+    if wall:
+        print(f"  the guessing clients themselves used {cpu / wall:.2f} CPUs of "
+              f"{os.cpu_count()} while guessing")
     return 0
 
 
