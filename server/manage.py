@@ -142,8 +142,9 @@ def basic_auth_enabled() -> bool:
 def _unauthorized():
     if request.path.startswith("/manage/api/"):
         if not basic_auth_enabled():
-            return jsonify(error="admin login required (log in at /manage/login)",
-                           status=401), 401
+            return jsonify(error="admin login required: log in at /manage/login (HTTP "
+                                 "Basic is off on this server; TLL_ADMIN_BASIC_AUTH=1 "
+                                 "turns it on)", status=401), 401
         return jsonify(error="admin login required (HTTP Basic auth)", status=401), 401, \
             {"WWW-Authenticate": 'Basic realm="tll-manage"'}
     return redirect(url_for("manage.login", next=request.path), 303)
