@@ -10,6 +10,7 @@ import click
 import pandas as pd
 
 from analysis.errors import AnalysisError
+from spreadsheet import neutralise_frame
 
 SOURCES = ("db", "csv", "json")
 
@@ -213,9 +214,9 @@ def cmd_fig4(args) -> None:
     except OSError as exc:
         raise AnalysisError(f"cannot write to {out}: {exc.strerror or exc}") from None
     png = save_gallery(drawings, out / "fig4.png", dpi=args.dpi)
-    pd.concat([table.loc[hi["trial"]].assign(end="highest"),
-               table.loc[lo["trial"]].assign(end="lowest")]).to_csv(out / "fig4.csv",
-                                                                     index=False)
+    neutralise_frame(pd.concat([table.loc[hi["trial"]].assign(end="highest"),
+                                table.loc[lo["trial"]].assign(end="lowest")])
+                     ).to_csv(out / "fig4.csv", index=False)
     print(f"Fig. 4 written: {png} (+ .pdf, .svg, fig4.csv); images: "
           f"{images.source if images else 'none (grey boxes)'}")
 

@@ -23,6 +23,7 @@ import pandas as pd
 
 from analysis import N_CANDIDATES
 from analysis.errors import AnalysisError
+from spreadsheet import unquote
 
 BASE_COLUMNS = ["experiment", "participant", "population", "trial", "trial_order",
                 "condition", "subset", "pair", "catch", "chosen_position", "true_position",
@@ -188,9 +189,7 @@ def _from_csv(path: Path, experiment: str | None) -> Answers:
 def _unquote_formula(cell: str) -> str:
     # The export writes "'=x" for a text cell "=x" (a spreadsheet would run it as a
     # formula; docs/contracts.md §6): read back the value the server stored.
-    if cell.startswith("'") and cell[1:2] in ("=", "+", "-", "@", "\t", "\r"):
-        return cell[1:]
-    return cell
+    return unquote(cell)
 
 
 def _typed(raw: pd.DataFrame, where: str) -> pd.DataFrame:

@@ -38,6 +38,7 @@ from analysis.errors import AnalysisError
 from analysis.gallery import save_gallery
 from analysis.load import Answers, require_answers
 from analysis.stats import format_p, format_p_columns
+from spreadsheet import neutralise_frame
 
 REPORT_HTML = "report.html"
 TEMPLATES = Path(__file__).resolve().parent / "templates" / "report"
@@ -99,7 +100,7 @@ class Context:
 
     def csv(self, name: str, table: pd.DataFrame, index: bool = False) -> pd.DataFrame:
         """Write ``table`` as ``name``.csv; return it."""
-        table.to_csv(self.out / f"{name}.csv", index=index)
+        neutralise_frame(table).to_csv(self.out / f"{name}.csv", index=index)
         return table
 
     def latex(self, name: str, table: pd.DataFrame, index: bool = False,
@@ -431,7 +432,7 @@ def _write(answers: Answers, d: Path, options: Options,
         values = fn(ctx)
         rendered.append({"id": sid, "title": title,
                          "html": Markup(env.get_template(f"{sid}.html").render(**values))})
-    (d / "answers.csv").write_text(answers.df.to_csv(index=False))
+    (d / "answers.csv").write_text(neutralise_frame(answers.df).to_csv(index=False))
     page = env.get_template("base.html").render(
         title=f"Report: experiment {answers.experiment}", source=answers.source,
         now=_dt.datetime.now(_dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),

@@ -46,6 +46,7 @@ from benchmarks.bench_server import (
     write_study,
 )
 from benchmarks.loadgen import run_load
+from spreadsheet import neutralise_row
 
 PASSWORD = "bench-report-password"
 
@@ -162,7 +163,7 @@ def main(argv=None) -> int:
     with open(out / "bench_report_load.csv", "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=list(rows[0]))
         w.writeheader()
-        w.writerows(rows)
+        w.writerows(neutralise_row(r) for r in rows)
     print(f"\n{a.participants} participants x {a.trials} answers (JSON API, kept-alive), "
           f"gunicorn 2 workers x {a.threads} threads, SQLite; {os.cpu_count()} CPUs")
     print(f"{'repeat':>6} {'phase':>7} {'answers/s':>10} {'p50 ms':>8} {'p99 ms':>8} "

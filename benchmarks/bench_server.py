@@ -53,6 +53,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.loadgen import build_request, run_load  # noqa: E402
+from spreadsheet import neutralise_row  # noqa: E402
 
 MAX_CLIENT_SHARE = 0.25
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -741,7 +742,7 @@ def write_csv(path: Path, rows: list[dict], fields: list[str] | None = None) -> 
     with open(path, "w", newline="") as fh:
         w = csv.DictWriter(fh, fieldnames=fields or list(rows[0]))
         w.writeheader()
-        w.writerows(rows)
+        w.writerows(neutralise_row(r) for r in rows)
 
 
 # The columns that name one cell of the table; the CSV's columns start with them.

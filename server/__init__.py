@@ -46,8 +46,11 @@ def create_app(config: dict | None = None, instance_path: str | os.PathLike | No
     from . import security
     security.init_app(app)
 
+    from .errors import BodyGuard
     from .fastanswer import AnswerFastPath
     app.wsgi_app = AnswerFastPath(app, app.wsgi_app)  # the JSON API's answers, see there
+    # Outside it: every body is read whole and checked against its framing first.
+    app.wsgi_app = BodyGuard(app.wsgi_app)
 
     proxies = int(app.config.get("TLL_PROXIES", 0))
     if proxies:

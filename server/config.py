@@ -24,6 +24,11 @@ Environment variables read:
   (default: yes in development, no in production, where a code never yields a token).
 - `TLL_PROXIES`: how many reverse proxies (nginx: 1) stand before the server; their
   X-Forwarded-For/-Proto/-Host are trusted (default 0: none).
+- `TLL_ADMIN_BASIC_AUTH=1|0`: whether /manage accepts HTTP Basic credentials (scripts:
+  exports, the simulated participant's answer key); default on in development, off in
+  production.
+- `TLL_ADMIN_IDLE_MIN`: minutes without a request after which an admin session ends
+  (default 30).
 - `TLL_KIOSK_IDLE_S`: seconds without a page after which a kiosk experiment's browser
   forgets its participant (default 900).
 """
@@ -124,12 +129,18 @@ def configure(app, overrides: dict | None = None) -> None:
         cfg["API_RESUME_BY_CODE"] = env["TLL_API_RESUME_BY_CODE"] != "0"
     if env.get("TLL_PROXIES"):
         cfg["TLL_PROXIES"] = int(env["TLL_PROXIES"])
+    if env.get("TLL_ADMIN_BASIC_AUTH"):
+        cfg["ADMIN_BASIC_AUTH"] = env["TLL_ADMIN_BASIC_AUTH"] != "0"
+    if env.get("TLL_ADMIN_IDLE_MIN"):
+        cfg["ADMIN_IDLE_MIN"] = float(env["TLL_ADMIN_IDLE_MIN"])
     if env.get("TLL_KIOSK_IDLE_S"):
         cfg["KIOSK_IDLE_S"] = int(env["TLL_KIOSK_IDLE_S"])
     if overrides:
         cfg.update(overrides)
     cfg.setdefault("PARTICIPANT_API", True)
     cfg.setdefault("API_RESUME_BY_CODE", cfg["TLL_ENV"] != "production")
+    cfg.setdefault("ADMIN_BASIC_AUTH", cfg["TLL_ENV"] != "production")
+    cfg.setdefault("ADMIN_IDLE_MIN", 30)
     cfg["SQLALCHEMY_DATABASE_URI"] = normalise_database_url(cfg["SQLALCHEMY_DATABASE_URI"])
 
     if not cfg.get("SECRET_KEY"):

@@ -4,6 +4,7 @@ otherwise; a database outage is a 503 with Retry-After; nothing a client sends r
 the database with a NUL byte, an over-long id or JSON nested past a limit."""
 from __future__ import annotations
 
+import io
 import json
 
 from flask import jsonify, render_template, request
@@ -11,8 +12,10 @@ from flask.globals import _cv_request
 from flask.json.provider import DefaultJSONProvider
 from sqlalchemy.exc import DBAPIError, OperationalError
 from werkzeug.exceptions import BadRequest, HTTPException
+from werkzeug.routing import IntegerConverter
 
 from .recording import RecordingError
+from .texts import MARKDOWN_TEXTS, MAX_TEXT
 
 MAX_JSON_DEPTH = 20
 RETRY_AFTER_S = 5
@@ -20,9 +23,26 @@ RETRY_AFTER_S = 5
 # (the column sizes of server/models.py); longer ones are refused before any query.
 PARAM_LIMITS = {"assignmentId": 100, "hitId": 100, "workerId": 100, "turkSubmitTo": 300,
                 "code": 64, "next": 500, "username": 100}
+# The researcher's long texts (admin settings): MAX_TEXT characters each.
+PARAM_LIMITS.update({name: MAX_TEXT for name in (*MARKDOWN_TEXTS, "consent_text")})
 MAX_PARAM = 2000  # any other query or form value
+# Body limits per endpoint above MAX_CONTENT_LENGTH (64 KB, every other route): the
+# settings form carries four texts of MAX_TEXT characters, which a browser sends
+# urlencoded as up to 12 bytes per character (a 4-byte UTF-8 character, %XX each).
+BODY_LIMITS = {"manage.settings_save": 4 * MAX_TEXT * 12 + 64 * 1024}
+BODY_CEILING = max(BODY_LIMITS.values())
 MAX_HEADER = 8192
 _CONTENT_KEYS = ("CONTENT_TYPE", "CONTENT_LENGTH")
+# The largest id a URL may name: PostgreSQL's INTEGER (SQLite's is 2^63 - 1).
+MAX_URL_INT = 2**31 - 1
+
+
+class DatabaseIntConverter(IntegerConverter):
+    """The `<int:...>` URL converter, bounded to 0..MAX_URL_INT: an id past what the
+    database's INTEGER holds matches no route (404) instead of reaching a query."""
+
+    def __init__(self, map, fixed_digits=0, min=0, max=MAX_URL_INT, signed=False):
+        super().__init__(map, fixed_digits=fixed_digits, min=min, max=max, signed=signed)
 
 
 class EdgeJSONProvider(DefaultJSONProvider):
@@ -103,6 +123,12 @@ def _check_edges():
     # the headers straight from the WSGI environ (what werkzeug's Headers iterate).
     req = _cv_request.get().request
     environ = req.environ
+    refused = environ.get(BODY_REFUSED)
+    if refused is not None:
+        return error_response(*refused)
+    limit = BODY_LIMITS.get(req.endpoint)
+    if limit is not None:
+        req.max_content_length = limit
     if "\x00" in req.path or b"\x00" in req.query_string:
         return error_response(400, "NUL characters are not allowed")
     bad = bad_header(environ)
@@ -137,6 +163,67 @@ def bad_header(environ: dict) -> str | None:
     return None
 
 
+BODY_REFUSED = "tll.body_refused"
+_READ = 64 * 1024
+
+
+class BodyGuard:
+    """WSGI middleware: every request body is read whole before the application sees it,
+    and refused when it does not match its framing: a Content-Length longer than the
+    bytes sent, a chunked body cut short or with a chunk longer than its size, or a body
+    past BODY_CEILING (before reading, when its length is declared). The application then
+    answers the refusal (400 or 413, through the edge checks) without processing
+    anything; an accepted body reaches it as a plain Content-Length body."""
+
+    def __init__(self, wsgi_app, ceiling: int = BODY_CEILING):
+        self.wsgi_app = wsgi_app
+        self.ceiling = ceiling
+
+    def __call__(self, environ, start_response):
+        chunked = "chunked" in environ.get("HTTP_TRANSFER_ENCODING", "").lower()
+        cl = environ.get("CONTENT_LENGTH") or ""
+        if not chunked and cl in ("", "0"):
+            return self.wsgi_app(environ, start_response)
+        refused = None
+        if not chunked and not (cl.isascii() and cl.isdigit()):
+            refused = (400, "Content-Length is not a number of bytes")
+        elif not chunked and int(cl) > self.ceiling:
+            refused = (413, f"the body is longer than {self.ceiling} bytes")
+        else:
+            want = self.ceiling + 1 if chunked else int(cl)
+            try:
+                body = _read(environ["wsgi.input"], want)
+            except Exception:  # the WSGI server's chunk parser, a client that hung up
+                body, refused = b"", (400, "the request body could not be read (its "
+                                           "chunks do not match their sizes, or it ended "
+                                           "early)")
+            if refused is None and len(body) > self.ceiling:
+                refused = (413, f"the body is longer than {self.ceiling} bytes")
+            elif refused is None and not chunked and len(body) < want:
+                refused = (400, f"the body ended after {len(body)} of the {want} bytes its "
+                                "Content-Length announced")
+        if refused is not None:
+            environ[BODY_REFUSED] = refused
+            body = b""
+        environ["wsgi.input"] = io.BytesIO(body)
+        environ["CONTENT_LENGTH"] = str(len(body))
+        environ.pop("HTTP_TRANSFER_ENCODING", None)
+        environ["wsgi.input_terminated"] = False
+        return self.wsgi_app(environ, start_response)
+
+
+def _read(stream, want: int) -> bytes:
+    """Return up to `want` bytes of `stream`, reading until it ends."""
+    parts, got = [], 0
+    while got < want:
+        data = stream.read(min(_READ, want - got))
+        if not data:
+            break
+        parts.append(data)
+        got += len(data)
+    return b"".join(parts)
+
+
 def _database_down(e: Exception) -> bool:
     # Connection-level failures (server stopped, refused, restarting) are outages; data
     # errors are bugs and stay 500 so they are seen.
@@ -146,7 +233,9 @@ def _database_down(e: Exception) -> bool:
 
 
 def init_app(app) -> None:
-    """Register the JSON provider, the edge checks and the error handlers on `app`."""
+    """Register the JSON provider, the bounded `int` URL converter (before any blueprint
+    adds its rules), the edge checks and the error handlers on `app`."""
+    app.url_map.converters["int"] = DatabaseIntConverter
     app.json = EdgeJSONProvider(app)
     app.json.sort_keys = False
     app.before_request(_check_edges)
@@ -159,7 +248,7 @@ def init_app(app) -> None:
     def _http(e: HTTPException):
         headers = {}
         if e.code == 429:
-            headers["Retry-After"] = "60"
+            headers["Retry-After"] = str(getattr(e, "retry_after", 60))
         if e.code == 405 and e.valid_methods:
             headers["Allow"] = ", ".join(e.valid_methods)
         return error_response(e.code or 500, e.description or e.name, headers)

@@ -11,6 +11,8 @@ import json
 from flask import current_app
 from sqlalchemy import select
 
+from spreadsheet import neutralise
+
 from .models import Experiment, Participant, Response, Trial, db, iso_utc
 
 COLUMNS = ["experiment", "participant", "population", "trial", "trial_order", "condition",
@@ -40,9 +42,8 @@ def participant_label(p: Participant) -> str:
     return p.code if p.attempt == 1 else f"{p.code}#{p.attempt}"
 
 
-# Cells a spreadsheet would read as a formula start with one of these (OWASP, "CSV
-# injection"); such a text cell gets a leading single quote in the CSV export.
-FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+# Text cells a spreadsheet would read as a formula get a leading single quote in the CSV
+# export (spreadsheet.py, shared with the analysis).
 # Numeric columns are never touched; every other column holds text (ids, labels, codes).
 NUMERIC_COLUMNS = frozenset(("trial_order", "catch", "chosen_position", "true_position",
                              "correct", "rt_ms"))
@@ -50,14 +51,6 @@ NUMERIC_COLUMNS = frozenset(("trial_order", "catch", "chosen_position", "true_po
 
 def _is_text(column: str) -> bool:
     return column not in NUMERIC_COLUMNS and not column.startswith("machine:")
-
-
-def neutralise(cell):
-    """Return a text cell with a leading single quote when a spreadsheet would read it as
-    a formula (OWASP's advice), else the cell unchanged."""
-    if isinstance(cell, str) and cell.startswith(FORMULA_START):
-        return "'" + cell
-    return cell
 
 
 def columns(experiment: Experiment) -> list[str]:

@@ -29,6 +29,7 @@ from . import recording as rec
 from .errors import wants_json
 from .models import Experiment
 from .recording import RecordingError
+from .security import end_admin_session
 
 bp = Blueprint("lab", __name__)
 
@@ -54,8 +55,10 @@ def forget() -> None:
 
 
 def remember(exp: Experiment, p) -> None:
-    """Make `p` this browser's one participant (replacing any other)."""
+    """Make `p` this browser's one participant (replacing any other); any admin session
+    in this browser ends."""
     forget()
+    end_admin_session()
     session.permanent = not exp.kiosk
     session[SESSION_KEY] = {"e": exp.id, "t": p.token, "p": 0, "b": -1, "a": int(time.time())}
 

@@ -27,6 +27,8 @@ SETTING_NAMES = ("consent_text", "trial_order", "repeats", "break_every", "pract
 # The researcher's texts (Markdown), kept as JSON in experiments.texts; consent_text is
 # the consent ('' = the default computed for the experiment by server/texts.py).
 TEXT_NAMES = LINE_TEXTS + MARKDOWN_TEXTS
+# Past any experiment's length (a break never comes) and inside every database's INTEGER.
+MAX_BREAK_EVERY = 100_000
 
 
 class LoadError(Exception):
@@ -189,8 +191,9 @@ def validate_settings(settings: dict) -> list[str]:
     if "trial_order" in settings and settings["trial_order"] not in ("random", "fixed"):
         problems.append("trial order must be 'random' or 'fixed'")
     if "break_every" in settings and (not isinstance(settings["break_every"], int)
-                                      or settings["break_every"] < 0):
-        problems.append("break every must be an integer >= 0 (0 = no breaks)")
+                                      or isinstance(settings["break_every"], bool)
+                                      or not 0 <= settings["break_every"] <= MAX_BREAK_EVERY):
+        problems.append(f"break every must be an integer 0..{MAX_BREAK_EVERY} (0 = no breaks)")
     if "platform_settings" in settings:
         problems += validate_platform_settings(settings["platform_settings"])
     if "texts" in settings:

@@ -6,10 +6,13 @@ page is in admin_settings.py, the participant pages and the log in admin_partici
 
 Sessions are Flask-Login's, kept in the admin area's own cookie (server/security.py);
 each carries the user's `session_token`, replaced at logout and password change so every
-copy of an old cookie stops working. Login is throttled per address and per user name
-(Flask-Limiter) and takes the same time whether or not the user exists. Every POST
-carries a CSRF token (Flask-WTF). GET requests (the JSON endpoints under /manage/api, the
-exports) also accept HTTP Basic auth (admin user and password) so scripts can use them."""
+copy of an old cookie stops working. Every password check (the login form and HTTP
+Basic) goes through one throttle (server/throttle.py: per address, per user and address,
+a growing delay for the user alone) and takes the same time whether or not the user
+exists. Every POST carries a CSRF token (Flask-WTF). GET requests (the JSON endpoints
+under /manage/api, the exports) also accept HTTP Basic auth (admin user and password) so
+scripts can use them, when ADMIN_BASIC_AUTH is on (default: on in development, off in
+production; env TLL_ADMIN_BASIC_AUTH=1|0)."""
 from __future__ import annotations
 
 import hmac
@@ -19,6 +22,7 @@ from urllib.parse import urlsplit
 from flask import (
     Blueprint,
     Response,
+    current_app,
     jsonify,
     redirect,
     render_template,
@@ -34,17 +38,14 @@ from . import export as ex
 from . import recording as rec
 from .models import AdminUser, Experiment, Image, Participant, Trial, db
 from .models import Response as Answer
-from .security import limiter, login_manager
+from .security import login_manager, mark_admin_active
+from .throttle import guarded_authenticate
 
 bp = Blueprint("manage", __name__, url_prefix="/manage")
 DEFAULT_USER = "admin"
 MAX_USERNAME = 100
 MAX_PASSWORD = 1024
 _DUMMY_HASH: list[str] = []
-
-# Failed logins allowed before the 429 (successful ones are not counted).
-LOGIN_LIMIT_PER_ADDRESS = "10 per minute; 50 per hour"
-LOGIN_LIMIT_PER_USER = "20 per minute; 100 per hour"
 
 
 def _dummy_hash() -> str:
@@ -110,7 +111,7 @@ def _ensure_token(user: AdminUser) -> None:
 @login_manager.user_loader
 def _load(session_id: str):
     uid, _, token = (session_id or "").partition(":")
-    if not uid.isascii() or not uid.isdigit() or len(uid) > 12 or not token:
+    if not uid.isascii() or not uid.isdigit() or len(uid) > 9 or not token:
         return None
     user = db.session.get(AdminUser, int(uid))
     if user is None or not user.session_token or \
@@ -123,18 +124,27 @@ def _load(session_id: str):
 def _basic(req):
     # Scripts (the simulated participant, exports) use HTTP Basic; read-only requests
     # only, so a browser's cached credentials never carry a state change.
-    if req.method not in ("GET", "HEAD"):
+    if req.method not in ("GET", "HEAD") or not basic_auth_enabled():
         return None
     auth = req.authorization
     if auth is None or auth.type != "basic":
         return None
-    user = authenticate(auth.username or "", auth.password or "")
+    user = guarded_authenticate(auth.username or "", auth.password or "", authenticate)
     return AdminSession(user) if user else None
+
+
+def basic_auth_enabled() -> bool:
+    """Return True when /manage accepts HTTP Basic credentials (ADMIN_BASIC_AUTH)."""
+    return bool(current_app.config.get("ADMIN_BASIC_AUTH"))
 
 
 @login_manager.unauthorized_handler
 def _unauthorized():
     if request.path.startswith("/manage/api/"):
+        if not basic_auth_enabled():
+            return jsonify(error="admin login required: log in at /manage/login (HTTP "
+                                 "Basic is off on this server; TLL_ADMIN_BASIC_AUTH=1 "
+                                 "turns it on)", status=401), 401
         return jsonify(error="admin login required (HTTP Basic auth)", status=401), 401, \
             {"WWW-Authenticate": 'Basic realm="tll-manage"'}
     return redirect(url_for("manage.login", next=request.path), 303)
@@ -164,32 +174,18 @@ def safe_next(target: str | None) -> str:
     return target
 
 
-def _user_key() -> str:
-    return "user:" + (request.form.get("username") or DEFAULT_USER)[:MAX_USERNAME]
-
-
-def _failed(response) -> bool:
-    return response.status_code == 401
-
-
 @bp.route("/login", methods=["GET", "POST"])
-@limiter.limit(LOGIN_LIMIT_PER_ADDRESS, methods=["POST"], deduct_when=_failed,
-               error_message="Too many failed logins from this address: wait a minute "
-                             "and try again.")
-@limiter.limit(LOGIN_LIMIT_PER_USER, methods=["POST"], key_func=_user_key,
-               deduct_when=_failed,
-               error_message="Too many failed logins for this user: wait a minute and "
-                             "try again.")
 def login():
     error = None
     if request.method == "POST":
         username = request.form.get("username", DEFAULT_USER) or DEFAULT_USER
-        user = authenticate(username, request.form.get("password", ""))
+        user = guarded_authenticate(username, request.form.get("password", ""), authenticate)
         if user is not None:
             _ensure_token(user)
             # A fresh admin session (new CSRF token): nothing of the one before survives.
             session.clear()
             login_user(AdminSession(user))
+            mark_admin_active()
             return redirect(safe_next(request.args.get("next")), 303)
         error = "Wrong user name or password."
     return render_template("manage/login.html", error=error), (401 if error else 200)

@@ -384,3 +384,13 @@ class MturkQualification(db.Model):
     environment: Mapped[str] = mapped_column(String(20))
     qualification_type_id: Mapped[str] = mapped_column(String(100))
     created: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class ThrottleCounter(db.Model):
+    """A fixed-window counter of the throttling (server/throttle.py): shared by every
+    worker and node through the database."""
+    __tablename__ = "throttle_counters"
+
+    name: Mapped[str] = mapped_column(String(255), primary_key=True)
+    hits: Mapped[int] = mapped_column(Integer)
+    expires_at: Mapped[float] = mapped_column(Float)  # Unix seconds

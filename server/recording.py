@@ -477,7 +477,7 @@ def _check_rt(rt_ms) -> float | None:
         raise RecordingError(400, "rt_ms must be a number of milliseconds")
     try:
         rt = float(rt_ms)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # OverflowError: an int past 1e308
         raise RecordingError(400, "rt_ms must be a number of milliseconds") from None
     if not math.isfinite(rt) or rt < 0 or rt > 1e8:
         raise RecordingError(400, "rt_ms must be between 0 and 1e8 milliseconds")

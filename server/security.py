@@ -10,7 +10,9 @@ What is exempt, and why:
   URL too (MTurk's iframe is a third-party context where cookies are blocked), and the
   final externalSubmit form posts to MTurk, not to us. Every other POST (lab start,
   consent, practice, answers; admin login, logout) carries a CSRF token.
-- Throttling: only the admin login is limited.
+- Throttling: every admin password check (login form and HTTP Basic) goes through
+  server/throttle.py's policy; the counters live in the database (`tll-db://`, the
+  default RATELIMIT_STORAGE_URI), so every worker and node sees the same ones.
 - Headers: Talisman sets them on every page; the MTurk worker pages get
   `frame-ancestors` of MTurk's hosts instead of 'none' because MTurk frames them.
 - Referrer policy: REFERRER_POLICY ("same-origin"), the one value used by Talisman's
@@ -34,9 +36,10 @@ What is exempt, and why:
 """
 from __future__ import annotations
 
+import time
 from functools import wraps
 
-from flask import request
+from flask import after_this_request, current_app, request, session
 from flask.globals import _cv_request
 from flask.sessions import SecureCookieSessionInterface
 from flask_limiter import Limiter
@@ -46,6 +49,7 @@ from flask_talisman import Talisman
 from flask_wtf.csrf import CSRFProtect
 from itsdangerous import URLSafeTimedSerializer
 
+from . import throttle
 from .fastsql import ANSWER_ENDPOINTS
 
 ADMIN_PREFIX = "/manage"
@@ -54,9 +58,8 @@ PARTICIPANT_COOKIE = "tll_session"
 
 csrf = CSRFProtect()
 login_manager = LoginManager()
-# In-memory counters: right for one host. Each gunicorn worker counts on its own, so the
-# effective limit is (workers x limit); set RATELIMIT_STORAGE_URI (e.g. redis://) to share.
-limiter = Limiter(key_func=get_remote_address, default_limits=[], storage_uri="memory://")
+# The storage comes from RATELIMIT_STORAGE_URI (default: the database, see throttle.py).
+limiter = Limiter(key_func=get_remote_address, default_limits=[])
 talisman = Talisman()
 
 # Same-origin requests carry a Referer (the CSRF check over HTTPS needs it); requests to
@@ -168,6 +171,44 @@ def is_admin_path(path: str) -> bool:
 
 
 API_PREFIX = "/api/"
+# The admin session's last activity (Unix seconds), refreshed at most this often.
+ADMIN_SEEN_KEY = "seen"
+ADMIN_SEEN_STEP_S = 30
+
+
+def mark_admin_active() -> None:
+    """Stamp this admin session as active now (at login; `_admin_idle` keeps it fresh)."""
+    session[ADMIN_SEEN_KEY] = int(time.time())
+
+
+def _admin_idle() -> None:
+    # Admin sessions end after ADMIN_IDLE_MIN minutes without a request: the session is
+    # cleared before the view, so login_required sends the browser to the login page.
+    # A session without a stamp is treated as idle.
+    if not is_admin_path(request.path) or "_user_id" not in session:
+        return
+    now = int(time.time())
+    seen = session.get(ADMIN_SEEN_KEY)
+    idle_s = float(current_app.config.get("ADMIN_IDLE_MIN", 30)) * 60
+    if not isinstance(seen, int) or now - seen > idle_s:
+        session.clear()
+    elif now - seen >= min(ADMIN_SEEN_STEP_S, idle_s / 2):
+        session[ADMIN_SEEN_KEY] = now
+
+
+def end_admin_session() -> None:
+    """End any admin session in this browser with this request's response: a participant
+    starting here must not inherit it (the lab's start and platform entry call this).
+    The admin cookie is only sent under /manage, so a participant route cannot read it;
+    it replaces it with an expired one."""
+    @after_this_request
+    def _delete(resp):
+        cfg = current_app.config
+        resp.delete_cookie(ADMIN_COOKIE, path=ADMIN_PREFIX,
+                           domain=cfg.get("SESSION_COOKIE_DOMAIN") or None,
+                           secure=bool(cfg.get("SESSION_COOKIE_SECURE")), httponly=True,
+                           samesite=cfg.get("SESSION_COOKIE_SAMESITE"))
+        return resp
 
 
 class SplitSessionInterface(SecureCookieSessionInterface):
@@ -250,6 +291,8 @@ def init_app(app) -> None:
     app.config.setdefault("WTF_CSRF_SSL_STRICT", True)
     app.jinja_env.globals["referrer_policy"] = REFERRER_POLICY
     app.config.setdefault("RATELIMIT_HEADERS_ENABLED", False)
+    app.config.setdefault("RATELIMIT_STORAGE_URI", throttle.DatabaseStorage.STORAGE_SCHEME[0]
+                          + "://")
     csrf.init_app(app)
     login_manager.init_app(app)
     login_manager.login_view = "manage.login"
@@ -284,6 +327,7 @@ def init_app(app) -> None:
                 _skipped_from(h, skip_from[_owner(h)]) if _owner(h) in skip_from else h
                 for h in hooks]
     app.after_request(_hot_headers)
+    app.before_request(_skipped_from(_admin_idle, ANSWER))
     app.ensure_sync = _cached_ensure_sync(app.ensure_sync)
 
 

@@ -17,6 +17,8 @@ import click
 from flask import current_app
 from flask.cli import AppGroup
 
+from spreadsheet import neutralise_row
+
 from ..cli import experiment_or_fail, fail
 from . import publishing as pub
 from . import reviewing as rv
@@ -394,9 +396,10 @@ def review_cmd(experiment, production, endpoint_url, statuses, csv_path):
                         "catch", "chosen_position", "true_position", "correct"])
             for i in items:
                 for a in i.answers:
-                    w.writerow([i.hit.key, i.assignment_id, i.worker_id, i.status, a.trial,
-                                a.condition, int(a.catch), a.chosen_position,
-                                a.true_position, int(a.correct)])
+                    w.writerow(neutralise_row([
+                        i.hit.key, i.assignment_id, i.worker_id, i.status, a.trial,
+                        a.condition, int(a.catch), a.chosen_position, a.true_position,
+                        int(a.correct)]))
 
 
 # --------------------------------------------------------------------------- decide

@@ -34,7 +34,10 @@ def check_redirect(template: str) -> list[str]:
         return [f"redirect template {template!r}: {e}"]
     problems = [f"redirect template {template!r}: unknown field {{{f}}} (use "
                 f"{', '.join('{' + x + '}' for x in FIELDS)})" for f in fields if f not in FIELDS]
-    parts = urlsplit(template)
+    try:
+        parts = urlsplit(template)
+    except ValueError as e:  # e.g. an unclosed IPv6 bracket: "https://["
+        return problems + [f"redirect template {template!r} is not a URL: {e}"]
     if parts.scheme not in ("http", "https") or not parts.netloc:
         problems.append(f"redirect template {template!r} must be an http(s) URL")
     return problems

@@ -71,6 +71,8 @@ def replay(c: Clients, req: dict):
         form = dict(req["form"])
         if req.get("lab"):
             form.setdefault("csrf_token", c.lab_csrf)
+        if req.get("admin_form"):
+            form.setdefault("csrf_token", c.admin_csrf)
         kw["data"] = form
         if req.get("multipart"):
             import io
@@ -100,14 +102,19 @@ def test_bad_request_corpus_gives_no_5xx(any_app):
 
 
 # ------------------------------------------------------------------ Hypothesis fuzz
+# Integers past every database's INTEGER (2^31 on PostgreSQL, 2^63 on SQLite) and past
+# a float (10^309), as text in URLs and forms and as JSON numbers.
+HUGE = [2**31, 2**63, 10**309, -(10**309)]
 ODD = st.sampled_from(["\x00", "²", "٣", "１", "-1", "1" * 60, "9" * 5000, "https://[",
+                       "https://[::1/{code}", *map(str, HUGE), "1e400",
                        "%", "\r\n", "../", "//evil", "\u202e", "\ud7ff", "'", "\"", "<x>",
                        "x" * 300, "ASSIGNMENT_ID_NOT_AVAILABLE", "small", "h0001", "t0001",
                        "0", "1", "4", "5", "true", "null", "[]", "{}"])
 TEXT = st.one_of(ODD, st.text(max_size=40), st.text(alphabet=st.characters(
     codec="utf-8", exclude_categories=["Cs"]), max_size=12))
 JSONISH = st.recursive(
-    st.one_of(st.none(), st.booleans(), st.integers(), st.floats(allow_nan=False), TEXT),
+    st.one_of(st.none(), st.booleans(), st.integers(), st.sampled_from(HUGE),
+              st.floats(allow_nan=False), TEXT),
     lambda inner: st.one_of(st.lists(inner, max_size=4),
                             st.dictionaries(st.sampled_from(["n", "choice", "rt_ms", "code",
                                                              "consent", "population", "x"]),
@@ -116,7 +123,10 @@ JSONISH = st.recursive(
 PARAMS = st.dictionaries(st.sampled_from(["n", "choice", "rt_ms", "code", "agree", "generate",
                                           "assignmentId", "hitId", "workerId", "turkSubmitTo",
                                           "p", "next", "ids", "username", "password", "resume",
-                                          "error", "csrf_token"]),
+                                          "error", "csrf_token", "k", "confirm",
+                                          "break_every", "practice_trials",
+                                          "min_viewport_width", "seconds_per_trial",
+                                          "platform__panel__redirect"]),
                          TEXT, max_size=5)
 
 

@@ -39,14 +39,50 @@ def test_admin_and_participant_cookies_never_touch(app):
     # The admin login left the participant's cookie exactly as it was.
     assert _cookie(c, "tll_session").value == part.value
     assert "Continue" in c.get("/lab/small/").get_data(as_text=True)
-    # A participant start in this browser does not touch the admin session either.
-    _start_participant(c, "SHARED2")
-    assert _cookie(c, "tll_admin").value == admin.value
-    assert c.get("/manage/").status_code == 200
     # Logging out of the admin area keeps the participant.
     tok = csrf_from(c.get("/manage/").get_data(as_text=True))
     assert c.post("/manage/logout", data={"csrf_token": tok}).status_code == 303
     assert c.get("/lab/small/go").headers["Location"].endswith("/lab/small/instructions")
+
+
+def test_a_participant_starting_in_the_admins_browser_ends_the_admin_session(app):
+    c = app.test_client()
+    assert _login(c).status_code == 303
+    assert c.get("/manage/experiments/small/answers.csv?ids=raw").status_code == 200
+    _start_participant(c, "SHARED2")
+    assert _cookie(c, "tll_admin") is None
+    r = c.get("/manage/experiments/small/answers.csv?ids=raw")
+    assert r.status_code == 303 and "/manage/login" in r.headers["Location"]
+    assert c.get("/manage/").status_code == 303
+    # The participant carries on.
+    assert c.get("/lab/small/go").headers["Location"].endswith("/lab/small/instructions")
+
+
+def test_an_idle_admin_is_sent_to_login(app, monkeypatch):
+    import time as real_time
+
+    import server.security as security
+
+    class Clock:
+        offset = 0.0
+
+        def time(self):
+            return real_time.time() + self.offset
+
+    clock = Clock()
+    monkeypatch.setattr(security, "time", clock)
+    c = app.test_client()
+    assert _login(c).status_code == 303
+    assert app.config["ADMIN_IDLE_MIN"] == 30
+    clock.offset = 20 * 60  # active again after 20 minutes: the session goes on
+    assert c.get("/manage/").status_code == 200
+    clock.offset = 45 * 60  # 25 idle minutes after that: still on
+    assert c.get("/manage/").status_code == 200
+    clock.offset = 76 * 60  # 31 idle minutes: over
+    r = c.get("/manage/experiments/small/answers.csv?ids=raw")
+    assert r.status_code == 303 and "/manage/login" in r.headers["Location"]
+    assert c.get("/manage/").status_code == 303
+    assert _login(c).status_code == 303 and c.get("/manage/").status_code == 200
 
 
 def test_participant_cookie_is_no_admin_cookie(app):
@@ -85,11 +121,19 @@ def test_logout_and_password_change_revoke_every_copy(app):
 
 def test_login_throttled_per_address_with_a_clear_message(app):
     c = app.test_client()
-    statuses = [_login(c, "wrong").status_code for _ in range(11)]
-    assert statuses[:10] == [401] * 10 and statuses[10] == 429
+    # Five wrong passwords for one user from one address, then that pair waits.
+    statuses = [_login(c, "wrong").status_code for _ in range(6)]
+    assert statuses[:5] == [401] * 5 and statuses[5] == 429
     r = _login(c, "correct horse")
     assert r.status_code == 429 and "Too many failed logins" in r.get_data(as_text=True)
-    assert r.headers.get("Retry-After")
+    assert 1 <= int(r.headers["Retry-After"]) <= 60
+    # Other user names from the same address: the address's own limit (10) ends them.
+    names = []
+    for k in range(6):
+        tok = csrf_from(c.get("/manage/login").get_data(as_text=True))
+        names.append(c.post("/manage/login", data={"csrf_token": tok, "username": f"u{k}",
+                                                   "password": "x"}).status_code)
+    assert names == [401] * 5 + [429]
     # Another address is not blocked by this one's failures.
     other = app.test_client()
     tok = csrf_from(other.get("/manage/login", environ_base={"REMOTE_ADDR": "10.0.0.9"})
@@ -100,15 +144,18 @@ def test_login_throttled_per_address_with_a_clear_message(app):
     assert r.status_code == 303
 
 
-def test_login_throttled_per_user_across_addresses(app):
+def test_login_delayed_per_user_across_addresses(app):
     statuses = []
     for k in range(21):
         c = app.test_client()
         env = {"REMOTE_ADDR": f"10.1.0.{k + 1}"}
         tok = csrf_from(c.get("/manage/login", environ_base=env).get_data(as_text=True))
         statuses.append(c.post("/manage/login", environ_base=env, data={
-            "csrf_token": tok, "username": "admin", "password": "guess"}).status_code)
-    assert statuses[:20] == [401] * 20 and statuses[20] == 429
+            "csrf_token": tok, "username": "admin", "password": "guess"}))
+    assert [r.status_code for r in statuses[:20]] == [401] * 20
+    # The 21st address waits a short, growing delay (not an hour's lock).
+    assert statuses[20].status_code == 429
+    assert 1 <= int(statuses[20].headers["Retry-After"]) <= 2
 
 
 def test_unknown_user_costs_the_same_hashing(app, monkeypatch):

@@ -17,6 +17,8 @@ from decimal import Decimal, InvalidOperation
 import click
 from flask.cli import AppGroup
 
+from spreadsheet import neutralise_row
+
 from ...cli import experiment_or_fail, fail
 from . import publishing as pub
 from . import reviewing as rv
@@ -318,9 +320,10 @@ def review_cmd(experiment, api_url, token_file, statuses, csv_path):
             w.writerow(["submission_id", "participant_id", "status", "code", "answers",
                         "expected", "catch_total", "catch_failed"])
             for r in items:
-                w.writerow([r.submission.id, r.submission.participant_id, r.submission.status,
-                            r.submission.study_code or "", len(r.answers), r.expected,
-                            r.catch_total, r.catch_failed])
+                w.writerow(neutralise_row([
+                    r.submission.id, r.submission.participant_id, r.submission.status,
+                    r.submission.study_code or "", len(r.answers), r.expected,
+                    r.catch_total, r.catch_failed]))
 
 
 def _select(client, rec, ids, every: bool, rule=None) -> list[rv.Review]:
