@@ -147,16 +147,8 @@ def next_(token: str):
 @bp.get("/participants/<token>/trials/<n>")
 def trial(token: str, n: str):
     p = g.participant
-    _not_ahead(p, rec.check_position(p, n))
+    rec.check_not_ahead(p, rec.check_position(p, n))
     return jsonify(trial=image_urls(rec.trial_view(p, n)))
-
-
-def _not_ahead(p, n: int) -> None:
-    """Refuse (409) a trial beyond the next unanswered one (its images are preloaded
-    through the next trial's view; nothing further is shown or answered early)."""
-    nxt = rec.next_open(p)
-    if nxt is not None and n > nxt:
-        raise RecordingError(409, f"trial {n} is not open yet: answer trial {nxt} first")
 
 
 @bp.post("/participants/<token>/answers")
@@ -171,6 +163,6 @@ def record(p, body: dict) -> tuple[dict, bool]:
     The route and server/fastanswer.py both answer through this."""
     if "n" not in body or "choice" not in body:
         raise RecordingError(400, "the body needs 'n' (trial position) and 'choice' (0..4)")
-    _not_ahead(p, rec.check_position(p, body["n"]))
+    rec.check_not_ahead(p, rec.check_position(p, body["n"]))
     resp, created = rec.record_answer(p, body["n"], body["choice"], body.get("rt_ms"))
     return answer_payload(resp, created, p), created

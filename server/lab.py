@@ -258,18 +258,18 @@ def instructions(name: str):
     if request.method == "POST":
         if not n:
             abort(400, "this experiment has no practice trials")
-        asked = request.form.get("k", str(k))
-        if asked not in {str(i) for i in range(n)}:
+        asked = rec.ascii_int(request.form.get("k", str(k)), "practice trial")
+        if not 0 <= asked < n:
             abort(400, f"practice trial must be one of 0..{n - 1}")
-        choice = request.form.get("choice", "")
-        if choice not in ("0", "1", "2", "3", "4"):
+        choice = rec.ascii_int(request.form.get("choice", ""), "choice")
+        if not 0 <= choice <= 4:
             abort(400, "choice must be one of the five candidates (1-5)")
-        k = int(asked)
+        k = asked
         _mark("p", max(done_k, k + 1))
         if not exp.practice_feedback:
             return _go("lab.instructions" if k + 1 < n else "lab.trial", name)
         t = practice.trial(exp, k)
-        right, message = practice.feedback(exp, t, int(choice))
+        right, message = practice.feedback(exp, t, choice)
         feedback = {"right": right, "message": message, "more": k + 1 < n}
     elif n and done_k >= n:
         k = None  # practice done: the instructions with the start button
@@ -301,7 +301,8 @@ def trial(name: str):
     return render_template("trial.html", exp=exp, n=view["n"], total=view["total"],
                            answered=answered, query=_img(view["query"]),
                            candidates=[_img(t) for t in view["candidates"]], preload=preload,
-                           action=url_for("lab.answer", name=name), screen_url=screen_url(p))
+                           action=url_for("lab.answer", name=name), screen_url=screen_url(p),
+                           trial_token=rec.trial_token(p, view["n"]))
 
 
 @bp.post("/lab/<name>/answer")
@@ -318,7 +319,13 @@ def record_form_answer(p, target: str):
     JSON (201 new, 200 repeat, with the stored choice) for the page's script, otherwise a
     303 redirect to `target` (POST-redirect-GET for the plain form). Shared by the lab and
     the MTurk worker pages so both record exactly alike."""
-    resp, created = rec.record_answer(p, request.form.get("n", ""), request.form.get("choice", ""),
+    # The page's trial token binds the answer to the participant and trial it showed:
+    # checked before anything is written, as is the position (never past the next open
+    # trial, as in the JSON API).
+    n = rec.check_position(p, request.form.get("n", ""))
+    rec.check_not_ahead(p, n)
+    rec.check_trial_token(p, n, request.form.get("trial_token"))
+    resp, created = rec.record_answer(p, n, request.form.get("choice", ""),
                                       request.form.get("rt_ms") or None)
     if wants_json():
         answered, total = rec.progress(p)
