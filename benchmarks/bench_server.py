@@ -573,7 +573,9 @@ def main(argv=None) -> int:
     pg = None
     try:
         exp_file = write_study(tmp / "study", max(a.trials, a.capacity_trials))
-        base_env = dict(os.environ, PYTHONPATH=str(ROOT), TLL_SQLITE_SYNCHRONOUS="FULL")
+        # Every benchmark participant starts from the one loopback address.
+        base_env = dict(os.environ, PYTHONPATH=str(ROOT), TLL_SQLITE_SYNCHRONOUS="FULL",
+                        TLL_PARTICIPANT_RATE="100000 per minute")
         base_env.pop("DATABASE_URL", None)
         ports: dict[str, int] = {}
         masters: dict[str, list[int]] = {}

@@ -3,7 +3,9 @@ participant and load tests).
 
 - `POST /api/v1/experiments/<name>/participants` body `{"code"?: str, "consent": true,
   "population"?: str}` → 201 (new) / 200 (resumed) `{"participant": token, "code",
-  "total", "answered", "next": url}`.
+  "total", "answered", "next": url}`. The participant's platform is `api` (`simulated`
+  for that population), counted by the analysis only when named. Without TRUST_CODES
+  (production) the code is always generated: a body naming one is refused (400).
 - `GET /api/v1/participants/<token>` → `{"code", "experiment", "answered", "total",
   "completed", "platform", "status"}`.
 - `POST /api/v1/participants/<token>/screen` body `{"viewport": [w, h], "screen": [w, h]}`
@@ -25,6 +27,7 @@ from flask import Blueprint, current_app, g, jsonify, request, url_for
 from flask.globals import _cv_request
 
 from . import recording as rec
+from .lab import participant_starts
 from .models import Experiment, db, iso_utc
 from .recording import RecordingError
 
@@ -82,24 +85,29 @@ def answer_payload(resp, created: bool, participant) -> dict:
 
 
 @bp.post("/experiments/<name>/participants")
+@participant_starts
 def start(name: str):
     exp = rec.get_experiment(name)
     body = json_body()
-    population = body.get("population", "lab")
+    population = body.get("population", "api")
     if not isinstance(population, str) or not POPULATION_RE.match(population) \
-            or population == "mturk":
+            or population in ("mturk", "lab"):
         raise RecordingError(400, "population must be a short label (letters, digits, _.-), "
-                                  "not 'mturk'")
+                                  "not 'mturk' or 'lab'")
     consent = body.get("consent")
     if consent is not True:
         raise RecordingError(400, "consent must be true to take part")
-    p, created = rec.start_participant(exp, code=body.get("code"), population=population,
-                                       consent=True,
-                                       user_agent=request.headers.get("User-Agent", ""))
-    if not created and not current_app.config.get("API_RESUME_BY_CODE", True):
-        # Production: a code never leads to someone's token (no code->token lookup).
-        raise RecordingError(409, "this participant code is already taking part: continue "
-                                  "where you started (the API does not look codes up)")
+    trusted = current_app.config.get("TRUST_CODES", True)
+    if body.get("code") is not None and not trusted:
+        # Production: the API makes no participant under a code someone chose (it could be
+        # a real participant's, made ahead of them) and never turns a code into a token.
+        raise RecordingError(400, "the API generates participant codes: send no 'code'")
+    # Anyone may call this route: its participants are their own platform (`api`), which
+    # the analysis counts only when asked to; `simulated` ones are the simulations'.
+    p, created = rec.start_participant(
+        exp, code=body.get("code"), population=population, consent=True,
+        platform="simulated" if population == "simulated" else "api",
+        user_agent=request.headers.get("User-Agent", ""))
     rec.give_consent(p)
     answered, total = rec.progress(p)
     return jsonify(participant=p.token, code=p.code, total=total, answered=answered,

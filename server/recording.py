@@ -183,7 +183,8 @@ def _sequence(experiment: Experiment, trial_keys: list[str] | None) -> tuple[lis
 
 
 def _identity(experiment_code: str, population: str, mturk: bool, assignment_id, worker_id,
-              hit_id, hit_record, environment: str | None) -> recruitment.Identity:
+              hit_id, hit_record, environment: str | None,
+              platform: str | None = None) -> recruitment.Identity:
     """Return the provenance of a new participant from what the route knows."""
     if mturk:
         if environment is None:
@@ -198,7 +199,7 @@ def _identity(experiment_code: str, population: str, mturk: bool, assignment_id,
                 hit_environment=environment)
         except recruitment.UnknownName as e:
             raise RecordingError(400, str(e)) from None
-    name = "simulated" if population == "simulated" else "lab"
+    name = platform or ("simulated" if population == "simulated" else "lab")
     return recruitment.platform(name).identity(code=experiment_code)
 
 
@@ -207,15 +208,17 @@ def start_participant(experiment: Experiment, code: str | None = None, populatio
                       hit_id: str | None = None, hit_record=None,
                       trial_keys: list[str] | None = None, consent: bool = False,
                       user_agent: str = "", environment: str | None = None,
-                      identity: recruitment.Identity | None = None
-                      ) -> tuple[Participant, bool]:
+                      identity: recruitment.Identity | None = None,
+                      platform: str | None = None) -> tuple[Participant, bool]:
     """Return (participant, created): resume the existing participant for this code (or
     MTurk assignment+worker), or create one with a fresh trial sequence and its provenance
     (platform, environment, external ids; MTurk's environment from `hit_record` unless
     `environment` names it). The experiment's repeat policy is enforced by a unique key
     in the database: a second participant of the same person is refused with 409.
     A participant who came by a platform's link (a panel, Prolific) brings its `identity`
-    and is keyed by platform, external participant id and session."""
+    and is keyed by platform, external participant id and session. A code participant's
+    platform is `platform` when given (the JSON API's: `api`), else `simulated` for that
+    population and `lab` otherwise."""
     mturk = assignment_id is not None or worker_id is not None
     if identity is not None:
         code = ":".join(x for x in (identity.platform, identity.external_participant_id,
@@ -251,7 +254,7 @@ def start_participant(experiment: Experiment, code: str | None = None, populatio
                                           "in this experiment")
             attempt = latest.attempt + 1
     ident = identity or _identity(code, population, mturk, assignment_id, worker_id, hit_id,
-                                  hit_record, environment)
+                                  hit_record, environment, platform)
     key = recruitment.repeat_key(experiment.repeats, ident)
     ids, seed = _sequence(experiment, trial_keys)
     p = Participant(experiment_id=experiment.id, code=code, attempt=attempt,

@@ -1,4 +1,4 @@
-"""The lab and simulated participants as platforms: identity is the participant code,
+"""The lab, simulated and JSON-API participants as platforms: identity is the participant code,
 the environment is the platform's own, and the exit is the done page."""
 from __future__ import annotations
 
@@ -25,3 +25,4 @@ class LocalPlatform(TabledPlatform):
 
 LAB = LocalPlatform("lab")
 SIMULATED = LocalPlatform("simulated")
+API = LocalPlatform("api")
