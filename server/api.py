@@ -4,7 +4,8 @@ participant and load tests).
 - `POST /api/v1/experiments/<name>/participants` body `{"code"?: str, "consent": true,
   "population"?: str}` → 201 (new) / 200 (resumed) `{"participant": token, "code",
   "total", "answered", "next": url}`. The participant's platform is `api` (`simulated`
-  for that population), counted by the analysis only when named. Without TRUST_CODES
+  for that population; `lab` where the experiment's api setting `counts_as` says so),
+  counted by the analysis only when named. Without TRUST_CODES
   (production) the code is always generated: a body naming one is refused (400).
 - `GET /api/v1/participants/<token>` → `{"code", "experiment", "answered", "total",
   "completed", "platform", "status"}`.
@@ -27,6 +28,7 @@ from flask import Blueprint, current_app, g, jsonify, request, url_for
 from flask.globals import _cv_request
 
 from . import recording as rec
+from . import recruitment
 from .lab import participant_starts
 from .models import Experiment, db, iso_utc
 from .recording import RecordingError
@@ -103,10 +105,12 @@ def start(name: str):
         # a real participant's, made ahead of them) and never turns a code into a token.
         raise RecordingError(400, "the API generates participant codes: send no 'code'")
     # Anyone may call this route: its participants are their own platform (`api`), which
-    # the analysis counts only when asked to; `simulated` ones are the simulations'.
+    # the analysis counts only when asked to, unless the experiment says they count as
+    # `lab` (platform_settings["api"]["counts_as"]); `simulated` ones are the simulations'.
     p, created = rec.start_participant(
         exp, code=body.get("code"), population=population, consent=True,
-        platform="simulated" if population == "simulated" else "api",
+        platform="simulated" if population == "simulated"
+        else recruitment.platform("api").platform_for(exp),
         user_agent=request.headers.get("User-Agent", ""))
     rec.give_consent(p)
     answered, total = rec.progress(p)

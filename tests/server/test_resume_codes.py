@@ -11,7 +11,7 @@ import pandas as pd
 
 from analysis.counting import count_answers
 from server.models import Participant, db
-from tests.server.conftest import csrf_from, lab_post
+from tests.server.conftest import csrf_from, lab_post, login, set_settings
 
 
 def _untrusted(app):
@@ -126,3 +126,22 @@ def test_the_landing_page_still_asks_are_you_code(app):
     token = csrf_from(page)
     assert c.post("/lab/small/forget", data={"csrf_token": token}).status_code == 303
     assert 'id="code"' in c.get("/lab/small/").get_data(as_text=True)
+
+
+def test_the_experiment_may_count_its_api_participants_as_lab(app):
+    from server.loader import validate_settings
+
+    assert validate_settings({"platform_settings": {"api": {"counts_as": "mturk"}}}) == [
+        "api counts as 'mturk' must be one of api, lab"]
+    assert validate_settings({"platform_settings": {"api": {"colour": "red"}}}) == [
+        "unknown api setting 'colour' (one of counts_as)"]
+    c = app.test_client()
+    before = c.post("/api/v1/experiments/small/participants", json={"consent": True}).get_json()
+    set_settings(app, "small", platform_settings={"api": {"counts_as": "lab"}})
+    after = c.post("/api/v1/experiments/small/participants", json={"consent": True}).get_json()
+    assert (_participant(app, before["code"]).platform, _participant(app, after["code"]).platform,
+            _participant(app, after["code"]).environment) == ("api", "lab", "lab")
+    # The admin's settings page offers it with the platforms' other settings.
+    login(c)
+    page = c.get("/manage/experiments/small/settings").get_data(as_text=True)
+    assert 'name="platform__api__counts_as"' in page
