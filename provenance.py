@@ -33,6 +33,9 @@ class PlatformFacts:
 ENVIRONMENTS: dict[str, Environment] = {e.name: e for e in (
     Environment("lab", False, "participants in the lab, entering with a code"),
     Environment("simulated", False, "simulated participants (scripts, load tests)"),
+    # Anyone may call the JSON API: its participants count only when asked for by name.
+    Environment("api", True, "participants the JSON API created (scripts, another front "
+                             "end): counted only when named"),
     Environment("local-sandbox", True, "a dry run against the local MTurk-compatible endpoint"),
     Environment("sandbox", True, "a platform's sandbox: rehearsal with test workers"),
     Environment("production", False, "real recruitment on a platform"),
@@ -41,6 +44,7 @@ ENVIRONMENTS: dict[str, Environment] = {e.name: e for e in (
 PLATFORMS: dict[str, PlatformFacts] = {
     "lab": PlatformFacts(("recorded",), frozenset(), ("lab",)),
     "simulated": PlatformFacts(("recorded",), frozenset(), ("simulated",)),
+    "api": PlatformFacts(("recorded",), frozenset(), ("api",)),
     # MTurk's life of an assignment; `abandoned` = accepted, never submitted, expired.
     "mturk": PlatformFacts(("accepted", "submitted", "approved", "rejected", "returned",
                             "abandoned"), frozenset({"returned", "abandoned"}),

@@ -2,9 +2,10 @@
 (platform, environment, submission_status; docs/contracts.md §6), pure pandas.
 
 By default (`DEFAULTS`, the one table of default rules) lab and simulated participants
-count as recorded, and MTurk answers only of submitted or approved assignments in
-production. `environments` and `statuses` choose otherwise, platform by platform: a
-platform that has one of the named values uses the named ones, the others keep their
+count as recorded, participants created through the unauthenticated JSON API (platform
+`api`) only when named (`--environment api`), and MTurk answers only of submitted or
+approved assignments in production. `environments` and `statuses` choose otherwise,
+platform by platform: a platform that has one of the named values uses the named ones, the others keep their
 defaults (so `--status rejected` changes MTurk's rule and leaves the lab's alone).
 Rehearsal environments (local-sandbox, sandbox) therefore never reach a table unless
 named. Every answer is either counted or excluded by the first rule it fails, and the
@@ -34,6 +35,9 @@ PROVENANCE = ["platform", "environment", "submission_status"]
 DEFAULTS: dict[str, dict] = {
     "lab": {"environments": ("lab",), "statuses": None},
     "simulated": {"environments": ("simulated",), "statuses": None},
+    # Participants the unauthenticated JSON API created: none count unless named
+    # (`--environment api`), since anyone could have made them.
+    "api": {"environments": (), "statuses": None},
     "mturk": {"environments": ("production",), "statuses": ("submitted", "approved")},
     "panel": {"environments": ("production",), "statuses": None},
     # Prolific: a submission awaiting review has every answer and a completion code (it
@@ -76,7 +80,8 @@ class Counting:
             out.append(f"excluded {n} answer(s): {RULES[rule]}")
         for plat, r in self.rules.items():
             st = "any status" if r["statuses"] is None else "status " + "/".join(r["statuses"])
-            out.append(f"rule {plat}: environment {'/'.join(r['environments'])}, {st}")
+            envs = "/".join(r["environments"]) or "none (counted only when named)"
+            out.append(f"rule {plat}: environment {envs}, {st}")
         return out
 
     def as_dict(self) -> dict:

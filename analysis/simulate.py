@@ -67,6 +67,9 @@ def simulate(server: str, experiment: str, participants: int, accuracy: float = 
         msg = str(exc)
         if "HTTP 401" in msg or "HTTP 403" in msg:
             msg += " (wrong admin password?)"
+        elif "HTTP 429" in msg:
+            msg += (" (the server limits the participants one address may start: raise its "
+                    "TLL_PARTICIPANT_RATE for a simulation)")
         elif "HTTP 404" in msg:
             msg += f" (is there an experiment named {experiment!r} on {server}?)"
         raise AnalysisError(msg) from None

@@ -384,6 +384,26 @@ def csrf_field(page: str) -> dict:
     return {"csrf_token": html.unescape(m.group(1) or m.group(2))} if m else {}
 
 
+def session_participant(cookie: str) -> str:
+    """Return the participant token held in a Flask session cookie `session=...` (signed,
+    not encrypted: the payload reads without the key), as the server reads it."""
+    from itsdangerous.encoding import base64_decode
+
+    value = cookie.split("=", 1)[1]
+    data = base64_decode(value.lstrip(".").split(".", 1)[0])
+    if value.startswith("."):
+        data = zlib.decompress(data)
+    return json.loads(data)["participant"]["t"]
+
+
+def trial_tokens(participant: str, answers) -> list[dict]:
+    """Return, for each answer, the trial token field its trial's page carries (the set-up
+    cannot open pages of trials not yet answered, so it computes what they would show)."""
+    from server.recording import trial_token_for
+
+    return [{"trial_token": trial_token_for(participant, n)} for n, _, _ in answers]
+
+
 def answer_bodies(trials: int, seed: int) -> list[tuple[int, int, float]]:
     import random
 
@@ -417,10 +437,11 @@ def server_scripts(path: str, port: int, participants: int, trials: int, keepali
             h("POST", "/lab/bench/consent", urlencode({"agree": "yes", **csrf_field(page)}).encode(), form)
             _, page, _ = h("GET", "/lab/bench/trial")
             extra = csrf_field(page)
+            toks = trial_tokens(session_participant(h.cookie), answers)
             scripts.append([build_request(
                 "POST", "/lab/bench/answer", host,
-                urlencode({"n": n, "choice": c, "rt_ms": rt, **extra}).encode(), form, keepalive,
-                {"Cookie": h.cookie}) for n, c, rt in answers])
+                urlencode({"n": n, "choice": c, "rt_ms": rt, **extra, **t}).encode(), form,
+                keepalive, {"Cookie": h.cookie}) for (n, c, rt), t in zip(answers, toks)])
         else:
             params = urlencode({"assignmentId": f"A{code}", "hitId": "BENCHHIT",
                                 "workerId": f"W{code}", "turkSubmitTo": SUBMIT_TO})
@@ -430,9 +451,12 @@ def server_scripts(path: str, port: int, participants: int, trials: int, keepali
             if action is None:
                 raise SystemExit("set-up: the MTurk task page has no answer form")
             extra = csrf_field(page)
+            toks = trial_tokens(re.search(r"[?&]p=([^&]+)", action).group(1), answers)
             scripts.append([build_request(
-                "POST", action, host, urlencode({"n": n, "choice": c, "rt_ms": rt, **extra}).encode(),
-                "application/x-www-form-urlencoded", keepalive) for n, c, rt in answers])
+                "POST", action, host,
+                urlencode({"n": n, "choice": c, "rt_ms": rt, **extra, **t}).encode(),
+                "application/x-www-form-urlencoded", keepalive)
+                for (n, c, rt), t in zip(answers, toks)])
         h.conn.close()
     return scripts
 
@@ -453,13 +477,15 @@ def floor_scripts(path: str, port: int, participants: int, trials: int, keepaliv
                                "application/json", keepalive) for n, c, rt in answers]
         elif path == "lab":
             s = [build_request("POST", "/lab/bench/answer", host,
-                               urlencode({"n": n, "choice": c, "rt_ms": rt}).encode(), form,
+                               urlencode({"n": n, "choice": c, "rt_ms": rt,
+                                          "trial_token": tok}).encode(), form,
                                keepalive, {"Cookie": "session=" + tok * 3}) for n, c, rt in answers]
         else:
             params = urlencode({"p": tok, "assignmentId": f"A{code}", "hitId": "BENCHHIT",
                                 "workerId": f"W{code}", "turkSubmitTo": SUBMIT_TO})
             s = [build_request("POST", f"/mturk/task/bench/h0001/answer?{params}", host,
-                               urlencode({"n": n, "choice": c, "rt_ms": rt}).encode(), form,
+                               urlencode({"n": n, "choice": c, "rt_ms": rt,
+                                          "trial_token": tok}).encode(), form,
                                keepalive) for n, c, rt in answers]
         scripts.append(s)
     return scripts
@@ -548,7 +574,9 @@ def main(argv=None) -> int:
     pg = None
     try:
         exp_file = write_study(tmp / "study", max(a.trials, a.capacity_trials))
-        base_env = dict(os.environ, PYTHONPATH=str(ROOT), TLL_SQLITE_SYNCHRONOUS="FULL")
+        # Every benchmark participant starts from the one loopback address.
+        base_env = dict(os.environ, PYTHONPATH=str(ROOT), TLL_SQLITE_SYNCHRONOUS="FULL",
+                        TLL_PARTICIPANT_RATE="100000 per minute")
         base_env.pop("DATABASE_URL", None)
         ports: dict[str, int] = {}
         masters: dict[str, list[int]] = {}

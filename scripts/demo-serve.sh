@@ -81,6 +81,8 @@ EXPERIMENT_NAME=${EXPERIMENT_NAME:-demo}
 export TLL_INSTANCE="$DEMO_ABS/instance"
 export DATABASE_URL="sqlite:///$DEMO_ABS/server.sqlite3"
 unset TLL_ENV || true
+# Simulated participants all start from this machine's one address.
+export TLL_PARTICIPANT_RATE="${TLL_PARTICIPANT_RATE:-100000 per minute}"
 
 if [ ! -f "$EXPERIMENT_FILE" ]; then
   echo "error: $EXPERIMENT_FILE not found: run \`$PY -m experiments demo $DEMO\` first" >&2

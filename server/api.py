@@ -3,7 +3,10 @@ participant and load tests).
 
 - `POST /api/v1/experiments/<name>/participants` body `{"code"?: str, "consent": true,
   "population"?: str}` → 201 (new) / 200 (resumed) `{"participant": token, "code",
-  "total", "answered", "next": url}`.
+  "total", "answered", "next": url}`. The participant's platform is `api` (`simulated`
+  for that population; `lab` where the experiment's api setting `counts_as` says so),
+  counted by the analysis only when named. Without TRUST_CODES
+  (production) the code is always generated: a body naming one is refused (400).
 - `GET /api/v1/participants/<token>` → `{"code", "experiment", "answered", "total",
   "completed", "platform", "status"}`.
 - `POST /api/v1/participants/<token>/screen` body `{"viewport": [w, h], "screen": [w, h]}`
@@ -25,6 +28,8 @@ from flask import Blueprint, current_app, g, jsonify, request, url_for
 from flask.globals import _cv_request
 
 from . import recording as rec
+from . import recruitment
+from .lab import participant_starts
 from .models import Experiment, db, iso_utc
 from .recording import RecordingError
 
@@ -82,24 +87,31 @@ def answer_payload(resp, created: bool, participant) -> dict:
 
 
 @bp.post("/experiments/<name>/participants")
+@participant_starts
 def start(name: str):
     exp = rec.get_experiment(name)
     body = json_body()
-    population = body.get("population", "lab")
+    population = body.get("population", "api")
     if not isinstance(population, str) or not POPULATION_RE.match(population) \
-            or population == "mturk":
+            or population in ("mturk", "lab"):
         raise RecordingError(400, "population must be a short label (letters, digits, _.-), "
-                                  "not 'mturk'")
+                                  "not 'mturk' or 'lab'")
     consent = body.get("consent")
     if consent is not True:
         raise RecordingError(400, "consent must be true to take part")
-    p, created = rec.start_participant(exp, code=body.get("code"), population=population,
-                                       consent=True,
-                                       user_agent=request.headers.get("User-Agent", ""))
-    if not created and not current_app.config.get("API_RESUME_BY_CODE", True):
-        # Production: a code never leads to someone's token (no code->token lookup).
-        raise RecordingError(409, "this participant code is already taking part: continue "
-                                  "where you started (the API does not look codes up)")
+    trusted = current_app.config.get("TRUST_CODES", True)
+    if body.get("code") is not None and not trusted:
+        # Production: the API makes no participant under a code someone chose (it could be
+        # a real participant's, made ahead of them) and never turns a code into a token.
+        raise RecordingError(400, "the API generates participant codes: send no 'code'")
+    # Anyone may call this route: its participants are their own platform (`api`), which
+    # the analysis counts only when asked to, unless the experiment says they count as
+    # `lab` (platform_settings["api"]["counts_as"]); `simulated` ones are the simulations'.
+    p, created = rec.start_participant(
+        exp, code=body.get("code"), population=population, consent=True,
+        platform="simulated" if population == "simulated"
+        else recruitment.platform("api").platform_for(exp),
+        user_agent=request.headers.get("User-Agent", ""))
     rec.give_consent(p)
     answered, total = rec.progress(p)
     return jsonify(participant=p.token, code=p.code, total=total, answered=answered,
@@ -147,16 +159,8 @@ def next_(token: str):
 @bp.get("/participants/<token>/trials/<n>")
 def trial(token: str, n: str):
     p = g.participant
-    _not_ahead(p, rec.check_position(p, n))
+    rec.check_not_ahead(p, rec.check_position(p, n))
     return jsonify(trial=image_urls(rec.trial_view(p, n)))
-
-
-def _not_ahead(p, n: int) -> None:
-    """Refuse (409) a trial beyond the next unanswered one (its images are preloaded
-    through the next trial's view; nothing further is shown or answered early)."""
-    nxt = rec.next_open(p)
-    if nxt is not None and n > nxt:
-        raise RecordingError(409, f"trial {n} is not open yet: answer trial {nxt} first")
 
 
 @bp.post("/participants/<token>/answers")
@@ -171,6 +175,6 @@ def record(p, body: dict) -> tuple[dict, bool]:
     The route and server/fastanswer.py both answer through this."""
     if "n" not in body or "choice" not in body:
         raise RecordingError(400, "the body needs 'n' (trial position) and 'choice' (0..4)")
-    _not_ahead(p, rec.check_position(p, body["n"]))
+    rec.check_not_ahead(p, rec.check_position(p, body["n"]))
     resp, created = rec.record_answer(p, body["n"], body["choice"], body.get("rt_ms"))
     return answer_payload(resp, created, p), created

@@ -20,8 +20,12 @@ Environment variables read:
 - `TLL_ENV`: `production` or `development` (default).
 - `TLL_COOKIE_SECURE=0`: in production, allow the session cookie over plain HTTP.
 - `TLL_PARTICIPANT_API=0`: turn the JSON participant API (/api/v1) off (the pages work
-  without it). `TLL_API_RESUME_BY_CODE=1|0`: whether the API resumes an existing code
-  (default: yes in development, no in production, where a code never yields a token).
+  without it).
+- `TLL_TRUST_CODES=1|0`: whether a participant code alone is enough to resume that
+  participant from another browser (the lab's code form, the API) and to create an API
+  participant with a code the client chose (default: yes in development, for scripts and
+  tests; no in production, where a participant resumes elsewhere only by the resume link
+  their pages show, and the API generates every code).
 - `TLL_PROXIES`: how many reverse proxies (nginx: 1) stand before the server; their
   X-Forwarded-For/-Proto/-Host are trusted (default 0: none).
 - `TLL_ADMIN_BASIC_AUTH=1|0`: whether /manage accepts HTTP Basic credentials (scripts:
@@ -29,6 +33,9 @@ Environment variables read:
   production.
 - `TLL_ADMIN_IDLE_MIN`: minutes without a request after which an admin session ends
   (default 30).
+- `TLL_PARTICIPANT_RATE`: how many participants one address may start, through the lab's
+  code form and the JSON API together (Flask-Limiter notation; default `30 per minute`);
+  a start beyond it is a 429 with the reason.
 - `TLL_KIOSK_IDLE_S`: seconds without a page after which a kiosk experiment's browser
   forgets its participant (default 900).
 """
@@ -125,23 +132,33 @@ def configure(app, overrides: dict | None = None) -> None:
         cfg["PSEUDONYM_KEY"] = env["TLL_PSEUDONYM_KEY"]
     if env.get("TLL_PARTICIPANT_API"):
         cfg["PARTICIPANT_API"] = env["TLL_PARTICIPANT_API"] != "0"
-    if env.get("TLL_API_RESUME_BY_CODE"):
-        cfg["API_RESUME_BY_CODE"] = env["TLL_API_RESUME_BY_CODE"] != "0"
+    if env.get("TLL_TRUST_CODES"):
+        cfg["TRUST_CODES"] = env["TLL_TRUST_CODES"] != "0"
     if env.get("TLL_PROXIES"):
         cfg["TLL_PROXIES"] = int(env["TLL_PROXIES"])
     if env.get("TLL_ADMIN_BASIC_AUTH"):
         cfg["ADMIN_BASIC_AUTH"] = env["TLL_ADMIN_BASIC_AUTH"] != "0"
     if env.get("TLL_ADMIN_IDLE_MIN"):
         cfg["ADMIN_IDLE_MIN"] = float(env["TLL_ADMIN_IDLE_MIN"])
+    if env.get("TLL_PARTICIPANT_RATE"):
+        cfg["PARTICIPANT_RATE"] = env["TLL_PARTICIPANT_RATE"]
     if env.get("TLL_KIOSK_IDLE_S"):
         cfg["KIOSK_IDLE_S"] = int(env["TLL_KIOSK_IDLE_S"])
     if overrides:
         cfg.update(overrides)
     cfg.setdefault("PARTICIPANT_API", True)
-    cfg.setdefault("API_RESUME_BY_CODE", cfg["TLL_ENV"] != "production")
     cfg.setdefault("ADMIN_BASIC_AUTH", cfg["TLL_ENV"] != "production")
     cfg.setdefault("ADMIN_IDLE_MIN", 30)
+    cfg.setdefault("TRUST_CODES", cfg["TLL_ENV"] != "production")
     cfg["SQLALCHEMY_DATABASE_URI"] = normalise_database_url(cfg["SQLALCHEMY_DATABASE_URI"])
+    if cfg.get("PARTICIPANT_RATE"):
+        from limits import parse_many
+
+        try:
+            parse_many(cfg["PARTICIPANT_RATE"])
+        except ValueError:
+            raise ConfigError(f"TLL_PARTICIPANT_RATE {cfg['PARTICIPANT_RATE']!r} is not a rate "
+                              "such as '30 per minute' or '30/minute;500/day'") from None
 
     if not cfg.get("SECRET_KEY"):
         if cfg["TLL_ENV"] == "production":

@@ -5,7 +5,9 @@ trial → the trials (plain HTML forms, POST-redirect-GET; JavaScript only impro
 so its size is bounded however many people use one browser; a returning browser is asked
 "Are you CODE?" (Continue / I am someone else). In a kiosk experiment the browser forgets
 the participant at completion and after KIOSK_IDLE_S seconds without a page. Typing the
-same code again (any letter case) also resumes at the first unanswered trial."""
+same code again (any letter case) resumes at the first unanswered trial only where codes
+are trusted (TRUST_CODES: development); otherwise another browser resumes a participant
+only by their resume link (`/lab/<name>/resume/<token>`, shown on their pages)."""
 from __future__ import annotations
 
 import time
@@ -27,12 +29,27 @@ from flask_babel import gettext
 from . import practice, recruitment
 from . import recording as rec
 from .errors import wants_json
-from .models import Experiment
+from .models import Experiment, Participant
 from .recording import RecordingError
-from .security import end_admin_session
+from .security import end_admin_session, limiter
 
 bp = Blueprint("lab", __name__)
 
+
+PARTICIPANT_RATE = "30 per minute"  # default of the PARTICIPANT_RATE setting
+
+
+def participant_rate() -> str:
+    """Return the PARTICIPANT_RATE setting: how many participants one address may start
+    (lab form and JSON API together), in Flask-Limiter's notation."""
+    return current_app.config.get("PARTICIPANT_RATE") or PARTICIPANT_RATE
+
+
+# Every start counts, resumed or refused ones too: that also bounds guessing codes.
+participant_starts = limiter.shared_limit(
+    participant_rate, scope="participant-start", methods=["POST"],
+    error_message="too many participants were started from your address: please wait a "
+                  "minute and try again")
 
 SESSION_KEY = "participant"
 KIOSK_IDLE_S = 15 * 60  # default of the KIOSK_IDLE_S setting
@@ -164,15 +181,25 @@ def landing(name: str):
 
 
 @bp.post("/lab/<name>/start")
+@participant_starts
 def start(name: str):
     exp = g.exp
     code = None if request.form.get("generate") else request.form.get("code", "")
     try:
-        p, _ = rec.start_participant(exp, code=code, population="lab",
-                                     user_agent=request.headers.get("User-Agent", ""))
+        p, created = rec.start_participant(exp, code=code, population="lab",
+                                           user_agent=request.headers.get("User-Agent", ""))
     except RecordingError as e:
         return render_template("landing.html", exp=exp, participant=None,
                                error=e.reason), e.status
+    if (not created and p.completed_at is None and p.withdrawn_at is None
+            and not current_app.config.get("TRUST_CODES", True)
+            and getattr(g.participant, "id", None) != p.id):
+        # A code is no secret (the researcher may hand out P01, P02...): typed in a browser
+        # that does not hold it, it resumes nobody; the participant's resume link does.
+        return render_template("landing.html", exp=exp, participant=None, error=gettext(
+            "The code %(code)s has already started. Continue on the computer where it "
+            "started, or open the resume link shown on your study pages; if you did not "
+            "start it, please tell the researcher.", code=p.code)), 409
     if p.withdrawn_at is not None:
         return render_template("landing.html", exp=exp, participant=None,
                                error=gettext("This code withdrew from the study; it cannot "
@@ -205,6 +232,32 @@ def enter(name: str, platform_name: str):
 def exit_of(exp: Experiment, p):
     """Return how participant `p` leaves (their platform's ExitResponse)."""
     return recruitment.platform(p.platform).exit_response(exp, p)
+
+
+def resume_url(exp, p) -> str:
+    """The participant's resume link: it brings them back to where they are in any
+    browser (the participant's secret session token is in it, so only whoever was shown
+    the link can use it)."""
+    return url_for("lab.resume", name=exp.name, token=p.token, _external=True)
+
+
+@bp.get("/lab/<name>/resume/<token>")
+def resume(name: str, token: str):
+    """Open the participant of this resume link in this browser (replacing any other) and
+    send them to the step they are at."""
+    exp = g.exp
+    try:
+        p = rec.participant_by_token(token)
+    except RecordingError:
+        p = None
+    if p is None or p.experiment_id != exp.id:
+        raise RecordingError(404, "this resume link is not valid for this study: check that "
+                                  "it was copied whole")
+    if p.withdrawn_at is not None:
+        raise RecordingError(409, "you withdrew from this study and cannot take part again")
+    remember(exp, p)
+    g.participant = p
+    return _go("lab.flow", name)
 
 
 @bp.post("/lab/<name>/forget")
@@ -261,18 +314,18 @@ def instructions(name: str):
     if request.method == "POST":
         if not n:
             abort(400, "this experiment has no practice trials")
-        asked = request.form.get("k", str(k))
-        if asked not in {str(i) for i in range(n)}:
+        asked = rec.ascii_int(request.form.get("k", str(k)), "practice trial")
+        if not 0 <= asked < n:
             abort(400, f"practice trial must be one of 0..{n - 1}")
-        choice = request.form.get("choice", "")
-        if choice not in ("0", "1", "2", "3", "4"):
+        choice = rec.ascii_int(request.form.get("choice", ""), "choice")
+        if not 0 <= choice <= 4:
             abort(400, "choice must be one of the five candidates (1-5)")
-        k = int(asked)
+        k = asked
         _mark("p", max(done_k, k + 1))
         if not exp.practice_feedback:
             return _go("lab.instructions" if k + 1 < n else "lab.trial", name)
         t = practice.trial(exp, k)
-        right, message = practice.feedback(exp, t, int(choice))
+        right, message = practice.feedback(exp, t, choice)
         feedback = {"right": right, "message": message, "more": k + 1 < n}
     elif n and done_k >= n:
         k = None  # practice done: the instructions with the start button
@@ -304,7 +357,8 @@ def trial(name: str):
     return render_template("trial.html", exp=exp, n=view["n"], total=view["total"],
                            answered=answered, query=_img(view["query"]),
                            candidates=[_img(t) for t in view["candidates"]], preload=preload,
-                           action=url_for("lab.answer", name=name), screen_url=screen_url(p))
+                           action=url_for("lab.answer", name=name), screen_url=screen_url(p),
+                           trial_token=rec.trial_token(p, view["n"]))
 
 
 @bp.post("/lab/<name>/answer")
@@ -321,7 +375,13 @@ def record_form_answer(p, target: str):
     JSON (201 new, 200 repeat, with the stored choice) for the page's script, otherwise a
     303 redirect to `target` (POST-redirect-GET for the plain form). Shared by the lab and
     the MTurk worker pages so both record exactly alike."""
-    resp, created = rec.record_answer(p, request.form.get("n", ""), request.form.get("choice", ""),
+    # The page's trial token binds the answer to the participant and trial it showed:
+    # checked before anything is written, as is the position (never past the next open
+    # trial, as in the JSON API).
+    n = rec.check_position(p, request.form.get("n", ""))
+    rec.check_not_ahead(p, n)
+    rec.check_trial_token(p, n, request.form.get("trial_token"))
+    resp, created = rec.record_answer(p, n, request.form.get("choice", ""),
                                       request.form.get("rt_ms") or None)
     if wants_json():
         answered, total = rec.progress(p)
@@ -352,8 +412,9 @@ def _withdraw_link():
     never a withdrawn one: current_participant drops them, withdraw clears it)."""
     exp, p = getattr(g, "exp", None), getattr(g, "participant", None)
     if exp is None or p is None:
-        return {"withdraw_url": None}
-    return {"withdraw_url": url_for("lab.withdraw", name=exp.name)}
+        return {"withdraw_url": None, "resume_url": None}
+    return {"withdraw_url": url_for("lab.withdraw", name=exp.name),
+            "resume_url": resume_url(exp, p) if isinstance(p, Participant) else None}
 
 
 @bp.route("/lab/<name>/withdraw", methods=["GET", "POST"])

@@ -23,6 +23,10 @@ API
   `candidates` are opaque image tokens (candidates in the trial's recorded order) and
   `next` is the following unanswered trial's tokens (for preloading) or None.
 - `trial_view(participant, n) -> dict`: the same for position `n`.
+- `check_not_ahead(participant, n)`: 409 for a trial past the next unanswered one.
+- `trial_token(participant, n) -> str` / `check_trial_token(participant, n, token)`: the
+  value a trial page carries for its participant and trial, and the check that refuses
+  (409) an answer from a page of another participant or another trial.
 - `record_answer(participant, n, choice, rt_ms=None) -> (Answer, created)`:
   validates `n` (in the sequence) and `choice` (0..4), commits before returning;
   a repeated answer for the same trial stores nothing and returns the stored answer
@@ -30,11 +34,15 @@ API
 """
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import math
 import random
+import re
 import secrets
 import time
+import unicodedata
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError, OperationalError
@@ -86,22 +94,70 @@ def new_code(length: int = 8) -> str:
     return "".join(secrets.choice(CODE_ALPHABET) for _ in range(length))
 
 
+# What a participant code may be made of, after NFKC normalisation and upper-casing: one
+# documented ASCII alphabet, so that full-width, composed/decomposed and compatibility
+# forms become one code, and letters of other scripts that look like Latin ones (Cyrillic
+# "А", Greek "Β") can never make a second participant that reads the same.
+CODE_RE = re.compile(r"[A-Z0-9][A-Z0-9._-]*")
+CODE_RULE = "letters A-Z, digits 0-9, and . _ - inside"
+
+
 def clean_code(code) -> str:
-    """Return the participant code stripped and normalised to upper case (codes are
-    compared case-insensitively: "ab12" is "AB12"), or raise RecordingError(400)."""
+    """Return the participant code in its one stored form: NFKC-normalised, stripped and
+    upper-cased (codes are compared case-insensitively: "ab12", "ＡＢ１２" and "AB12" are
+    one code), or raise RecordingError(400) unless it is 1..MAX_CODE_LEN characters of
+    CODE_RULE."""
     if not isinstance(code, str):
         raise RecordingError(400, "participant code must be a string")
-    code = code.strip()
+    if len(code) > 4 * MAX_CODE_LEN:  # before normalising: bounded work
+        raise RecordingError(400, f"participant code is longer than {MAX_CODE_LEN} characters")
+    code = unicodedata.normalize("NFKC", code).strip().upper()
     if not code:
         raise RecordingError(400, "participant code is empty")
     if len(code) > MAX_CODE_LEN:
         raise RecordingError(400, f"participant code is longer than {MAX_CODE_LEN} characters")
-    if any(not (ch.isprintable()) for ch in code):
-        raise RecordingError(400, "participant code contains control characters")
-    code = code.upper()
-    if len(code) > MAX_CODE_LEN:  # a few letters grow when upper-cased ("ß" -> "SS")
-        raise RecordingError(400, f"participant code is longer than {MAX_CODE_LEN} characters")
+    if not (code.isascii() and CODE_RE.fullmatch(code)):
+        raise RecordingError(400, f"a participant code is made of {CODE_RULE} (no spaces, "
+                                  "accents or letters of other scripts)")
     return code
+
+
+# A participant-reachable number as text: ASCII digits only ("٣".isdigit(), "²".isdigit()
+# and "３".isdigit() are all True, and int() and float() accept the first and last).
+_DIGITS = re.compile(r"[0-9]{1,9}")
+_DECIMAL = re.compile(r"[0-9]{1,12}(?:\.[0-9]{1,6})?")
+
+
+def ascii_int(value, what: str) -> int:
+    """Return `value`, a JSON integer or a string of 1..9 ASCII digits, as an int (of any
+    size for an integer: the caller checks its range); RecordingError(400) naming `what`
+    otherwise (signs, spaces, other scripts' digits, floats and booleans included)."""
+    if isinstance(value, str) and _DIGITS.fullmatch(value):
+        return int(value)
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    raise RecordingError(400, f"{what} must be an integer written with the digits 0-9")
+
+
+def ascii_number(value, what: str, high: float) -> float:
+    """Return `value`, a JSON number or a decimal string of ASCII digits (at most six
+    after the point), as a float in 0..`high`; RecordingError(400) naming `what`
+    otherwise (other scripts' digits, exponents, signs, NaN, infinities, booleans and
+    integers too large for a float included)."""
+    if isinstance(value, str):
+        if not _DECIMAL.fullmatch(value):
+            raise RecordingError(400, f"{what} must be a number written with the digits 0-9")
+        number = float(value)
+    elif isinstance(value, int) and not isinstance(value, bool):
+        # Compared as an int: float() of a 309-digit integer overflows.
+        number = float(value) if 0 <= value <= high else math.inf
+    elif isinstance(value, float):
+        number = value
+    else:
+        raise RecordingError(400, f"{what} must be a number")
+    if not (math.isfinite(number) and 0 <= number <= high):
+        raise RecordingError(400, f"{what} must be between 0 and {high:g}")
+    return number
 
 
 def _sequence(experiment: Experiment, trial_keys: list[str] | None) -> tuple[list[int], int | None]:
@@ -127,7 +183,8 @@ def _sequence(experiment: Experiment, trial_keys: list[str] | None) -> tuple[lis
 
 
 def _identity(experiment_code: str, population: str, mturk: bool, assignment_id, worker_id,
-              hit_id, hit_record, environment: str | None) -> recruitment.Identity:
+              hit_id, hit_record, environment: str | None,
+              platform: str | None = None) -> recruitment.Identity:
     """Return the provenance of a new participant from what the route knows."""
     if mturk:
         if environment is None:
@@ -142,7 +199,7 @@ def _identity(experiment_code: str, population: str, mturk: bool, assignment_id,
                 hit_environment=environment)
         except recruitment.UnknownName as e:
             raise RecordingError(400, str(e)) from None
-    name = "simulated" if population == "simulated" else "lab"
+    name = platform or ("simulated" if population == "simulated" else "lab")
     return recruitment.platform(name).identity(code=experiment_code)
 
 
@@ -151,15 +208,17 @@ def start_participant(experiment: Experiment, code: str | None = None, populatio
                       hit_id: str | None = None, hit_record=None,
                       trial_keys: list[str] | None = None, consent: bool = False,
                       user_agent: str = "", environment: str | None = None,
-                      identity: recruitment.Identity | None = None
-                      ) -> tuple[Participant, bool]:
+                      identity: recruitment.Identity | None = None,
+                      platform: str | None = None) -> tuple[Participant, bool]:
     """Return (participant, created): resume the existing participant for this code (or
     MTurk assignment+worker), or create one with a fresh trial sequence and its provenance
     (platform, environment, external ids; MTurk's environment from `hit_record` unless
     `environment` names it). The experiment's repeat policy is enforced by a unique key
     in the database: a second participant of the same person is refused with 409.
     A participant who came by a platform's link (a panel, Prolific) brings its `identity`
-    and is keyed by platform, external participant id and session."""
+    and is keyed by platform, external participant id and session. A code participant's
+    platform is `platform` when given (the JSON API's: `api`), else `simulated` for that
+    population and `lab` otherwise."""
     mturk = assignment_id is not None or worker_id is not None
     if identity is not None:
         code = ":".join(x for x in (identity.platform, identity.external_participant_id,
@@ -195,7 +254,7 @@ def start_participant(experiment: Experiment, code: str | None = None, populatio
                                           "in this experiment")
             attempt = latest.attempt + 1
     ident = identity or _identity(code, population, mturk, assignment_id, worker_id, hit_id,
-                                  hit_record, environment)
+                                  hit_record, environment, platform)
     key = recruitment.repeat_key(experiment.repeats, ident)
     ids, seed = _sequence(experiment, trial_keys)
     p = Participant(experiment_id=experiment.id, code=code, attempt=attempt,
@@ -433,20 +492,48 @@ def next_trial(participant: Participant) -> dict | None:
 
 def check_position(participant: Participant, n) -> int:
     """Return `n` as an int if it is a position in the participant's sequence."""
-    if isinstance(n, bool):
-        raise RecordingError(400, "trial position must be an integer")
-    if isinstance(n, str):
-        n = n.strip()
-        # ASCII digits only ("²".isdigit() is True) and short: int() never fails.
-        if not (n.isascii() and n.isdigit() and len(n) <= 9):
-            raise RecordingError(400, "trial position must be an integer")
-        n = int(n)
-    if not isinstance(n, int):
-        raise RecordingError(400, "trial position must be an integer")
+    n = ascii_int(n.strip() if isinstance(n, str) else n, "trial position")
     total = len(participant.trial_ids())
     if not 1 <= n <= total:
         raise RecordingError(404, f"trial {n} is not in this participant's sequence (1..{total})")
     return n
+
+
+def check_not_ahead(participant, n: int) -> None:
+    """Refuse (409) trial position `n` when it lies beyond the participant's next
+    unanswered trial (its images are preloaded through the next trial's view; nothing
+    further is shown or answered early). Every answer and trial route checks this."""
+    nxt = next_open(participant)
+    if nxt is not None and n > nxt:
+        raise RecordingError(409, f"trial {n} is not open yet: answer trial {nxt} first")
+
+
+def trial_token(participant, n: int) -> str:
+    """Return the token that the page of trial position `n` carries for this participant:
+    an answer posted from a page must bring it back, so that a page shown to one
+    participant, or for one trial, can never answer for another."""
+    return trial_token_for(participant.token, n)
+
+
+def trial_token_for(session_token: str, n: int) -> str:
+    """Return the trial token of position `n` for the participant whose secret session
+    token is `session_token`: an HMAC of the position under it (the position names one
+    trial of that participant's fixed sequence), 32 hex digits."""
+    return hmac.new(session_token.encode(), f"trial:{n}".encode(),
+                    hashlib.sha256).hexdigest()[:32]
+
+
+def check_trial_token(participant, n: int, token) -> None:
+    """Refuse (409) an answer to position `n` whose page token (`trial_token`) was not
+    issued for this participant and this trial: the page belongs to someone else (a
+    shared browser taken over by the next person) or to another trial."""
+    if not isinstance(token, str) or not token:
+        raise RecordingError(400, "this answer carries no trial token: reload the page "
+                                  "and answer again")
+    if not hmac.compare_digest(token.encode(), trial_token(participant, n).encode()):
+        raise RecordingError(409, "this answer comes from a page that was shown to another "
+                                  "participant or for another trial, so it was not "
+                                  "recorded: reload the page to continue")
 
 
 def trial_view(participant: Participant, n) -> dict:
@@ -456,15 +543,7 @@ def trial_view(participant: Participant, n) -> dict:
 
 
 def _check_choice(choice) -> int:
-    if isinstance(choice, bool):
-        raise RecordingError(400, "choice must be an integer 0..4")
-    if isinstance(choice, str):
-        choice = choice.strip()
-        if not (choice.isascii() and choice.isdigit() and len(choice) <= 9):
-            raise RecordingError(400, "choice must be an integer 0..4")
-        choice = int(choice)
-    if not isinstance(choice, int):
-        raise RecordingError(400, "choice must be an integer 0..4")
+    choice = ascii_int(choice.strip() if isinstance(choice, str) else choice, "choice")
     if not 0 <= choice <= 4:
         raise RecordingError(400, "choice must be one of the five candidates (0..4)")
     return choice
@@ -473,15 +552,7 @@ def _check_choice(choice) -> int:
 def _check_rt(rt_ms) -> float | None:
     if rt_ms is None or rt_ms == "":
         return None
-    if isinstance(rt_ms, bool):
-        raise RecordingError(400, "rt_ms must be a number of milliseconds")
-    try:
-        rt = float(rt_ms)
-    except (TypeError, ValueError, OverflowError):  # OverflowError: an int past 1e308
-        raise RecordingError(400, "rt_ms must be a number of milliseconds") from None
-    if not math.isfinite(rt) or rt < 0 or rt > 1e8:
-        raise RecordingError(400, "rt_ms must be between 0 and 1e8 milliseconds")
-    return rt
+    return ascii_number(rt_ms.strip() if isinstance(rt_ms, str) else rt_ms, "rt_ms", 1e8)
 
 
 def _check_open(platform: str, status: str) -> None:

@@ -86,6 +86,8 @@
     }
     var data = new URLSearchParams();
     data.append("n", form.elements["n"].value);
+    // Binds the answer to the participant and trial this page was made for.
+    data.append("trial_token", form.elements["trial_token"].value);
     data.append("choice", String(choice));
     data.append("rt_ms", rt);
     // The lab pages carry a CSRF token (the MTurk pages need none: no cookie there).

@@ -215,6 +215,7 @@ def _accepted(exp: Experiment, hit_key: str, trial_keys: list[str], params: dict
                            query=_img(view["query"]),
                            candidates=[_img(t) for t in view["candidates"]],
                            preload=preload, action=action, screen_url=screen_url(p),
+                           trial_token=rec.trial_token(p, view["n"]),
                            withdraw_url=_withdraw_url(exp.name, hit_key, p, params))
 
 

@@ -2,7 +2,7 @@
 table of environments, the submission statuses of each platform and the repeat policies.
 
 - `platform(name) -> Platform` (UnknownName for a name not registered); `PLATFORMS`.
-- `ENVIRONMENTS`: `lab`, `simulated`, `local-sandbox`, `sandbox`, `production`;
+- `ENVIRONMENTS`: `lab`, `simulated`, `api`, `local-sandbox`, `sandbox`, `production`;
   `environment(name)`.
 - `STATUSES`: {platform: its submission statuses}; `check_status(platform, status)`.
 - `REPEATS`: the repeat policies (`none`, `per-hit`, `allow`); `repeat_key(...)` is the
@@ -16,7 +16,7 @@ from __future__ import annotations
 import provenance as _TABLES
 
 from .base import REQUESTER_OPERATIONS, Environment, ExitResponse, Identity, Platform, UnknownName, supports
-from .local import LAB, SIMULATED
+from .local import API, LAB, SIMULATED
 from .mturk import MTURK
 from .panel import PANEL
 from .prolific import PROLIFIC
@@ -42,7 +42,7 @@ def register(p: Platform) -> Platform:
     return p
 
 
-for _p in (LAB, SIMULATED, MTURK, PANEL, PROLIFIC):
+for _p in (LAB, SIMULATED, API, MTURK, PANEL, PROLIFIC):
     register(_p)
 
 STATUSES: dict[str, tuple[str, ...]] = {name: p.statuses for name, p in PLATFORMS.items()}

@@ -213,7 +213,8 @@ class Worker:
         for choice in choices:
             action, fields = forms(page.text)["trial-form"]
             page = self.http.post(self.stack.server_url + action,
-                                  data={"n": fields["n"], "choice": str(choice), "rt_ms": "800"},
+                                  data={"n": fields["n"], "choice": str(choice), "rt_ms": "800",
+                                        "trial_token": fields["trial_token"]},
                                   timeout=10)
             assert page.status_code == 200, page.text
         return page.text

@@ -56,6 +56,7 @@ class Player:
         assert page.status_code == 200, page.get_data(as_text=True)
         action, fields = forms(page.get_data(as_text=True))["trial-form"]
         page = self.server.post(action, data={"n": fields["n"], "choice": str(choice),
+                                              "trial_token": fields["trial_token"],
                                               "rt_ms": "800"}, follow_redirects=True)
         assert page.status_code == 200
         return page.get_data(as_text=True)

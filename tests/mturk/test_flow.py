@@ -147,7 +147,8 @@ def test_resume_and_idempotent_answers(stack, block):
     action, fields = forms(page)["trial-form"]
     assert fields["n"] == "1"
     for _ in range(2):  # a retried post stores one row
-        r = w.http.post(stack.server_url + action, data={"n": "1", "choice": "3"},
+        r = w.http.post(stack.server_url + action,
+                        data={"n": "1", "choice": "3", "trial_token": fields["trial_token"]},
                         headers={"Accept": "application/json"}, timeout=10)
         assert r.status_code in (200, 201)
     assert r.json()["duplicate"] is True
@@ -291,8 +292,9 @@ def test_real_mturk_hosts_are_accepted(stack, block):
         page = w.http.get(url, timeout=10).text
         action, fields = forms(page)["trial-form"]
         for n in range(3):
-            page = requests.post(stack.server_url + forms(page)["trial-form"][0],
-                                 data={"n": str(n + 1), "choice": "0"}, timeout=10).text
+            action, fields = forms(page)["trial-form"]
+            page = requests.post(stack.server_url + action, timeout=10, data={
+                "n": str(n + 1), "choice": "0", "trial_token": fields["trial_token"]}).text
         assert forms(page)["submit-form"][0] == host + "/mturk/externalSubmit"
 
 

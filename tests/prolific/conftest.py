@@ -121,7 +121,8 @@ class Participant:
             action, fields = forms(page.text)["trial-form"]
             page = self.http.post(self.stack.server_url + action,
                                   data={"n": fields["n"], "choice": str(choice),
-                                        "rt_ms": "700", "csrf_token": fields["csrf_token"]},
+                                        "rt_ms": "700", "csrf_token": fields["csrf_token"],
+                                        "trial_token": fields["trial_token"]},
                                   timeout=10)
             assert page.status_code == 200, page.text
         return page

@@ -95,7 +95,8 @@ def test_prolific_dry_run(stack_factory, clock, browser, artifacts_dir, tmp_path
     from .conftest import forms
     action, fields = forms(page.text)["trial-form"]
     r = gone.http.post(stack.server_url + action, timeout=10, data={
-        "n": fields["n"], "choice": "1", "csrf_token": fields["csrf_token"]})
+        "n": fields["n"], "choice": "1", "csrf_token": fields["csrf_token"],
+        "trial_token": fields["trial_token"]})
     assert r.status_code == 409 and "closed (status returned)" in r.text
 
     out = stack.ok("review", "exp")

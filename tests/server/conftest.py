@@ -320,11 +320,32 @@ def api_participant(client, code: str) -> str:
     return r.get_json()["participant"]
 
 
+def trial_token_from(html: str) -> str:
+    """Return the trial token that a trial page's answer form carries."""
+    import re
+
+    m = re.search(r'name="trial_token" value="([^"]+)"', html)
+    assert m, "the page has no trial token"
+    return m.group(1)
+
+
 def lab_post(client, path: str, data: dict | None = None, **kw):
     """POST a lab form the way a browser does: with the CSRF token of the browser
-    session's lab pages (read once from the experiment's landing page)."""
+    session's lab pages (read once from the experiment's landing page), and, for an
+    answer, the trial token that the page of trial `n` carries for the browser's
+    participant (unless `data` names one)."""
     token = getattr(client, "_tll_csrf", None)
     if token is None:
         exp = path.split("/")[2]
         token = client._tll_csrf = csrf_from(client.get(f"/lab/{exp}/").get_data(as_text=True))
-    return client.post(path, data={"csrf_token": token, **(data or {})}, **kw)
+    data = {"csrf_token": token, **(data or {})}
+    n = data.get("n")
+    if path.endswith("/answer") and "trial_token" not in data and isinstance(n, str) \
+            and n.isascii() and n.isdigit() and len(n) < 10:
+        from server.recording import trial_token_for
+
+        with client.session_transaction() as sess:
+            who = sess.get("participant")
+        if who:
+            data["trial_token"] = trial_token_for(who["t"], int(n))
+    return client.post(path, data=data, **kw)

@@ -10,7 +10,7 @@ from sqlalchemy import select
 
 from server import recording as rec
 from server.models import Hit, Participant, Response, db
-from tests.server.conftest import api_participant, lab_post
+from tests.server.conftest import api_participant, lab_post, trial_token_from
 
 SECURITY_HEADERS = ("Content-Security-Policy", "X-Frame-Options", "X-Content-Type-Options",
                     "Referrer-Policy", "Permissions-Policy", "Strict-Transport-Security")
@@ -99,7 +99,9 @@ def test_mturk_form_answer_keeps_the_worker_pages_frame_policy(app, monkeypatch)
     _no_session(monkeypatch)
     # The HIT's first trial, then the same again (a repeat: stored once, same reply).
     answers = [c.post(f"/mturk/task/small/h0001/answer?p={tok}&{q}",
-                      data={"n": "1", "choice": "2"}) for _ in range(2)]
+                      data={"n": "1", "choice": "2",
+                            "trial_token": trial_token_from(page.get_data(as_text=True))})
+               for _ in range(2)]
     monkeypatch.undo()
     assert [a.status_code for a in answers] == [303, 303]
     for a in answers:

@@ -116,3 +116,37 @@ def test_lost_connection_is_retried(app, live_server, page, artifacts_dir):
     _, rows = _stored(app, "FLAKY")
     assert failures["left"] == 0
     assert [(r[0], r[1]) for r in rows] == [(1, 1), (2, 2)]
+
+
+def test_stale_tab_of_another_participant_is_refused(app, live_server, page, artifacts_dir):
+    """A shared browser: Alice leaves her trial open in one tab; Bob takes the browser over
+    in another ("I am someone else") and answers his first trial; Alice's old tab then
+    answers. The answer is refused with a message, and stored for nobody."""
+    shots = artifacts_dir / "server"
+    shots.mkdir(exist_ok=True)
+    _begin(page, live_server, "ALICE", shots, "stale-a")
+    page.wait_for_selector("#trial-form[data-ready]")
+    page.keyboard.press("1")
+    # Alice's tab now shows her trial 2, the trial Bob will be at too.
+    page.wait_for_selector('input[name="n"][value="2"]', state="attached")
+    page.wait_for_selector("#trial-form[data-ready]")
+    bob = page.context.new_page()
+    bob.goto(f"{live_server}/lab/small/")
+    assert bob.inner_text("#returning-code") == "ALICE"
+    bob.click("#someone-else")
+    bob.wait_for_selector("#code")
+    _begin(bob, live_server, "BOB", shots, "stale-b")
+    bob.wait_for_selector("#trial-form[data-ready]")
+    bob.keyboard.press("5")
+    bob.wait_for_selector('input[name="n"][value="2"]', state="attached")
+    before = _stored(app, "BOB")[1]
+    assert [(r[0], r[1]) for r in before] == [(1, 4)]
+    # Alice's tab, still showing her trial 2, answers it.
+    page.bring_to_front()
+    page.keyboard.press("3")
+    page.wait_for_selector("#status.lost")
+    text = page.inner_text("#status")
+    page.screenshot(path=str(shots / "stale-refused.png"))
+    assert "not accepted" in text and "another participant" in text, text
+    assert _stored(app, "BOB")[1] == before
+    assert [(r[0], r[1]) for r in _stored(app, "ALICE")[1]] == [(1, 0)]

@@ -15,7 +15,7 @@ import time
 import requests
 
 from tests.conftest import free_port
-from tests.server.conftest import csrf_from
+from tests.server.conftest import csrf_from, trial_token_from
 
 from .conftest import ROOT, write_experiment
 
@@ -81,9 +81,12 @@ def test_demo_serve_script(tmp_path):
         r = s.post(link + "start", data={"code": "DEMO1", "csrf_token": tok})
         r = s.post(f"http://127.0.0.1:{port}/lab/demo/consent", data={"agree": "yes", "csrf_token": tok})
         s.post(f"http://127.0.0.1:{port}/lab/demo/instructions", data={"choice": "0", "csrf_token": tok})
+        r = s.get(f"http://127.0.0.1:{port}/lab/demo/trial", timeout=10)
         for n in (1, 2, 3):
+            # Each answer goes with the trial token of the page it answers (the last one).
             r = s.post(f"http://127.0.0.1:{port}/lab/demo/answer",
-                       data={"n": str(n), "choice": "1", "csrf_token": tok})
+                       data={"n": str(n), "choice": "1", "csrf_token": tok,
+                             "trial_token": trial_token_from(r.text)})
             assert r.status_code == 200, r.text
         assert r.url.endswith("/lab/demo/done") and "Thank you" in r.text
         key = requests.get(f"http://127.0.0.1:{port}/manage/api/experiments/demo/key",

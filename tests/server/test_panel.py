@@ -40,7 +40,7 @@ def test_panel_settings_are_checked():
         ["redirect template 'javascript:alert(1)' must be an http(s) URL"]
     assert check({"redirect": "https://x.org/{"})[0].startswith("redirect template")
     [moon] = validate_settings({"platform_settings": {"moon": {}}})
-    assert moon.startswith("unknown platform 'moon' (one of lab, simulated, mturk, panel")
+    assert moon.startswith("unknown platform 'moon' (one of lab, simulated, api, mturk, panel")
     assert validate_settings({"platform_settings": {"lab": {}}}) == \
         ["platform 'lab' has no settings"]
     # Ids and codes are quoted into the redirect, so no id can change where it goes.

@@ -8,9 +8,11 @@ from server import recruitment as r
 
 
 def test_registry_and_tables():
-    assert list(r.PLATFORMS) == ["lab", "simulated", "mturk", "panel", "prolific"]
-    assert list(r.ENVIRONMENTS) == ["lab", "simulated", "local-sandbox", "sandbox", "production"]
-    assert [e for e, v in r.ENVIRONMENTS.items() if v.rehearsal] == ["local-sandbox", "sandbox"]
+    assert list(r.PLATFORMS) == ["lab", "simulated", "api", "mturk", "panel", "prolific"]
+    assert list(r.ENVIRONMENTS) == ["lab", "simulated", "api", "local-sandbox", "sandbox",
+                                    "production"]
+    assert [e for e, v in r.ENVIRONMENTS.items() if v.rehearsal] == ["api", "local-sandbox",
+                                                                      "sandbox"]
     assert r.STATUSES["mturk"] == ("accepted", "submitted", "approved", "rejected",
                                    "returned", "abandoned")
     for plat in r.PLATFORMS.values():

@@ -249,9 +249,10 @@ def test_export_csv_and_json(app, client):
         want = "" if mc["face/dlib_hog"] is None else str(mc["face/dlib_hog"] + 1)
         assert row["machine:face/dlib_hog"] == want
         assert row["catch"] == "0" and row["hit_id"] == ""
-        # Provenance: a researcher's population label is a lab participant.
+        # Provenance: whatever its population label, a participant the JSON API created
+        # is its own platform (counted by the analysis only when named).
         assert (row["platform"], row["environment"], row["submission_status"]) == (
-            "lab", "lab", "recorded")
+            "api", "api", "recorded")
         assert row["external_participant_id"] == rows[0]["participant"]
         assert row["external_session_id"] == row["status_synced_at"] == row["viewport"] == ""
     raw = list(csv.DictReader(io.StringIO(

@@ -32,6 +32,7 @@ def _set(app, **settings):
 
 
 def test_cookie_holds_the_current_participant_only(app):
+    app.config["PARTICIPANT_RATE"] = "1000 per minute"  # 150 starts back to back
     c = app.test_client()
     sizes = []
     for k in range(150):
@@ -110,14 +111,15 @@ def test_participant_api_limits(tmp_path, sqlite_template):
                        "SECRET_KEY": "x" * 32, "SESSION_COOKIE_SECURE": False},
                       instance_path=tmp_path / "i1")
     c = prod.test_client()
-    r = c.post("/api/v1/experiments/small/participants", json={"consent": True, "code": "SIM1",
+    r = c.post("/api/v1/experiments/small/participants", json={"consent": True,
                                                                 "population": "simulated"})
     assert r.status_code == 201
-    tok = r.json["participant"]
-    # No code -> token lookup in production.
-    r = c.post("/api/v1/experiments/small/participants", json={"consent": True, "code": "sim1",
-                                                                "population": "simulated"})
-    assert r.status_code == 409 and "participant" not in r.json
+    tok, code = r.json["participant"], r.json["code"]
+    # No code -> token lookup in production, nor a participant under a chosen code.
+    for chosen in (code, code.lower(), "SIM2"):
+        r = c.post("/api/v1/experiments/small/participants",
+                   json={"consent": True, "code": chosen, "population": "simulated"})
+        assert r.status_code == 400 and "participant" not in r.json
     # Nothing beyond the next unanswered trial; the next one's images still come along.
     nxt = c.get(f"/api/v1/participants/{tok}/next").json["trial"]
     assert nxt["n"] == 1 and nxt["next"]["n"] == 2 and len(nxt["next"]["candidates"]) == 5
@@ -174,7 +176,9 @@ def tiny_app(tmp_path):
     from server.manage import set_password
 
     exp = write_experiment(tmp_path / "study", n_trials=1, catch=False)
-    app = make_app(tmp_path)
+    # One browser starts its participants back to back, far faster than any lab: above
+    # the per-address start limit (tests/server/test_participant_rate.py).
+    app = make_app(tmp_path, PARTICIPANT_RATE="1000 per minute")
     with app.app_context():
         load_experiment(exp, name="tiny", settings={"trial_order": "fixed", "practice": False})
         set_password("correct horse")

@@ -32,8 +32,12 @@ def _task(client, hit_key, hit_id, aid, wid):
 
 
 def _answer(client, hit_key, q, token, choice=1):
+    from server.recording import trial_token_for
+
+    # The trial token that the worker's page of trial 1 carries.
     return client.post(f"/mturk/task/small/{hit_key}/answer?p={token}&{q}",
-                       data={"n": "1", "choice": str(choice)},
+                       data={"n": "1", "choice": str(choice),
+                             "trial_token": trial_token_for(token, 1)},
                        headers={"Accept": "application/json"})
 
 
