@@ -9,12 +9,21 @@ processes alternate, the guessers sending wrong Basic passwords to
 `--many-addresses` the server trusts one proxy (`TLL_PROXIES=1`) and every guess comes
 from a new X-Forwarded-For address (a botnet's view); otherwise all come from 127.0.0.1.
 
+With `--nginx` everything goes through the production front instead: Debian's nginx with
+the deploy/nginx configuration itself (rendered by tests/server/deploy_stack.py: TLS with
+a throw-away certificate for study.test, the per-address limit_req/limit_conn) in front
+of gunicorn (`TLL_PROXIES=1`, nginx sets X-Forwarded-For). The participant and the
+guessers all talk HTTPS to nginx on loopback: the participant from 127.0.0.2, the
+guessers from 127.0.0.1, or with `--many-addresses` from 127.0.0.3-254 by binding their
+client sockets (each connection from the next address, GUESSES_PER_CONNECTION guesses
+on it), so nginx sees real source addresses and no header can be spoofed through it.
+
 It prints the participant's median and p90 answer latency per phase kind, their ratio
 (the target: guessing raises the median no more than 2x), and what the guessers got
 (401 = a password checked, 429 = throttled before any hash).
 
     .venv/bin/python benchmarks/bench_guessing.py [--guessers 8] [--seconds 15]
-        [--rounds 2] [--think-ms 20] [--many-addresses] [--control]
+        [--rounds 2] [--think-ms 20] [--many-addresses] [--control] [--nginx]
 """
 from __future__ import annotations
 
@@ -23,6 +32,7 @@ import base64
 import http.client
 import json
 import multiprocessing as mp
+import socket
 import statistics
 import sys
 import tempfile
@@ -43,24 +53,60 @@ from benchmarks.bench_server import (  # noqa: E402
 )
 
 TRIALS = 400
+PARTICIPANT_ADDRESS = "127.0.0.2"  # behind nginx: not the guessers' address
+GUESSER_ADDRESSES = [f"127.0.0.{i}" for i in range(3, 255)]  # --nginx --many-addresses
+GUESSES_PER_CONNECTION = 10  # --nginx --many-addresses: then the next address
 GUESS_PATH = "/manage/api/experiments/bench/stats"
 CONTROL_PATH = "/api/v1/participants/nobody/next"  # a cheap 404: no password, no hash
 PASSWORD = "the right password"
 
 
-def _guesser(port: int, seconds: float, k: int, many: bool, control: bool, out) -> None:
+def connect(port: int, cert: str | None, source: str, timeout: float):
+    """Return a new client connection: plain HTTP to gunicorn on `port`, or with `cert`
+    (the path of the test certificate) HTTPS to nginx on `port` from loopback address
+    `source`."""
+    if cert is None:
+        return http.client.HTTPConnection(HOST, port, timeout=timeout)
+    from tests.server.deploy_stack import Connection, tls_context
+
+    class NoDelay(Connection):
+        # http.client sends a request's headers and body in two writes; with Nagle on,
+        # the body waits for nginx's delayed ACK (40 ms), which HTTPConnection avoids.
+        def connect(self):
+            super().connect()
+            self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+    return NoDelay(port, tls_context(Path(cert)), source=source, timeout=timeout)
+
+
+def _guesser(port: int, cert: str | None, seconds: float, k: int, many: bool, control: bool,
+             out) -> None:
     """Send wrong Basic passwords (with `control`: requests for an unknown participant,
-    no password) until `seconds` have passed; put a Counter of the statuses in `out`."""
+    no password) until `seconds` have passed; put a Counter of the statuses in `out`.
+    With `cert` the guesses go over HTTPS to nginx, with `many` from rotating source
+    addresses; without, with `many`, each from a new X-Forwarded-For address."""
     seen: Counter = Counter()
-    conn = http.client.HTTPConnection(HOST, port, timeout=30)
+    # Index into GUESSER_ADDRESSES: each guesser starts in its own stretch of them.
+    address = k * (len(GUESSER_ADDRESSES) // 8) - 1
+
+    def fresh():
+        nonlocal address
+        address += 1
+        source = GUESSER_ADDRESSES[address % len(GUESSER_ADDRESSES)] if many else HOST
+        return connect(port, cert, source, 30)
+
+    conn = fresh()
     end = time.time() + seconds
     n = 0
     while time.time() < end:
         n += 1
         auth = base64.b64encode(f"admin:guess-{k}-{n}".encode()).decode()
         headers = {} if control else {"Authorization": f"Basic {auth}"}
-        if many:
+        if many and cert is None:
             headers["X-Forwarded-For"] = f"10.{k}.{n // 250 % 250}.{n % 250 + 1}"
+        elif many and n % GUESSES_PER_CONNECTION == 0:
+            conn.close()
+            conn = fresh()
         try:
             conn.request("GET", CONTROL_PATH if control else GUESS_PATH, headers=headers)
             r = conn.getresponse()
@@ -71,7 +117,7 @@ def _guesser(port: int, seconds: float, k: int, many: bool, control: bool, out) 
         except (OSError, http.client.HTTPException):
             seen["error"] += 1
             conn.close()
-            conn = http.client.HTTPConnection(HOST, port, timeout=30)
+            conn = fresh()
     seen["client_cpu_s"] = time.process_time()
     out.put(dict(seen))
 
@@ -79,9 +125,9 @@ def _guesser(port: int, seconds: float, k: int, many: bool, control: bool, out) 
 class Participant:
     """A participant answering through the JSON API over one kept-alive connection."""
 
-    def __init__(self, port: int):
+    def __init__(self, port: int, cert: str | None = None):
         self.port = port
-        self.conn = http.client.HTTPConnection(HOST, port, timeout=60)
+        self.conn = connect(port, cert, PARTICIPANT_ADDRESS, 60)
         self._start()
 
     def _post(self, path: str, body: dict) -> tuple[int, dict]:
@@ -110,11 +156,11 @@ class Participant:
         return ms
 
 
-def phase(port: int, seconds: float, think_s: float, guessers: int, many: bool,
-          control: bool, participant: Participant) -> tuple[list[float], Counter]:
+def phase(port: int, cert: str | None, seconds: float, think_s: float, guessers: int,
+          many: bool, control: bool, participant: Participant) -> tuple[list[float], Counter]:
     """Run one phase; return (answer latencies in ms, the guessers' statuses)."""
     out: mp.Queue = mp.Queue()
-    procs = [mp.Process(target=_guesser, args=(port, seconds, k, many, control, out))
+    procs = [mp.Process(target=_guesser, args=(port, cert, seconds, k, many, control, out))
              for k in range(guessers)]
     for p in procs:
         p.start()
@@ -141,11 +187,17 @@ def main(argv=None) -> int:
     ap.add_argument("--rounds", type=int, default=2, help="phase pairs (without, with)")
     ap.add_argument("--think-ms", type=float, default=20.0)
     ap.add_argument("--many-addresses", action="store_true",
-                    help="every guess from a new X-Forwarded-For address (TLL_PROXIES=1)")
+                    help="every guess from a new X-Forwarded-For address (TLL_PROXIES=1); "
+                         "with --nginx from many loopback source addresses")
     ap.add_argument("--control", action="store_true",
                     help="the clients send no password, only requests answered 404 at once: "
                          "what a flood of the cheapest requests costs the participant")
+    ap.add_argument("--nginx", action="store_true",
+                    help="everyone talks HTTPS to the deploy/nginx configuration in front "
+                         "of gunicorn, as in production")
     a = ap.parse_args(argv)
+    if a.guessers < 0 or a.seconds <= 1 or a.rounds < 1 or a.think_ms < 0:
+        ap.error("need --guessers >= 0, --seconds > 1, --rounds >= 1, --think-ms >= 0")
 
     import os
 
@@ -153,32 +205,51 @@ def main(argv=None) -> int:
     env = dict(os.environ, PYTHONPATH=str(ROOT), TLL_INSTANCE=str(tmp / "instance"),
                DATABASE_URL=f"sqlite:///{tmp / 'server.sqlite3'}", TLL_ENV="production",
                SECRET_KEY="bench-secret-key-" + "x" * 32, TLL_COOKIE_SECURE="0",
-               TLL_ADMIN_BASIC_AUTH="1", TLL_PROXIES="1" if a.many_addresses else "0")
+               TLL_ADMIN_BASIC_AUTH="1",
+               TLL_PROXIES="1" if a.many_addresses or a.nginx else "0")
     prepare_database(env, write_study(tmp / "study", TRIALS))
     import subprocess
     subprocess.run([sys.executable, "-m", "flask", "--app", "server", "admin", "set-password",
                     "--password", PASSWORD], cwd=ROOT, env=env, check=True,
                    capture_output=True)
-    port = free_port()
-    server = gunicorn(env, "server:create_app()", port, 4)
+    if a.nginx:
+        from tests.server.deploy_stack import NGINX, start_stack
+
+        if not Path(NGINX).exists():
+            raise SystemExit(f"{NGINX} not found: apt-get install nginx (or drop --nginx)")
+
+        # gunicorn as in the default mode (deploy/gunicorn.conf.py, 2 workers x 4 threads)
+        stack = start_stack(tmp, env["DATABASE_URL"], TLL_WORKERS="2", TLL_THREADS="4",
+                            TLL_ADMIN_BASIC_AUTH="1", SECRET_KEY=env["SECRET_KEY"])
+        port, cert, halt = stack.ports.https, str(stack.cert), stack.stop
+    else:
+        port, cert = free_port(), None
+        server = gunicorn(env, "server:create_app()", port, 4)
+        halt = lambda: stop(server)  # noqa: E731
     try:
-        participant = Participant(port)
+        participant = Participant(port, cert)
         for _ in range(20):  # warm-up
             participant.answer()
         runs: dict[str, list[float]] = {"without": [], "with": []}
         seen: Counter = Counter()
         for _ in range(a.rounds):
             for kind, n in (("without", 0), ("with", a.guessers)):
-                lat, s = phase(port, a.seconds, a.think_ms / 1000, n, a.many_addresses,
-                               a.control, participant)
+                lat, s = phase(port, cert, a.seconds, a.think_ms / 1000, n,
+                               a.many_addresses, a.control, participant)
                 runs[kind] += lat
                 seen.update(s)
     finally:
-        stop(server)
-    print(f"gunicorn (deploy/gunicorn.conf.py, 2 workers x 4 threads), SQLite, "
+        halt()
+    front = ("nginx (deploy/nginx, TLS, participant from 127.0.0.2) in front of "
+             if a.nginx else "")
+    addresses = "one address"
+    if a.many_addresses:
+        addresses = (f"{len(GUESSER_ADDRESSES)} source addresses, {GUESSES_PER_CONNECTION} "
+                     "guesses per connection" if a.nginx else "a new address per guess")
+    print(f"{front}gunicorn (deploy/gunicorn.conf.py, 2 workers x 4 threads), SQLite, "
           f"TLL_ENV=production, {os.cpu_count()} CPUs; {a.guessers} "
           f"{'control clients (404s, no password)' if a.control else 'guessers'} "
-          f"({'a new address per guess' if a.many_addresses else 'one address'}), "
+          f"({addresses}), "
           f"{a.rounds} x {a.seconds:g} s per phase kind, think {a.think_ms:g} ms")
     med = {}
     for kind, lat in runs.items():
