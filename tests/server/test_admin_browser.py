@@ -29,7 +29,7 @@ def test_settings_and_participant_pages(app, live_server, page, artifacts_dir):
     page.fill("#platform__panel__id_param", "SONA_ID")
     page.fill("#break_every", "-2")
     page.click("#save-settings")
-    assert "break every must be an integer >= 0" in page.inner_text("#problems")
+    assert "break every must be an integer 0..100000" in page.inner_text("#problems")
     page.screenshot(path=str(shots / "1-settings-refused.png"), full_page=True)
     page.fill("#break_every", "4")
     page.click("#save-settings")
