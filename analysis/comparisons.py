@@ -147,75 +147,49 @@ def comparison_table(df: pd.DataFrame, alpha: float = 0.05) -> pd.DataFrame:
     return out
 
 
-def mixed_model(df: pd.DataFrame, seed: int = 0) -> tuple[pd.DataFrame, str]:
-    """Mixed-effects logistic model of correctness.
-
-    Fits correct ~ cell × population + (1 | trial) + (1 | participant) with statsmodels'
-    BinomialBayesMixedGLM (variational Bayes; cell = subset/condition; a term is dropped
-    when it has one level).
+def mixed_model(df: pd.DataFrame, seed: int = 0, intervals: str = "profile"
+                ) -> tuple[pd.DataFrame, str]:
+    """Mixed-effects logistic model of correctness by maximum likelihood (lme4's glmer
+    through Rscript, analysis/glmm.py).
 
     Parameters
     ----------
     df : DataFrame
         Answers without catch trials.
     seed : int
-        Seeds numpy's global generator before the fit (reproducibility).
+        R's seed; a fixed seed gives identical results.
+    intervals : {"profile", "wald", "boot"}
+        See ``analysis.glmm.fit_glmm``.
 
     Returns
     -------
     effects : DataFrame
-        term, log_odds (posterior mean), sd (posterior sd), low, high (mean ± 1.96 sd),
-        odds_ratio, or_low, or_high for each fixed effect (treatment coding against the
-        first cell and population), then ``vc: sd of … intercepts`` rows: the random
-        intercepts' standard deviations (log-odds scale) with their intervals.
+        glmm.EFFECT_COLUMNS: one row per estimable fixed effect (log odds, SE, Wald z, p
+        and interval, the chosen interval, odds ratios), then one row per random intercept
+        kept, ``term`` "SD of <group> intercepts" with its SD in ``estimate`` and interval.
     note : str
-        What was fitted, or why not (fewer than 3 trials, no variation, singular design).
+        The model's notes, one per line (formula, reference levels, random intercepts left
+        out and why, terms not estimable, warnings), or why nothing was fitted.
+
+    Raises
+    ------
+    AnalysisError
+        R or lme4 is missing (the message names the packages to install).
 
     Examples
     --------
     >>> effects, note = mixed_model(answers.without_catch())  # doctest: +SKIP
     """
-    from statsmodels.genmod.bayes_mixed_glm import BinomialBayesMixedGLM
+    from analysis import glmm
 
-    d = df.assign(y=df["correct"].astype(float),
-                  cell=df["subset"].astype(str) + "/" + df["condition"].astype(str))
-    cols = ["term", "log_odds", "sd", "low", "high", "odds_ratio", "or_low", "or_high"]
-    if d["trial"].nunique() < 3 or d["y"].nunique() < 2:
-        return pd.DataFrame(columns=cols), ("not fitted: needs at least 3 trials and both right "
-                                            "and wrong answers")
-    terms = []
-    if d["cell"].nunique() > 1:
-        terms.append("C(cell)")
-    if d["population"].nunique() > 1:
-        terms.append("C(population)")
-    rhs = " * ".join(terms) if terms else "1"
-    vc = {"trial": "0 + C(trial)", "participant": "0 + C(participant)"}
-    np.random.seed(seed)  # fit_vb starts from fixed values; this keeps any draw reproducible
-    try:
-        model = BinomialBayesMixedGLM.from_formula(f"y ~ {rhs}", vc, d)
-        # L-BFGS-B instead of statsmodels' default BFGS: the same fit (checked to 3
-        # decimals) without BFGS's dense n x n update, which made a paper-sized study
-        # (2,400 answers, one random intercept per worker) take many minutes.
-        res = model.fit_vb(fit_method="L-BFGS-B")
-    except (ValueError, np.linalg.LinAlgError, FloatingPointError, OverflowError) as exc:
-        # singular designs: say so in the report, not a traceback
-        return pd.DataFrame(columns=cols), f"not fitted: {str(exc).splitlines()[0]}"
-    rows = []
-    names = list(model.exog_names)
-    for i, name in enumerate(names):
-        m, s = float(res.fe_mean[i]), float(res.fe_sd[i])
-        rows.append({"term": name, "log_odds": m, "sd": s, "low": m - 1.96 * s,
-                     "high": m + 1.96 * s, "odds_ratio": math.exp(m),
-                     "or_low": math.exp(m - 1.96 * s), "or_high": math.exp(m + 1.96 * s)})
-    for i, name in enumerate(model.vcp_names):
-        # vcp are log standard deviations of the random intercepts
-        m, s = float(res.vcp_mean[i]), float(res.vcp_sd[i])
-        rows.append({"term": f"vc: sd of {name} intercepts", "log_odds": math.exp(m),
-                     "sd": math.nan, "low": math.exp(m - 1.96 * s),
-                     "high": math.exp(m + 1.96 * s), "odds_ratio": math.nan,
-                     "or_low": math.nan, "or_high": math.nan})
-    note = (f"correct ~ {rhs.replace('C(cell)', 'cell').replace('C(population)', 'population')}"
-            f" + (1 | trial) + (1 | participant); {len(d)} answers, {d['trial'].nunique()} "
-            f"trials, {d['participant'].nunique()} participants; statsmodels "
-            f"BinomialBayesMixedGLM, variational Bayes: intervals are posterior mean ± 1.96 sd")
-    return pd.DataFrame(rows, columns=cols), note
+    res = glmm.fit_glmm(df, seed=seed, intervals=intervals)
+    if res is None:
+        return (pd.DataFrame(columns=glmm.EFFECT_COLUMNS),
+                "not fitted: needs at least 3 trials and both right and wrong answers")
+    sd_rows = pd.DataFrame({"term": [f"SD of {g} intercepts"
+                                     for g in res.variances["random intercept"]],
+                            "estimate": res.variances["sd"], "low": res.variances["low"],
+                            "high": res.variances["high"]})
+    effects = pd.concat([res.effects, sd_rows], ignore_index=True) if len(sd_rows) \
+        else res.effects
+    return effects, "\n".join(res.notes())

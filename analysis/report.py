@@ -27,6 +27,7 @@ from analysis import (
     accuracy,
     agreement,
     comparisons,
+    glmm,
     items,
     likeness,
     participants,
@@ -160,9 +161,17 @@ def section_tests(ctx: Context) -> dict:
     ctx.csv("tests", tests)
     shown = format_p_columns(tests)
     ctx.latex("tests", shown, digits=3)
-    model, note = comparisons.mixed_model(ctx.df, ctx.options.seed)
+    fit = glmm.fit_glmm(ctx.df, ctx.options.seed)
+    if fit is None:
+        notes = ["not fitted: needs at least 3 trials and both right and wrong answers"]
+        model = variances = pd.DataFrame()
+    else:
+        notes = fit.notes()
+        model, variances = fit.effects, fit.variances
     ctx.csv("mixed_model", model)
-    return {"tests": shown, "model": model, "model_note": note}
+    ctx.csv("mixed_model_random", variances)
+    return {"tests": shown, "model": format_p_columns(model), "model_notes": notes,
+            "variances": variances}
 
 
 def section_agreement(ctx: Context) -> dict:

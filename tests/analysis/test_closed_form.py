@@ -217,11 +217,11 @@ def test_mixed_model_finds_a_strong_condition_effect(kit):
             for row, who in zip(trial, rng.permutation([r["participant"] for r in trial])):
                 row["participant"] = who
             rows += trial
-    effects, note = comparisons.mixed_model(_frame(rows))
-    assert "(1 | trial) + (1 | participant)" in note
-    row = effects.set_index("term").loc["C(cell)[T.TLL_d/random]"]
-    # log odds ratio of 0.9 against 0.3 is log(9) + log(7/3) ≈ 3.0
-    assert row["low"] > 1.0 and 2.0 < row["log_odds"] < 4.5
+    effects, note = comparisons.mixed_model(_frame(rows), intervals="wald")
+    assert "(1 | trial) + (1 | participant)" in note and "Reference: cell TLL_d/random" in note
+    row = effects.set_index("term").loc["cell TLL_d/face vs TLL_d/random"]
+    # log odds ratio of 0.3 against 0.9 is -(log(9) + log(7/3)) ≈ -3.0
+    assert row["high"] < -1.0 and -4.5 < row["estimate"] < -2.0
 
 
 # --------------------------------------------------------------------------- items
