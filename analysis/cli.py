@@ -48,7 +48,7 @@ def _source_options(fn):
                      help="a majority is more than half of a trial's answers (strict) or "
                           "half or more (half)"),
         click.option("--bootstrap", type=int, default=2000, metavar="B", show_default=True,
-                     help="cluster bootstrap resamples for intervals"),
+                     help="bootstrap resamples for intervals (where the design calls for a bootstrap)"),
         click.option("--seed", type=int, default=0, metavar="S", show_default=True,
                      help="seed of the bootstrap"),
     ]
@@ -129,8 +129,8 @@ def cmd_accuracy(args) -> None:
     long = accuracy.accuracy_long(df, answers.condition_features, args.bootstrap, args.seed)
     _print(f"accuracy (%), experiment {answers.experiment}", accuracy.accuracy_table(long),
            digits=2)
-    _print(f"accuracy with 95 % cluster bootstrap intervals (trials, then answers within "
-           f"trials; {args.bootstrap} resamples, seed {args.seed})",
+    _print(f"accuracy with the design's 95 % intervals ({args.bootstrap} resamples where "
+           f"bootstrapped, seed {args.seed}). {accuracy.intervals_used(long)}",
            accuracy.accuracy_table(long, "text"))
     _print("accuracy with 95 % Wilson intervals (assume independent answers)",
            accuracy.accuracy_table(long, "wilson"))

@@ -82,15 +82,15 @@ def styled(fn):
 
 @styled
 def accuracy_plot(long: pd.DataFrame, path: Path, dpi: int = DEFAULT_DPI,
-                  interval: str = "bootstrap") -> Path:
+                  interval: str = "design") -> Path:
     """Bar chart of accuracy (%) per subset x condition cell, one bar per row (population
-    or machine feature set), with 95 % intervals (``bootstrap``: the cluster bootstrap,
-    ``wilson``: Wilson's). Writes PNG, PDF and SVG; returns the PNG path."""
+    or machine feature set), with 95 % intervals (``design``: the interval the cell's design calls
+    for, columns low/high; ``wilson``: Wilson's). Writes PNG, PDF and SVG; returns the PNG path."""
     from analysis.accuracy import POOLED
     d = long[(long["subset"] != POOLED[0]) | (long["condition"] != POOLED[1])]
     cols = list(dict.fromkeys(zip(d["subset"], d["condition"])))
     rows = list(dict.fromkeys(d["row"]))
-    lo_col, hi_col = ("boot_low", "boot_high") if interval == "bootstrap" else ("ci_low", "ci_high")
+    lo_col, hi_col = ("low", "high") if interval == "design" else ("ci_low", "ci_high")
     fig = _new(DOUBLE, 3.4)
     ax = fig.add_subplot()
     width = 0.8 / max(1, len(rows))

@@ -150,8 +150,9 @@ def section_accuracy(ctx: Context) -> dict:
     cf = ctx.answers.condition_features
     return {"percent": pct, "boot": accuracy.accuracy_table(long, "text"),
             "wilson": accuracy.accuracy_table(long, "wilson"),
+            "intervals_used": accuracy.intervals_used(long),
             "fig": ctx.figure(plots.accuracy_plot(long, ctx.out / "accuracy.png", o.dpi),
-                              "accuracy with cluster bootstrap intervals"),
+                              "accuracy with the design's 95 % intervals"),
             "paper_row": ", ".join(f"{c}: {k}" for c, k in sorted(cf.items())),
             "paper_row_name": accuracy.PAPER_MACHINE_ROW, "n_resamples": o.n_resamples}
 

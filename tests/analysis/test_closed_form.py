@@ -13,13 +13,13 @@ from analysis import (
     accuracy,
     agreement,
     comparisons,
+    intervals,
     items,
     likeness,
     participants,
     position,
 )
 from analysis.stats import (
-    cluster_bootstrap_interval,
     cohen_h,
     format_p,
     wilson_interval,
@@ -51,37 +51,49 @@ def _answers(kit, spec, population="mturk", prefix="w") -> list[dict]:
 
 
 # --------------------------------------------------------------------------- intervals
-def test_cluster_bootstrap_is_sqrt_n_wider_than_wilson_when_trials_are_all_or_nothing():
+def _trial_answers(right: np.ndarray) -> pd.DataFrame:
+    """Answers from a (trials x answers) 0/1 array, each answer by its own worker."""
+    t, n = right.shape
+    return pd.DataFrame({"trial": np.repeat(np.arange(t), n),
+                         "participant": np.arange(t * n), "correct": right.ravel()})
+
+
+def test_trial_bootstrap_is_sqrt_n_wider_than_wilson_when_trials_are_all_or_nothing():
     # 40 trials of 16 answers: 20 trials all right, 20 all wrong (intra-trial correlation 1).
     # Resampling trials gives sd sqrt(.25/40); Wilson assumes 640 independent answers,
-    # sd sqrt(.25/640): the widths differ by sqrt(16) = 4.
-    k = np.array([16] * 20 + [0] * 20)
-    n = np.full(40, 16)
-    lo, hi = cluster_bootstrap_interval(k, n, n_resamples=4000, seed=1)
-    wlo, whi = wilson_interval(int(k.sum()), int(n.sum()))
+    # sd sqrt(.25/640): the widths differ by sqrt(16) = 4 (t on 39 df adds 3 %).
+    right = np.repeat(np.r_[np.ones(20), np.zeros(20)][:, None], 16, axis=1)
+    lo, hi, design = intervals.share_interval(_trial_answers(right), 4000, seed=1)
+    wlo, whi = wilson_interval(320, 640)
+    assert design == intervals.TRIAL
     assert lo < 0.5 < hi
     assert 3.4 < (hi - lo) / (whi - wlo) < 4.6
 
 
-def test_cluster_bootstrap_matches_wilson_when_answers_are_independent():
-    # Every trial 8 of 16 right: no between-trial spread, only binomial noise.
-    k, n = np.full(40, 8), np.full(40, 16)
-    lo, hi = cluster_bootstrap_interval(k, n, n_resamples=4000, seed=1)
-    wlo, whi = wilson_interval(320, 640)
-    assert 0.85 < (hi - lo) / (whi - wlo) < 1.15
+def test_trial_bootstrap_matches_wilson_when_answers_are_independent():
+    # Independent answers (no trial effect): the one-stage trial bootstrap must not count
+    # the binomial noise twice; the two-stage one was about sqrt(2) times wider.
+    right = np.random.default_rng(3).random((40, 16)) < 0.5
+    lo, hi, design = intervals.share_interval(_trial_answers(right), 4000, seed=1)
+    wlo, whi = wilson_interval(int(right.sum()), right.size)
+    assert design == intervals.TRIAL
+    assert 0.85 < (hi - lo) / (whi - wlo) < 1.2
 
 
-def test_accuracy_long_carries_both_intervals_and_the_default_is_the_bootstrap(kit):
+def test_accuracy_long_carries_both_intervals_and_the_default_follows_the_design(kit):
     spec = [(f"t{i:03d}", [10, 0, 0, 0, 0] if i % 2 else [0, 10, 0, 0, 0], 1, "random", None)
             for i in range(20)]
     df = _frame(_answers(kit, spec))
     long = accuracy.accuracy_long(df, n_resamples=1000, seed=0)
     cell = long[(long["row"] == "mturk") & (long["condition"] == "random")].iloc[0]
     assert cell["accuracy"] == 0.5 and cell["trials"] == 20 and cell["n"] == 200
-    assert (cell["boot_high"] - cell["boot_low"]) > 2.5 * (cell["ci_high"] - cell["ci_low"])
+    # the same ten workers answered every trial: participants and trials both cluster
+    assert cell["interval"] == intervals.CROSSED
+    assert (cell["high"] - cell["low"]) > 2.5 * (cell["ci_high"] - cell["ci_low"])
     text = accuracy.accuracy_table(long, "text").loc["mturk", ("TLL_d", "random")]
-    assert text == (f"50.00 [{100 * cell['boot_low']:.2f}, {100 * cell['boot_high']:.2f}] "
+    assert text == (f"50.00 [{100 * cell['low']:.2f}, {100 * cell['high']:.2f}] "
                     f"n=200")
+    assert "mturk: two-way cluster-robust" in accuracy.intervals_used(long)
 
 
 def test_two_decimals_and_a_dash_for_a_machine_without_any_choice(kit):
