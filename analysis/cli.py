@@ -157,7 +157,7 @@ def cmd_agreement(args) -> None:
 def cmd_position(args) -> None:
     from analysis import position
     answers, df = _load(args)
-    per_pos, tests = position.position_table(df)
+    per_pos, tests = position.position_table(df, n_resamples=args.bootstrap, seed=args.seed)
     _print(f"answers per display position, experiment {answers.experiment}", per_pos)
     _print("chi-square goodness of fit against no bias", tests)
 
@@ -165,8 +165,11 @@ def cmd_position(args) -> None:
 def cmd_tests(args) -> None:
     from analysis import comparisons
     answers, df = _load(args)
-    t = comparisons.comparison_table(df)
-    _print(f"comparisons, experiment {answers.experiment} (p Holm-corrected over the table)", t)
+    t = comparisons.comparison_table(df, n_resamples=args.bootstrap, seed=args.seed)
+    _print(f"comparisons, experiment {answers.experiment} (p Holm-corrected within each "
+           f"holm_family)", t)
+    for note in t.attrs.get("notes", []):
+        click.echo(note)
 
 
 def cmd_participants(args) -> None:

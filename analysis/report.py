@@ -158,7 +158,8 @@ def section_accuracy(ctx: Context) -> dict:
 
 
 def section_tests(ctx: Context) -> dict:
-    tests = comparisons.comparison_table(ctx.df)
+    tests = comparisons.comparison_table(ctx.df, n_resamples=ctx.options.n_resamples,
+                                         seed=ctx.options.seed)
     ctx.csv("tests", tests)
     shown = format_p_columns(tests)
     ctx.latex("tests", shown, digits=3)
@@ -171,7 +172,8 @@ def section_tests(ctx: Context) -> dict:
         model, variances = fit.effects, fit.variances
     ctx.csv("mixed_model", model)
     ctx.csv("mixed_model_random", variances)
-    return {"tests": shown, "model": format_p_columns(model), "model_notes": notes,
+    return {"tests": shown, "test_notes": tests.attrs.get("notes", []),
+            "model": format_p_columns(model), "model_notes": notes,
             "variances": variances}
 
 
@@ -203,7 +205,8 @@ def section_agreement(ctx: Context) -> dict:
 
 
 def section_position(ctx: Context) -> dict:
-    per_pos, tests = position.position_table(ctx.df)
+    per_pos, tests = position.position_table(ctx.df, n_resamples=ctx.options.n_resamples,
+                                             seed=ctx.options.seed)
     ctx.csv("position", per_pos)
     ctx.csv("position_tests", tests)
     plain = ctx.csv("position_all_answers", position.plain_counts(per_pos), index=True)

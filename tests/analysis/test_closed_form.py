@@ -169,6 +169,40 @@ def test_position_figure_data_follows_preference_not_where_the_true_match_was(ki
     assert list(plain.loc["mturk"]) == [40, 48, 12, 0, 0]
 
 
+def test_wrong_answers_clustered_in_trials_are_not_a_preference():
+    # 100 trials, true match at 1, 6 right and 10 wrong answers each; a trial's wrong
+    # answers all fall on one distractor drawn at random: no position is preferred, but
+    # the chi-square over answers treats 1,000 clustered answers as independent.
+    rng = np.random.default_rng(5)
+    rows = []
+    for t in range(100):
+        d = int(rng.integers(2, 6))
+        rows += [{"trial": f"t{t}", "participant": f"w{t}_{j}", "population": "mturk",
+                  "true_position": 1, "chosen_position": 1 if j < 6 else d} for j in range(16)]
+    df = pd.DataFrame(rows)
+    per_pos, tests = position.position_table(df, n_resamples=2000, seed=0)
+    row = tests.iloc[0]
+    assert row["p_wrong"] < 0.01 < row["p_wrong_trials"]
+    w = per_pos.set_index("position").loc[2:5]
+    assert ((w["wrong_high"] - w["wrong_low"])
+            > 2.5 * (w["wilson_high"] - w["wilson_low"])).all()
+    assert ((w["wrong_low"] < 1) & (1 < w["wrong_high"])).all()
+
+
+def test_within_trial_permutation_finds_a_real_preference():
+    # the same design, but each trial's wrong answers go to position 2 with chance 0.55
+    # (else to any of 3, 4, 5): a trial-level preference the permutation test must see
+    rng = np.random.default_rng(6)
+    rows = []
+    for t in range(100):
+        d = 2 if rng.random() < 0.55 else int(rng.integers(3, 6))
+        rows += [{"trial": f"t{t}", "participant": f"w{t}_{j}", "population": "mturk",
+                  "true_position": 1, "chosen_position": 1 if j < 6 else d} for j in range(16)]
+    per_pos, tests = position.position_table(pd.DataFrame(rows), n_resamples=2000, seed=0)
+    assert tests.iloc[0]["p_wrong_trials"] < 0.01
+    assert per_pos.set_index("position").loc[2, "wrong_low"] > 1
+
+
 def test_participant_flag_compares_with_what_the_true_positions_predict(kit):
     rows = []
     # always right, the true match always at position 1: not biased, never flagged
@@ -210,11 +244,42 @@ def test_comparison_table_tests_by_trial_and_corrects_with_holm(kit):
     assert hm.loc["random", "difference_pp"] == 0 and hm.loc["random", "p"] == 1.0
     # machine wrong on every generic trial: humans 50 pp better
     assert hm.loc["generic", "difference_pp"] == pytest.approx(50.0)
-    p = t["p"].to_numpy(float)
-    order = np.argsort(p)
-    m = len(p)
-    holm = np.minimum(1, np.maximum.accumulate((m - np.arange(m)) * p[order]))
-    assert np.allclose(t["p_holm"].to_numpy(float)[order], holm)
+    # every difference has its interval around it
+    assert (t["low_pp"] <= t["difference_pp"]).all() and (t["difference_pp"] <= t["high_pp"]).all()
+    # 4 trials: t on 3 df, a wide interval, but inside what a difference can be
+    assert -100 <= hm.loc["generic", "low_pp"] < 50 < hm.loc["generic", "high_pp"] <= 100
+    # Holm within each declared family (question | population)
+    assert set(t["holm_family"]) == {"conditions | mturk", "human vs machine | mturk"}
+    for _, fam in t.groupby("holm_family"):
+        p = fam["p"].to_numpy(float)
+        order = np.argsort(p)
+        m = len(p)
+        holm = np.minimum(1, np.maximum.accumulate((m - np.arange(m)) * p[order]))
+        assert np.allclose(fam["p_holm"].to_numpy(float)[order], holm)
+
+
+def test_pilot_is_in_no_family_and_a_machine_without_choices_is_left_out(kit):
+    rows = []
+    for pop in ("mturk", "pilot"):
+        for i, k in enumerate([4, 3, 4, 2]):
+            rows += kit.answer_rows(f"r{i}", [k, 4 - k, 0, 0, 0], 1, condition="random",
+                                    population=pop, participant_prefix=pop,
+                                    machine={"g/a": 1, "face/x": None})
+        for i, k in enumerate([2, 2, 1, 3]):
+            rows += kit.answer_rows(f"g{i}", [k, 4 - k, 0, 0, 0], 1, condition="generic",
+                                    population=pop, participant_prefix=pop,
+                                    machine={"g/a": 2, "face/x": 2})
+    t = comparisons.comparison_table(_frame(rows), n_resamples=200)
+    pilot = t[(t["population"].str.contains("pilot"))]
+    assert len(pilot) and (pilot["holm_family"] == comparisons.NO_FAMILY).all()
+    assert pilot["p_holm"].isna().all() and not pilot["significant"].any()
+    assert t.loc[t["population"] == "mturk", "p_holm"].notna().any()
+    # face/x chose nothing on random trials: no row there, and a note says so
+    fx = t[t["b"] == "machine: face/x"]
+    assert set(fx["condition"]) == {"generic"}
+    assert any("face/x against mturk on TLL_d/random left out" in n for n in t.attrs["notes"])
+    with_pilot = comparisons.comparison_table(_frame(rows), include_pilot=True, n_resamples=200)
+    assert "human vs machine | pilot" in set(with_pilot["holm_family"])
 
 
 def test_mixed_model_finds_a_strong_condition_effect(kit):
