@@ -184,7 +184,8 @@ def cmd_report(args) -> None:
     answers = _counted(args)
     path = write_report(answers, args.out, include_catch=args.include_catch,
                         majority=args.majority, n_resamples=args.bootstrap, seed=args.seed,
-                        dpi=args.dpi, experiment_file=args.experiment_file)
+                        dpi=args.dpi, experiment_file=args.experiment_file,
+                        model_intervals=args.model_intervals)
     print(f"report written: {path}")
 
 
@@ -277,7 +278,11 @@ _table_command(
         click.option("--experiment-file", metavar="FILE",
                      help="the experiment file: trial images for the galleries, candidate "
                           "distances for the human-likeness table (default: images from "
-                          "--db)")))
+                          "--db)"),
+        click.option("--model-intervals", type=click.Choice(["profile", "wald", "boot"]),
+                     default="profile", show_default=True,
+                     help="the mixed model's fixed-effect intervals: likelihood profile, "
+                          "Wald only (fast), or a parametric bootstrap")))
 
 _table_command(
     "fig4", cmd_fig4,

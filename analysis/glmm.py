@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import shutil
 import subprocess
 import tempfile
@@ -221,11 +222,19 @@ def fit_glmm(df: pd.DataFrame, seed: int = 0, intervals: str = "profile",
         rows.append({"term": names[f["x"]], "estimate": est, "se": se, "z": z,
                      "p": 2 * _st.norm.sf(abs(z)) if not math.isnan(z) else math.nan,
                      "wald_low": est - Z95 * se, "wald_high": est + Z95 * se,
-                     "low": lo, "high": hi, "odds_ratio": math.exp(est),
+                     "low": lo, "high": hi, "odds_ratio": _exp(est),
                      "or_low": _exp(lo), "or_high": _exp(hi)})
     var_rows = [{"random intercept": r["group"], "sd": _num(r["sd"]), "low": _num(r["low"]),
                  "high": _num(r["high"])} for r in out["random"]]
-    warns = list(out.get("warnings") or [])
+    # R names the columns x1, x2, ...: say the terms instead
+    warns = [re.sub(r"\bx(\d+)\b", lambda m: repr(names.get(m.group(0), m.group(0))), w)
+             for w in out.get("warnings") or []]
+    for r in rows:
+        if abs(r["estimate"]) > 10 or r["se"] > 5:
+            # all right or all wrong in some cell: the likelihood has no finite maximum
+            warns.append(f"{r['term']!r}: estimate {r['estimate']:.1f}, SE {r['se']:.1f}: "
+                         "(quasi-)separation, the data are all right or all wrong there; "
+                         "its estimate and Wald interval mean nothing")
     if out.get("profile_error"):
         warns.append(f"{intervals} intervals failed: {out['profile_error']}")
     method = {"profile": "likelihood profile 95 %",
@@ -247,4 +256,7 @@ def _num(v) -> float:
 
 
 def _exp(v: float) -> float:
-    return math.nan if math.isnan(v) else math.exp(v)
+    """exp, inf past float range: an estimate under separation can be in the hundreds."""
+    if math.isnan(v):
+        return math.nan
+    return math.exp(v) if v < 700 else math.inf

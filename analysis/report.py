@@ -56,6 +56,7 @@ class Options:
     n_resamples: int = accuracy.DEFAULT_RESAMPLES
     seed: int = 0
     dpi: int = plots.DEFAULT_DPI
+    model_intervals: str = "profile"
 
 
 @dataclass
@@ -163,7 +164,7 @@ def section_tests(ctx: Context) -> dict:
     ctx.csv("tests", tests)
     shown = format_p_columns(tests)
     ctx.latex("tests", shown, digits=3)
-    fit = glmm.fit_glmm(ctx.df, ctx.options.seed)
+    fit = glmm.fit_glmm(ctx.df, ctx.options.seed, ctx.options.model_intervals)
     if fit is None:
         notes = ["not fitted: needs at least 3 trials and both right and wrong answers"]
         model = variances = pd.DataFrame()
@@ -369,7 +370,8 @@ def environment() -> Environment:
 def write_report(answers: Answers, out: Path, include_catch: bool = False,
                  majority: str = "strict", n_resamples: int = accuracy.DEFAULT_RESAMPLES,
                  seed: int = 0, dpi: int = plots.DEFAULT_DPI,
-                 experiment_file: str | Path | None = None) -> Path:
+                 experiment_file: str | Path | None = None,
+                 model_intervals: str = "profile") -> Path:
     """Compute every section, write CSV, LaTeX, PNG/PDF/SVG and report.html into ``out``.
 
     Parameters
@@ -383,7 +385,10 @@ def write_report(answers: Answers, out: Path, include_catch: bool = False,
     majority : {"strict", "half"}
         Majority rule of the agreement tables.
     n_resamples, seed : int
-        Cluster bootstrap resamples and seed.
+        Bootstrap resamples and seed (intervals where the design needs a bootstrap,
+        permutations; R's seed for the mixed model).
+    model_intervals : {"profile", "wald", "boot"}
+        The mixed model's interval (analysis.glmm.fit_glmm; profile by default).
     dpi : int
         Resolution of the PNG figures.
     experiment_file : path, optional
@@ -406,7 +411,10 @@ def write_report(answers: Answers, out: Path, include_catch: bool = False,
     if not 20 <= dpi <= 1200:
         raise AnalysisError(f"--dpi must be between 20 and 1200, got {dpi}")
     require_answers(answers, include_catch)
-    options = Options(include_catch, majority, n_resamples, seed, dpi)
+    if model_intervals not in glmm.INTERVALS:
+        raise AnalysisError(f"--model-intervals must be one of {', '.join(glmm.INTERVALS)}, "
+                            f"got {model_intervals!r}")
+    options = Options(include_catch, majority, n_resamples, seed, dpi, model_intervals)
     # parsed once, for the galleries and the distances; a bad file fails before writing
     experiment = items.from_experiment_file(experiment_file) if experiment_file else None
     out = Path(out).resolve()

@@ -135,3 +135,27 @@ def test_glmm_agrees_with_gee_exchangeable_where_they_should(seed):
     assert abs(b * a - gee.params[1]) < 0.3 * gee.bse[1]
     assert 1 / 1.3 < se / gee.bse[1] < 1.3
     assert 1 / 1.3 < se * a / gee.bse[1] < 1.3
+
+
+def test_the_report_without_r_stops_with_the_packages_to_install(monkeypatch, tmp_path,
+                                                                 small_export, capsys):
+    from analysis.cli import main
+    monkeypatch.setenv("TLL_RSCRIPT", str(tmp_path / "no-such-Rscript"))
+    assert main(["report", "--csv", str(small_export), "--out", str(tmp_path / "r"),
+                 "--dpi", "50", "--bootstrap", "50"]) == 2
+    err = capsys.readouterr().err
+    assert "r-cran-lme4" in err and "Traceback" not in err
+    assert not (tmp_path / "r" / "report.html").exists()
+
+
+def test_the_report_shows_the_model_its_reference_and_its_intervals(tmp_path, small_export):
+    from analysis.cli import main
+    out = tmp_path / "r"
+    assert main(["report", "--csv", str(small_export), "--out", str(out), "--dpi", "50",
+                 "--bootstrap", "50", "--model-intervals", "wald"]) == 0
+    model = pd.read_csv(out / "mixed_model.csv")
+    assert model["term"].iloc[0] == "intercept"
+    assert {"estimate", "se", "wald_low", "wald_high", "low", "high"} <= set(model.columns)
+    html = (out / "report.html").read_text()
+    assert "Reference: cell TLL_obj/random, population lab" in html
+    assert "maximum likelihood (Laplace), lme4" in html

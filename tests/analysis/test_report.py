@@ -65,6 +65,7 @@ def test_report_from_csv(tmp_path, small_export, capsys):
 
     # A second run replaces the earlier report in place.
     assert main(["report", "--csv", str(small_export), "--out", str(out),
-                 "--population", "mturk", "--dpi", "72", "--bootstrap", "200"]) == 0
+                 "--population", "mturk", "--dpi", "72", "--bootstrap", "200",
+                 "--model-intervals", "wald"]) == 0
     assert "agreement_hist_lab.png" not in {p.name for p in out.iterdir()}
     assert sorted(p.name for p in tmp_path.iterdir()) == ["answers.csv", "report"]
