@@ -27,6 +27,7 @@ from analysis import (
     accuracy,
     agreement,
     comparisons,
+    error_agreement,
     glmm,
     items,
     likeness,
@@ -201,7 +202,10 @@ def section_agreement(ctx: Context) -> dict:
     per_trial_all = ctx.csv("agreement_per_trial", _concat(
         [t.assign(population=p) for p, t in per_trials.items()]))
     kappa = ctx.csv("agreement_kappa", agreement.kappa_table(per_trials, o.n_resamples, o.seed))
-    return {"pops": pops, "kappa": kappa, "per_trial": per_trial_all, "majority": o.majority,
+    errors = ctx.csv("agreement_on_errors",
+                     error_agreement.error_agreement_table(ctx.df, o.n_resamples, o.seed))
+    return {"pops": pops, "kappa": kappa, "errors": errors, "per_trial": per_trial_all,
+            "majority": o.majority,
             "majority_text": agreement.MAJORITY_RULES[o.majority]}
 
 
