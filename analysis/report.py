@@ -38,7 +38,7 @@ from analysis import (
 )
 from analysis.errors import AnalysisError
 from analysis.gallery import save_gallery
-from analysis.load import Answers, require_answers
+from analysis.load import Answers, order_populations, require_answers
 from analysis.stats import format_p, format_p_columns
 
 REPORT_HTML = "report.html"
@@ -237,34 +237,43 @@ def _images(ctx: Context, only: set[str] | None = None) -> items.TrialImages | N
 
 
 def section_items(ctx: Context) -> dict:
+    """Item analysis per population (people are not pooled: a trial's agreement is among
+    one population's answers, as the paper's AMT figures are)."""
     o = ctx.options
     df = ctx.answers.without_catch()
-    plain = items.item_table(df, None, o.majority)
-    # Read image bytes only for the trials some gallery shows.
-    shown: dict[str, pd.DataFrame] = dict(items.easiest_hardest(plain, GALLERY_K))
-    shown["people agree on a distractor"] = items.agreed_on_distractor(plain)
     machine = _gallery_machine(ctx)
-    if machine:
-        shown[f"{machine} disagrees with the people"] = \
-            items.machine_disagrees(plain, machine)
-    hi, lo = items.agreement_extremes(plain, FIG4_K)
-    wanted = set().union(*[set(s["trial"]) for s in shown.values()], set(hi["trial"]),
-                         set(lo["trial"]))
+    plain, shown, fig4 = {}, {}, {}
+    for pop in order_populations(df["population"].unique()):
+        plain[pop] = items.item_table(df[df["population"] == pop], None, o.majority)
+        sel: dict[str, pd.DataFrame] = dict(items.easiest_hardest(plain[pop], GALLERY_K))
+        sel["people agree on a distractor"] = items.agreed_on_distractor(plain[pop])
+        if machine:
+            sel[f"{machine} disagrees with the people"] = \
+                items.machine_disagrees(plain[pop], machine)
+        shown[pop] = sel
+        fig4[pop] = items.agreement_extremes(plain[pop], FIG4_K)
+    # Read image bytes only for the trials some gallery shows.
+    wanted = set().union(*[set(t["trial"]) for sel in shown.values() for t in sel.values()],
+                         *[set(hi["trial"]) | set(lo["trial"]) for hi, lo in fig4.values()])
     images = _images(ctx, wanted)
-    table = ctx.csv("items", items.with_images(plain, images))
-    by_trial = table.set_index("trial", drop=False)
+    tables = {pop: items.with_images(t, images) for pop, t in plain.items()}
+    table = ctx.csv("items", _concat([t.assign(population=pop)[["population", *t.columns]]
+                                      for pop, t in tables.items()]))
     galleries = []
-    for i, (title, sel) in enumerate(shown.items()):
-        fig = None
-        if len(sel):
-            png = save_gallery(items.drawings(by_trial.loc[sel["trial"]], images,
-                                              machine if "disagrees" in title else None),
-                               # the index keeps names apart; the words say what it shows
-                               ctx.out / f"gallery_{i + 1:02d}_{_words(title)}.png",
-                               dpi=o.dpi)
-            fig = ctx.figure(png, f"gallery: {title}")
-        galleries.append({"title": title, "fig": fig})
-    ctx.shared.update(items=table, images=images, fig4=(hi, lo))
+    for pop, sel in shown.items():
+        by_trial = tables[pop].set_index("trial", drop=False)
+        for i, (title, trials) in enumerate(sel.items()):
+            fig = None
+            if len(trials):
+                png = save_gallery(
+                    items.drawings(by_trial.loc[trials["trial"]], images,
+                                   machine if "disagrees" in title else None),
+                    # the index keeps names apart; the words say what it shows
+                    ctx.out / f"gallery_{plots.slug(pop)}_{i + 1:02d}_{_words(title)}.png",
+                    dpi=o.dpi)
+                fig = ctx.figure(png, f"gallery: {pop}: {title}")
+            galleries.append({"title": f"{pop}: {title}", "fig": fig})
+    ctx.shared.update(items=tables, images=images, fig4=fig4)
     return {"items": table, "galleries": galleries,
             "image_source": images.source if images else
             "none (give --experiment-file, or read the database): grey boxes"}
@@ -279,16 +288,21 @@ def _gallery_machine(ctx: Context) -> str | None:
 
 
 def section_fig4(ctx: Context) -> dict:
-    hi, lo = ctx.shared["fig4"]
-    table = ctx.shared["items"].set_index("trial", drop=False)
-    drawings = (items.drawings(table.loc[hi["trial"]], ctx.shared["images"])
-                + items.drawings(table.loc[lo["trial"]], ctx.shared["images"]))
-    for d in drawings[:len(hi)]:
-        d.title = "highest agreement · " + d.title
-    for d in drawings[len(hi):]:
-        d.title = "lowest agreement · " + d.title
-    png = save_gallery(drawings, ctx.out / "fig4.png", dpi=ctx.options.dpi)
-    return {"fig": ctx.figure(png, "Fig. 4: highest and lowest agreement")}
+    figs = []
+    for pop, (hi, lo) in ctx.shared["fig4"].items():
+        table = ctx.shared["items"][pop].set_index("trial", drop=False)
+        drawings = (items.drawings(table.loc[hi["trial"]], ctx.shared["images"])
+                    + items.drawings(table.loc[lo["trial"]], ctx.shared["images"]))
+        for d in drawings[:len(hi)]:
+            d.title = "highest agreement · " + d.title
+        for d in drawings[len(hi):]:
+            d.title = "lowest agreement · " + d.title
+        if drawings:
+            png = save_gallery(drawings, ctx.out / f"fig4_{plots.slug(pop)}.png",
+                               dpi=ctx.options.dpi)
+            figs.append({"population": pop,
+                         "fig": ctx.figure(png, f"Fig. 4 ({pop}): highest and lowest agreement")})
+    return {"figs": figs}
 
 
 def section_likeness(ctx: Context) -> dict:
@@ -296,15 +310,20 @@ def section_likeness(ctx: Context) -> dict:
     if ctx.experiment is not None:
         from analysis.distances import document_distances
         dist, notes = document_distances(ctx.experiment.document, ctx.experiment.root)
-    table = likeness.likeness_table(ctx.shared["items"], ctx.answers.machine_keys, dist,
+    tables = []
+    for pop, items_table in ctx.shared["items"].items():
+        t = likeness.likeness_table(items_table, ctx.answers.machine_keys, dist,
                                     ctx.options.n_resamples, ctx.options.seed)
-    ctx.csv("likeness", table)
+        tables.append((t.attrs.get("ordered_by", "same_as_human"),
+                       t.assign(population=pop)[["population", *t.columns]]))
+    table = ctx.csv("likeness", _concat([t for _, t in tables]))
+    ordered_by = tables[0][0] if tables else "same_as_human"
     note = ("Distances from the study's feature store. " if dist else
             "Spearman needs the candidates' distances: give --experiment-file (its study "
             "folder's feature store). ") + " ".join(notes)
     return {"likeness": table, "ordered_by": {"spearman_mean": "mean Spearman",
                                               "same_as_human": "share as the people"}[
-        table.attrs.get("ordered_by", "same_as_human")], "distance_note": note}
+        ordered_by], "distance_note": note}
 
 
 def section_response_times(ctx: Context) -> dict:
