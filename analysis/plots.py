@@ -23,6 +23,11 @@ SINGLE = 3.5   # inches: one column of a two-column paper
 DOUBLE = 7.16  # inches: the full text width
 MIN_PT = 9
 DEFAULT_DPI = 300
+# Okabe & Ito's colour-blind-safe palette: under a deuteranopia simulation (Machado et al.
+# 2009) any two of these stay >= 11 CIEDE2000 apart; matplotlib's default puts its green
+# and red 4.6 apart (tests/analysis/test_figures.py).
+PALETTE = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442",
+           "#000000")
 FORMATS = ("png", "pdf", "svg")
 STYLE = {
     "font.size": MIN_PT, "axes.titlesize": 10, "axes.labelsize": MIN_PT,
@@ -32,6 +37,7 @@ STYLE = {
     "svg.fonttype": "none",  # text stays text in SVG, editable in a vector editor
     "pdf.fonttype": 42,      # TrueType in PDF, as journals ask
     "savefig.bbox": "tight", "savefig.pad_inches": 0.05,
+    "axes.prop_cycle": matplotlib.cycler(color=PALETTE),
 }
 
 

@@ -108,9 +108,12 @@ class Context:
     def latex(self, name: str, table: pd.DataFrame, index: bool = False,
               digits: int = 2) -> None:
         """Write ``table`` as ``name``.tex (a LaTeX tabular, booktabs rules)."""
-        (self.out / f"{name}.tex").write_text(
-            table.to_latex(index=index, float_format=lambda v: f"{v:.{digits}f}",
-                           na_rep="—", escape=True), encoding="utf-8")
+        tex = table.to_latex(index=index, float_format=lambda v: f"{v:.{digits}f}",
+                             na_rep="—", escape=True)
+        # pandas escapes & % $ # _ { } ~ ^ \ but not < and >, which LaTeX's default
+        # font encoding prints as ¡ and ¿ ("< 0.001")
+        tex = tex.replace("<", r"\textless{}").replace(">", r"\textgreater{}")
+        (self.out / f"{name}.tex").write_text(tex, encoding="utf-8")
 
     def figure(self, png: Path, alt: str) -> Figure:
         return Figure(png=png, alt=alt)

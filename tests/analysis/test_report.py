@@ -43,6 +43,8 @@ def test_report_from_csv(tmp_path, small_export, capsys):
         assert width <= (3.5 if single else 7.2) * 72 + 3, (svg.name, width)
     for tex in ("accuracy_table.tex", "tests.tex"):
         assert "\\begin{tabular}" in (out / tex).read_text()
+        # no bare < or > (LaTeX's OT1 encoding prints them as ¡ and ¿)
+        assert not re.search(r"[<>]", (out / tex).read_text()), tex
 
     html = (out / "report.html").read_text()
     images = re.findall(r'src="data:image/png;base64,([A-Za-z0-9+/=]+)"', html)
@@ -100,3 +102,12 @@ def test_items_and_galleries_are_per_population(tmp_path, kit):
     # the feature set always picks the truth: the lab's choice every time, MTurk's on t1 never
     assert likeness.loc["lab", "same_as_human"] == 1.0
     assert likeness.loc["mturk", "same_as_human"] < 1.0
+
+
+def test_latex_tables_escape_comparison_signs(tmp_path):
+    from analysis.report import Context, Options
+    ctx = Context(answers=None, options=Options(), out=tmp_path)
+    ctx.latex("t", pd.DataFrame({"p": ["< 0.001", "0.250"], "a_b": ["x & y", "50 %"]}))
+    tex = (tmp_path / "t.tex").read_text()
+    assert r"\textless{} 0.001" in tex and "<" not in tex
+    assert r"x \& y" in tex and r"50 \%" in tex and r"a\_b" in tex
