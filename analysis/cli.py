@@ -41,6 +41,13 @@ def _source_options(fn):
         click.option("--include-withdrawn", is_flag=True,
                      help="count the answers of participants who withdrew (left out by "
                           "default: counting rule 'withdrawn')"),
+        click.option("--exclude", metavar="RULE", multiple=True,
+                     help="drop participants by a declared rule: failed-catch, "
+                          "position-bias, fast (median response time under --fast-ms); "
+                          "repeat or comma-separate; off unless named, counted in what "
+                          "was counted"),
+        click.option("--fast-ms", type=float, default=500.0, metavar="MS", show_default=True,
+                     help="the 'fast' exclusion's median response time"),
         click.option("--include-catch", is_flag=True,
                      help="count catch trials in accuracy, agreement and position tables"),
         click.option("--majority", type=click.Choice(["strict", "half"]), default="strict",
@@ -90,12 +97,14 @@ def _populations(values: list[str] | None) -> list[str] | None:
 def _counted(args):
     """Load what counts under the command's --environment / --status and print what was
     counted before anything else."""
+    from analysis.exclusions import exclude_participants
     from analysis.load import load_answers
     answers = load_answers(db=args.db, csv=args.csv, experiment=args.experiment,
                            populations=_populations(args.population),
                            environments=_populations(args.environment),
                            statuses=_populations(args.status), json_export=args.json,
                            include_withdrawn=args.include_withdrawn)
+    answers = exclude_participants(answers, _populations(args.exclude), args.fast_ms)
     print("== counting")
     for line in answers.counting.lines():
         print(line)

@@ -77,7 +77,7 @@ class Counting:
         for plat, r in self.rules.items():
             st = "any status" if r["statuses"] is None else "status " + "/".join(r["statuses"])
             out.append(f"rule {plat}: environment {'/'.join(r['environments'])}, {st}")
-        return out
+        return out + list(self.notes)
 
     def as_dict(self) -> dict:
         """Return the summary as plain data (for JSON and df.attrs)."""
