@@ -88,8 +88,9 @@ def trial_position_inference(d: pd.DataFrame, n_candidates: int = N_CANDIDATES,
     Returns
     -------
     (low, high, p) : ndarray (K,), ndarray (K,), float
-        The 95 % percentile interval of observed / expected wrong answers per position,
-        trials resampled with all their answers; and the within-trial permutation p-value
+        The 95 % interval of observed / expected wrong answers per position: log ratio ±
+        t(trials - 1) × the SD of the log ratio over resamples of trials (with all their
+        answers); and the within-trial permutation p-value
         of the chi-square statistic (each trial's wrong-answer counts on its K - 1
         distractor positions shuffled among those positions, n_resamples permutations,
         p = (1 + as extreme) / (1 + n_resamples)). NaN where there are no wrong answers.
@@ -106,9 +107,18 @@ def trial_position_inference(d: pd.DataFrame, n_candidates: int = N_CANDIDATES,
         ratio = (w @ obs) / (w @ exp_t)
     ratio[~np.isfinite(ratio)] = np.nan
     low, high = np.full(k, np.nan), np.full(k, np.nan)
-    ok = np.isfinite(ratio).any(axis=0)  # a position never open to a wrong answer has none
-    low[ok] = np.nanquantile(ratio[:, ok], 0.025, axis=0)
-    high[ok] = np.nanquantile(ratio[:, ok], 0.975, axis=0)
+    # on the log scale, with Student's t on trials - 1 degrees of freedom: on studies of
+    # 60 trials a percentile interval covered 0.915-0.955, this one 0.945-0.97
+    # (tests/analysis/test_coverage.py)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        logr = np.log(ratio)
+        point = np.log((obs.sum(axis=0)) / exp_t.sum(axis=0))
+    ok = np.isfinite(point) & (np.isfinite(logr).sum(axis=0) > 1)
+    sd = np.array([np.std(c[np.isfinite(c)], ddof=1) if o else np.nan
+                   for c, o in zip(logr.T, ok)])
+    q = stats.t.ppf(0.975, max(1, len(n_t) - 1))
+    low[ok] = np.exp(point[ok] - q * sd[ok])
+    high[ok] = np.exp(point[ok] + q * sd[ok])
     # permutation: each trial's counts shuffled over its own distractor positions
     pos = np.argsort(other == 0, axis=1, kind="stable")[:, : k - 1]  # (T, K-1)
     counts = np.take_along_axis(obs, pos, axis=1)                     # (T, K-1)
@@ -179,8 +189,8 @@ def position_table(df: pd.DataFrame, n_candidates: int = N_CANDIDATES,
                          "wrong_ratio": float(w["observed"][i]) / e if ok else np.nan,
                          # clustering can only widen Wilson's interval: a bootstrap over
                          # identical trials has no width
-                         "wrong_low": min(float(blo[i]), lo / share_e) if ok else np.nan,
-                         "wrong_high": max(float(bhi[i]), hi / share_e) if ok else np.nan,
+                         "wrong_low": float(np.fmin(blo[i], lo / share_e)) if ok else np.nan,
+                         "wrong_high": float(np.fmax(bhi[i], hi / share_e)) if ok else np.nan,
                          "wilson_low": lo / share_e if ok else np.nan,
                          "wilson_high": hi / share_e if ok else np.nan})
         tests.append({"population": pop, "answers": int(obs.sum()), "chi2": t["chi2"],
