@@ -25,6 +25,22 @@ def wilson_interval(k: int, n: int, z: float = Z95) -> tuple[float, float]:
     return (max(0.0, centre - half), min(1.0, centre + half))
 
 
+def majority_credit(choice, counts):
+    """Return per trial how far candidate ``choice`` (0-based index; negative or NaN = no
+    choice) is the people's most chosen one: 1, or 1 / k when k candidates tie for most
+    chosen, 0 otherwise, NaN without a choice. The one definition of "nearest = majority"
+    of the project (analysis likeness, experiments score-humans)."""
+    import numpy as np
+
+    counts = np.asarray(counts, dtype=float)
+    choice = np.asarray(choice, dtype=float)
+    top = counts == counts.max(axis=1, keepdims=True)
+    has = np.isfinite(choice) & (choice >= 0)
+    idx = np.where(has, choice, 0).astype(int)
+    credit = top[np.arange(len(counts)), idx] / top.sum(axis=1)
+    return np.where(has, credit, np.nan)
+
+
 def cohen_h(p1: float, p2: float) -> float:
     """Return Cohen's h, 2·asin(√p1) − 2·asin(√p2): the effect size of a difference
     between two proportions (0.2 small, 0.5 medium, 0.8 large)."""

@@ -172,11 +172,12 @@ def noise_ceiling_per_trial(counts: np.ndarray, alpha: float = 1.0) -> np.ndarra
 
 def nearest_majority_credit(nearest: np.ndarray, counts: np.ndarray) -> np.ndarray:
     """Return per trial whether candidate ``nearest`` is the people's most chosen one,
-    with 1 / k credit when k candidates tie for most chosen: the one definition of
-    "nearest = majority" the benchmark uses."""
-    counts = np.asarray(counts)
-    top = counts == counts.max(axis=1, keepdims=True)
-    return top[np.arange(len(counts)), np.asarray(nearest)] / top.sum(axis=1)
+    with 1 / k credit when k candidates tie for most chosen: the project's one definition
+    of "nearest = majority" (analysis.stats.majority_credit, also used by the analysis
+    report's human-likeness table)."""
+    from analysis.stats import majority_credit
+
+    return majority_credit(nearest, counts)
 
 
 def bootstrap_intervals(per_trial: dict[str, tuple[np.ndarray, np.ndarray]],
