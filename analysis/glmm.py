@@ -39,6 +39,9 @@ R_PACKAGES = "r-base-core r-cran-lme4 r-cran-jsonlite"
 INSTALL_HINT = f"Debian: apt-get install -y {R_PACKAGES} (or sh scripts/setup-system.sh test)"
 INTERVALS = ("profile", "wald", "boot")
 TIMEOUT_S = 900
+# The likelihood profile refits the model ~20 times per parameter: a lab-sized study (6,000
+# answers, 8 fixed effects, 2 SDs) took over 8 minutes on a loaded 2-CPU machine.
+PROFILE_LIMIT_S = 240
 Z95 = float(_st.norm.ppf(0.975))
 
 EFFECT_COLUMNS = ["term", "estimate", "se", "z", "p", "wald_low", "wald_high", "low", "high",
@@ -145,7 +148,7 @@ def _rscript() -> str:
 
 
 def fit_glmm(df: pd.DataFrame, seed: int = 0, intervals: str = "profile",
-             nsim: int = 500) -> GlmmResult | None:
+             nsim: int = 500, profile_limit_s: float = PROFILE_LIMIT_S) -> GlmmResult | None:
     """Fit correct ~ cell × population + (1 | trial) + (1 | participant) with glmer.
 
     Parameters
@@ -158,6 +161,9 @@ def fit_glmm(df: pd.DataFrame, seed: int = 0, intervals: str = "profile",
     intervals : {"profile", "wald", "boot"}
         The interval in ``low``/``high``: likelihood profile (default), Wald only, or a
         parametric bootstrap of ``nsim`` draws (percentile).
+    profile_limit_s : float
+        Seconds the profile may take; past it ``low``/``high`` are NaN and a warning says
+        so (the Wald columns are always there).
 
     Returns
     -------
@@ -197,7 +203,7 @@ def fit_glmm(df: pd.DataFrame, seed: int = 0, intervals: str = "profile",
         data.to_csv(Path(tmp) / "data.csv", index=False)
         (Path(tmp) / "spec.json").write_text(json.dumps(
             {"x": list(names), "random": random, "seed": seed, "intervals": intervals,
-             "nsim": nsim}))
+             "nsim": nsim, "profile_limit_s": profile_limit_s}))
         try:
             proc = subprocess.run([exe, "--vanilla", str(R_SCRIPT), tmp], capture_output=True,
                                   text=True, timeout=TIMEOUT_S)
@@ -236,7 +242,9 @@ def fit_glmm(df: pd.DataFrame, seed: int = 0, intervals: str = "profile",
                          "(quasi-)separation, the data are all right or all wrong there; "
                          "its estimate and Wald interval mean nothing")
     if out.get("profile_error"):
-        warns.append(f"{intervals} intervals failed: {out['profile_error']}")
+        warns.append(f"{intervals} intervals not computed ({out['profile_error'].strip()}): "
+                     "only the Wald intervals are given; --model-intervals boot, or a "
+                     "smaller model, may do")
     method = {"profile": "likelihood profile 95 %",
               "wald": "Wald 95 %",
               "boot": f"parametric bootstrap 95 % ({nsim} draws, percentile)"}[intervals]

@@ -49,9 +49,27 @@ prof <- NULL
 prof_error <- NULL
 if (spec$intervals == "profile") {
   before <- length(warns)
-  prof <- tryCatch(keep(if (length(random)) confint(fit, method = "profile", oldNames = FALSE)
-                        else confint(fit)),
-                   error = function(e) { prof_error <<- conditionMessage(e); NULL })
+  # the profile refits the model many times: one parameter at a time, stopping at the time
+  # limit, so that a large study still gets its Wald intervals and a stated reason
+  if (length(random)) {
+    np <- length(getME(fit, "theta")) + length(beta)
+    start <- proc.time()[["elapsed"]]
+    parts <- list()
+    for (i in seq_len(np)) {
+      if (proc.time()[["elapsed"]] - start > spec$profile_limit_s) {
+        prof_error <- sprintf("time limit of %g s reached with %d of %d parameters left",
+                              spec$profile_limit_s, np - i + 1, np)
+        break
+      }
+      ci <- tryCatch(keep(confint(fit, parm = i, method = "profile", oldNames = FALSE)),
+                     error = function(e) { prof_error <<- conditionMessage(e); NULL })
+      if (!is.null(ci)) parts[[length(parts) + 1]] <- ci
+    }
+    prof <- if (length(parts)) do.call(rbind, parts) else NULL
+  } else {
+    prof <- tryCatch(keep(confint(fit)),
+                     error = function(e) { prof_error <<- conditionMessage(e); NULL })
+  }
   if (length(warns) > before) warns[(before + 1):length(warns)] <-
     paste("profile:", warns[(before + 1):length(warns)])
 } else if (spec$intervals == "boot") {

@@ -159,3 +159,12 @@ def test_the_report_shows_the_model_its_reference_and_its_intervals(tmp_path, sm
     html = (out / "report.html").read_text()
     assert "Reference: cell TLL_obj/random, population lab" in html
     assert "maximum likelihood (Laplace), lme4" in html
+
+
+def test_a_profile_past_its_time_limit_leaves_wald_intervals_and_says_so():
+    res = glmm.fit_glmm(_study(4, trials=30, per_trial=10), intervals="profile",
+                        profile_limit_s=0.001)
+    # the limit is checked between parameters: the first may be profiled, not the rest
+    assert res.effects["low"].isna().any() and res.effects["wald_low"].notna().all()
+    assert any("profile intervals not computed" in w and "time limit" in w
+               for w in res.warnings), res.warnings
