@@ -41,7 +41,7 @@ demo: demo-check
 	DEMO=$(DEMO) HOST=$(HOST) PORT=$(PORT) PY=$(PY) SIMULATE=$(SIMULATE) sh scripts/demo-serve.sh
 
 # The report for the demo experiment from the answers given so far.
-report: venv
+report: system-demo venv
 	$(PY) -m analysis report --db sqlite:///$(abspath $(DEMO))/server.sqlite3 --experiment demo --out $(DEMO)/report \
 	    $(if $(wildcard $(DEMO)/experiments/demo.json),--experiment-file $(DEMO)/experiments/demo.json)
 

@@ -33,7 +33,8 @@ _API = {
     "rt_table": "response_times",
     "TrialDrawing": "gallery", "gallery_figure": "gallery", "save_gallery": "gallery",
     "write_report": "report",
-    "cluster_bootstrap_interval": "stats", "wilson_interval": "stats", "format_p": "stats",
+    "wilson_interval": "stats", "format_p": "stats",
+    "share_interval": "intervals", "difference_interval": "intervals", "design_of": "intervals",
 }
 __all__ = [
     "N_CANDIDATES",
@@ -45,8 +46,9 @@ __all__ = [
     "agreement_histogram",
     "catch_summary",
     "check_consistency",
-    "cluster_bootstrap_interval",
     "comparison_table",
+    "design_of",
+    "difference_interval",
     "drawings",
     "fleiss_kappa",
     "format_p",
@@ -63,6 +65,7 @@ __all__ = [
     "position_table",
     "rt_table",
     "save_gallery",
+    "share_interval",
     "summarize",
     "trial_distances",
     "trial_distribution",

@@ -1,12 +1,13 @@
 """Accuracy: the share of answers choosing the true match, by subset x condition x
-population, with 95 % Wilson intervals, plus one machine row per feature set on the same
-trials (paper Table 2b)."""
+population, with the 95 % interval the design calls for (analysis/intervals.py) and
+Wilson's, plus one machine row per feature set on the same trials (paper Table 2b)."""
 from __future__ import annotations
 
 import pandas as pd
 
+from analysis import intervals
 from analysis.load import MACHINE_PREFIX, machine_columns, order_populations
-from analysis.stats import cluster_bootstrap_interval, wilson_interval
+from analysis.stats import wilson_interval
 
 DEFAULT_RESAMPLES = 2000
 
@@ -33,22 +34,17 @@ def cells(df: pd.DataFrame) -> list[tuple[str, str]]:
     return out
 
 
-def _row(group: str, kind: str, subset: str, condition: str, per_trial: pd.DataFrame,
+def _row(group: str, kind: str, subset: str, condition: str, answers: pd.DataFrame,
          n_resamples: int, seed: int, no_choice: int | None = None) -> dict:
-    """One cell; per_trial has one row per trial with `k` (correct) and `n` (answers)."""
-    k, n = int(per_trial["k"].sum()), int(per_trial["n"].sum())
+    """One cell; answers has columns trial, participant, correct (one row per answer)."""
+    k, n = int(answers["correct"].sum()), len(answers)
     lo, hi = wilson_interval(k, n)
-    blo, bhi = cluster_bootstrap_interval(per_trial["k"], per_trial["n"], n_resamples, seed)
+    dlo, dhi, design = intervals.share_interval(answers, n_resamples, seed)
     return {"row": group, "kind": kind, "subset": subset, "condition": condition,
-            "n": n, "trials": len(per_trial), "correct": k,
+            "n": n, "trials": answers["trial"].nunique(), "correct": k,
             "accuracy": k / n if n else float("nan"),
-            "boot_low": blo, "boot_high": bhi, "ci_low": lo, "ci_high": hi,
+            "low": dlo, "high": dhi, "interval": design, "ci_low": lo, "ci_high": hi,
             "no_choice": no_choice}
-
-
-def _per_trial(correct: pd.Series, trial: pd.Series) -> pd.DataFrame:
-    g = correct.astype(int).groupby(trial.to_numpy())
-    return pd.DataFrame({"k": g.sum(), "n": g.size()})
 
 
 PAPER_MACHINE_ROW = "machine: the condition's own features"
@@ -80,7 +76,7 @@ def accuracy_long(df: pd.DataFrame, condition_features: dict[str, str] | None = 
         The design's condition -> feature set; adds PAPER_MACHINE_ROW (each column judged
         by the features that built its distractors; random: the generic ones).
     n_resamples : int
-        Cluster bootstrap resamples (CLI ``--bootstrap``).
+        Bootstrap resamples where the design needs them (CLI ``--bootstrap``).
     seed : int
         Seed of the bootstrap (CLI ``--seed``).
 
@@ -89,15 +85,15 @@ def accuracy_long(df: pd.DataFrame, condition_features: dict[str, str] | None = 
     DataFrame
         One row per (row, subset, condition), the pooled cell POOLED last: row (population
         or ``machine: <key>``), kind (human | machine), subset, condition, n (answers; a
-        machine counts each trial once), trials, correct, accuracy (0..1), boot_low,
-        boot_high (cluster bootstrap 95 %: trials resampled, then answers within each
-        trial: the default interval), ci_low, ci_high (Wilson 95 %, assuming independent
-        answers), no_choice (machine rows: trials it could not rank; they count as wrong).
+        machine counts each trial once), trials, correct, accuracy (0..1), low, high (the
+        default 95 % interval, chosen from the cell's design), interval (which one:
+        intervals.DESIGNS), ci_low, ci_high (Wilson 95 %, assuming independent answers),
+        no_choice (machine rows: trials it could not rank; they count as wrong).
 
     Examples
     --------
     >>> long = accuracy_long(answers.without_catch(), answers.condition_features)  # doctest: +SKIP
-    >>> long[["row", "condition", "accuracy", "boot_low", "boot_high"]]  # doctest: +SKIP
+    >>> long[["row", "condition", "accuracy", "low", "high", "interval"]]  # doctest: +SKIP
     """
     rows: list[dict] = []
     trials = df.drop_duplicates("trial")
@@ -106,7 +102,7 @@ def accuracy_long(df: pd.DataFrame, condition_features: dict[str, str] | None = 
         d = df[df["population"] == pop]
         for s, c, pooled in grid:
             sel = d if pooled else d[(d["subset"] == s) & (d["condition"] == c)]
-            rows.append(_row(pop, "human", s, c, _per_trial(sel["correct"], sel["trial"]),
+            rows.append(_row(pop, "human", s, c, sel[["trial", "participant", "correct"]],
                              n_resamples, seed))
     machines = [(f"machine: {col[len(MACHINE_PREFIX):]}", trials[col])
                 for col in machine_columns(df)]
@@ -118,10 +114,14 @@ def accuracy_long(df: pd.DataFrame, condition_features: dict[str, str] | None = 
             sel = trials if pooled else trials[(trials["subset"] == s) & (trials["condition"] == c)]
             choice = choices.loc[sel.index]
             hit = (choice == sel["true_position"]).fillna(False).astype(bool)
-            rows.append(_row(label, "machine", s, c, _per_trial(hit, sel["trial"]),
-                             n_resamples, seed, no_choice=int(choice.isna().sum())))
+            # a machine answers each trial once: independent answers, Wilson
+            answers = pd.DataFrame({"trial": sel["trial"].to_numpy(),
+                                    "participant": sel["trial"].to_numpy(),
+                                    "correct": hit.to_numpy()})
+            rows.append(_row(label, "machine", s, c, answers, n_resamples, seed,
+                             no_choice=int(choice.isna().sum())))
     out = pd.DataFrame(rows, columns=["row", "kind", "subset", "condition", "n", "trials",
-                                      "correct", "accuracy", "boot_low", "boot_high",
+                                      "correct", "accuracy", "low", "high", "interval",
                                       "ci_low", "ci_high", "no_choice"])
     out["no_choice"] = out["no_choice"].astype("Int64")
     return out
@@ -141,8 +141,8 @@ def accuracy_table(long: pd.DataFrame, what: str = "percent") -> pd.DataFrame:
         From accuracy_long.
     what : {"percent", "n", "text", "wilson"}
         ``percent``: accuracy in % with two decimals as in the paper (68.25); ``n``:
-        answers; ``text``: "68.25 [44.80, 72.30] n=80" with the cluster bootstrap interval;
-        ``wilson``: the same with Wilson's interval.
+        answers; ``text``: "68.25 [44.80, 72.30] n=80" with the design's interval (``low``,
+        ``high``; ``intervals_used`` names them); ``wilson``: the same with Wilson's.
 
     Returns
     -------
@@ -170,7 +170,7 @@ def accuracy_table(long: pd.DataFrame, what: str = "percent") -> pd.DataFrame:
             elif what == "n":
                 vals.append(int(x["n"]))
             else:
-                lo, hi = (("boot_low", "boot_high") if what == "text"
+                lo, hi = (("low", "high") if what == "text"
                           else ("ci_low", "ci_high"))
                 vals.append("—" if empty else
                             f"{100 * x['accuracy']:.2f} [{100 * x[lo]:.2f}, "
@@ -179,6 +179,16 @@ def accuracy_table(long: pd.DataFrame, what: str = "percent") -> pd.DataFrame:
     table = pd.DataFrame(data, index=pd.Index(rows, name="row"))
     table.columns = pd.MultiIndex.from_tuples(table.columns, names=["subset", "condition"])
     return table
+
+
+def intervals_used(long: pd.DataFrame) -> str:
+    """Return the sentence a table prints under it: which interval each kind of row has
+    and why (intervals.DESCRIPTIONS)."""
+    parts = []
+    for design, d in long.groupby("interval", sort=False):
+        rows = ", ".join(dict.fromkeys(d["row"]))
+        parts.append(f"{rows}: {intervals.DESCRIPTIONS[design]}")
+    return "95 % intervals — " + "; ".join(parts) + "."
 
 
 def catch_summary(catch: pd.DataFrame) -> pd.DataFrame:

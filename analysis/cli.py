@@ -42,6 +42,13 @@ def _source_options(fn):
         click.option("--include-withdrawn", is_flag=True,
                      help="count the answers of participants who withdrew (left out by "
                           "default: counting rule 'withdrawn')"),
+        click.option("--exclude", metavar="RULE", multiple=True,
+                     help="drop participants by a declared rule: failed-catch, "
+                          "position-bias, fast (median response time under --fast-ms); "
+                          "repeat or comma-separate; off unless named, counted in what "
+                          "was counted"),
+        click.option("--fast-ms", type=float, default=500.0, metavar="MS", show_default=True,
+                     help="the 'fast' exclusion's median response time"),
         click.option("--include-catch", is_flag=True,
                      help="count catch trials in accuracy, agreement and position tables"),
         click.option("--majority", type=click.Choice(["strict", "half"]), default="strict",
@@ -49,7 +56,7 @@ def _source_options(fn):
                      help="a majority is more than half of a trial's answers (strict) or "
                           "half or more (half)"),
         click.option("--bootstrap", type=int, default=2000, metavar="B", show_default=True,
-                     help="cluster bootstrap resamples for intervals"),
+                     help="bootstrap resamples for intervals (where the design calls for a bootstrap)"),
         click.option("--seed", type=int, default=0, metavar="S", show_default=True,
                      help="seed of the bootstrap"),
     ]
@@ -91,12 +98,14 @@ def _populations(values: list[str] | None) -> list[str] | None:
 def _counted(args):
     """Load what counts under the command's --environment / --status and print what was
     counted before anything else."""
+    from analysis.exclusions import exclude_participants
     from analysis.load import load_answers
     answers = load_answers(db=args.db, csv=args.csv, experiment=args.experiment,
                            populations=_populations(args.population),
                            environments=_populations(args.environment),
                            statuses=_populations(args.status), json_export=args.json,
                            include_withdrawn=args.include_withdrawn)
+    answers = exclude_participants(answers, _populations(args.exclude), args.fast_ms)
     print("== counting")
     for line in answers.counting.lines():
         print(line)
@@ -130,8 +139,8 @@ def cmd_accuracy(args) -> None:
     long = accuracy.accuracy_long(df, answers.condition_features, args.bootstrap, args.seed)
     _print(f"accuracy (%), experiment {answers.experiment}", accuracy.accuracy_table(long),
            digits=2)
-    _print(f"accuracy with 95 % cluster bootstrap intervals (trials, then answers within "
-           f"trials; {args.bootstrap} resamples, seed {args.seed})",
+    _print(f"accuracy with the design's 95 % intervals ({args.bootstrap} resamples where "
+           f"bootstrapped, seed {args.seed}). {accuracy.intervals_used(long)}",
            accuracy.accuracy_table(long, "text"))
     _print("accuracy with 95 % Wilson intervals (assume independent answers)",
            accuracy.accuracy_table(long, "wilson"))
@@ -158,7 +167,7 @@ def cmd_agreement(args) -> None:
 def cmd_position(args) -> None:
     from analysis import position
     answers, df = _load(args)
-    per_pos, tests = position.position_table(df)
+    per_pos, tests = position.position_table(df, n_resamples=args.bootstrap, seed=args.seed)
     _print(f"answers per display position, experiment {answers.experiment}", per_pos)
     _print("chi-square goodness of fit against no bias", tests)
 
@@ -166,8 +175,11 @@ def cmd_position(args) -> None:
 def cmd_tests(args) -> None:
     from analysis import comparisons
     answers, df = _load(args)
-    t = comparisons.comparison_table(df)
-    _print(f"comparisons, experiment {answers.experiment} (p Holm-corrected over the table)", t)
+    t = comparisons.comparison_table(df, n_resamples=args.bootstrap, seed=args.seed)
+    _print(f"comparisons, experiment {answers.experiment} (p Holm-corrected within each "
+           f"holm_family)", t)
+    for note in t.attrs.get("notes", []):
+        click.echo(note)
 
 
 def cmd_participants(args) -> None:
@@ -182,7 +194,8 @@ def cmd_report(args) -> None:
     answers = _counted(args)
     path = write_report(answers, args.out, include_catch=args.include_catch,
                         majority=args.majority, n_resamples=args.bootstrap, seed=args.seed,
-                        dpi=args.dpi, experiment_file=args.experiment_file)
+                        dpi=args.dpi, experiment_file=args.experiment_file,
+                        model_intervals=args.model_intervals)
     print(f"report written: {path}")
 
 
@@ -275,7 +288,11 @@ _table_command(
         click.option("--experiment-file", metavar="FILE",
                      help="the experiment file: trial images for the galleries, candidate "
                           "distances for the human-likeness table (default: images from "
-                          "--db)")))
+                          "--db)"),
+        click.option("--model-intervals", type=click.Choice(["profile", "wald", "boot"]),
+                     default="profile", show_default=True,
+                     help="the mixed model's fixed-effect intervals: likelihood profile, "
+                          "Wald only (fast), or a parametric bootstrap")))
 
 _table_command(
     "fig4", cmd_fig4,

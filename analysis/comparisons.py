@@ -9,7 +9,11 @@ not independent, so each test compares per-trial shares of correct answers.
   trials both answered;
 - humans against each machine feature set per cell: paired t-test of the per-trial human
   share against the machine's 0/1 (no choice counts as wrong).
-Effect sizes: the difference in percentage points and Cohen's h of the two accuracies.
+Effect sizes: the difference in percentage points with its 95 % interval (the design's,
+analysis/intervals.py: Newcombe's hybrid score interval from the two cells' intervals and
+their correlation) and Cohen's h of the two accuracies.
+Families for Holm's correction are declared: one per question (conditions, populations,
+human vs machine) and population; the pilot population is in none unless asked for.
 """
 from __future__ import annotations
 
@@ -22,12 +26,16 @@ import pandas as pd
 from scipy import stats
 
 from analysis.accuracy import cells
+from analysis.intervals import difference_interval
 from analysis.load import MACHINE_PREFIX, machine_columns, order_populations
 from analysis.stats import cohen_h
 
 COLUMNS = ["family", "population", "subset", "condition", "a", "b", "trials_a", "trials_b",
-           "accuracy_a", "accuracy_b", "difference_pp", "cohen_h", "test", "statistic",
-           "p", "p_holm", "significant"]
+           "accuracy_a", "accuracy_b", "difference_pp", "low_pp", "high_pp", "interval",
+           "cohen_h", "test", "statistic", "p", "holm_family", "p_holm", "significant"]
+# Populations that pilot a study: their rows are shown but belong to no Holm family.
+PILOT_POPULATIONS = ("pilot",)
+NO_FAMILY = "none (pilot)"
 
 
 def _shares(d: pd.DataFrame) -> pd.Series:
@@ -58,18 +66,28 @@ def _unpaired(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
     return float(res.statistic), float(res.pvalue)
 
 
-def _row(family, pop, subset, cond, a, b, xa, xb, test, stat, p, acc_a=None, acc_b=None):
-    acc_a = float(np.mean(xa)) if acc_a is None and len(xa) else (acc_a if acc_a is not None else math.nan)
-    acc_b = float(np.mean(xb)) if acc_b is None and len(xb) else (acc_b if acc_b is not None else math.nan)
+def _row(family, pop, subset, cond, a, b, xa, xb, test, stat, p, ans_a, ans_b,
+         n_resamples, seed):
+    """One comparison; ans_a, ans_b are the answers (trial, participant, correct) of the
+    two sides, whose shares and difference interval the row reports."""
+    diff, lo, hi, design = difference_interval(ans_a, ans_b, n_resamples, seed)
+    acc_a = float(ans_a["correct"].mean()) if len(ans_a) else math.nan
+    acc_b = float(ans_b["correct"].mean()) if len(ans_b) else math.nan
     return {"family": family, "population": pop, "subset": subset, "condition": cond,
             "a": a, "b": b, "trials_a": len(xa), "trials_b": len(xb),
             "accuracy_a": acc_a, "accuracy_b": acc_b,
-            "difference_pp": 100 * (acc_a - acc_b), "cohen_h": cohen_h(acc_a, acc_b),
+            "difference_pp": 100 * diff, "low_pp": 100 * lo, "high_pp": 100 * hi,
+            "interval": design, "cohen_h": cohen_h(acc_a, acc_b),
             "test": test, "statistic": stat, "p": p}
 
 
-def comparison_table(df: pd.DataFrame, alpha: float = 0.05) -> pd.DataFrame:
-    """Return every comparison as one row (columns COLUMNS), Holm-corrected together.
+def _answers(d: pd.DataFrame) -> pd.DataFrame:
+    return d[["trial", "participant", "correct"]]
+
+
+def comparison_table(df: pd.DataFrame, alpha: float = 0.05, include_pilot: bool = False,
+                     n_resamples: int = 2000, seed: int = 0) -> pd.DataFrame:
+    """Return every comparison as one row (columns COLUMNS), Holm-corrected per family.
 
     Parameters
     ----------
@@ -77,15 +95,23 @@ def comparison_table(df: pd.DataFrame, alpha: float = 0.05) -> pd.DataFrame:
         Answers without catch trials (``Answers.without_catch()``).
     alpha : float
         Family-wise error rate for ``significant`` (after Holm).
+    include_pilot : bool
+        Put the pilot populations (PILOT_POPULATIONS) into the families too.
+    n_resamples, seed : int
+        Bootstrap of the difference intervals, where the design calls for one.
 
     Returns
     -------
     DataFrame
-        family ("conditions", "populations", "human vs machine"), population, subset,
-        condition (for the condition family: "a vs b"), a, b, trials_a, trials_b,
-        accuracy_a, accuracy_b (mean per-trial share, 0..1), difference_pp, cohen_h, test,
-        statistic, p, p_holm (statsmodels' multipletests, method "holm", over all rows
-        with a p-value), significant (p_holm < alpha).
+        family (the question: "conditions", "populations", "human vs machine"),
+        population, subset, condition (for the condition family: "a vs b"), a, b,
+        trials_a, trials_b, accuracy_a, accuracy_b (share of answers, 0..1),
+        difference_pp with its 95 % interval low_pp, high_pp (``interval`` names the
+        design's method), cohen_h, test, statistic, p (trials as the unit), holm_family
+        (question | population; NO_FAMILY for a pilot population), p_holm (statsmodels'
+        multipletests, method "holm", within each holm_family), significant (p_holm <
+        alpha). ``attrs["notes"]`` lists what was left out and why (a machine that chose
+        nothing on a cell's trials has no accuracy to compare).
 
     Examples
     --------
@@ -93,22 +119,25 @@ def comparison_table(df: pd.DataFrame, alpha: float = 0.05) -> pd.DataFrame:
     """
     from statsmodels.stats.multitest import multipletests
 
-    rows = []
+    rows, notes = [], []
     pops = order_populations(df["population"].unique())
     grid = cells(df)
+    kw = {"n_resamples": n_resamples, "seed": seed}
     # conditions within a subset
     for pop in pops:
         d = df[df["population"] == pop]
         for subset in dict.fromkeys(s for s, _ in grid):
             conds = [c for s, c in grid if s == subset]
             for ca, cb in itertools.combinations(conds, 2):
-                xa = _shares(d[(d["subset"] == subset) & (d["condition"] == ca)]).to_numpy()
-                xb = _shares(d[(d["subset"] == subset) & (d["condition"] == cb)]).to_numpy()
+                da = d[(d["subset"] == subset) & (d["condition"] == ca)]
+                db = d[(d["subset"] == subset) & (d["condition"] == cb)]
+                xa, xb = _shares(da).to_numpy(), _shares(db).to_numpy()
                 if len(xa) == 0 or len(xb) == 0:
                     continue
                 stat, p = _unpaired(xa, xb)
                 rows.append(_row("conditions", pop, subset, f"{ca} vs {cb}", ca, cb, xa, xb,
-                                 "Welch t (trials)", stat, p))
+                                 "Welch t (trials)", stat, p, _answers(da), _answers(db),
+                                 **kw))
     # populations per cell, paired by trial
     for subset, cond in grid:
         cell = df[(df["subset"] == subset) & (df["condition"] == cond)]
@@ -119,8 +148,11 @@ def comparison_table(df: pd.DataFrame, alpha: float = 0.05) -> pd.DataFrame:
                 continue
             xa, xb = per_pop[pa][both].to_numpy(), per_pop[pb][both].to_numpy()
             stat, p = _paired(xa, xb)
+            shared = cell[cell["trial"].isin(both)]
             rows.append(_row("populations", f"{pa} vs {pb}", subset, cond, pa, pb, xa, xb,
-                             "paired t (trials)", stat, p))
+                             "paired t (trials)", stat, p,
+                             _answers(shared[shared["population"] == pa]),
+                             _answers(shared[shared["population"] == pb]), **kw))
     # humans against each machine, paired by trial
     trials = df.drop_duplicates("trial").set_index("trial")
     for col in machine_columns(df):
@@ -132,90 +164,89 @@ def comparison_table(df: pd.DataFrame, alpha: float = 0.05) -> pd.DataFrame:
                 if cell.empty:
                     continue
                 h = _shares(cell)
-                m = (trials.loc[h.index, col] == trials.loc[h.index, "true_position"]
+                choice = trials.loc[h.index, col]
+                if choice.isna().all():
+                    notes.append(f"machine: {key} against {pop} on {subset}/{cond} left out: "
+                                 f"the feature set ranked none of the cell's {len(h)} trials")
+                    continue
+                m = (choice == trials.loc[h.index, "true_position"]
                      ).fillna(False).astype(float).to_numpy()
                 stat, p = _paired(h.to_numpy(), m)
+                # the machine answers each trial once: its own unit per trial
+                mach = pd.DataFrame({"trial": h.index, "participant": "machine@" + h.index.astype(str),
+                                     "correct": m})
                 rows.append(_row("human vs machine", pop, subset, cond, pop, f"machine: {key}",
-                                 h.to_numpy(), m, "paired t (trials)", stat, p))
-    out = pd.DataFrame(rows, columns=COLUMNS[:-2])
+                                 h.to_numpy(), m, "paired t (trials)", stat, p,
+                                 _answers(cell), mach, **kw))
+    out = pd.DataFrame(rows, columns=[c for c in COLUMNS
+                                      if c not in ("holm_family", "p_holm", "significant")])
+    out["holm_family"] = [_family(r, include_pilot) for r in out.itertuples()]
     out["p_holm"] = np.nan
-    ok = out["p"].notna().to_numpy()
-    if ok.any():
-        out.loc[ok, "p_holm"] = multipletests(out.loc[ok, "p"].to_numpy(float),
-                                              method="holm")[1]
+    for fam, idx in out.groupby("holm_family").groups.items():
+        ok = out.loc[idx, "p"].notna()
+        if fam == NO_FAMILY or not ok.any():
+            continue
+        sel = ok[ok].index
+        out.loc[sel, "p_holm"] = multipletests(out.loc[sel, "p"].to_numpy(float),
+                                               method="holm")[1]
     out["significant"] = out["p_holm"] < alpha
+    if not include_pilot and (out["holm_family"] == NO_FAMILY).any():
+        notes.append("rows of the pilot population are in no Holm family (no p_holm)")
+    out.attrs["notes"] = notes
     return out
 
 
-def mixed_model(df: pd.DataFrame, seed: int = 0) -> tuple[pd.DataFrame, str]:
-    """Mixed-effects logistic model of correctness.
+def _family(row, include_pilot: bool) -> str:
+    """The Holm family of a row: its question and population ("populations": the pair)."""
+    sides = (row.a, row.b) if row.family == "populations" else (row.population,)
+    if not include_pilot and any(s in PILOT_POPULATIONS for s in sides):
+        return NO_FAMILY
+    return f"{row.family} | {row.population}"
 
-    Fits correct ~ cell × population + (1 | trial) + (1 | participant) with statsmodels'
-    BinomialBayesMixedGLM (variational Bayes; cell = subset/condition; a term is dropped
-    when it has one level).
+
+def mixed_model(df: pd.DataFrame, seed: int = 0, intervals: str = "profile"
+                ) -> tuple[pd.DataFrame, str]:
+    """Mixed-effects logistic model of correctness by maximum likelihood (lme4's glmer
+    through Rscript, analysis/glmm.py).
 
     Parameters
     ----------
     df : DataFrame
         Answers without catch trials.
     seed : int
-        Seeds numpy's global generator before the fit (reproducibility).
+        R's seed; a fixed seed gives identical results.
+    intervals : {"profile", "wald", "boot"}
+        See ``analysis.glmm.fit_glmm``.
 
     Returns
     -------
     effects : DataFrame
-        term, log_odds (posterior mean), sd (posterior sd), low, high (mean ± 1.96 sd),
-        odds_ratio, or_low, or_high for each fixed effect (treatment coding against the
-        first cell and population), then ``vc: sd of … intercepts`` rows: the random
-        intercepts' standard deviations (log-odds scale) with their intervals.
+        glmm.EFFECT_COLUMNS: one row per estimable fixed effect (log odds, SE, Wald z, p
+        and interval, the chosen interval, odds ratios), then one row per random intercept
+        kept, ``term`` "SD of <group> intercepts" with its SD in ``estimate`` and interval.
     note : str
-        What was fitted, or why not (fewer than 3 trials, no variation, singular design).
+        The model's notes, one per line (formula, reference levels, random intercepts left
+        out and why, terms not estimable, warnings), or why nothing was fitted.
+
+    Raises
+    ------
+    AnalysisError
+        R or lme4 is missing (the message names the packages to install).
 
     Examples
     --------
     >>> effects, note = mixed_model(answers.without_catch())  # doctest: +SKIP
     """
-    from statsmodels.genmod.bayes_mixed_glm import BinomialBayesMixedGLM
+    from analysis import glmm
 
-    d = df.assign(y=df["correct"].astype(float),
-                  cell=df["subset"].astype(str) + "/" + df["condition"].astype(str))
-    cols = ["term", "log_odds", "sd", "low", "high", "odds_ratio", "or_low", "or_high"]
-    if d["trial"].nunique() < 3 or d["y"].nunique() < 2:
-        return pd.DataFrame(columns=cols), ("not fitted: needs at least 3 trials and both right "
-                                            "and wrong answers")
-    terms = []
-    if d["cell"].nunique() > 1:
-        terms.append("C(cell)")
-    if d["population"].nunique() > 1:
-        terms.append("C(population)")
-    rhs = " * ".join(terms) if terms else "1"
-    vc = {"trial": "0 + C(trial)", "participant": "0 + C(participant)"}
-    np.random.seed(seed)  # fit_vb starts from fixed values; this keeps any draw reproducible
-    try:
-        model = BinomialBayesMixedGLM.from_formula(f"y ~ {rhs}", vc, d)
-        # L-BFGS-B instead of statsmodels' default BFGS: the same fit (checked to 3
-        # decimals) without BFGS's dense n x n update, which made a paper-sized study
-        # (2,400 answers, one random intercept per worker) take many minutes.
-        res = model.fit_vb(fit_method="L-BFGS-B")
-    except (ValueError, np.linalg.LinAlgError, FloatingPointError, OverflowError) as exc:
-        # singular designs: say so in the report, not a traceback
-        return pd.DataFrame(columns=cols), f"not fitted: {str(exc).splitlines()[0]}"
-    rows = []
-    names = list(model.exog_names)
-    for i, name in enumerate(names):
-        m, s = float(res.fe_mean[i]), float(res.fe_sd[i])
-        rows.append({"term": name, "log_odds": m, "sd": s, "low": m - 1.96 * s,
-                     "high": m + 1.96 * s, "odds_ratio": math.exp(m),
-                     "or_low": math.exp(m - 1.96 * s), "or_high": math.exp(m + 1.96 * s)})
-    for i, name in enumerate(model.vcp_names):
-        # vcp are log standard deviations of the random intercepts
-        m, s = float(res.vcp_mean[i]), float(res.vcp_sd[i])
-        rows.append({"term": f"vc: sd of {name} intercepts", "log_odds": math.exp(m),
-                     "sd": math.nan, "low": math.exp(m - 1.96 * s),
-                     "high": math.exp(m + 1.96 * s), "odds_ratio": math.nan,
-                     "or_low": math.nan, "or_high": math.nan})
-    note = (f"correct ~ {rhs.replace('C(cell)', 'cell').replace('C(population)', 'population')}"
-            f" + (1 | trial) + (1 | participant); {len(d)} answers, {d['trial'].nunique()} "
-            f"trials, {d['participant'].nunique()} participants; statsmodels "
-            f"BinomialBayesMixedGLM, variational Bayes: intervals are posterior mean ± 1.96 sd")
-    return pd.DataFrame(rows, columns=cols), note
+    res = glmm.fit_glmm(df, seed=seed, intervals=intervals)
+    if res is None:
+        return (pd.DataFrame(columns=glmm.EFFECT_COLUMNS),
+                "not fitted: needs at least 3 trials and both right and wrong answers")
+    sd_rows = pd.DataFrame({"term": [f"SD of {g} intercepts"
+                                     for g in res.variances["random intercept"]],
+                            "estimate": res.variances["sd"], "low": res.variances["low"],
+                            "high": res.variances["high"]})
+    effects = pd.concat([res.effects, sd_rows], ignore_index=True) if len(sd_rows) \
+        else res.effects
+    return effects, "\n".join(res.notes())

@@ -82,7 +82,7 @@ class Counting:
             st = "any status" if r["statuses"] is None else "status " + "/".join(r["statuses"])
             envs = "/".join(r["environments"]) or "none (counted only when named)"
             out.append(f"rule {plat}: environment {envs}, {st}")
-        return out
+        return out + list(self.notes)
 
     def as_dict(self) -> dict:
         """Return the summary as plain data (for JSON and df.attrs)."""

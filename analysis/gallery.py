@@ -19,8 +19,9 @@ from matplotlib.figure import Figure
 from analysis.plots import DEFAULT_DPI, DOUBLE, save_figure, style, styled
 
 THUMB_PX = 160  # longest side of a thumbnail: enough at 300 dpi for ~1 inch, keeps PDFs small
-MARK_COLOUR = "#1a9850"
-HIGHLIGHT_COLOUR = "#f46d43"
+# bluish green and orange of plots.PALETTE: told apart under deuteranopia too
+MARK_COLOUR = "#009E73"
+HIGHLIGHT_COLOUR = "#E69F00"
 
 
 @dataclass

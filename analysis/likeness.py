@@ -11,9 +11,9 @@ import pandas as pd
 from scipy import stats
 
 from analysis import N_CANDIDATES
-from analysis.stats import wilson_interval
+from analysis.stats import majority_credit
 
-COLUMNS = ["rank", "feature_set", "trials", "no_choice", "majority_trials", "same_as_human",
+COLUMNS = ["rank", "feature_set", "trials", "no_choice", "choice_trials", "same_as_human",
            "same_low", "same_high", "accuracy", "spearman_trials", "spearman_mean",
            "spearman_low", "spearman_high"]
 
@@ -48,10 +48,12 @@ def likeness_table(items: pd.DataFrame, machine_keys: list[str],
     Returns
     -------
     DataFrame
-        rank, feature_set, trials, no_choice (trials it could not rank), majority_trials
-        (trials where people had a single most chosen candidate and it had a choice),
-        same_as_human (share of those where it chose the people's candidate) with a 95 %
-        Wilson interval over trials (same_low, same_high: trials are independent units),
+        rank, feature_set, trials, no_choice (trials it could not rank), choice_trials
+        (trials where it had a choice), same_as_human (mean over those of
+        analysis.stats.majority_credit: 1 where it chose the people's most chosen
+        candidate, 1 / k where k candidates tie for most chosen; the definition
+        score-humans uses) with a 95 % percentile bootstrap interval over trials
+        (same_low, same_high),
         accuracy (share of trials where it chose the true match), spearman_trials,
         spearman_mean (mean over trials of trial_spearman) and its percentile bootstrap
         interval over trials. Sorted by spearman_mean when distances are given, else by
@@ -71,10 +73,14 @@ def likeness_table(items: pd.DataFrame, machine_keys: list[str],
             continue
         choice = items[key]
         has = choice.notna().to_numpy()
-        usable = has & items["has_majority"].to_numpy(bool) & ~items["tied"].to_numpy(bool)
-        same = (choice == items["human_choice"]).fillna(False).to_numpy(bool) & usable
-        k, n = int(same.sum()), int(usable.sum())
-        lo, hi = wilson_interval(k, n)
+        credit = majority_credit(choice.astype("Float64").to_numpy(float, na_value=np.nan) - 1,
+                                 shares)[has]
+        n = len(credit)
+        if n > 1:
+            boots = credit[rng.integers(0, n, size=(n_resamples, n))].mean(axis=1)
+            lo, hi = (float(x) for x in np.quantile(boots, [0.025, 0.975]))
+        else:
+            lo = hi = math.nan
         acc = float((choice == items["true_position"]).fillna(False).mean()) if len(items) else math.nan
         rho = np.array([trial_spearman(distances[key][t], shares[i])
                         if distances and key in distances and t in distances[key] else math.nan
@@ -86,7 +92,8 @@ def likeness_table(items: pd.DataFrame, machine_keys: list[str],
         else:
             r_lo = r_hi = math.nan
         rows.append({"feature_set": key, "trials": len(items), "no_choice": int((~has).sum()),
-                     "majority_trials": n, "same_as_human": k / n if n else math.nan,
+                     "choice_trials": n,
+                     "same_as_human": float(credit.mean()) if n else math.nan,
                      "same_low": lo, "same_high": hi, "accuracy": acc,
                      "spearman_trials": len(rho),
                      "spearman_mean": float(rho.mean()) if len(rho) else math.nan,

@@ -23,6 +23,11 @@ SINGLE = 3.5   # inches: one column of a two-column paper
 DOUBLE = 7.16  # inches: the full text width
 MIN_PT = 9
 DEFAULT_DPI = 300
+# Okabe & Ito's colour-blind-safe palette: under a deuteranopia simulation (Machado et al.
+# 2009) any two of these stay >= 11 CIEDE2000 apart; matplotlib's default puts its green
+# and red 4.6 apart (tests/analysis/test_figures.py).
+PALETTE = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442",
+           "#000000")
 FORMATS = ("png", "pdf", "svg")
 STYLE = {
     "font.size": MIN_PT, "axes.titlesize": 10, "axes.labelsize": MIN_PT,
@@ -32,6 +37,7 @@ STYLE = {
     "svg.fonttype": "none",  # text stays text in SVG, editable in a vector editor
     "pdf.fonttype": 42,      # TrueType in PDF, as journals ask
     "savefig.bbox": "tight", "savefig.pad_inches": 0.05,
+    "axes.prop_cycle": matplotlib.cycler(color=PALETTE),
 }
 
 
@@ -82,15 +88,15 @@ def styled(fn):
 
 @styled
 def accuracy_plot(long: pd.DataFrame, path: Path, dpi: int = DEFAULT_DPI,
-                  interval: str = "bootstrap") -> Path:
+                  interval: str = "design") -> Path:
     """Bar chart of accuracy (%) per subset x condition cell, one bar per row (population
-    or machine feature set), with 95 % intervals (``bootstrap``: the cluster bootstrap,
-    ``wilson``: Wilson's). Writes PNG, PDF and SVG; returns the PNG path."""
+    or machine feature set), with 95 % intervals (``design``: the interval the cell's design calls
+    for, columns low/high; ``wilson``: Wilson's). Writes PNG, PDF and SVG; returns the PNG path."""
     from analysis.accuracy import POOLED
     d = long[(long["subset"] != POOLED[0]) | (long["condition"] != POOLED[1])]
     cols = list(dict.fromkeys(zip(d["subset"], d["condition"])))
     rows = list(dict.fromkeys(d["row"]))
-    lo_col, hi_col = ("boot_low", "boot_high") if interval == "bootstrap" else ("ci_low", "ci_high")
+    lo_col, hi_col = ("low", "high") if interval == "design" else ("ci_low", "ci_high")
     fig = _new(DOUBLE, 3.4)
     ax = fig.add_subplot()
     width = 0.8 / max(1, len(rows))

@@ -27,6 +27,8 @@ from analysis import (
     accuracy,
     agreement,
     comparisons,
+    error_agreement,
+    glmm,
     items,
     likeness,
     participants,
@@ -36,7 +38,7 @@ from analysis import (
 )
 from analysis.errors import AnalysisError
 from analysis.gallery import save_gallery
-from analysis.load import Answers, require_answers
+from analysis.load import Answers, order_populations, require_answers
 from analysis.stats import format_p, format_p_columns
 from spreadsheet import neutralise_frame
 
@@ -56,6 +58,7 @@ class Options:
     n_resamples: int = accuracy.DEFAULT_RESAMPLES
     seed: int = 0
     dpi: int = plots.DEFAULT_DPI
+    model_intervals: str = "profile"
 
 
 @dataclass
@@ -106,9 +109,12 @@ class Context:
     def latex(self, name: str, table: pd.DataFrame, index: bool = False,
               digits: int = 2) -> None:
         """Write ``table`` as ``name``.tex (a LaTeX tabular, booktabs rules)."""
-        (self.out / f"{name}.tex").write_text(
-            table.to_latex(index=index, float_format=lambda v: f"{v:.{digits}f}",
-                           na_rep="—", escape=True), encoding="utf-8")
+        tex = table.to_latex(index=index, float_format=lambda v: f"{v:.{digits}f}",
+                             na_rep="—", escape=True)
+        # pandas escapes & % $ # _ { } ~ ^ \ but not < and >, which LaTeX's default
+        # font encoding prints as ¡ and ¿ ("< 0.001")
+        tex = tex.replace("<", r"\textless{}").replace(">", r"\textgreater{}")
+        (self.out / f"{name}.tex").write_text(tex, encoding="utf-8")
 
     def figure(self, png: Path, alt: str) -> Figure:
         return Figure(png=png, alt=alt)
@@ -150,20 +156,31 @@ def section_accuracy(ctx: Context) -> dict:
     cf = ctx.answers.condition_features
     return {"percent": pct, "boot": accuracy.accuracy_table(long, "text"),
             "wilson": accuracy.accuracy_table(long, "wilson"),
+            "intervals_used": accuracy.intervals_used(long),
             "fig": ctx.figure(plots.accuracy_plot(long, ctx.out / "accuracy.png", o.dpi),
-                              "accuracy with cluster bootstrap intervals"),
+                              "accuracy with the design's 95 % intervals"),
             "paper_row": ", ".join(f"{c}: {k}" for c, k in sorted(cf.items())),
             "paper_row_name": accuracy.PAPER_MACHINE_ROW, "n_resamples": o.n_resamples}
 
 
 def section_tests(ctx: Context) -> dict:
-    tests = comparisons.comparison_table(ctx.df)
+    tests = comparisons.comparison_table(ctx.df, n_resamples=ctx.options.n_resamples,
+                                         seed=ctx.options.seed)
     ctx.csv("tests", tests)
     shown = format_p_columns(tests)
     ctx.latex("tests", shown, digits=3)
-    model, note = comparisons.mixed_model(ctx.df, ctx.options.seed)
+    fit = glmm.fit_glmm(ctx.df, ctx.options.seed, ctx.options.model_intervals)
+    if fit is None:
+        notes = ["not fitted: needs at least 3 trials and both right and wrong answers"]
+        model = variances = pd.DataFrame()
+    else:
+        notes = fit.notes()
+        model, variances = fit.effects, fit.variances
     ctx.csv("mixed_model", model)
-    return {"tests": shown, "model": model, "model_note": note}
+    ctx.csv("mixed_model_random", variances)
+    return {"tests": shown, "test_notes": tests.attrs.get("notes", []),
+            "model": format_p_columns(model), "model_notes": notes,
+            "variances": variances}
 
 
 def section_agreement(ctx: Context) -> dict:
@@ -189,12 +206,16 @@ def section_agreement(ctx: Context) -> dict:
     per_trial_all = ctx.csv("agreement_per_trial", _concat(
         [t.assign(population=p) for p, t in per_trials.items()]))
     kappa = ctx.csv("agreement_kappa", agreement.kappa_table(per_trials, o.n_resamples, o.seed))
-    return {"pops": pops, "kappa": kappa, "per_trial": per_trial_all, "majority": o.majority,
+    errors = ctx.csv("agreement_on_errors",
+                     error_agreement.error_agreement_table(ctx.df, o.n_resamples, o.seed))
+    return {"pops": pops, "kappa": kappa, "errors": errors, "per_trial": per_trial_all,
+            "majority": o.majority,
             "majority_text": agreement.MAJORITY_RULES[o.majority]}
 
 
 def section_position(ctx: Context) -> dict:
-    per_pos, tests = position.position_table(ctx.df)
+    per_pos, tests = position.position_table(ctx.df, n_resamples=ctx.options.n_resamples,
+                                             seed=ctx.options.seed)
     ctx.csv("position", per_pos)
     ctx.csv("position_tests", tests)
     plain = ctx.csv("position_all_answers", position.plain_counts(per_pos), index=True)
@@ -220,34 +241,43 @@ def _images(ctx: Context, only: set[str] | None = None) -> items.TrialImages | N
 
 
 def section_items(ctx: Context) -> dict:
+    """Item analysis per population (people are not pooled: a trial's agreement is among
+    one population's answers, as the paper's AMT figures are)."""
     o = ctx.options
     df = ctx.answers.without_catch()
-    plain = items.item_table(df, None, o.majority)
-    # Read image bytes only for the trials some gallery shows.
-    shown: dict[str, pd.DataFrame] = dict(items.easiest_hardest(plain, GALLERY_K))
-    shown["people agree on a distractor"] = items.agreed_on_distractor(plain)
     machine = _gallery_machine(ctx)
-    if machine:
-        shown[f"{machine} disagrees with the people"] = \
-            items.machine_disagrees(plain, machine)
-    hi, lo = items.agreement_extremes(plain, FIG4_K)
-    wanted = set().union(*[set(s["trial"]) for s in shown.values()], set(hi["trial"]),
-                         set(lo["trial"]))
+    plain, shown, fig4 = {}, {}, {}
+    for pop in order_populations(df["population"].unique()):
+        plain[pop] = items.item_table(df[df["population"] == pop], None, o.majority)
+        sel: dict[str, pd.DataFrame] = dict(items.easiest_hardest(plain[pop], GALLERY_K))
+        sel["people agree on a distractor"] = items.agreed_on_distractor(plain[pop])
+        if machine:
+            sel[f"{machine} disagrees with the people"] = \
+                items.machine_disagrees(plain[pop], machine)
+        shown[pop] = sel
+        fig4[pop] = items.agreement_extremes(plain[pop], FIG4_K)
+    # Read image bytes only for the trials some gallery shows.
+    wanted = set().union(*[set(t["trial"]) for sel in shown.values() for t in sel.values()],
+                         *[set(hi["trial"]) | set(lo["trial"]) for hi, lo in fig4.values()])
     images = _images(ctx, wanted)
-    table = ctx.csv("items", items.with_images(plain, images))
-    by_trial = table.set_index("trial", drop=False)
+    tables = {pop: items.with_images(t, images) for pop, t in plain.items()}
+    table = ctx.csv("items", _concat([t.assign(population=pop)[["population", *t.columns]]
+                                      for pop, t in tables.items()]))
     galleries = []
-    for i, (title, sel) in enumerate(shown.items()):
-        fig = None
-        if len(sel):
-            png = save_gallery(items.drawings(by_trial.loc[sel["trial"]], images,
-                                              machine if "disagrees" in title else None),
-                               # the index keeps names apart; the words say what it shows
-                               ctx.out / f"gallery_{i + 1:02d}_{_words(title)}.png",
-                               dpi=o.dpi)
-            fig = ctx.figure(png, f"gallery: {title}")
-        galleries.append({"title": title, "fig": fig})
-    ctx.shared.update(items=table, images=images, fig4=(hi, lo))
+    for pop, sel in shown.items():
+        by_trial = tables[pop].set_index("trial", drop=False)
+        for i, (title, trials) in enumerate(sel.items()):
+            fig = None
+            if len(trials):
+                png = save_gallery(
+                    items.drawings(by_trial.loc[trials["trial"]], images,
+                                   machine if "disagrees" in title else None),
+                    # the index keeps names apart; the words say what it shows
+                    ctx.out / f"gallery_{plots.slug(pop)}_{i + 1:02d}_{_words(title)}.png",
+                    dpi=o.dpi)
+                fig = ctx.figure(png, f"gallery: {pop}: {title}")
+            galleries.append({"title": f"{pop}: {title}", "fig": fig})
+    ctx.shared.update(items=tables, images=images, fig4=fig4)
     return {"items": table, "galleries": galleries,
             "image_source": images.source if images else
             "none (give --experiment-file, or read the database): grey boxes"}
@@ -262,16 +292,21 @@ def _gallery_machine(ctx: Context) -> str | None:
 
 
 def section_fig4(ctx: Context) -> dict:
-    hi, lo = ctx.shared["fig4"]
-    table = ctx.shared["items"].set_index("trial", drop=False)
-    drawings = (items.drawings(table.loc[hi["trial"]], ctx.shared["images"])
-                + items.drawings(table.loc[lo["trial"]], ctx.shared["images"]))
-    for d in drawings[:len(hi)]:
-        d.title = "highest agreement · " + d.title
-    for d in drawings[len(hi):]:
-        d.title = "lowest agreement · " + d.title
-    png = save_gallery(drawings, ctx.out / "fig4.png", dpi=ctx.options.dpi)
-    return {"fig": ctx.figure(png, "Fig. 4: highest and lowest agreement")}
+    figs = []
+    for pop, (hi, lo) in ctx.shared["fig4"].items():
+        table = ctx.shared["items"][pop].set_index("trial", drop=False)
+        drawings = (items.drawings(table.loc[hi["trial"]], ctx.shared["images"])
+                    + items.drawings(table.loc[lo["trial"]], ctx.shared["images"]))
+        for d in drawings[:len(hi)]:
+            d.title = "highest agreement · " + d.title
+        for d in drawings[len(hi):]:
+            d.title = "lowest agreement · " + d.title
+        if drawings:
+            png = save_gallery(drawings, ctx.out / f"fig4_{plots.slug(pop)}.png",
+                               dpi=ctx.options.dpi)
+            figs.append({"population": pop,
+                         "fig": ctx.figure(png, f"Fig. 4 ({pop}): highest and lowest agreement")})
+    return {"figs": figs}
 
 
 def section_likeness(ctx: Context) -> dict:
@@ -279,15 +314,20 @@ def section_likeness(ctx: Context) -> dict:
     if ctx.experiment is not None:
         from analysis.distances import document_distances
         dist, notes = document_distances(ctx.experiment.document, ctx.experiment.root)
-    table = likeness.likeness_table(ctx.shared["items"], ctx.answers.machine_keys, dist,
+    tables = []
+    for pop, items_table in ctx.shared["items"].items():
+        t = likeness.likeness_table(items_table, ctx.answers.machine_keys, dist,
                                     ctx.options.n_resamples, ctx.options.seed)
-    ctx.csv("likeness", table)
+        tables.append((t.attrs.get("ordered_by", "same_as_human"),
+                       t.assign(population=pop)[["population", *t.columns]]))
+    table = ctx.csv("likeness", _concat([t for _, t in tables]))
+    ordered_by = tables[0][0] if tables else "same_as_human"
     note = ("Distances from the study's feature store. " if dist else
             "Spearman needs the candidates' distances: give --experiment-file (its study "
             "folder's feature store). ") + " ".join(notes)
     return {"likeness": table, "ordered_by": {"spearman_mean": "mean Spearman",
                                               "same_as_human": "share as the people"}[
-        table.attrs.get("ordered_by", "same_as_human")], "distance_note": note}
+        ordered_by], "distance_note": note}
 
 
 def section_response_times(ctx: Context) -> dict:
@@ -357,7 +397,8 @@ def environment() -> Environment:
 def write_report(answers: Answers, out: Path, include_catch: bool = False,
                  majority: str = "strict", n_resamples: int = accuracy.DEFAULT_RESAMPLES,
                  seed: int = 0, dpi: int = plots.DEFAULT_DPI,
-                 experiment_file: str | Path | None = None) -> Path:
+                 experiment_file: str | Path | None = None,
+                 model_intervals: str = "profile") -> Path:
     """Compute every section, write CSV, LaTeX, PNG/PDF/SVG and report.html into ``out``.
 
     Parameters
@@ -371,7 +412,10 @@ def write_report(answers: Answers, out: Path, include_catch: bool = False,
     majority : {"strict", "half"}
         Majority rule of the agreement tables.
     n_resamples, seed : int
-        Cluster bootstrap resamples and seed.
+        Bootstrap resamples and seed (intervals where the design needs a bootstrap,
+        permutations; R's seed for the mixed model).
+    model_intervals : {"profile", "wald", "boot"}
+        The mixed model's interval (analysis.glmm.fit_glmm; profile by default).
     dpi : int
         Resolution of the PNG figures.
     experiment_file : path, optional
@@ -394,7 +438,10 @@ def write_report(answers: Answers, out: Path, include_catch: bool = False,
     if not 20 <= dpi <= 1200:
         raise AnalysisError(f"--dpi must be between 20 and 1200, got {dpi}")
     require_answers(answers, include_catch)
-    options = Options(include_catch, majority, n_resamples, seed, dpi)
+    if model_intervals not in glmm.INTERVALS:
+        raise AnalysisError(f"--model-intervals must be one of {', '.join(glmm.INTERVALS)}, "
+                            f"got {model_intervals!r}")
+    options = Options(include_catch, majority, n_resamples, seed, dpi, model_intervals)
     # parsed once, for the galleries and the distances; a bad file fails before writing
     experiment = items.from_experiment_file(experiment_file) if experiment_file else None
     out = Path(out).resolve()

@@ -25,53 +25,20 @@ def wilson_interval(k: int, n: int, z: float = Z95) -> tuple[float, float]:
     return (max(0.0, centre - half), min(1.0, centre + half))
 
 
-def cluster_bootstrap_interval(correct, n_answers, n_resamples: int = 2000, seed: int = 0,
-                               level: float = 0.95) -> tuple[float, float]:
-    """Return the percentile interval (low, high) of the share correct when trials, and
-    the answers within each trial, are resampled with replacement.
-
-    Parameters
-    ----------
-    correct, n_answers : array_like of int, shape (T,)
-        Per trial: answers choosing the true match and all answers.
-    n_resamples : int
-        Bootstrap resamples (B).
-    seed : int
-        Seed of numpy's default generator, so that a report is reproducible.
-
-    Returns
-    -------
-    (low, high) : tuple of float
-        (nan, nan) when there are no answers.
-
-    Notes
-    -----
-    Two stages: T trials drawn with replacement, then each drawn trial's n answers drawn
-    with replacement from that trial's answers (a binomial draw with the trial's share).
-    Answers to one trial are correlated (the same five images), so the interval widens
-    with the between-trial spread: when every trial is all right or all wrong it is about
-    sqrt(n) times the width of Wilson's, which assumes independent answers.
-
-    Examples
-    --------
-    >>> cluster_bootstrap_interval([16, 0, 16, 0], [16, 16, 16, 16], n_resamples=2000)  # doctest: +SKIP
-    """
+def majority_credit(choice, counts):
+    """Return per trial how far candidate ``choice`` (0-based index; negative or NaN = no
+    choice) is the people's most chosen one: 1, or 1 / k when k candidates tie for most
+    chosen, 0 otherwise, NaN without a choice. The one definition of "nearest = majority"
+    of the project (analysis likeness, experiments score-humans)."""
     import numpy as np
 
-    k = np.asarray(correct, dtype=float)
-    n = np.asarray(n_answers, dtype=float)
-    keep = n > 0
-    k, n = k[keep], n[keep]
-    if n.sum() == 0:
-        return (math.nan, math.nan)
-    rng = np.random.default_rng(seed)
-    idx = rng.integers(0, len(n), size=(n_resamples, len(n)))
-    nn = n[idx].astype(np.int64)
-    kk = rng.binomial(nn, k[idx] / n[idx])
-    shares = kk.sum(axis=1) / nn.sum(axis=1)
-    alpha = (1 - level) / 2
-    lo, hi = np.quantile(shares, [alpha, 1 - alpha])
-    return (float(lo), float(hi))
+    counts = np.asarray(counts, dtype=float)
+    choice = np.asarray(choice, dtype=float)
+    top = counts == counts.max(axis=1, keepdims=True)
+    has = np.isfinite(choice) & (choice >= 0)
+    idx = np.where(has, choice, 0).astype(int)
+    credit = top[np.arange(len(counts)), idx] / top.sum(axis=1)
+    return np.where(has, credit, np.nan)
 
 
 def cohen_h(p1: float, p2: float) -> float:

@@ -43,6 +43,7 @@ from experiments import retrieval
 N_CANDIDATES = 5
 DEFAULT_FOLDS = 5
 DEFAULT_EPSILON = 0.01
+DEFAULT_RESAMPLES = 2000
 # log T is searched within this many nats either side of the log of the typical spread
 # of distances in a trial: T from 1e-4 to 1e4 times that spread.
 LOG_T_HALF_WIDTH = 9.2
@@ -109,21 +110,96 @@ def heldout_log_likelihood(dist: np.ndarray, counts: np.ndarray, folds: int = DE
     complement)``: each trial's answers are scored at the temperature fitted on the
     trials of the other folds. Needs 2 trials or more (NaN otherwise); a fold whose
     complement has no spread in distances is scored at the uniform distribution."""
+    per, temps = heldout_per_trial(dist, counts, folds, seed)
+    return (float(per.sum()) if len(per) else math.nan), temps
+
+
+def heldout_per_trial(dist: np.ndarray, counts: np.ndarray, folds: int = DEFAULT_FOLDS,
+                      seed: int = 0) -> tuple[np.ndarray, list[float]]:
+    """Return ``(per-trial held-out log-likelihood, fold temperatures)``: as
+    heldout_log_likelihood, trial by trial (empty under 2 trials)."""
     dist = np.asarray(dist, dtype=np.float64)
     counts = np.asarray(counts, dtype=np.float64)
     if len(dist) < 2:
-        return math.nan, []
+        return np.zeros(0), []
     fold = fold_of_trials(len(dist), folds, seed)
-    total, temps = 0.0, []
+    per, temps = np.zeros(len(dist)), []
     for f in range(fold.max() + 1):
         test = fold == f
         t = fit_temperature(dist[~test], counts[~test])
         temps.append(t)
         if math.isnan(t):
-            total += float(counts[test].sum() * -math.log(N_CANDIDATES))
+            per[test] = counts[test].sum(axis=1) * -math.log(N_CANDIDATES)
         else:
-            total += log_likelihood(dist[test], counts[test], t)
-    return total, temps
+            per[test] = (counts[test] * log_choice_probs(dist[test], t)).sum(axis=1)
+    return per, temps
+
+
+def true_match_heldout_per_trial(counts: np.ndarray, true_index: np.ndarray,
+                                 folds: int = DEFAULT_FOLDS, seed: int = 0
+                                 ) -> tuple[np.ndarray, float]:
+    """Return ``(per-trial held-out log-likelihood, epsilon fitted on all trials)`` of
+    "the true match with a fitted epsilon": the true match 1 - eps, each other candidate
+    eps / 4, eps the share of answers off the true match on the other folds (its maximum
+    likelihood), kept inside [1e-6, 0.8] so that a fold without errors stays finite."""
+    counts = np.asarray(counts, dtype=np.float64)
+    rows = np.arange(len(counts))
+    on = counts[rows, np.asarray(true_index, dtype=np.int64)]
+    n = counts.sum(axis=1)
+    if len(counts) < 2:
+        return np.zeros(0), math.nan
+    fold = fold_of_trials(len(counts), folds, seed)
+    per = np.zeros(len(counts))
+    for f in range(fold.max() + 1):
+        test = fold == f
+        eps = float(np.clip((n[~test] - on[~test]).sum() / max(n[~test].sum(), 1), 1e-6, 0.8))
+        per[test] = on[test] * math.log(1 - eps) + (n[test] - on[test]) * math.log(
+            eps / (N_CANDIDATES - 1))
+    return per, float((n - on).sum() / n.sum()) if n.sum() else math.nan
+
+
+def noise_ceiling_per_trial(counts: np.ndarray, alpha: float = 1.0) -> np.ndarray:
+    """Return each trial's log-likelihood of its answers when every answer is predicted by
+    the other people's choices on that trial (leave one answer out, add-alpha smoothing
+    over the five candidates): how well the people predict one another, the ceiling a
+    feature set's held-out log-likelihood can be read against."""
+    c = np.asarray(counts, dtype=np.float64)
+    n = c.sum(axis=1, keepdims=True)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        logp = np.log((c - 1 + alpha) / (n - 1 + N_CANDIDATES * alpha))
+        return np.where(c > 0, c * logp, 0.0).sum(axis=1)
+
+
+def nearest_majority_credit(nearest: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """Return per trial whether candidate ``nearest`` is the people's most chosen one,
+    with 1 / k credit when k candidates tie for most chosen: the project's one definition
+    of "nearest = majority" (analysis.stats.majority_credit, also used by the analysis
+    report's human-likeness table)."""
+    from analysis.stats import majority_credit
+
+    return majority_credit(nearest, counts)
+
+
+def bootstrap_intervals(per_trial: dict[str, tuple[np.ndarray, np.ndarray]],
+                        n_resamples: int = DEFAULT_RESAMPLES, seed: int = 0
+                        ) -> dict[str, tuple[float, float]]:
+    """Return 95 % percentile intervals, trials resampled with replacement, of ratios
+    sum(x) / sum(w) given per trial as name -> (x, w): w = answers for per-answer
+    measures, 1 for per-trial shares, "defined" for a mean over the trials where x is."""
+    out = {}
+    sizes = {len(x) for x, _ in per_trial.values()}
+    if not sizes or max(sizes) < 2:
+        return {k: (math.nan, math.nan) for k in per_trial}
+    t = max(sizes)
+    wts = np.random.default_rng(seed).multinomial(t, np.full(t, 1 / t), size=n_resamples)
+    for name, (x, w) in per_trial.items():
+        x = np.where(np.isfinite(x), x, 0.0)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            r = (wts @ x) / (wts @ np.asarray(w, dtype=np.float64))
+        r = r[np.isfinite(r)]
+        out[name] = (tuple(float(v) for v in np.quantile(r, [0.025, 0.975]))
+                     if len(r) > 1 else (math.nan, math.nan))
+    return out
 
 
 def baseline_log_likelihoods(counts: np.ndarray, true_index: np.ndarray,
@@ -150,9 +226,7 @@ def nearest_agreement(dist: np.ndarray, counts: np.ndarray, true_index: np.ndarr
     if len(dist) == 0:
         return math.nan, math.nan
     nearest = np.argmin(dist, axis=1)
-    rows = np.arange(len(dist))
-    top = counts == counts.max(axis=1, keepdims=True)
-    majority = top[rows, nearest] / top.sum(axis=1)
+    majority = nearest_majority_credit(nearest, counts)
     return float(majority.mean()), float((nearest == np.asarray(true_index)).mean())
 
 
@@ -172,30 +246,56 @@ def rank_correlations(dist: np.ndarray, counts: np.ndarray) -> np.ndarray:
 
 def score_distances(dist: np.ndarray, counts: np.ndarray, true_index: np.ndarray,
                     folds: int = DEFAULT_FOLDS, seed: int = 0,
-                    epsilon: float = DEFAULT_EPSILON) -> dict:
+                    epsilon: float = DEFAULT_EPSILON,
+                    n_resamples: int = DEFAULT_RESAMPLES) -> dict:
     """Return the scores of one feature set on its scored trials (``dist``, ``counts``
     and ``true_index`` row by row): trials, answers, nearest_is_majority,
     nearest_is_true, rank_corr, rank_corr_trials, temperature (fitted on all trials),
     fold_temperatures, and per answer loglik_heldout, loglik_fitted (in-sample),
-    loglik_uniform, loglik_true_match."""
+    loglik_uniform, loglik_true_match (fixed epsilon), loglik_true_match_fitted (epsilon
+    fitted on the other folds; ``epsilon_fitted`` on all trials), loglik_ceiling (the
+    people predicting one another, noise_ceiling_per_trial); ``<column>_low`` and
+    ``<column>_high`` the 95 % trial-bootstrap interval of each of them."""
     counts = np.asarray(counts, dtype=np.float64)
+    dist = np.asarray(dist, dtype=np.float64)
     n = float(counts.sum())
     majority, true = nearest_agreement(dist, counts, true_index)
     rho = rank_correlations(dist, counts) if len(dist) else np.zeros(0)
     defined = rho[np.isfinite(rho)]
     temp = fit_temperature(dist, counts)
-    held, temps = heldout_log_likelihood(dist, counts, folds, seed)
+    held_t, temps = heldout_per_trial(dist, counts, folds, seed)
+    held = float(held_t.sum()) if len(held_t) else math.nan
     fitted = (log_likelihood(dist, counts, temp) if not math.isnan(temp)
               else n * -math.log(N_CANDIDATES))
     base = baseline_log_likelihoods(counts, true_index, epsilon)
+    eps_t, eps_hat = true_match_heldout_per_trial(counts, true_index, folds, seed)
+    ceiling_t = noise_ceiling_per_trial(counts)
     per = (lambda x: x / n) if n else (lambda x: math.nan)
-    return {"trials": len(dist), "answers": int(n),
-            "nearest_is_majority": majority, "nearest_is_true": true,
-            "rank_corr": float(defined.mean()) if len(defined) else math.nan,
-            "rank_corr_trials": int(len(defined)), "temperature": temp,
-            "fold_temperatures": temps, "loglik_heldout": per(held),
-            "loglik_fitted": per(fitted), "loglik_uniform": per(base["uniform"]),
-            "loglik_true_match": per(base["true_match"])}
+    answers_t = counts.sum(axis=1)
+    nearest = np.argmin(dist, axis=1) if len(dist) else np.zeros(0, dtype=np.int64)
+    ones = np.ones(len(dist))
+    iv = bootstrap_intervals({
+        "nearest_is_majority": (nearest_majority_credit(nearest, counts) if len(dist)
+                                else ones, ones),
+        "nearest_is_true": ((nearest == np.asarray(true_index)).astype(float), ones),
+        "rank_corr": (rho, np.isfinite(rho).astype(float)),
+        "loglik_heldout": (held_t if len(held_t) else ones * np.nan, answers_t),
+        "loglik_true_match_fitted": (eps_t if len(eps_t) else ones * np.nan, answers_t),
+        "loglik_ceiling": (ceiling_t, answers_t),
+    }, n_resamples, seed)
+    out = {"trials": len(dist), "answers": int(n),
+           "nearest_is_majority": majority, "nearest_is_true": true,
+           "rank_corr": float(defined.mean()) if len(defined) else math.nan,
+           "rank_corr_trials": int(len(defined)), "temperature": temp,
+           "fold_temperatures": temps, "loglik_heldout": per(held),
+           "loglik_fitted": per(fitted), "loglik_uniform": per(base["uniform"]),
+           "loglik_true_match": per(base["true_match"]),
+           "loglik_true_match_fitted": per(float(eps_t.sum())) if len(eps_t) else math.nan,
+           "epsilon_fitted": eps_hat,
+           "loglik_ceiling": per(float(ceiling_t.sum()))}
+    for name, (lo, hi) in iv.items():
+        out[f"{name}_low"], out[f"{name}_high"] = lo, hi
+    return out
 
 
 # --------------------------------------------------------------------------- the trials
@@ -284,9 +384,18 @@ def candidate_distances(fs, trials: HumanTrials, images: dict[str, tuple[str, st
 # --------------------------------------------------------------------------- a study
 TABLE_COLUMNS = ["rank", "feature_set", "kind", "metric", "trials", "answers",
                  "trials_without_query_feature", "trials_without_candidate_feature",
-                 "nearest_is_majority", "nearest_is_true", "rank_corr", "rank_corr_trials",
-                 "temperature", "loglik_heldout", "loglik_fitted", "loglik_uniform",
-                 "loglik_true_match"]
+                 "common_trials", "loglik_heldout_common",
+                 "nearest_is_majority", "nearest_is_majority_low", "nearest_is_majority_high",
+                 "nearest_is_true", "nearest_is_true_low", "nearest_is_true_high",
+                 "rank_corr", "rank_corr_low", "rank_corr_high", "rank_corr_trials",
+                 "temperature", "loglik_heldout", "loglik_heldout_low", "loglik_heldout_high",
+                 "loglik_fitted", "loglik_uniform", "loglik_true_match",
+                 "loglik_true_match_fitted", "loglik_true_match_fitted_low",
+                 "loglik_true_match_fitted_high", "epsilon_fitted", "loglik_ceiling",
+                 "loglik_ceiling_low", "loglik_ceiling_high"]
+# A feature set that scores fewer than this share of the answered trials is ranked apart,
+# so that it does not shrink the trials every other feature set is ranked on.
+COMMON_SHARE = 0.5
 
 
 @dataclass
@@ -321,11 +430,12 @@ def score_feature_sets(feature_sets: dict, doc: dict, answers: pd.DataFrame,
     if not trials.trials:
         raise ScoreError("no answers to ordinary trials: nothing to score")
     images = {im["id"]: (im["pair"], im["side"]) for im in doc["images"]}
-    rows, missing = [], []
+    rows, missing, dists = [], [], {}
     for key in sorted(feature_sets):
         fs = feature_sets[key]
         dist, miss = candidate_distances(fs, trials, images)
         scored = np.isfinite(dist).all(axis=1)
+        dists[key] = dist
         no_query = {m["trial"] for m in miss if m["role"] == "query"}
         no_cand = {m["trial"] for m in miss if m["role"] == "candidate"} - no_query
         s = score_distances(dist[scored], trials.counts[scored], trials.true_index[scored],
@@ -336,14 +446,38 @@ def score_feature_sets(feature_sets: dict, doc: dict, answers: pd.DataFrame,
                      "trials_without_candidate_feature": len(no_cand), **s})
         missing += [{"feature_set": key, **m} for m in miss]
     table = pd.DataFrame(rows)
-    # NaN (a feature set with under two scored trials) sorts last.
-    table = table.sort_values(["loglik_heldout", "feature_set"], ascending=[False, True],
-                              na_position="last", ignore_index=True)
+    # Rank on the trials every compared feature set scores, so that no feature set gains
+    # from leaving hard trials out; one that scores too few is ranked apart.
+    n_all = len(trials.trials)
+    ranked = [k for k in sorted(dists)
+              if np.isfinite(dists[k]).all(axis=1).sum() >= max(2, COMMON_SHARE * n_all)]
+    common = np.ones(n_all, bool)
+    for k in ranked:
+        common &= np.isfinite(dists[k]).all(axis=1)
+    table["common_trials"] = [int(common.sum()) if k in ranked else np.nan
+                              for k in table["feature_set"]]
+    loglik_common = {}
+    for k in ranked:
+        held, _ = heldout_log_likelihood(dists[k][common], trials.counts[common], folds, seed)
+        answers_common = trials.counts[common].sum()
+        loglik_common[k] = held / answers_common if answers_common else math.nan
+    table["loglik_heldout_common"] = table["feature_set"].map(loglik_common)
+    # NaN (ranked apart, or under two common trials) sorts last.
+    table = table.sort_values(["loglik_heldout_common", "loglik_heldout", "feature_set"],
+                              ascending=[False, False, True], na_position="last",
+                              ignore_index=True)
     table.insert(0, "rank", np.arange(1, len(table) + 1))
     table = table[TABLE_COLUMNS]
     counts = trials.counts
-    top = counts == counts.max(axis=1, keepdims=True)
     notes = []
+    apart = [k for k in table["feature_set"] if k not in ranked]
+    if ranked:
+        notes.append(f"ranked by held-out log-likelihood per answer on the {int(common.sum())} "
+                     f"trial(s) every ranked feature set scores (loglik_heldout_common); the "
+                     f"other columns are on each feature set's own scored trials")
+    if apart:
+        notes.append(f"ranked apart, after the others (scoring under {COMMON_SHARE:.0%} of the "
+                     f"{n_all} answered trials): {', '.join(apart)}")
     for r in table.itertuples(index=False):
         if r.trials < 2:
             notes.append(f"feature set {r.feature_set}: {r.trials} scored trial(s); the "
@@ -357,8 +491,7 @@ def score_feature_sets(feature_sets: dict, doc: dict, answers: pd.DataFrame,
         missing=pd.DataFrame(missing, columns=["feature_set", "trial", "image", "role"]),
         trials=trials, folds=folds, epsilon=epsilon, seed=seed,
         answers_total=int(counts.sum()),
-        human_majority_true=float((top[np.arange(len(counts)), trials.true_index]
-                                   / top.sum(axis=1)).mean()),
+        human_majority_true=float(nearest_majority_credit(trials.true_index, counts).mean()),
         notes=notes)
 
 
@@ -413,41 +546,52 @@ def score_study(workdir: str | os.PathLike, experiment_path: str | os.PathLike,
 
 # --------------------------------------------------------------------------- output
 def _plot(scores: HumanScores, out: Path) -> list[Path]:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    from analysis.plots import PALETTE, style
 
     t = scores.table.iloc[::-1]   # best at the top of a horizontal bar chart
     y = np.arange(len(t))
-    fig, (a, b) = plt.subplots(1, 2, figsize=(12, 1.2 + 0.55 * max(len(t), 2)), sharey=True)
-    # Gains over the uniform baseline, so that longer bars are better and 0 is chance.
-    gain = t["loglik_heldout"] - t["loglik_uniform"]
-    a.barh(y, gain, color="tab:blue",
-           label="feature set, held out")
-    a.axvline(0, color="k", lw=1, label="uniform (1/5 each)")
-    a.scatter(t["loglik_true_match"] - t["loglik_uniform"], y, marker="x", color="tab:red",
-              zorder=3, label=f"always the true match (ε = {scores.epsilon:g})")
-    a.set(yticks=y, yticklabels=t["feature_set"],
-          xlabel="log-likelihood per answer minus uniform's (nats)",
-          title="Softmax of distances: people's choices, held out")
-    a.legend(fontsize=7, loc="best")
-    b.barh(y - 0.2, 100 * t["nearest_is_majority"], height=0.4, label="= people's majority")
-    b.barh(y + 0.2, 100 * t["nearest_is_true"], height=0.4, label="= true match")
-    b.axvline(100 / N_CANDIDATES, color="k", ls=":", lw=1, label="chance")
-    b.set(xlabel="% of trials", xlim=(0, 100), title="The feature set's nearest candidate")
-    b.legend(fontsize=8, loc="lower right")
-    for ax in (a, b):
-        ax.grid(alpha=0.3, axis="x")
-    files = [out / "score_humans.png", out / "score_humans.svg"]
-    for f in files:
-        fig.savefig(f, dpi=110, bbox_inches="tight")
-    plt.close(fig)
+
+    def err(col):
+        mid = t[col].to_numpy(float)
+        return np.clip(np.vstack([mid - t[f"{col}_low"].to_numpy(float),
+                                  t[f"{col}_high"].to_numpy(float) - mid]), 0, None)
+
+    with style():
+        fig = Figure(figsize=(7.16, 1.6 + 0.45 * max(len(t), 2)), layout="constrained")
+        FigureCanvasAgg(fig)
+        a, b = fig.subplots(1, 2, sharey=True)
+        # Gains over the uniform baseline, so that longer bars are better and 0 is chance.
+        uni = t["loglik_uniform"]
+        a.barh(y, t["loglik_heldout"] - uni, xerr=err("loglik_heldout"), color=PALETTE[0],
+               capsize=2, label="feature set, held out")
+        a.axvline(0, color="k", lw=1, label="uniform (1/5 each)")
+        a.errorbar(t["loglik_true_match_fitted"] - uni, y, xerr=err("loglik_true_match_fitted"),
+                   fmt="x", color=PALETTE[5], capsize=2, label="true match, fitted ε")
+        a.errorbar(t["loglik_ceiling"] - uni, y, xerr=err("loglik_ceiling"), fmt="|",
+                   color=PALETTE[7], capsize=2, label="people predicting people")
+        a.set(yticks=y, yticklabels=t["feature_set"],
+              xlabel="log-likelihood per answer − uniform's (nats)", title="People's choices")
+        a.legend(loc="lower left", bbox_to_anchor=(0, 1.08), frameon=False)
+        b.barh(y - 0.2, 100 * t["nearest_is_majority"], height=0.4, color=PALETTE[1],
+               xerr=100 * err("nearest_is_majority"), capsize=2, label="= people's majority")
+        b.barh(y + 0.2, 100 * t["nearest_is_true"], height=0.4, color=PALETTE[2],
+               xerr=100 * err("nearest_is_true"), capsize=2, label="= true match")
+        b.axvline(100 / N_CANDIDATES, color="k", ls=":", lw=1, label="chance")
+        b.set(xlabel="% of trials", xlim=(0, 100), title="Nearest candidate")
+        b.legend(loc="lower left", bbox_to_anchor=(0, 1.08), frameon=False)
+        files = [out / f"score_humans.{ext}" for ext in ("png", "pdf", "svg")]
+        for f in files:
+            fig.savefig(f, dpi=300, bbox_inches="tight")
     return files
 
 
 def write_scores(scores: HumanScores, out: str | os.PathLike) -> list[Path]:
     """Write ``scores.csv`` / ``.md``, ``missing.csv``, ``per_trial.csv`` (the answers
-    per candidate), the plot (PNG and SVG) and ``index.html`` into ``out``; return them."""
+    per candidate), the plot (300-dpi PNG, PDF and SVG) and ``index.html`` into ``out``;
+    return them."""
     from experiments.evaluate import markdown_table
     from experiments.templates import render
 

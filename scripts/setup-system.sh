@@ -10,7 +10,9 @@
 #          production test makes its TLS certificate with the openssl CLI), `slurm-wlm`
 #          and `munge` (the Slurm test starts a one-node cluster on loopback).
 # - bench: `postgresql` and `nginx`.
-# - demo:  nothing beyond Python (SQLite, gunicorn from the virtual environment).
+# - test and demo: R with lme4 and jsonlite (`r-base-core r-cran-lme4 r-cran-jsonlite`):
+#          the analysis report fits its mixed model with lme4's glmer through Rscript.
+# - demo:  otherwise nothing beyond Python (SQLite, gunicorn from the virtual environment).
 # Missing packages are installed with apt-get when running as root, or through
 # passwordless sudo (`sudo -n`); otherwise the script prints the exact command on one line
 # and exits 1. Nothing is installed when everything is there.
@@ -56,6 +58,15 @@ have_pg() {
   done
   command -v initdb >/dev/null 2>&1
 }
+
+have_lme4() {
+  command -v Rscript >/dev/null 2>&1 &&
+    Rscript -e 'quit(status = !all(sapply(c("lme4", "jsonlite"), requireNamespace, quietly = TRUE)))' >/dev/null 2>&1
+}
+
+case "$what" in
+  test|demo) have_lme4 || add "r-base-core r-cran-lme4 r-cran-jsonlite" ;;
+esac
 
 case "$what" in
   test)

@@ -69,12 +69,12 @@ def machine(tmp_path):
 def test_root_installs_what_the_tests_need_with_apt_get(machine):
     rc, err, calls = machine(uid=0)("test")
     assert rc == 0, err
-    assert calls == ["apt-get update -qq",
-                     "apt-get install -y chromium postgresql nginx openssl slurm-wlm munge"]
+    assert calls == ["apt-get update -qq", "apt-get install -y r-base-core r-cran-lme4 "
+                     "r-cran-jsonlite chromium postgresql nginx openssl slurm-wlm munge"]
 
 
 def test_passwordless_sudo_installs_only_what_is_missing(machine):
-    rc, err, calls = machine(uid=1000, sudo=True, present=("chromium",))("test")
+    rc, err, calls = machine(uid=1000, sudo=True, present=("chromium", "Rscript"))("test")
     assert rc == 0, err
     assert [c for c in calls if c.startswith("sudo") and "install" in c] == [
         "sudo -n env DEBIAN_FRONTEND=noninteractive apt-get install -y postgresql nginx "
@@ -83,7 +83,7 @@ def test_passwordless_sudo_installs_only_what_is_missing(machine):
 
 
 def test_neither_root_nor_sudo_prints_the_command_and_fails(machine):
-    rc, err, calls = machine(uid=1000, sudo=False)("test")
+    rc, err, calls = machine(uid=1000, sudo=False, present=("Rscript",))("test")
     assert rc == 1
     assert err.count("\n") == 1
     assert "sudo apt-get install -y chromium postgresql nginx openssl slurm-wlm munge" in err
@@ -92,17 +92,32 @@ def test_neither_root_nor_sudo_prints_the_command_and_fails(machine):
 
 def test_nothing_is_installed_when_everything_is_there(machine):
     rc, err, calls = machine(uid=1000, present=("chromium", "postgresql", "nginx", "openssl",
-                                                "slurmctld", "munged"))("test")
+                                                "slurmctld", "munged", "Rscript"))("test")
     assert (rc, err, calls) == (0, "", [])
 
 
-def test_demo_needs_nothing_beyond_python(machine):
-    rc, err, calls = machine(uid=0)("demo")
+def test_demo_needs_nothing_beyond_python_and_r(machine):
+    rc, err, calls = machine(uid=0, present=("Rscript",))("demo")
     assert (rc, calls) == (0, [])
+
+
+def test_demo_installs_r_and_lme4_for_the_report(machine):
+    rc, err, calls = machine(uid=0)("demo")
+    assert rc == 0 and calls[-1] == "apt-get install -y r-base-core r-cran-lme4 r-cran-jsonlite"
+
+
+def test_r_without_lme4_gets_lme4(machine, tmp_path):
+    # an Rscript whose requireNamespace() fails, as on a machine with R but without lme4
+    run = machine(uid=0, present=("chromium", "postgresql", "nginx"))
+    (tmp_path / "bin" / "Rscript").write_text("#!/bin/sh\nexit 1\n")
+    (tmp_path / "bin" / "Rscript").chmod(0o755)
+    rc, err, calls = run("test")
+    assert rc == 0 and calls[-1] == "apt-get install -y r-base-core r-cran-lme4 r-cran-jsonlite"
 
 
 def test_bench_needs_postgresql_and_nginx(machine):
     rc, err, calls = machine(uid=0, present=("chromium",))("bench")
+    assert not any("r-cran" in c for c in calls)
     assert rc == 0 and calls[-1] == "apt-get install -y postgresql nginx"
 
 
@@ -113,6 +128,6 @@ def test_old_python_is_refused_with_a_clear_line(machine):
 
 
 def test_a_fresh_debian_gets_python3_venv_for_the_virtual_environment(machine, tmp_path):
-    run = machine(uid=0, python="3.11", venv=False)
+    run = machine(uid=0, python="3.11", venv=False, present=("Rscript",))
     rc, err, calls = run("demo")
     assert rc == 0 and calls[-1] == "apt-get install -y python3-venv"

@@ -11,6 +11,8 @@ from analysis import report as report_mod
 from analysis.cli import main
 
 FAST = ["--dpi", "60", "--bootstrap", "100"]  # small figures, few resamples: tests stay quick
+# the report also skips the mixed model's likelihood profile (seconds of R per run)
+FAST_REPORT = [*FAST, "--model-intervals", "wald"]
 
 
 def _err(capsys) -> str:
@@ -130,7 +132,7 @@ def test_out_that_is_not_a_report_is_left_alone(tmp_path, small_export, capsys):
 def test_a_failing_report_leaves_the_earlier_one_intact(tmp_path, small_export, monkeypatch,
                                                          capsys):
     out = tmp_path / "report"
-    assert main(["report", "--csv", str(small_export), "--out", str(out), *FAST]) == 0
+    assert main(["report", "--csv", str(small_export), "--out", str(out), *FAST_REPORT]) == 0
     before = sorted(p.name for p in out.iterdir())
     html = (out / "report.html").read_bytes()
 
@@ -139,14 +141,14 @@ def test_a_failing_report_leaves_the_earlier_one_intact(tmp_path, small_export, 
 
     monkeypatch.setattr(report_mod.plots, "accuracy_plot", boom)
     with pytest.raises(RuntimeError, match="disk full"):
-        main(["report", "--csv", str(small_export), "--out", str(out), *FAST])
+        main(["report", "--csv", str(small_export), "--out", str(out), *FAST_REPORT])
     assert sorted(p.name for p in out.iterdir()) == before
     assert (out / "report.html").read_bytes() == html
     assert sorted(p.name for p in tmp_path.iterdir()) == ["answers.csv", "report"]  # no temp
 
     fresh = tmp_path / "fresh"
     with pytest.raises(RuntimeError):
-        main(["report", "--csv", str(small_export), "--out", str(fresh), *FAST])
+        main(["report", "--csv", str(small_export), "--out", str(fresh), *FAST_REPORT])
     assert not fresh.exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["answers.csv", "report"]
 

@@ -13,13 +13,13 @@ from analysis import (
     accuracy,
     agreement,
     comparisons,
+    intervals,
     items,
     likeness,
     participants,
     position,
 )
 from analysis.stats import (
-    cluster_bootstrap_interval,
     cohen_h,
     format_p,
     wilson_interval,
@@ -51,37 +51,49 @@ def _answers(kit, spec, population="mturk", prefix="w") -> list[dict]:
 
 
 # --------------------------------------------------------------------------- intervals
-def test_cluster_bootstrap_is_sqrt_n_wider_than_wilson_when_trials_are_all_or_nothing():
+def _trial_answers(right: np.ndarray) -> pd.DataFrame:
+    """Answers from a (trials x answers) 0/1 array, each answer by its own worker."""
+    t, n = right.shape
+    return pd.DataFrame({"trial": np.repeat(np.arange(t), n),
+                         "participant": np.arange(t * n), "correct": right.ravel()})
+
+
+def test_trial_bootstrap_is_sqrt_n_wider_than_wilson_when_trials_are_all_or_nothing():
     # 40 trials of 16 answers: 20 trials all right, 20 all wrong (intra-trial correlation 1).
     # Resampling trials gives sd sqrt(.25/40); Wilson assumes 640 independent answers,
-    # sd sqrt(.25/640): the widths differ by sqrt(16) = 4.
-    k = np.array([16] * 20 + [0] * 20)
-    n = np.full(40, 16)
-    lo, hi = cluster_bootstrap_interval(k, n, n_resamples=4000, seed=1)
-    wlo, whi = wilson_interval(int(k.sum()), int(n.sum()))
+    # sd sqrt(.25/640): the widths differ by sqrt(16) = 4 (t on 39 df adds 3 %).
+    right = np.repeat(np.r_[np.ones(20), np.zeros(20)][:, None], 16, axis=1)
+    lo, hi, design = intervals.share_interval(_trial_answers(right), 4000, seed=1)
+    wlo, whi = wilson_interval(320, 640)
+    assert design == intervals.TRIAL
     assert lo < 0.5 < hi
     assert 3.4 < (hi - lo) / (whi - wlo) < 4.6
 
 
-def test_cluster_bootstrap_matches_wilson_when_answers_are_independent():
-    # Every trial 8 of 16 right: no between-trial spread, only binomial noise.
-    k, n = np.full(40, 8), np.full(40, 16)
-    lo, hi = cluster_bootstrap_interval(k, n, n_resamples=4000, seed=1)
-    wlo, whi = wilson_interval(320, 640)
-    assert 0.85 < (hi - lo) / (whi - wlo) < 1.15
+def test_trial_bootstrap_matches_wilson_when_answers_are_independent():
+    # Independent answers (no trial effect): the one-stage trial bootstrap must not count
+    # the binomial noise twice; the two-stage one was about sqrt(2) times wider.
+    right = np.random.default_rng(3).random((40, 16)) < 0.5
+    lo, hi, design = intervals.share_interval(_trial_answers(right), 4000, seed=1)
+    wlo, whi = wilson_interval(int(right.sum()), right.size)
+    assert design == intervals.TRIAL
+    assert 0.85 < (hi - lo) / (whi - wlo) < 1.2
 
 
-def test_accuracy_long_carries_both_intervals_and_the_default_is_the_bootstrap(kit):
+def test_accuracy_long_carries_both_intervals_and_the_default_follows_the_design(kit):
     spec = [(f"t{i:03d}", [10, 0, 0, 0, 0] if i % 2 else [0, 10, 0, 0, 0], 1, "random", None)
             for i in range(20)]
     df = _frame(_answers(kit, spec))
     long = accuracy.accuracy_long(df, n_resamples=1000, seed=0)
     cell = long[(long["row"] == "mturk") & (long["condition"] == "random")].iloc[0]
     assert cell["accuracy"] == 0.5 and cell["trials"] == 20 and cell["n"] == 200
-    assert (cell["boot_high"] - cell["boot_low"]) > 2.5 * (cell["ci_high"] - cell["ci_low"])
+    # the same ten workers answered every trial: participants and trials both cluster
+    assert cell["interval"] == intervals.CROSSED
+    assert (cell["high"] - cell["low"]) > 2.5 * (cell["ci_high"] - cell["ci_low"])
     text = accuracy.accuracy_table(long, "text").loc["mturk", ("TLL_d", "random")]
-    assert text == (f"50.00 [{100 * cell['boot_low']:.2f}, {100 * cell['boot_high']:.2f}] "
+    assert text == (f"50.00 [{100 * cell['low']:.2f}, {100 * cell['high']:.2f}] "
                     f"n=200")
+    assert "mturk: two-way cluster-robust" in accuracy.intervals_used(long)
 
 
 def test_two_decimals_and_a_dash_for_a_machine_without_any_choice(kit):
@@ -157,6 +169,40 @@ def test_position_figure_data_follows_preference_not_where_the_true_match_was(ki
     assert list(plain.loc["mturk"]) == [40, 48, 12, 0, 0]
 
 
+def test_wrong_answers_clustered_in_trials_are_not_a_preference():
+    # 100 trials, true match at 1, 6 right and 10 wrong answers each; a trial's wrong
+    # answers all fall on one distractor drawn at random: no position is preferred, but
+    # the chi-square over answers treats 1,000 clustered answers as independent.
+    rng = np.random.default_rng(5)
+    rows = []
+    for t in range(100):
+        d = int(rng.integers(2, 6))
+        rows += [{"trial": f"t{t}", "participant": f"w{t}_{j}", "population": "mturk",
+                  "true_position": 1, "chosen_position": 1 if j < 6 else d} for j in range(16)]
+    df = pd.DataFrame(rows)
+    per_pos, tests = position.position_table(df, n_resamples=2000, seed=0)
+    row = tests.iloc[0]
+    assert row["p_wrong"] < 0.01 < row["p_wrong_trials"]
+    w = per_pos.set_index("position").loc[2:5]
+    assert ((w["wrong_high"] - w["wrong_low"])
+            > 2.5 * (w["wilson_high"] - w["wilson_low"])).all()
+    assert ((w["wrong_low"] < 1) & (1 < w["wrong_high"])).all()
+
+
+def test_within_trial_permutation_finds_a_real_preference():
+    # the same design, but each trial's wrong answers go to position 2 with chance 0.55
+    # (else to any of 3, 4, 5): a trial-level preference the permutation test must see
+    rng = np.random.default_rng(6)
+    rows = []
+    for t in range(100):
+        d = 2 if rng.random() < 0.55 else int(rng.integers(3, 6))
+        rows += [{"trial": f"t{t}", "participant": f"w{t}_{j}", "population": "mturk",
+                  "true_position": 1, "chosen_position": 1 if j < 6 else d} for j in range(16)]
+    per_pos, tests = position.position_table(pd.DataFrame(rows), n_resamples=2000, seed=0)
+    assert tests.iloc[0]["p_wrong_trials"] < 0.01
+    assert per_pos.set_index("position").loc[2, "wrong_low"] > 1
+
+
 def test_participant_flag_compares_with_what_the_true_positions_predict(kit):
     rows = []
     # always right, the true match always at position 1: not biased, never flagged
@@ -198,11 +244,42 @@ def test_comparison_table_tests_by_trial_and_corrects_with_holm(kit):
     assert hm.loc["random", "difference_pp"] == 0 and hm.loc["random", "p"] == 1.0
     # machine wrong on every generic trial: humans 50 pp better
     assert hm.loc["generic", "difference_pp"] == pytest.approx(50.0)
-    p = t["p"].to_numpy(float)
-    order = np.argsort(p)
-    m = len(p)
-    holm = np.minimum(1, np.maximum.accumulate((m - np.arange(m)) * p[order]))
-    assert np.allclose(t["p_holm"].to_numpy(float)[order], holm)
+    # every difference has its interval around it
+    assert (t["low_pp"] <= t["difference_pp"]).all() and (t["difference_pp"] <= t["high_pp"]).all()
+    # 4 trials: t on 3 df, a wide interval, but inside what a difference can be
+    assert -100 <= hm.loc["generic", "low_pp"] < 50 < hm.loc["generic", "high_pp"] <= 100
+    # Holm within each declared family (question | population)
+    assert set(t["holm_family"]) == {"conditions | mturk", "human vs machine | mturk"}
+    for _, fam in t.groupby("holm_family"):
+        p = fam["p"].to_numpy(float)
+        order = np.argsort(p)
+        m = len(p)
+        holm = np.minimum(1, np.maximum.accumulate((m - np.arange(m)) * p[order]))
+        assert np.allclose(fam["p_holm"].to_numpy(float)[order], holm)
+
+
+def test_pilot_is_in_no_family_and_a_machine_without_choices_is_left_out(kit):
+    rows = []
+    for pop in ("mturk", "pilot"):
+        for i, k in enumerate([4, 3, 4, 2]):
+            rows += kit.answer_rows(f"r{i}", [k, 4 - k, 0, 0, 0], 1, condition="random",
+                                    population=pop, participant_prefix=pop,
+                                    machine={"g/a": 1, "face/x": None})
+        for i, k in enumerate([2, 2, 1, 3]):
+            rows += kit.answer_rows(f"g{i}", [k, 4 - k, 0, 0, 0], 1, condition="generic",
+                                    population=pop, participant_prefix=pop,
+                                    machine={"g/a": 2, "face/x": 2})
+    t = comparisons.comparison_table(_frame(rows), n_resamples=200)
+    pilot = t[(t["population"].str.contains("pilot"))]
+    assert len(pilot) and (pilot["holm_family"] == comparisons.NO_FAMILY).all()
+    assert pilot["p_holm"].isna().all() and not pilot["significant"].any()
+    assert t.loc[t["population"] == "mturk", "p_holm"].notna().any()
+    # face/x chose nothing on random trials: no row there, and a note says so
+    fx = t[t["b"] == "machine: face/x"]
+    assert set(fx["condition"]) == {"generic"}
+    assert any("face/x against mturk on TLL_d/random left out" in n for n in t.attrs["notes"])
+    with_pilot = comparisons.comparison_table(_frame(rows), include_pilot=True, n_resamples=200)
+    assert "human vs machine | pilot" in set(with_pilot["holm_family"])
 
 
 def test_mixed_model_finds_a_strong_condition_effect(kit):
@@ -217,11 +294,11 @@ def test_mixed_model_finds_a_strong_condition_effect(kit):
             for row, who in zip(trial, rng.permutation([r["participant"] for r in trial])):
                 row["participant"] = who
             rows += trial
-    effects, note = comparisons.mixed_model(_frame(rows))
-    assert "(1 | trial) + (1 | participant)" in note
-    row = effects.set_index("term").loc["C(cell)[T.TLL_d/random]"]
-    # log odds ratio of 0.9 against 0.3 is log(9) + log(7/3) ≈ 3.0
-    assert row["low"] > 1.0 and 2.0 < row["log_odds"] < 4.5
+    effects, note = comparisons.mixed_model(_frame(rows), intervals="wald")
+    assert "(1 | trial) + (1 | participant)" in note and "Reference: cell TLL_d/random" in note
+    row = effects.set_index("term").loc["cell TLL_d/face vs TLL_d/random"]
+    # log odds ratio of 0.3 against 0.9 is -(log(9) + log(7/3)) ≈ -3.0
+    assert row["high"] < -1.0 and -4.5 < row["estimate"] < -2.0
 
 
 # --------------------------------------------------------------------------- items
@@ -251,7 +328,9 @@ def test_item_table_and_human_likeness(kit):
     lk = likeness.likeness_table(table.reset_index(), ["far", "near"], dist,
                                  n_resamples=100).set_index("feature_set")
     assert list(lk.index) == ["near", "far"] and lk.loc["near", "rank"] == 1
-    assert lk.loc["near", "same_as_human"] == 1.0 and lk.loc["near", "majority_trials"] == 2
+    # t3 ties two candidates for most chosen: half credit (the score-humans definition)
+    assert lk.loc["near", "same_as_human"] == pytest.approx(2.5 / 3)
+    assert lk.loc["near", "choice_trials"] == 3
     assert lk.loc["far", "same_as_human"] == 0.0 and lk.loc["far", "no_choice"] == 1
     assert lk.loc["near", "spearman_mean"] == pytest.approx(1.0)
     assert lk.loc["far", "spearman_mean"] == pytest.approx(-1.0)

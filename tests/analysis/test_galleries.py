@@ -138,7 +138,7 @@ def test_report_with_images_in_chromium(study, tmp_path, page, artifacts_dir):
     out = tmp_path / "report"
     assert main(["report", "--csv", str(study["csv"]), "--experiment-file", str(study["exp"]),
                  "--out", str(out), "--dpi", "72", "--bootstrap", "100",
-                 "--majority", "half"]) == 0
+                 "--majority", "half", "--model-intervals", "wald"]) == 0
     likeness = pd.read_csv(out / "likeness.csv")
     assert set(likeness["feature_set"]) == {"face/dlib_hog", "generic/efficientnet_lite0"}
     assert likeness["spearman_trials"].max() > 0

@@ -97,7 +97,7 @@ def test_simulate_then_report_from_the_servers_database(sqlite_server, kit, tmp_
 
     out = tmp_path / "report"
     assert main(["report", "--db", srv.db_url, "--experiment", "small", "--out", str(out),
-                 "--dpi", "60", "--bootstrap", "100"]) == 0
+                 "--dpi", "60", "--bootstrap", "100", "--model-intervals", "wald"]) == 0
     html = (out / "report.html").read_text()
     assert html.count("data:image/png;base64,") >= 5 and "simulated" in html
     # the galleries' images come from the server's database: every trial names its images
@@ -151,7 +151,7 @@ def test_database_loading_on_postgresql(postgres_url, tmp_path, kit):
         _same_tables(answers, load_answers(csv=csv_path))
         out = tmp_path / "report"
         assert main(["report", "--db", postgres_url, "--experiment", "small", "--dpi", "60",
-                     "--bootstrap", "100",
+                     "--bootstrap", "100", "--model-intervals", "wald",
                      "--out", str(out)]) == 0
         assert (out / "report.html").is_file()
         # images as bytes from PostgreSQL, readable as pictures

@@ -71,7 +71,7 @@ def test_cli_and_report_say_what_was_withdrawn(kit, tmp_path, capsys):
     assert "counted 12 of 16 answers" in out and "included (asked for)" in out
     report = tmp_path / "report"
     assert main(["report", "--csv", str(path), "--out", str(report), "--dpi", "50",
-                 "--bootstrap", "50"]) == 0
+                 "--bootstrap", "50", "--model-intervals", "wald"]) == 0
     counting = pd.read_csv(report / "counting.csv")
     assert int(counting.loc[counting["decision"] == "excluded: withdrawn", "answers"].sum()) == 8
     html = (report / "report.html").read_text()

@@ -230,6 +230,9 @@ def test_missing_faces_are_counted_and_listed(synthetic, tmp_path):
     assert sorted(missing.loc[missing["role"] == "query", "trial"]) == ["t0001", "t0002", "t0003"]
     # The exact ranking of the candidates on its scored trials: far better than chance.
     assert face["loglik_heldout"] > face["loglik_uniform"] + 0.1
+    # Both ranked on the trials both score: the face set's own
+    assert (table["common_trials"] == face["trials"]).all()
+    assert table.loc["generic/exact", "trials"] > face["trials"]
     html = (out / "index.html").read_text()
     assert "Images without features" in html and "face/dlib_hog" in html
 
@@ -395,3 +398,46 @@ def test_a_feature_set_that_scores_no_trial_is_ranked_last_with_a_note(synthetic
     assert math.isnan(row["loglik_heldout"]) and math.isnan(row["temperature"])
     assert (s.missing["role"] == "query").sum() == N_TRIALS - 1
     assert any("face/dlib_none: 0 scored trial(s)" in n for n in s.notes)
+
+
+def test_every_column_has_a_trial_bootstrap_interval_around_it():
+    rng = np.random.default_rng(0)
+    d = rng.random((60, 5))
+    p = np.exp(-d / 0.1)
+    p /= p.sum(axis=1, keepdims=True)
+    counts = np.stack([rng.multinomial(12, row) for row in p])
+    true = np.where(rng.random(60) < 0.6, d.argmin(axis=1), rng.integers(0, 5, 60))
+    s = sh.score_distances(d, counts, true, n_resamples=500)
+    for col in ("nearest_is_majority", "nearest_is_true", "rank_corr", "loglik_heldout",
+                "loglik_true_match_fitted", "loglik_ceiling"):
+        assert s[f"{col}_low"] <= s[col] <= s[f"{col}_high"], col
+        assert s[f"{col}_high"] - s[f"{col}_low"] > 0, col
+    # the same seed, the same intervals
+    assert sh.score_distances(d, counts, true, n_resamples=500)["rank_corr_low"] == \
+        s["rank_corr_low"]
+
+
+def test_true_match_baseline_with_a_fitted_epsilon_beats_uniform():
+    # 60 % of answers on the true match: the fixed eps = 0.01 baseline scores below
+    # uniform, the fitted one (eps = 0.4) above it
+    counts = np.tile([6, 2, 1, 1, 0], (20, 1))
+    true = np.zeros(20, dtype=int)
+    s = sh.score_distances(np.random.default_rng(1).random((20, 5)), counts, true,
+                           n_resamples=200)
+    assert s["loglik_true_match"] < s["loglik_uniform"] < s["loglik_true_match_fitted"]
+    assert s["epsilon_fitted"] == pytest.approx(0.4)
+    # every trial alike: the eps fitted on other folds is 0.4 too
+    assert s["loglik_true_match_fitted"] == pytest.approx(0.6 * math.log(0.6)
+                                                          + 0.4 * math.log(0.1))
+
+
+def test_noise_ceiling_by_hand():
+    # leave one answer out, add one to each of the five candidates
+    got = sh.noise_ceiling_per_trial(np.array([[3, 1, 0, 0, 0]]))
+    assert got[0] == pytest.approx(3 * math.log(3 / 8) + math.log(1 / 8))
+
+
+def test_one_definition_of_nearest_equals_majority():
+    counts = np.array([[3, 3, 0, 0, 0], [0, 1, 4, 0, 0]])
+    assert list(sh.nearest_majority_credit(np.array([0, 2]), counts)) == [0.5, 1.0]
+    assert list(sh.nearest_majority_credit(np.array([2, 1]), counts)) == [0.0, 0.0]
