@@ -108,7 +108,8 @@ def test_demo_installs_r_and_lme4_for_the_report(machine):
 
 def test_r_without_lme4_gets_lme4(machine, tmp_path):
     # an Rscript whose requireNamespace() fails, as on a machine with R but without lme4
-    run = machine(uid=0, present=("chromium", "postgresql", "nginx"))
+    run = machine(uid=0, present=("chromium", "postgresql", "nginx", "openssl",
+                                      "slurmctld", "munged"))
     (tmp_path / "bin" / "Rscript").write_text("#!/bin/sh\nexit 1\n")
     (tmp_path / "bin" / "Rscript").chmod(0o755)
     rc, err, calls = run("test")
