@@ -45,6 +45,8 @@ from spreadsheet import neutralise_frame
 REPORT_HTML = "report.html"
 TEMPLATES = Path(__file__).resolve().parent / "templates" / "report"
 GALLERY_K = 2  # trials per condition in the easiest / hardest galleries
+TESTS_FIRST = ["family", "population", "subset", "condition", "a", "b", "difference_pp",
+               "low_pp", "high_pp", "p", "p_holm", "significant"]
 FIG4_K = 3     # trials with the highest and with the lowest agreement
 
 
@@ -178,7 +180,11 @@ def section_tests(ctx: Context) -> dict:
         model, variances = fit.effects, fit.variances
     ctx.csv("mixed_model", model)
     ctx.csv("mixed_model_random", variances)
-    return {"tests": shown, "test_notes": tests.attrs.get("notes", []),
+    # on screen the answer comes first, so that p is in view without scrolling; the CSV
+    # and LaTeX keep the columns in COLUMNS' order
+    key = [c for c in TESTS_FIRST if c in shown.columns]
+    on_screen = shown[key + [c for c in shown.columns if c not in key]]
+    return {"tests": on_screen, "test_notes": tests.attrs.get("notes", []),
             "model": format_p_columns(model), "model_notes": notes,
             "variances": variances}
 
