@@ -60,7 +60,7 @@ class Options:
     n_resamples: int = accuracy.DEFAULT_RESAMPLES
     seed: int = 0
     dpi: int = plots.DEFAULT_DPI
-    model_intervals: str = "profile"
+    model_intervals: str = "wald"
 
 
 @dataclass
@@ -404,7 +404,7 @@ def write_report(answers: Answers, out: Path, include_catch: bool = False,
                  majority: str = "strict", n_resamples: int = accuracy.DEFAULT_RESAMPLES,
                  seed: int = 0, dpi: int = plots.DEFAULT_DPI,
                  experiment_file: str | Path | None = None,
-                 model_intervals: str = "profile") -> Path:
+                 model_intervals: str = "wald") -> Path:
     """Compute every section, write CSV, LaTeX, PNG/PDF/SVG and report.html into ``out``.
 
     Parameters
@@ -421,7 +421,7 @@ def write_report(answers: Answers, out: Path, include_catch: bool = False,
         Bootstrap resamples and seed (intervals where the design needs a bootstrap,
         permutations; R's seed for the mixed model).
     model_intervals : {"profile", "wald", "boot"}
-        The mixed model's interval (analysis.glmm.fit_glmm; profile by default).
+        The mixed model's interval (analysis.glmm.fit_glmm; Wald by default).
     dpi : int
         Resolution of the PNG figures.
     experiment_file : path, optional
