@@ -73,6 +73,7 @@ def as_array(image) -> np.ndarray | None:
     return np.asarray(image)
 
 
+PAGE_HEIGHT = 9.0  # inches: the tallest a figure may be to fit a page with its caption
 BOX_H = 1.225  # height of a missing image's box, in image widths (TLL images: 245 / 200)
 
 
@@ -87,7 +88,8 @@ def _cell(ax, image, label: str, frame: str | None = None, dashed: bool = False,
     if arr is None:
         h = BOX_H
         ax.add_patch(Rectangle((0, 0), 1, h, facecolor="#bdbdbd", edgecolor="none"))
-        ax.text(0.5, h / 2, f"missing\n{label}", ha="center", va="center", fontsize=9,
+        # the label is written under the box: inside, it would not fit a narrow column
+        ax.text(0.5, h / 2, "missing", ha="center", va="center", fontsize=9,
                 color="#333333")
     else:
         h = arr.shape[0] / arr.shape[1]
@@ -109,6 +111,13 @@ def _cell(ax, image, label: str, frame: str | None = None, dashed: bool = False,
     ax.set_aspect("equal")
 
 
+def _fit(label: str, chars: int) -> str:
+    """Return ``label``, or its last ``chars`` - 1 characters after an ellipsis when longer
+    (an image id's end tells it from its neighbours)."""
+    label = str(label)
+    return label if len(label) <= chars else "…" + label[-(chars - 1):]
+
+
 @styled
 def gallery_figure(trials: Sequence[TrialDrawing], title: str = "",
                    bar_max: float | None = 1.0):
@@ -128,7 +137,9 @@ def gallery_figure(trials: Sequence[TrialDrawing], title: str = "",
     Returns
     -------
     matplotlib.figure.Figure
-        Double-column width (7.16 in), 9-pt text; save it with plots.save_figure or use
+        Double-column width (7.16 in), at most PAGE_HEIGHT (9 in) tall (many rows get
+        narrower thumbnails; a label wider than its column keeps its end after an
+        ellipsis), 9-pt text; save it with plots.save_figure or use
         save_gallery.
 
     Examples
@@ -138,23 +149,31 @@ def gallery_figure(trials: Sequence[TrialDrawing], title: str = "",
     """
     n = max(1, len(trials))
     k = max([len(t.candidates) for t in trials] or [5])
-    width = DOUBLE
-    cell_h = width / (k + 1) * (BOX_H + 0.64) / 1.04
-    height = n * (cell_h + 0.3) + (0.35 if title else 0.0)
+    width = used = DOUBLE
+    cell_h = used / (k + 1) * (BOX_H + 0.64) / 1.04
+    extra = 0.35 if title else 0.0
+    if n * (cell_h + 0.3) + extra > PAGE_HEIGHT:
+        # many rows: narrower thumbnails, centred, so that the figure fits one page
+        cell_h = (PAGE_HEIGHT - extra) / n - 0.3
+        used = cell_h * (k + 1) * 1.04 / (BOX_H + 0.64)
+    height = n * (cell_h + 0.3) + extra
+    side = 0.5 - 0.495 * used / width
+    # 9-pt characters are at most ~5.7 pt wide: a longer label would run into its neighbour
+    fits = max(4, int(used * 0.99 / (k + 1 + k * 0.06) * 72 / 5.7))
     with style():
         # A fixed grid, not constrained layout: long titles must not widen a column.
         fig = Figure(figsize=(width, height))
     top_margin = (0.35 if title else 0.0) + 0.25
-    grid = fig.add_gridspec(n, k + 1, left=0.005, right=0.995, bottom=0.05 / height,
+    grid = fig.add_gridspec(n, k + 1, left=side, right=1 - side, bottom=0.05 / height,
                             top=1 - top_margin / height, wspace=0.06,
                             hspace=0.3 / cell_h)
     top = bar_max or max([max(t.bars, default=0) for t in trials] + [1e-9])
     for r, t in enumerate(trials):
         qax = fig.add_subplot(grid[r, 0])
-        _cell(qax, t.query, t.query_label)
+        _cell(qax, t.query, _fit(t.query_label, fits))
         qax.text(0, -0.06, t.title, fontsize=9, ha="left", va="bottom", clip_on=False)
         for j, cand in enumerate(t.candidates):
-            label = t.labels[j] if j < len(t.labels) else ""
+            label = _fit(t.labels[j], fits) if j < len(t.labels) else ""
             v = float(t.bars[j]) if j < len(t.bars) else 0.0
             text = (t.bar_texts[j] if t.bar_texts is not None and j < len(t.bar_texts)
                     else f"{100 * v:.0f} %")

@@ -147,7 +147,7 @@ def _rscript() -> str:
     return exe
 
 
-def fit_glmm(df: pd.DataFrame, seed: int = 0, intervals: str = "profile",
+def fit_glmm(df: pd.DataFrame, seed: int = 0, intervals: str = "wald",
              nsim: int = 500, profile_limit_s: float = PROFILE_LIMIT_S) -> GlmmResult | None:
     """Fit correct ~ cell × population + (1 | trial) + (1 | participant) with glmer.
 
@@ -159,7 +159,7 @@ def fit_glmm(df: pd.DataFrame, seed: int = 0, intervals: str = "profile",
         R's seed (``set.seed``); the parametric bootstrap draws from it, the Laplace fit
         and the profile are deterministic: a fixed seed gives identical numbers.
     intervals : {"profile", "wald", "boot"}
-        The interval in ``low``/``high``: likelihood profile (default), Wald only, or a
+        The interval in ``low``/``high``: Wald (default), likelihood profile, or a
         parametric bootstrap of ``nsim`` draws (percentile).
     profile_limit_s : float
         Seconds the profile may take; past it ``low``/``high`` are NaN and a warning says

@@ -291,7 +291,7 @@ def drawings(sel: pd.DataFrame, images: TrialImages | None,
     for _, r in sel.iterrows():
         counts = np.array([r[f"count_{p}"] for p in range(1, N_CANDIDATES + 1)], float)
         ids = [r.get(f"candidate_{p}") for p in range(1, N_CANDIDATES + 1)]
-        labels = [str(i) if i is not None and not pd.isna(i) else f"position {p}"
+        labels = [str(i) if i is not None and not pd.isna(i) else f"pos. {p}"
                   for p, i in enumerate(ids, start=1)]
         hl = None
         if machine is not None and machine in r and not pd.isna(r[machine]):

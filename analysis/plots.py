@@ -186,7 +186,8 @@ def position_plot(per_position: pd.DataFrame, path: Path, dpi: int = DEFAULT_DPI
     ax.axhline(1.0, color="grey", lw=0.8, ls="--")
     ax.set_xticks(range(1, N_CANDIDATES + 1))
     ax.set_xlabel("display position")
-    ax.set_ylabel("wrong answers: observed / expected")
+    # two lines: on one, the label is longer than the axes are tall and runs into the ticks
+    ax.set_ylabel("wrong answers\nobserved / expected")
     ax.set_title("Position bias (wrong answers)")
     ax.legend()
     return save_figure(fig, path, dpi)

@@ -45,6 +45,8 @@ from spreadsheet import neutralise_frame
 REPORT_HTML = "report.html"
 TEMPLATES = Path(__file__).resolve().parent / "templates" / "report"
 GALLERY_K = 2  # trials per condition in the easiest / hardest galleries
+TESTS_FIRST = ["family", "population", "subset", "condition", "a", "b", "difference_pp",
+               "low_pp", "high_pp", "p", "p_holm", "significant"]
 FIG4_K = 3     # trials with the highest and with the lowest agreement
 
 
@@ -58,7 +60,7 @@ class Options:
     n_resamples: int = accuracy.DEFAULT_RESAMPLES
     seed: int = 0
     dpi: int = plots.DEFAULT_DPI
-    model_intervals: str = "profile"
+    model_intervals: str = "wald"
 
 
 @dataclass
@@ -178,7 +180,11 @@ def section_tests(ctx: Context) -> dict:
         model, variances = fit.effects, fit.variances
     ctx.csv("mixed_model", model)
     ctx.csv("mixed_model_random", variances)
-    return {"tests": shown, "test_notes": tests.attrs.get("notes", []),
+    # on screen the answer comes first, so that p is in view without scrolling; the CSV
+    # and LaTeX keep the columns in COLUMNS' order
+    key = [c for c in TESTS_FIRST if c in shown.columns]
+    on_screen = shown[key + [c for c in shown.columns if c not in key]]
+    return {"tests": on_screen, "test_notes": tests.attrs.get("notes", []),
             "model": format_p_columns(model), "model_notes": notes,
             "variances": variances}
 
@@ -398,7 +404,7 @@ def write_report(answers: Answers, out: Path, include_catch: bool = False,
                  majority: str = "strict", n_resamples: int = accuracy.DEFAULT_RESAMPLES,
                  seed: int = 0, dpi: int = plots.DEFAULT_DPI,
                  experiment_file: str | Path | None = None,
-                 model_intervals: str = "profile") -> Path:
+                 model_intervals: str = "wald") -> Path:
     """Compute every section, write CSV, LaTeX, PNG/PDF/SVG and report.html into ``out``.
 
     Parameters
@@ -415,7 +421,7 @@ def write_report(answers: Answers, out: Path, include_catch: bool = False,
         Bootstrap resamples and seed (intervals where the design needs a bootstrap,
         permutations; R's seed for the mixed model).
     model_intervals : {"profile", "wald", "boot"}
-        The mixed model's interval (analysis.glmm.fit_glmm; profile by default).
+        The mixed model's interval (analysis.glmm.fit_glmm; Wald by default).
     dpi : int
         Resolution of the PNG figures.
     experiment_file : path, optional

@@ -5,6 +5,7 @@ import base64
 import re
 
 import pandas as pd
+import pytest
 
 from analysis.cli import main
 
@@ -111,3 +112,22 @@ def test_latex_tables_escape_comparison_signs(tmp_path):
     tex = (tmp_path / "t.tex").read_text()
     assert r"\textless{} 0.001" in tex and "<" not in tex
     assert r"x \& y" in tex and r"50 \%" in tex and r"a\_b" in tex
+
+
+@pytest.mark.browser
+def test_the_tests_table_shows_its_p_values_without_scrolling(tmp_path, small_export, browser):
+    out = tmp_path / "report"
+    assert main(["report", "--csv", str(small_export), "--out", str(out), "--dpi", "50",
+                 "--bootstrap", "50", "--model-intervals", "wald"]) == 0
+    ctx = browser.new_context(viewport={"width": 1280, "height": 900})
+    try:
+        page = ctx.new_page()
+        page.goto((out / "report.html").as_uri())
+        table = page.locator("#tests table.t").first
+        headers = table.locator("th").all_inner_texts()
+        assert headers.index("p") < headers.index("test")  # the answer before the details
+        for name in ("p", "p_holm", "significant"):
+            box = table.locator("th").filter(has_text=re.compile(f"^{name}$")).bounding_box()
+            assert box["x"] >= 0 and box["x"] + box["width"] <= 1280, (name, box)
+    finally:
+        ctx.close()
