@@ -98,3 +98,20 @@ def test_merge_refuses_missing_foreign_or_stale_shards(tmp_path):
         E.merge_shards(sets, ids, 3, folder, chunk=CHUNK)
     with pytest.raises(E.ShardError, match="other pairs"):
         E.merge_shards(sets, ids[::-1], 3, folder, chunk=CHUNK)
+
+
+def test_cli_refuses_what_shards_cannot_do_with_one_line(demo_study, tmp_path):
+    from tests.conftest import run_cli
+
+    def fails(*args):
+        proc = run_cli("experiments", "evaluate", str(demo_study), "--subset", "all",
+                       "--out", str(tmp_path / "ev"), *args, check=False)
+        assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+        return proc.stderr.strip().splitlines()[-1]
+
+    assert "shard 1/2 missing" in fails("--from-shards", "2")
+    assert "--associative exact" in fails("--shard", "1/2", "--associative", "sampled")
+    assert "--associative exact" in fails("--slurm", "--face-denominator", "notebook")
+    assert "I must be between 1 and N" in fails("--shard", "3/2")
+    assert "give one of the two" in fails("--shard", "1/2", "--from-shards", "2")
+    assert not (tmp_path / "ev").exists() and not (demo_study / "slurm").exists()
