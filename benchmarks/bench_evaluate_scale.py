@@ -217,9 +217,11 @@ def measure_product(folder: Path, n: int, rows: int) -> dict:
             "peak_rss_mb": p["peak_rss_mb"]}
 
 
-def whole(args, folder: Path, info: dict) -> list[dict]:
-    """Each feature set's evaluation in a child, against one product: the table rows."""
+def whole(args, folder: Path, info: dict, save) -> list[dict]:
+    """Each feature set's evaluation in a child, against one product: the table rows
+    (``save``d after each step, so a run cut short keeps what it measured)."""
     prod = measure_product(folder, args.pairs, args.product_rows or args.pairs)
+    save([dict(prod, N=args.pairs, d=DIMS[MODEL])])
     print(f"{prod['step']} ({prod['rows_timed']} of {args.pairs} rows timed): "
           f"{prod['wall_s']:.1f} s wall, {prod['cpu_s']:.1f} s CPU", flush=True)
     rows = []
@@ -232,6 +234,7 @@ def whole(args, folder: Path, info: dict) -> list[dict]:
                      "start_rss_mb": r["start_rss_mb"], "R@1": r["R@1"]})
         print(f"  {key}: {r['wall_s']:.1f} s wall, {r['cpu_s']:.1f} s CPU, peak "
               f"{r['peak_rss_mb']:.0f} MB", flush=True)
+        save([dict(prod, N=args.pairs, d=DIMS[MODEL])] + rows)
     total = {"step": "evaluate (all three sets)", "N": args.pairs,
              "wall_s": sum(r["wall_s"] for r in rows), "cpu_s": sum(r["cpu_s"] for r in rows),
              "peak_rss_mb": max(r["peak_rss_mb"] for r in rows)}
@@ -251,8 +254,9 @@ def whole(args, folder: Path, info: dict) -> list[dict]:
     return rows
 
 
-def sharded(args, folder: Path) -> list[dict]:
-    """The K tasks of a sharded evaluate in sequence, the merge, the projection."""
+def sharded(args, folder: Path, save) -> list[dict]:
+    """The K tasks of a sharded evaluate in sequence, the merge, the projection (the rows
+    ``save``d after each step)."""
     k, m = args.shards, args.run_tasks or args.shards
     rows = []
     for i in range(1, m + 1):
@@ -262,6 +266,7 @@ def sharded(args, folder: Path) -> list[dict]:
                      "start_rss_mb": r["start_rss_mb"], "shard_mb": r["shard_mb"]})
         print(f"  task {i}/{k}: {r['wall_s']:.1f} s wall, {r['cpu_s']:.1f} s CPU, peak "
               f"{r['peak_rss_mb']:.0f} MB (start {r['start_rss_mb']:.0f} MB)", flush=True)
+        save(rows)
     if m == k:
         r = run_child("merge", folder, k)
         rows.append({"step": "finalize (merge)", "N": args.pairs, "wall_s": r["wall_s"],
@@ -313,15 +318,19 @@ def main(argv: list[str] | None = None) -> list[dict]:
         return []
     if args.pairs < 2 or (args.shards is not None and args.shards < 1):
         ap.error("--pairs must be at least 2 and --shards at least 1")
+    name = "evaluate_scale_shards.csv" if args.shards else "evaluate_scale.csv"
+    out = args.csv or ROOT / "build" / "bench" / name
+
+    def save(rows: list[dict]) -> None:
+        _write_csv(out, rows)
     with tempfile.TemporaryDirectory(prefix="bench-evaluate-", dir=args.tmp) as tmp:
         t = time.perf_counter()
         info = write_data(Path(tmp), args.pairs)
         print(f"synthetic features of {args.pairs:,} pairs written in "
               f"{time.perf_counter() - t:.0f} s", flush=True)
-        rows = sharded(args, Path(tmp)) if args.shards else whole(args, Path(tmp), info)
-    name = "evaluate_scale_shards.csv" if args.shards else "evaluate_scale.csv"
-    out = args.csv or ROOT / "build" / "bench" / name
-    _write_csv(out, rows)
+        rows = (sharded(args, Path(tmp), save) if args.shards
+                else whole(args, Path(tmp), info, save))
+    save(rows)
     print(f"wrote {out}")
     return rows
 
