@@ -9,7 +9,7 @@ Faces per image are drawn 0, 1, 2 or 3 with probabilities FACE_COUNT_P.
 Default mode: each feature set's whole evaluation (ranks, Table 1, exact Table 2a, the
 votes correlation, for generic also Fig. 2a's Euclidean ranks) runs in a child process of
 its own (`evaluate` holds one set at a time), timed in wall-clock and CPU seconds and with
-its peak RSS (``resource.getrusage``, the child's own). The floor is one N x N x d float32
+its peak RSS (the child's own VmHWM). The floor is one N x N x d float32
 product (numpy matmul in blocks of 1024 rows, d of the default backbone) timed in a child
 in the same run; the figures are ratios to it. ``--product-rows R`` times R of its N rows
 and scales by N / R (the blocks are all alike, so the time is linear in rows).
@@ -18,8 +18,10 @@ and scales by N / R (the blocks are all alike, so the time is linear in rows).
 (`evaluate --shard I/K`) one after another, each in a child (peak RSS and CPU time per
 task), then the finalize step (`--from-shards K`) in a child, and the projection of the
 same job to ``--project`` pairs (default 1,000,000) with its arithmetic: per-task memory
-is a fixed part (the interpreter, measured) plus a part that grows with N (every task
-holds the whole right side), CPU grows with N² (every query against every right image).
+is a fixed part (the interpreter and libraries, measured) plus a part taken to grow
+linearly with N (every task holds the whole right side; the row blocks, which do not
+grow, make this an upper bound), CPU grows with N² (every query against every right
+image).
 ``--run-tasks M`` runs only the first M tasks (all tasks hold equal row counts give or
 take a block) and scales their CPU time by K / M; the merge then is not run.
 
@@ -142,9 +144,19 @@ def load_sets(folder: Path, keys) -> tuple[LazySets, list[str], dict]:
 
 
 # --------------------------------------------------------------------------- children
-def _usage() -> tuple[float, float]:
+def _status_mb(field: str) -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError(f"no {field} in /proc/self/status")
+
+
+def _usage() -> tuple[float, float, float]:
+    """Return (CPU seconds of this process, all threads; its RSS now; its peak RSS), in
+    MB. The peak is VmHWM, this process's own: getrusage's ru_maxrss survives exec and
+    can report the parent's size at fork."""
     ru = resource.getrusage(resource.RUSAGE_SELF)
-    return ru.ru_utime + ru.ru_stime, ru.ru_maxrss / 1024
+    return ru.ru_utime + ru.ru_stime, _status_mb("VmRSS"), _status_mb("VmHWM")
 
 
 def child(argv: list[str]) -> None:
@@ -152,7 +164,7 @@ def child(argv: list[str]) -> None:
     mode, folder = argv[0], Path(argv[1])
     from experiments import evaluate as E
 
-    cpu0, base = _usage()
+    cpu0, base, _ = _usage()
     t = time.perf_counter()
     out: dict = {}
     if mode == "product":
@@ -160,13 +172,16 @@ def child(argv: list[str]) -> None:
         rng = np.random.default_rng(2)
         b = rng.standard_normal((n, d), dtype=np.float32)
         a = b[:rows].copy()
-        cpu0, base = _usage()
+        cpu0, base, _ = _usage()
         t = time.perf_counter()
         res = np.empty((PRODUCT_BLOCK, n), dtype=np.float32)
         bt = b.T
         for s in range(0, rows, PRODUCT_BLOCK):
             blk = a[s:s + PRODUCT_BLOCK]
             np.matmul(blk, bt, out=res[:len(blk)])
+    elif mode == "data":
+        print(json.dumps(write_data(folder, int(argv[2]))))
+        return
     elif mode == "set":
         sets, ids, votes = load_sets(folder, [argv[2]])
         ev = E.evaluate_feature_sets(sets, ids, votes, device="cpu")
@@ -183,7 +198,7 @@ def child(argv: list[str]) -> None:
         ev = E.evaluate_feature_sets(sets, ids, votes, stats=stats)
         out = {"R@1": [float(x) for x in ev.table1["R@1"]]}
     wall = time.perf_counter() - t
-    cpu, peak = _usage()
+    cpu, _, peak = _usage()
     print(json.dumps(dict(out, wall_s=wall, cpu_s=cpu - cpu0, peak_rss_mb=peak,
                           start_rss_mb=base)))
 
@@ -286,11 +301,12 @@ def sharded(args, folder: Path, save) -> list[dict]:
     print(f"\nsharded evaluate at N = {n:,}, {k} tasks ({m} run here, in sequence), all three sets")
     print(f"  CPU, all tasks: {cpu_tasks:,.0f} s" + (f" ({m} tasks measured x {k}/{m})" if m < k else ""))
     print(f"  peak RSS per task: {peak:,.0f} MB, of which {fixed:,.0f} MB before computing "
-          "(interpreter, numpy)")
+          "(interpreter and libraries)")
     print(f"projection to N = {n1:,} (f = {n1:,} / {n:,} = {f:g}):")
     print(f"  tasks: {k} x f = {k1} (the same {n // k:,} query rows per task)")
     print(f"  memory per task: {fixed:,.0f} + ({peak:,.0f} - {fixed:,.0f}) x f = {mem1:,.0f} MB "
-          "(every task holds the whole right side: it grows with N, not with the tasks)")
+          "(every task holds the whole right side: it grows with N, not with the tasks;\n"
+          "   linear from one run, an upper bound: the row blocks in it do not grow with N)")
     print(f"  CPU, all tasks: {cpu_tasks:,.0f} s x f^2 = {cpu1:,.0f} s = {cpu1 / 3600:,.1f} CPU hours "
           f"({cpu1 / k1 / 3600:,.2f} per task)")
     rows.append({"step": f"projection N={n1}", "N": n1, "tasks": k1, "peak_rss_mb": mem1,
@@ -325,7 +341,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
         _write_csv(out, rows)
     with tempfile.TemporaryDirectory(prefix="bench-evaluate-", dir=args.tmp) as tmp:
         t = time.perf_counter()
-        info = write_data(Path(tmp), args.pairs)
+        info = run_child("data", tmp, args.pairs)  # the parent stays small
         print(f"synthetic features of {args.pairs:,} pairs written in "
               f"{time.perf_counter() - t:.0f} s", flush=True)
         rows = (sharded(args, Path(tmp), save) if args.shards
