@@ -204,7 +204,13 @@ def set_stats(fs, ids: Sequence[str], device: str = "cpu", chunk: int | None = N
         (closer, tie, own), (ec, et, _) = got[metric], got["euclidean"]
         return {"closer": closer, "tie": tie, "own": own, "euclidean_closer": ec,
                 "euclidean_tie": et}
-    closer, tie, own = retrieval.match_stats(ds.block_for(fs, r, r, metric), n, chunk, part=part)
+    block = ds.block_for(fs, r if part is None else r[part[0]:part[1]], r, metric)
+    if part is not None:  # a shard copies only its own queries' faces: the same rows
+        sub, start = block, part[0]
+
+        def block(rows: np.ndarray) -> np.ndarray:
+            return sub(rows - start)
+    closer, tie, own = retrieval.match_stats(block, n, chunk, part=part)
     return {"closer": closer, "tie": tie, "own": own}
 
 
