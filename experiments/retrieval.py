@@ -40,36 +40,18 @@ def unit_rows(a: np.ndarray) -> np.ndarray:
     return a / np.where(norms > 0, norms, 1)
 
 
-def _prepare(b: np.ndarray, metric: str) -> tuple[np.ndarray, np.ndarray | None]:
-    """Return what `_distances_to` needs of the right operand ``b``: for cosine its unit
-    rows, transposed; for Euclidean it as float, transposed, and its squared norms."""
-    if metric not in METRICS:
-        raise ValueError(f"unknown metric {metric!r} (use one of {', '.join(METRICS)})")
-    if metric == "cosine":
-        return unit_rows(b).T, None
-    b = _as_float(b)
-    return b.T, (b * b).sum(1)
-
-
-def _distances_to(a: np.ndarray, prepared: tuple, metric: str) -> np.ndarray:
-    bt, bsq = prepared
-    if metric == "cosine":
-        return 1.0 - unit_rows(a) @ bt
-    a = _as_float(a)
-    sq = (a * a).sum(1)[:, None] + bsq[None, :] - 2.0 * (a @ bt)
-    return np.sqrt(np.maximum(sq, 0, out=sq), out=sq)
-
-
 def cosine_distances(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Return the ``len(a) x len(b)`` cosine distances ``1 - cos`` (one matmul; equals
     ``scipy.spatial.distance.cdist(a, b, 'cosine')`` up to rounding)."""
-    return _distances_to(a, _prepare(b, "cosine"), "cosine")
+    return 1.0 - unit_rows(a) @ unit_rows(b).T
 
 
 def euclidean_distances(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Return the ``len(a) x len(b)`` Euclidean distances (matmul formulation, clipped
     at 0 before the square root so rounding never gives NaN)."""
-    return _distances_to(a, _prepare(b, "euclidean"), "euclidean")
+    a, b = _as_float(a), _as_float(b)
+    sq = (a * a).sum(1)[:, None] + (b * b).sum(1)[None, :] - 2.0 * (a @ b.T)
+    return np.sqrt(np.maximum(sq, 0, out=sq), out=sq)
 
 
 def distances(a: np.ndarray, b: np.ndarray, metric: str = "cosine") -> np.ndarray:
@@ -138,27 +120,23 @@ def _segment_min(d: np.ndarray, offsets: np.ndarray, axis: int) -> np.ndarray:
 
 def face_set_distances(left_vectors: np.ndarray, left_offsets: np.ndarray,
                        right_vectors: np.ndarray, right_offsets: np.ndarray,
-                       metric: str = "euclidean", _right: tuple | None = None) -> np.ndarray:
+                       metric: str = "euclidean") -> np.ndarray:
     """Return the ``N_left x N_right`` image distances of two face sets: the minimum over
-    every (left face, right face) pair, +inf where either image has no face. (``_right``:
-    the right side as `_prepare` gives it, when the caller made it once for many calls.)"""
+    every (left face, right face) pair, +inf where either image has no face."""
     nl, nr = len(left_offsets) - 1, len(right_offsets) - 1
     if len(left_vectors) == 0 or len(right_vectors) == 0:
         return np.full((nl, nr), np.inf)
-    d = _distances_to(left_vectors, _right or _prepare(right_vectors, metric), metric)
+    d = distances(left_vectors, right_vectors, metric)
     return _segment_min(_segment_min(d, np.asarray(left_offsets), 0), np.asarray(right_offsets), 1)
 
 
 def face_block(left_vectors: np.ndarray, left_offsets: np.ndarray,
                right_vectors: np.ndarray, right_offsets: np.ndarray,
                metric: str = "euclidean") -> DistanceBlock:
-    """Return a distance block for face sets (set minimum, +inf without a face). The
-    right side is normalised (or its squared norms taken) once, not per block."""
-    right = _prepare(right_vectors, metric) if len(right_vectors) else None
-
+    """Return a distance block for face sets (set minimum, +inf without a face)."""
     def block(rows: np.ndarray) -> np.ndarray:
         v, o = select_faces(left_vectors, left_offsets, rows)
-        return face_set_distances(v, o, right_vectors, right_offsets, metric, right)
+        return face_set_distances(v, o, right_vectors, right_offsets, metric)
     return block
 
 
