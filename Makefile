@@ -55,6 +55,7 @@ lint: venv-dev
 bench: system-bench venv-dev
 	$(PY) benchmarks/bench_features.py
 	$(PY) benchmarks/bench_retrieval.py
+	$(PY) benchmarks/bench_evaluate_scale.py --pairs 100000
 	$(MAKE) bench-server
 
 # The server's answer paths against the floor (issue 15's table), through nginx too, and

@@ -176,7 +176,8 @@ def _submit_slurm(study_dir, kind, model, detector, upsample, batch_size, weight
 
 @click.group("slurm")
 def slurm() -> None:
-    """Follow a `features --slurm` job: status, resubmit failed tasks, finalize."""
+    """Follow a `features --slurm` or `evaluate --slurm` job: status, resubmit failed
+    tasks, finalize."""
 
 
 def _slurm_call(fn):
@@ -212,11 +213,15 @@ def slurm_resubmit(job_dir):
 @slurm.command("finalize")
 @click.argument("job_dir", type=click.Path(file_okay=False, exists=True))
 def slurm_finalize(job_dir):
-    """Assemble and verify the feature set once every task succeeded (the finalize job
-    runs this); write finalized.json."""
+    """Assemble and verify the feature set, or write the evaluation from its shards,
+    once every task succeeded (the finalize job runs this); write finalized.json."""
     from experiments import slurm as slurm_mod
 
     out = _slurm_call(lambda: slurm_mod.finalize(job_dir))
+    if "images" not in out:  # an evaluate job
+        click.echo(f"{out['key']}: {out['tasks']} shards merged; {job_dir}/finalized.json\n"
+                   f"{out['summary']}")
+        return
     click.echo(f"{out['key']}: {out['images']} images of {out['pairs']} pairs, verified "
                f"({', '.join(out['checks'])}); {job_dir}/finalized.json")
 

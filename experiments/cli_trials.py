@@ -60,16 +60,65 @@ def subsets(study_dir, obj_definition, face_rule, model, detector, within_cosine
 def run_evaluate(study_dir: Path, subset: str | None = None, out: Path | None = None,
                  ties: str = "mean", repetitions: int = 10, seed: int = 0, gallery: int = 3,
                  face_denominator: str = "faces", associative: str = "exact",
-                 device: str = "auto"):
-    """Evaluate every feature set on a subset, write the results, print Table 1."""
+                 device: str = "auto", chunk: int | None = None,
+                 shard: tuple[int, int] | None = None, from_shards: int | None = None):
+    """Evaluate every feature set on a subset, write the results, print Table 1 (with
+    ``shard``: compute that shard's distance pass only and print its file)."""
     from experiments.evaluate import evaluate_study
     from experiments.summaries import evaluation_summary
 
     ev = evaluate_study(study_dir, subset, out, ties=ties, repetitions=repetitions, seed=seed,
                         gallery=gallery, face_denominator=face_denominator,
-                        associative=associative, device=device)
+                        associative=associative, device=device, chunk=chunk, shard=shard,
+                        from_shards=from_shards)
+    if shard is not None:
+        click.echo(f"shard {shard[0]}/{shard[1]}: {ev}")
+        return ev
     click.echo(evaluation_summary(ev, ties))
     return ev
+
+
+def _evaluate_slurm(study_dir: Path, args: list[str], tasks: int, cpus_per_task: int,
+                    sbatch_args: list[str], no_submit: bool, subset: str | None) -> None:
+    """Write (and submit) the Slurm job of a sharded evaluate; print what was done."""
+    from experiments import slurm as slurm_mod
+    from experiments.cli_base import ExperimentsError
+    from experiments.manifest import ManifestError, load_manifest
+    from experiments.subsets import subsets_dir
+
+    try:
+        load_manifest(study_dir)
+    except ManifestError as exc:
+        raise ExperimentsError(str(exc)) from None
+    if subset is None:  # fixed now, so no task depends on when subsets were computed
+        subset = "TLL_d" if (subsets_dir(study_dir) / "TLL_d.json").is_file() else "all"
+        args = ["--subset", subset] + args
+    key = f"evaluate/{Path(subset).stem}"
+    try:
+        folder = slurm_mod.write_job(study_dir, key, args, tasks, cpus_per_task, sbatch_args,
+                                     command="evaluate")
+        if no_submit:
+            click.echo(f"wrote {folder}/task.sh and finalize.sh (not submitted): submit with "
+                       f"`sbatch {folder}/task.sh`, then `sbatch --dependency=afterok:<ARRAY> "
+                       f"{folder}/finalize.sh`")
+            return
+        sub = slurm_mod.submit(folder)
+    except slurm_mod.SlurmError as exc:
+        raise ExperimentsError(str(exc)) from None
+    click.echo(f"{key}: submitted job array {sub['array']} (tasks {sub['tasks']}) and finalize "
+               f"job {sub['finalize']} (afterok); job folder {folder}\n"
+               f"state: python -m experiments slurm status {folder}\n"
+               f"failed tasks: python -m experiments slurm resubmit {folder}")
+
+
+def _parse_shard(value: str | None) -> tuple[int, int] | None:
+    from experiments.cli_base import ExperimentsError
+    from experiments.features.extract import parse_shard
+
+    try:
+        return parse_shard(value)
+    except ValueError as exc:
+        raise ExperimentsError(str(exc)) from None
 
 
 @click.command("evaluate")
@@ -99,14 +148,60 @@ def run_evaluate(study_dir: Path, subset: str | None = None, out: Path | None = 
               help="Seed of associative recall's random sets and of Fig. 3's random queries.")
 @click.option("--gallery", type=click.IntRange(0), default=3, show_default=True,
               help="Fig. 3: queries per group (worst, best, random) per feature set; 0: none.")
+@click.option("--chunk", type=click.IntRange(1), default=None,
+              help="Query rows per distance block [default: about 16 million distances "
+                   "per block, 16 to 1024 rows]; shards are whole blocks.")
+@click.option("--shard", default=None, metavar="I/N",
+              help="Compute only the distance pass of the I-th of N shares of the query "
+                   "rows (whole blocks) into OUT/shards/; the tables come from --from-shards N "
+                   "(on the CPU; exact Table 2a; face rows faces or subset).")
+@click.option("--from-shards", type=click.IntRange(1), default=None, metavar="N",
+              help="Write the evaluation from the N shard files in OUT/shards/ instead of a "
+                   "distance pass: the same tables as an unsharded CPU run with this --chunk.")
+@click.option("--slurm", is_flag=True,
+              help="Do not compute here: write and submit (sbatch) a Slurm job array of "
+                   "--tasks shards, plus a finalize job that runs after all of them succeed "
+                   "(afterok) and writes the evaluation from the shards.")
+@click.option("--tasks", type=click.IntRange(1, 100000), default=4, show_default=True,
+              help="--slurm: array tasks (shards).")
+@click.option("--cpus-per-task", type=click.IntRange(1, 1024), default=1, show_default=True,
+              help="--slurm: CPUs per task.")
+@click.option("--sbatch-arg", "sbatch_args", multiple=True, metavar="ARG",
+              help="--slurm: an extra #SBATCH line for both jobs, e.g. --sbatch-arg "
+                   "--mem=8G (repeatable).")
+@click.option("--no-submit", is_flag=True, help="--slurm: write the job folder only.")
 @clean_errors
 def evaluate(study_dir, subset, out, ties, face_denominator, associative, device, repetitions,
-             seed, gallery):
+             seed, gallery, chunk, shard, from_shards, slurm, tasks, cpus_per_task, sbatch_args,
+             no_submit):
     """Retrieval of every feature set in the store on a subset: Table 1 (recall@k),
     Table 2a (associative recall), votes correlation, recall plots, Fig. 3 galleries,
     Fig. 5c face counts, index.html."""
+    from experiments.cli_base import ExperimentsError
+
+    shard = _parse_shard(shard)
+    if slurm:
+        if shard is not None or from_shards is not None:
+            raise ExperimentsError("--slurm chooses the shards itself: leave out --shard "
+                                   "and --from-shards")
+        if associative != "exact" or face_denominator == "notebook":
+            raise ExperimentsError("sharded evaluate computes Table 2a exactly on the "
+                                   "subset: use --associative exact and face rows faces "
+                                   "or subset")
+        # every task and the finalize job get the same explicit options
+        args = ([] if subset is None else ["--subset", subset])
+        args += [] if out is None else ["--out", str(Path(out).resolve())]
+        args += ["--ties", ties, "--face-denominator", face_denominator, "--device", "cpu",
+                 "--seed", str(seed), "--gallery", str(gallery)]
+        args += [] if chunk is None else ["--chunk", str(chunk)]
+        _evaluate_slurm(study_dir, args, tasks, cpus_per_task, list(sbatch_args), no_submit,
+                        subset)
+        return
+    if shard is not None and from_shards is not None:
+        raise ExperimentsError("--shard computes one shard, --from-shards merges them: "
+                               "give one of the two")
     run_evaluate(study_dir, subset, out, ties, repetitions, seed, gallery, face_denominator,
-                 associative, device)
+                 associative, device, chunk, shard, from_shards)
 
 
 @click.command("option-matrix")

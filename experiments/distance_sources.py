@@ -131,19 +131,23 @@ def torch_generic_stats(left: np.ndarray, right: np.ndarray, device: str = "cuda
     return out
 
 
-def generic_stats(fs, rows: np.ndarray, device: str = "auto") -> dict:
+def generic_stats(fs, rows: np.ndarray, device: str = "auto", chunk: int | None = None,
+                  part: tuple[int, int] | None = None) -> dict:
     """Return ``{metric: (closer, ties, own)}`` for cosine and Euclidean distance of the
     generic feature set ``fs`` restricted to ``rows`` (left i pairs with right i), from one
-    distance pass, on the GPU where `resolve_retrieval_device` says so."""
+    distance pass, on the GPU where `resolve_retrieval_device` says so. ``part``: only
+    those query rows (see `retrieval.generic_match_stats`), always on the CPU."""
     left, right = np.asarray(fs.left), np.asarray(fs.right)
     rows = np.asarray(rows, dtype=np.int64)
     # the whole set in store order (evaluate on `all`): no index copy of a memory map
     whole = len(rows) == len(left) and bool((rows == np.arange(len(left))).all())
-    where = resolve_retrieval_device(device, len(rows), left.shape[1] if left.ndim == 2 else 0)
+    where = "cpu" if part is not None else resolve_retrieval_device(
+        device, len(rows), left.shape[1] if left.ndim == 2 else 0)
     if where == "cuda":
         return torch_generic_stats(left if whole else left[rows],
                                    right if whole else right[rows], "cuda")
-    return retrieval.generic_match_stats(left, right, rows=None if whole else rows)
+    return retrieval.generic_match_stats(left, right, chunk=chunk,
+                                         rows=None if whole else rows, part=part)
 
 
 def has_feature(fs, side: str, rows: np.ndarray) -> np.ndarray:

@@ -14,6 +14,7 @@ def user_errors() -> tuple[type[BaseException], ...]:
     from experiments.designs import DesignError
     from experiments.distance_sources import FeatureAccessError
     from experiments.distractors import DistractorError
+    from experiments.evaluate import ShardError
     from experiments.experiment_file import ExperimentFileError
     from experiments.features.weights import WeightsError
     from experiments.ingest import IngestError
@@ -22,5 +23,5 @@ def user_errors() -> tuple[type[BaseException], ...]:
     from experiments.subsets import SubsetError
 
     return (DemoDataError, DemoStepError, DesignError, DistractorError, ExperimentFileError,
-            FeatureAccessError, IngestError, ManifestError, StoreError, SubsetError,
+            FeatureAccessError, IngestError, ManifestError, ShardError, StoreError, SubsetError,
             UnknownConditionError, UnknownKindError, WeightsError)

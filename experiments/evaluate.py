@@ -86,7 +86,8 @@ def evaluate_feature_sets(feature_sets, ids: Sequence[str], votes: dict | None =
                           seed: int = 0, subset: str = "all",
                           face_denominator: str = "faces", associative: str = "exact",
                           face_rule: str = "n/a", device: str = "cpu",
-                          all_ids: Sequence[str] | None = None) -> Evaluation:
+                          all_ids: Sequence[str] | None = None, chunk: int | None = None,
+                          stats: Mapping[str, dict] | None = None) -> Evaluation:
     """Return the Evaluation of ``feature_sets`` (a mapping key -> FeatureSet, read one
     key at a time, so a lazy mapping keeps one set in memory) on pairs ``ids``.
 
@@ -98,7 +99,9 @@ def evaluate_feature_sets(feature_sets, ids: Sequence[str], votes: dict | None =
     face-generic rows of Tables 1 and 2a are counted; ``notebook`` needs ``all_ids``, the
     whole set's pair ids, and leaves the ranks, curves and figures on the ``faces``
     population of the subset. ``votes``: pair id -> {"up", "down"} (None or empty: no
-    votes)."""
+    votes). ``chunk``: query rows per distance block (default `retrieval.auto_chunk`).
+    ``stats``: key -> the `set_stats` of every query, e.g. merged from shards
+    (`merge_shards`), used instead of a distance pass."""
     if face_denominator not in FACE_DENOMINATORS:
         raise ValueError(f"unknown face denominator {face_denominator!r} "
                          f"(use {' or '.join(FACE_DENOMINATORS)})")
@@ -118,15 +121,12 @@ def evaluate_feature_sets(feature_sets, ids: Sequence[str], votes: dict | None =
         fs = feature_sets[key]
         metric = ds.default_metric(fs.kind)
         r = ds.rows_for(fs, ids)
+        st = stats[key] if stats is not None else set_stats(fs, ids, device, chunk)
+        closer, tie, own = st["closer"], st["tie"], st["own"]
         if fs.kind == "generic":
-            stats = ds.generic_stats(fs, r, device=device)
-            closer, tie, own = stats[metric]
-            ec, et, _ = stats["euclidean"]
             cme[key] = (retrieval.recall_curve(retrieval.ranks_from_counts(closer, tie, ties), n)
-                        - retrieval.recall_curve(retrieval.ranks_from_counts(ec, et, ties), n))
-        else:
-            block = ds.block_for(fs, r, r, metric)
-            closer, tie, own = retrieval.match_stats(block, n, retrieval.auto_chunk(n))
+                        - retrieval.recall_curve(retrieval.ranks_from_counts(
+                            st["euclidean_closer"], st["euclidean_tie"], ties), n))
         ranks = retrieval.ranks_from_counts(closer, tie, ties)
         ranks_cols[key] = ranks
         finite = np.isfinite(own)
@@ -179,6 +179,126 @@ def evaluate_feature_sets(feature_sets, ids: Sequence[str], votes: dict | None =
                       votes=pd.DataFrame(vrows) if vrows else None, ranks=ranks_df,
                       curves=curves, cos_minus_euc=cme, face_rule=face_rule,
                       face_denominator=face_denominator, associative=associative)
+
+
+STAT_FIELDS = ("closer", "tie", "own", "euclidean_closer", "euclidean_tie")
+
+
+class ShardError(Exception):
+    """Evaluation shards that cannot be computed or merged; the message says why."""
+
+
+def set_stats(fs, ids: Sequence[str], device: str = "cpu", chunk: int | None = None,
+              part: tuple[int, int] | None = None) -> dict[str, np.ndarray]:
+    """Return the distance pass of feature set ``fs`` on pairs ``ids`` under its default
+    metric: ``closer``, ``tie`` and ``own`` per query (see `retrieval.match_stats`) and,
+    for generic sets, ``euclidean_closer`` and ``euclidean_tie`` (Fig. 2a), for every
+    query or only query rows ``part`` (whole chunks of ``chunk`` rows, see
+    `retrieval.shard_rows`; computed on the CPU)."""
+    n = len(ids)
+    r = ds.rows_for(fs, ids)
+    metric = ds.default_metric(fs.kind)
+    chunk = chunk or retrieval.auto_chunk(n)
+    if fs.kind == "generic":
+        got = ds.generic_stats(fs, r, device=device, chunk=chunk, part=part)
+        (closer, tie, own), (ec, et, _) = got[metric], got["euclidean"]
+        return {"closer": closer, "tie": tie, "own": own, "euclidean_closer": ec,
+                "euclidean_tie": et}
+    block = ds.block_for(fs, r if part is None else r[part[0]:part[1]], r, metric)
+    if part is not None:  # a shard copies only its own queries' faces: the same rows
+        sub, start = block, part[0]
+
+        def block(rows: np.ndarray) -> np.ndarray:
+            return sub(rows - start)
+    closer, tie, own = retrieval.match_stats(block, n, chunk, part=part)
+    return {"closer": closer, "tie": tie, "own": own}
+
+
+def _ids_digest(ids: Sequence[str]) -> str:
+    import hashlib
+
+    return hashlib.sha256("\n".join(ids).encode()).hexdigest()
+
+
+def _set_stamp(fs) -> str:
+    """What identifies the computed content of a feature set (its meta's ``created``)."""
+    return str((getattr(fs, "meta", None) or {}).get("created", ""))
+
+
+def shard_path(folder: str | os.PathLike, shard: tuple[int, int]) -> Path:
+    """Return the file of evaluation shard ``(i, k)`` in ``folder``."""
+    return Path(folder) / f"shard-{shard[0]}-of-{shard[1]}.npz"
+
+
+def evaluate_shard(feature_sets, ids: Sequence[str], shard: tuple[int, int],
+                   folder: str | os.PathLike, chunk: int | None = None) -> Path:
+    """Compute `set_stats` of every feature set for the query rows of shard ``(i, k)``
+    (`retrieval.shard_rows`), write them to `shard_path` in ``folder`` with what the
+    merge checks (the pair ids' digest, the chunk, each set's ``created``) and return the
+    file."""
+    n = len(ids)
+    chunk = chunk or retrieval.auto_chunk(n)
+    try:
+        start, stop = retrieval.shard_rows(n, chunk, shard)
+    except ValueError as exc:
+        raise ShardError(str(exc)) from None
+    head = {"n": n, "ids": _ids_digest(ids), "chunk": chunk, "start": start, "stop": stop,
+            "shard": list(shard), "sets": {}}
+    arrays: dict[str, np.ndarray] = {}
+    for j, key in enumerate(_order(feature_sets)):
+        fs = feature_sets[key]
+        head["sets"][key] = {"index": j, "created": _set_stamp(fs)}
+        for name, a in set_stats(fs, ids, chunk=chunk, part=(start, stop)).items():
+            arrays[f"s{j}_{name}"] = a
+        del fs
+    path = shard_path(folder, shard)
+    make_dirs(path.parent)
+    import json
+
+    write_with(path, lambda fh: np.savez(fh, head=np.array(json.dumps(head)), **arrays))
+    return path
+
+
+def merge_shards(feature_sets, ids: Sequence[str], tasks: int, folder: str | os.PathLike,
+                 chunk: int | None = None) -> dict[str, dict]:
+    """Return key -> `set_stats` of every query, concatenated from the ``tasks`` shard
+    files in ``folder``; raise ShardError when one is missing or was computed on other
+    pairs, another chunk or other feature sets, or when they do not cover the rows once."""
+    import json
+
+    n = len(ids)
+    chunk = chunk or retrieval.auto_chunk(n)
+    digest = _ids_digest(ids)
+    stamps = {key: _set_stamp(feature_sets[key]) for key in _order(feature_sets)}
+    parts, covered = [], 0
+    for i in range(1, tasks + 1):
+        path = shard_path(folder, (i, tasks))
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                head = json.loads(str(z["head"]))
+                data = {k: z[k] for k in z.files if k != "head"}
+        except (OSError, ValueError, KeyError):
+            raise ShardError(f"shard {i}/{tasks} missing or unreadable: {path} (run "
+                             f"`evaluate ... --shard {i}/{tasks}` again)") from None
+        why = ("other pairs" if head["ids"] != digest or head["n"] != n
+               else f"chunk {head['chunk']}, not {chunk}" if head["chunk"] != chunk
+               else "other feature sets" if {k: v["created"] for k, v in head["sets"].items()} != stamps
+               else f"rows {head['start']}:{head['stop']}, not from row {covered}"
+               if head["start"] != covered else None)
+        if why:
+            raise ShardError(f"shard {i}/{tasks} ({path}) was computed on {why}: compute "
+                             "every shard again with the same options")
+        covered = head["stop"]
+        parts.append((head, data))
+    if covered != n:
+        raise ShardError(f"the {tasks} shards cover rows 0:{covered} of {n}")
+    out = {}
+    for key in stamps:
+        fields = [f for f in STAT_FIELDS if any(f"s{h['sets'][key]['index']}_{f}" in d
+                                                for h, d in parts)]
+        out[key] = {f: np.concatenate([d[f"s{h['sets'][key]['index']}_{f}"] for h, d in parts])
+                    for f in fields}
+    return out
 
 
 # --------------------------------------------------------------------------- output
@@ -308,11 +428,15 @@ def evaluate_study(workdir: str | os.PathLike, subset: str | None = None,
                    out: str | os.PathLike | None = None, ties: str = "mean",
                    repetitions: int = 10, seed: int = 0, gallery: int = 3,
                    face_denominator: str = "faces", associative: str = "exact",
-                   device: str = "auto") -> Evaluation:
+                   device: str = "auto", chunk: int | None = None,
+                   shard: tuple[int, int] | None = None,
+                   from_shards: int | None = None) -> Evaluation | Path:
     """Evaluate every feature set of a study's store on ``subset`` (default TLL_d when
     computed, else all pairs), write the results with Fig. 3 (``gallery`` queries per
     group) and Fig. 5c to ``out`` and return them. Feature sets are memory-mapped and
-    read one at a time."""
+    read one at a time. ``shard`` ``(i, k)``: only compute the distance pass of shard i
+    of k into ``out/shards/`` and return that file; ``from_shards`` k: evaluate from
+    those k files instead of a distance pass (the same tables, byte for byte)."""
     from experiments.manifest import load_manifest
     from experiments.store import FeatureStore
     from experiments.subsets import load_subset, subset_face_rule, subsets_dir
@@ -334,13 +458,22 @@ def evaluate_study(workdir: str | os.PathLike, subset: str | None = None,
         raise ds.FeatureAccessError(f"subset {name!r} holds {len(ids)} pair(s); retrieval needs 2 or more")
     votes = {p.id: p.votes for p in manifest.pairs if p.votes is not None}
     fsets = LazyFeatureSets(store, keys)
+    out = Path(out or Path(workdir) / "evaluation" / name)
+    if shard is not None or from_shards is not None:
+        # a shard holds one distance pass per set; these modes need a second, whole one
+        if associative != "exact" or face_denominator == "notebook":
+            raise ShardError("sharded evaluate computes Table 2a exactly on the subset: "
+                             "use --associative exact and face rows faces or subset")
+    if shard is not None:
+        return evaluate_shard(fsets, ids, shard, out / "shards", chunk)
+    stats = (merge_shards(fsets, ids, from_shards, out / "shards", chunk)
+             if from_shards is not None else None)
     ev = evaluate_feature_sets(fsets, ids, votes, ties=ties,
                                repetitions=repetitions, seed=seed, subset=name,
                                face_denominator=face_denominator, associative=associative,
                                face_rule=subset_face_rule(workdir, name) or "n/a", device=device,
-                               all_ids=manifest.ids)
+                               all_ids=manifest.ids, chunk=chunk, stats=stats)
     from experiments.figures import write_figures
 
-    out = Path(out or Path(workdir) / "evaluation" / name)
     write_evaluation(ev, out, write_figures(workdir, manifest, fsets, ev, out, gallery, seed))
     return ev

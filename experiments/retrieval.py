@@ -148,29 +148,53 @@ def set_distance(a: np.ndarray, b: np.ndarray, metric: str) -> float:
 
 
 # --------------------------------------------------------------------------- ranks
-def _chunks(n: int, chunk: int) -> Iterable[np.ndarray]:
-    for start in range(0, n, chunk):
-        yield np.arange(start, min(start + chunk, n))
+def _chunks(n: int, chunk: int, first: int = 0, stop: int | None = None) -> Iterable[np.ndarray]:
+    stop = n if stop is None else stop
+    for start in range(first, stop, chunk):
+        yield np.arange(start, min(start + chunk, stop))
+
+
+def shard_rows(n: int, chunk: int, shard: tuple[int, int]) -> tuple[int, int]:
+    """Return ``(start, stop)``, the query rows of shard ``(i, k)`` (1-based i of k) of n
+    rows: whole row chunks of ``chunk`` rows, the chunks shared out as evenly as they
+    go, so each shard computes exactly the blocks an unsharded pass computes for its rows
+    (a shard past the number of chunks is empty)."""
+    i, k = shard
+    if not 1 <= i <= k:
+        raise ValueError(f"shard {i}/{k}: I must be between 1 and N")
+    chunks = -(-n // chunk)
+    return min(n, (i - 1) * chunks // k * chunk), min(n, i * chunks // k * chunk)
+
+
+def _part(n: int, chunk: int, part: tuple[int, int] | None) -> tuple[int, int]:
+    start, stop = part or (0, n)
+    if not (0 <= start <= stop <= n and start % chunk == 0 and (stop % chunk == 0 or stop == n)):
+        raise ValueError(f"rows {start}:{stop} are not whole chunks of {chunk} of {n} rows")
+    return start, stop
 
 
 def match_stats(block: DistanceBlock, n: int, chunk: int = 1024,
-                true_cols: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                true_cols: np.ndarray | None = None, part: tuple[int, int] | None = None
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Return ``(closer, ties, own)`` per left image from one pass over ``block``: how many
     right images are strictly closer than its true match, how many others lie at exactly
     the same distance, and the distance to the true match itself (right ``true_cols[i]``,
     default ``i``). NaN counts as +inf. Rows are processed ``chunk`` at a time; no row is
-    ever sorted."""
+    ever sorted. ``part`` ``(start, stop)`` (whole chunks, see `shard_rows`): only those
+    query rows, the arrays then of length ``stop - start``."""
     true_cols = np.arange(n) if true_cols is None else np.asarray(true_cols)
-    closer = np.empty(n, dtype=np.int64)
-    ties = np.empty(n, dtype=np.int64)
-    own_all = np.empty(n, dtype=np.float64)
-    for rows in _chunks(n, chunk):
+    start, stop = _part(n, chunk, part)
+    closer = np.empty(stop - start, dtype=np.int64)
+    ties = np.empty(stop - start, dtype=np.int64)
+    own_all = np.empty(stop - start, dtype=np.float64)
+    for rows in _chunks(n, chunk, start, stop):
         d = block(rows)
         d = np.where(np.isnan(d), np.inf, d) if np.isnan(d).any() else d
         own = d[np.arange(len(rows)), true_cols[rows]][:, None]
-        closer[rows] = np.count_nonzero(d < own, axis=1)
-        ties[rows] = np.count_nonzero(d == own, axis=1) - 1
-        own_all[rows] = own[:, 0]
+        at = rows - start
+        closer[at] = np.count_nonzero(d < own, axis=1)
+        ties[at] = np.count_nonzero(d == own, axis=1) - 1
+        own_all[at] = own[:, 0]
     return closer, ties, own_all
 
 
@@ -206,7 +230,8 @@ def _unit_copy(a: np.ndarray, rows: np.ndarray | None = None, block: int = 8192
 
 
 def generic_match_stats(left: np.ndarray, right: np.ndarray, chunk: int | None = None,
-                        euclidean: bool = True, rows: np.ndarray | None = None
+                        euclidean: bool = True, rows: np.ndarray | None = None,
+                        part: tuple[int, int] | None = None
                         ) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]:
     """Return ``{metric: (closer, ties, own)}`` (see `match_stats`) for vector features,
     row i of ``left[rows]`` pairing with row i of ``right[rows]`` (``rows`` default: all;
@@ -214,33 +239,41 @@ def generic_match_stats(left: np.ndarray, right: np.ndarray, chunk: int | None =
     distance from ONE matrix product per row chunk: the cosine block is ``1 - l̂ r̂ᵀ`` as
     in `generic_block`, and the squared Euclidean distance ``|l|² + |r|² - 2 |l| |r| l̂·r̂``
     reuses it (squares rank like distances). Memory: one unit-row copy per side plus a
-    few ``chunk x N`` blocks (`auto_chunk`: about 64 MB each)."""
-    ln, lnorm = _unit_copy(left, rows)
+    few ``chunk x N`` blocks (`auto_chunk`: about 64 MB each). ``part`` ``(start,
+    stop)``: only those query rows (whole chunks, see `shard_rows`), the same numbers as
+    the whole pass gives them; only those rows of the left side are copied."""
     rn, rnorm = _unit_copy(right, rows)
-    n = len(ln)
+    n = len(rn)
     chunk = chunk or auto_chunk(n)
+    start, stop = _part(n, chunk, part)
+    if part is None:
+        ln, lnorm = _unit_copy(left, rows)
+    else:  # norms are taken row by row: a slice's unit rows are the whole copy's
+        ln, lnorm = _unit_copy(left, np.arange(start, stop) if rows is None
+                               else np.asarray(rows)[start:stop])
     rnt = rn.T                 # BLAS takes the transposed operand as is: no copy
     metrics = ("cosine", "euclidean") if euclidean else ("cosine",)
-    out = {m: (np.empty(n, np.int64), np.empty(n, np.int64), np.empty(n, np.float64))
-           for m in metrics}
+    out = {m: (np.empty(stop - start, np.int64), np.empty(stop - start, np.int64),
+               np.empty(stop - start, np.float64)) for m in metrics}
     rsq = rnorm * rnorm
-    for rws in _chunks(n, chunk):
-        sim = ln[rws] @ rnt
+    for rws in _chunks(n, chunk, start, stop):
+        at = rws - start
+        sim = ln[at] @ rnt
         r = np.arange(len(rws))
         for m in metrics:
             if m == "cosine":
                 d = np.subtract(1.0, sim, dtype=sim.dtype)
             else:  # in place: one chunk-sized temporary
-                ln_r = lnorm[rws][:, None]
+                ln_r = lnorm[at][:, None]
                 d = np.multiply(sim, -2 * ln_r)
                 d *= rnorm[None, :]
                 d += rsq[None, :]
                 d += ln_r * ln_r
             own = d[r, rws][:, None]
             closer, ties, dist = out[m]
-            closer[rws] = np.count_nonzero(d < own, axis=1)
-            ties[rws] = np.count_nonzero(d == own, axis=1) - 1
-            dist[rws] = own[:, 0]
+            closer[at] = np.count_nonzero(d < own, axis=1)
+            ties[at] = np.count_nonzero(d == own, axis=1) - 1
+            dist[at] = own[:, 0]
             del d
         del sim
     if euclidean:  # squared above; report the distance itself

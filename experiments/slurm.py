@@ -1,9 +1,10 @@
-"""Feature extraction on a Slurm cluster: a job array (one hash-decided shard per task,
+"""Feature extraction and evaluation on a Slurm cluster: a job array (one shard per task,
 the same settings for every task) plus a finalize job that runs once every task has
-succeeded (``--dependency=afterok``), assembles the feature set and verifies it.
+succeeded (``--dependency=afterok``): for features it assembles the feature set and
+verifies it, for evaluate it merges the shards' distance passes into the tables.
 
 The job folder ``STUDY_DIR/slurm/<kind>-<name>/`` holds ``task.sh``, ``finalize.sh``,
-``job.json`` (the settings and every submission's job ids), ``logs/`` and, once done,
+``job.json`` (the command, the settings and every submission's job ids), ``logs/`` and, once done,
 ``finalized.json``. `status` reads squeue and sacct (or ``scontrol show job`` where
 accounting is off); `resubmit` submits only the failed tasks again, with a new finalize
 job depending on them."""
@@ -50,10 +51,17 @@ def job_dir(study: str | os.PathLike, key: str) -> Path:
     return Path(study).resolve() / "slurm" / key.replace("/", "-")
 
 
+COMMANDS = ("features", "evaluate")
+
+
 def write_job(study: str | os.PathLike, key: str, feature_args: list[str], tasks: int,
-              cpus_per_task: int, sbatch_args: list[str] | None = None) -> Path:
-    """Write the job folder of ``key``: ``task.sh`` (the array, each task ``features
-    ... feature_args --shard I/tasks``), ``finalize.sh`` and ``job.json``; return it."""
+              cpus_per_task: int, sbatch_args: list[str] | None = None,
+              command: str = "features") -> Path:
+    """Write the job folder of ``key``: ``task.sh`` (the array, each task ``COMMAND
+    STUDY feature_args --shard I/tasks``, COMMAND one of COMMANDS), ``finalize.sh`` and
+    ``job.json``; return it."""
+    if command not in COMMANDS:
+        raise SlurmError(f"unknown command {command!r} (use {' or '.join(COMMANDS)})")
     if tasks < 1 or cpus_per_task < 1:
         raise SlurmError("--tasks and --cpus-per-task must be at least 1")
     folder = job_dir(study, key)
@@ -69,7 +77,7 @@ def write_job(study: str | os.PathLike, key: str, feature_args: list[str], tasks
             "# Every task runs the same command with the same settings but its shard: the\n"
             "# settings are recorded with each result and the finalize job refuses a mix.\n"
             f"set -euo pipefail\n{head}"
-            f"exec {shlex.quote(sys.executable)} -m experiments features {shlex.quote(study)} "
+            f"exec {shlex.quote(sys.executable)} -m experiments {command} {shlex.quote(study)} "
             f"{quoted} --shard \"${{SLURM_ARRAY_TASK_ID}}/{tasks}\"\n")
     finalize = (f"#!/bin/bash\n#SBATCH --job-name=tll-{name}-finalize\n"
                 f"#SBATCH --cpus-per-task={cpus_per_task}\n"
@@ -83,7 +91,7 @@ def write_job(study: str | os.PathLike, key: str, feature_args: list[str], tasks
         (folder / script).chmod(0o755)
     (folder / "finalized.json").unlink(missing_ok=True)
     files.write_json(folder / "job.json", {
-        "study": study, "key": key, "tasks": tasks, "cpus_per_task": cpus_per_task,
+        "command": command, "study": study, "key": key, "tasks": tasks, "cpus_per_task": cpus_per_task,
         "feature_args": feature_args, "sbatch_args": sbatch_args or [], "submissions": []})
     return folder
 
@@ -92,7 +100,7 @@ def _load(folder: str | os.PathLike) -> dict:
     try:
         return json.loads((Path(folder) / "job.json").read_text(encoding="utf-8"))
     except (OSError, ValueError):
-        raise SlurmError(f"{folder} is not a job folder written by `features --slurm` "
+        raise SlurmError(f"{folder} is not a job folder written by `features --slurm` or `evaluate --slurm` "
                          "(no readable job.json)") from None
 
 
@@ -212,12 +220,16 @@ def resubmit_failed(folder: str | os.PathLike) -> dict:
 def finalize(folder: str | os.PathLike) -> dict:
     """Assemble the feature set (every task's results are in the cache) with the job's
     settings, verify it and write ``finalized.json``; return the verification. Raise
-    SlurmError when the set is incomplete, mixes settings or does not match the job."""
+    SlurmError when the set is incomplete, mixes settings or does not match the job.
+    For an evaluate job: write the evaluation from the tasks' shards (which the merge
+    checks: every row once, the same pairs, chunk and feature sets)."""
     from experiments.manifest import load_manifest
     from experiments.store import FeatureStore, StoreError
 
     folder = Path(folder)
     job = _load(folder)
+    if job.get("command", "features") == "evaluate":
+        return _finalize_evaluate(folder, job)
     proc = subprocess.run([sys.executable, "-m", "experiments", "features", job["study"],
                            *job["feature_args"]], capture_output=True, text=True, cwd=ROOT)
     if proc.returncode != 0:
@@ -242,5 +254,17 @@ def finalize(folder: str | os.PathLike) -> dict:
     out = {"key": job["key"], "images": images, "pairs": len(manifest.ids),
            "compute": meta["compute"][0], "checks": checks, "created": meta.get("created"),
            "assembled": proc.stdout.strip()}
+    files.write_json(folder / "finalized.json", out)
+    return out
+
+
+def _finalize_evaluate(folder: Path, job: dict) -> dict:
+    proc = subprocess.run([sys.executable, "-m", "experiments", "evaluate", job["study"],
+                           *job["feature_args"], "--from-shards", str(job["tasks"])],
+                          capture_output=True, text=True, cwd=ROOT)
+    if proc.returncode != 0:
+        raise SlurmError(f"merging the shards of {job['key']} failed: {proc.stderr.strip()}")
+    out = {"key": job["key"], "tasks": job["tasks"], "checks": {"shards_merged": True},
+           "summary": proc.stdout.strip()}
     files.write_json(folder / "finalized.json", out)
     return out

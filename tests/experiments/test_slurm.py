@@ -174,3 +174,30 @@ def test_features_through_slurm_equal_a_single_machine_run(slurm_cluster, tmp_pa
     ma.pop("created"), mb.pop("created")
     assert ma == mb and mb["compute"][0]["threads"] == 1 and mb["compute"][0]["deterministic"]
     assert np.load(b / "left.npy").shape == (len(PAIRS), 1280)
+
+
+def test_evaluate_through_slurm_equals_an_unsharded_run(slurm_cluster, tmp_path, demo_study,
+                                                       copy_study):
+    """Three array tasks each compute whole blocks of query rows of every feature set
+    (generic, face, face_generic); the finalize job merges them into the unsharded tables."""
+    study = copy_study(demo_study)  # the job folder is written into the study
+    single, cluster = tmp_path / "single", tmp_path / "cluster"
+    opts = ["--subset", "all", "--chunk", "8", "--gallery", "0"]
+    run_cli("experiments", "evaluate", str(study), *opts, "--device", "cpu",
+            "--out", str(single))
+    proc = run_cli("experiments", "evaluate", str(study), *opts, "--out", str(cluster),
+                   "--slurm", "--tasks", "3", "--cpus-per-task", "1")
+    folder = slurm_mod.job_dir(study, "evaluate/all")
+    assert "submitted job array" in proc.stdout and str(folder) in proc.stdout
+    task_sh = (folder / "task.sh").read_text()
+    assert "-m experiments evaluate" in task_sh and '--shard "${SLURM_ARRAY_TASK_ID}/3"' in task_sh
+    _wait(lambda: (folder / "finalized.json").is_file(), 240, "the finalize job")
+    rows, _, _ = slurm_mod.status(folder)
+    assert {r["state"] for r in rows} == {"COMPLETED"} and len(rows) == 4
+    assert sorted((cluster / "shards").iterdir()) == [
+        cluster / "shards" / f"shard-{i}-of-3.npz" for i in (1, 2, 3)]
+    for name in ("table1.csv", "table2a.csv", "votes.csv", "ranks.csv"):
+        assert (cluster / name).read_bytes() == (single / name).read_bytes(), name
+    kinds = set(np.genfromtxt(single / "table1.csv", delimiter=",", dtype=str, skip_header=1,
+                              usecols=1))
+    assert kinds == {"generic", "face", "face_generic"}
