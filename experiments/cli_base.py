@@ -32,3 +32,28 @@ def clean_errors(fn):
 
 
 STUDY = click.argument("study_dir", type=click.Path(file_okay=False, path_type=Path))
+
+
+def slurm_options(run: str, cpus_help: str, sbatch_example: str):
+    """Return a decorator adding the Slurm options every sharded command takes (--slurm,
+    --tasks, --cpus-per-task, --sbatch-arg, --no-submit); `run` says what the finalize job
+    does after the array, `cpus_help` what a task's CPUs are for."""
+    options = (
+        click.option("--slurm", is_flag=True,
+                     help="Do not compute here: write and submit (sbatch) a Slurm job array of "
+                          f"--tasks shards{run}"),
+        click.option("--tasks", type=click.IntRange(1, 100000), default=4, show_default=True,
+                     help="--slurm: array tasks (shards)."),
+        click.option("--cpus-per-task", type=click.IntRange(1, 1024), default=1,
+                     show_default=True, help=cpus_help),
+        click.option("--sbatch-arg", "sbatch_args", multiple=True, metavar="ARG",
+                     help="--slurm: an extra #SBATCH line for both jobs, e.g. --sbatch-arg "
+                          f"{sbatch_example} (repeatable)."),
+        click.option("--no-submit", is_flag=True, help="--slurm: write the job folder only."),
+    )
+
+    def decorate(fn):
+        for option in reversed(options):
+            fn = option(fn)
+        return fn
+    return decorate

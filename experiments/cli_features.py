@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import click
 
-from experiments.cli_base import ExperimentsError
+from experiments.cli_base import ExperimentsError, slurm_options
 from experiments.conditions import FEATURE_KINDS as KINDS
 
 MODELS = ("efficientnet_lite0", "alexnet", "vgg16", "resnet18", "resnet50", "resnet152",
@@ -63,18 +63,10 @@ DETECTORS = ("hog", "cnn")
               help="When cached results were computed under other settings (device, dtype, "
                    "TF32, autocast, library versions): refuse, allow both in one set "
                    "(meta.json lists each), or recompute them under this run's.")
-@click.option("--slurm", is_flag=True,
-              help="Do not compute here: write and submit (sbatch) a Slurm job array of "
-                   "--tasks shards with these settings, plus a finalize job that runs after "
-                   "all of them succeed (afterok), assembles the set and verifies it.")
-@click.option("--tasks", type=click.IntRange(1, 100000), default=4, show_default=True,
-              help="--slurm: array tasks (shards).")
-@click.option("--cpus-per-task", type=click.IntRange(1, 1024), default=1, show_default=True,
-              help="--slurm: CPUs per task; also every task's --threads.")
-@click.option("--sbatch-arg", "sbatch_args", multiple=True, metavar="ARG",
-              help="--slurm: an extra #SBATCH line for both jobs, e.g. --sbatch-arg "
-                   "--partition=gpu --sbatch-arg --time=2:00:00 (repeatable).")
-@click.option("--no-submit", is_flag=True, help="--slurm: write the job folder only.")
+@slurm_options(" with these settings, plus a finalize job that runs after all of them succeed "
+               "(afterok), assembles the set and verifies it.",
+               "--slurm: CPUs per task; also every task's --threads.",
+               "--partition=gpu --sbatch-arg --time=2:00:00")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def features(study_dir, kind, model, detector, upsample, batch_size, weights, workers, device,
              precision, max_side, shard, allow_tf32, autocast, threads, deterministic,

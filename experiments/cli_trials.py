@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from experiments.cli_base import STUDY, clean_errors
+from experiments.cli_base import STUDY, clean_errors, slurm_options
 
 
 # --------------------------------------------------------------------------- subsets
@@ -158,18 +158,9 @@ def _parse_shard(value: str | None) -> tuple[int, int] | None:
 @click.option("--from-shards", type=click.IntRange(1), default=None, metavar="N",
               help="Write the evaluation from the N shard files in OUT/shards/ instead of a "
                    "distance pass: the same tables as an unsharded CPU run with this --chunk.")
-@click.option("--slurm", is_flag=True,
-              help="Do not compute here: write and submit (sbatch) a Slurm job array of "
-                   "--tasks shards, plus a finalize job that runs after all of them succeed "
-                   "(afterok) and writes the evaluation from the shards.")
-@click.option("--tasks", type=click.IntRange(1, 100000), default=4, show_default=True,
-              help="--slurm: array tasks (shards).")
-@click.option("--cpus-per-task", type=click.IntRange(1, 1024), default=1, show_default=True,
-              help="--slurm: CPUs per task.")
-@click.option("--sbatch-arg", "sbatch_args", multiple=True, metavar="ARG",
-              help="--slurm: an extra #SBATCH line for both jobs, e.g. --sbatch-arg "
-                   "--mem=8G (repeatable).")
-@click.option("--no-submit", is_flag=True, help="--slurm: write the job folder only.")
+@slurm_options(", plus a finalize job that runs after all of them succeed (afterok) and "
+               "writes the evaluation from the shards.",
+               "--slurm: CPUs per task.", "--mem=8G")
 @clean_errors
 def evaluate(study_dir, subset, out, ties, face_denominator, associative, device, repetitions,
              seed, gallery, chunk, shard, from_shards, slurm, tasks, cpus_per_task, sbatch_args,

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 
-import numpy as np
 import pandas as pd
 
 COLUMNS = ["face_rule", "face_rows", "TLL_d", "feature_set", "N", "queries",
@@ -19,23 +18,12 @@ def option_matrix(workdir: str | os.PathLike) -> pd.DataFrame:
     ``queries``, R@1..R@20 and ``recall_at``, which says when the labels are the
     notebook's printed recall at 2, 6, 11, 21)."""
     from experiments import distance_sources as ds
-    from experiments import retrieval
     from experiments.evaluate import FACE_DENOMINATORS, LazyFeatureSets, evaluate_feature_sets
-    from experiments.manifest import load_manifest
     from experiments.store import FeatureStore
-    from experiments.subsets import FACE_RULES, SubsetParams, build_subsets, near_duplicate_reasons
+    from experiments.subsets import FACE_RULES, SubsetParams, build_subsets, study_reasons
 
-    manifest = load_manifest(workdir)
+    ids, reasons, _, keys = study_reasons(workdir)
     store = FeatureStore(workdir)
-    keys = store.keys()
-    gkey, fkey = ds.generic_key(keys, None), ds.face_key(keys, None)
-    generic, face = store.load(gkey), store.load(fkey)
-    ids = manifest.ids
-    g_rows, f_rows = ds.rows_for(generic, ids), ds.rows_for(face, ids)
-    reasons = near_duplicate_reasons(
-        ids, np.asarray(generic.left)[g_rows], np.asarray(generic.right)[g_rows],
-        retrieval.select_faces(face.left.vectors, face.left.offsets, f_rows),
-        retrieval.select_faces(face.right.vectors, face.right.offsets, f_rows))
     face_keys = [k for k in keys if k.split("/", 1)[0] in ds.FACE_KINDS]
     fsets = LazyFeatureSets(store, face_keys)
     rows = []

@@ -201,10 +201,12 @@ def subsets_dir(workdir: str | os.PathLike) -> Path:
     return Path(workdir) / "subsets"
 
 
-def compute_subsets(workdir: str | os.PathLike, params: SubsetParams = SubsetParams(),
-                    model: str | None = None, detector: str | None = None) -> dict[str, dict]:
-    """Compute the near-duplicate subsets of a study from its feature store, write
-    ``subsets/<NAME>.json`` and return the documents written."""
+def study_reasons(workdir: str | os.PathLike, params: SubsetParams = SubsetParams(),
+                  model: str | None = None, detector: str | None = None):
+    """Return ``(ids, reasons, used, keys)`` for a study: the manifest's pair ids, the
+    near-duplicate reasons of each pair from its generic and face feature sets
+    (``near_duplicate_reasons`` under ``params``), the keys of those two sets and all the
+    store's keys."""
     from experiments import distance_sources as ds
     from experiments.manifest import load_manifest
     from experiments.store import FeatureStore
@@ -221,7 +223,15 @@ def compute_subsets(workdir: str | os.PathLike, params: SubsetParams = SubsetPar
         ids, np.asarray(generic.left)[g_rows], np.asarray(generic.right)[g_rows],
         retrieval.select_faces(face.left.vectors, face.left.offsets, f_rows),
         retrieval.select_faces(face.right.vectors, face.right.offsets, f_rows), params)
-    docs = build_subsets(ids, reasons, params, [gkey, fkey])
+    return ids, reasons, [gkey, fkey], keys
+
+
+def compute_subsets(workdir: str | os.PathLike, params: SubsetParams = SubsetParams(),
+                    model: str | None = None, detector: str | None = None) -> dict[str, dict]:
+    """Compute the near-duplicate subsets of a study from its feature store, write
+    ``subsets/<NAME>.json`` and return the documents written."""
+    ids, reasons, used, _ = study_reasons(workdir, params, model, detector)
+    docs = build_subsets(ids, reasons, params, used)
     for name, doc in docs.items():
         files.write_json(subsets_dir(workdir) / f"{name}.json", doc)
     return docs
