@@ -57,3 +57,27 @@ def slurm_options(run: str, cpus_help: str, sbatch_example: str):
             fn = option(fn)
         return fn
     return decorate
+
+
+def submit_slurm(study_dir, key: str, args: list[str], tasks: int, cpus_per_task: int,
+                 sbatch_args, no_submit: bool, command: str = "features") -> None:
+    """Write the Slurm job folder of `key` (an array of `command ARGS` tasks and its
+    finalize job), submit it unless `no_submit`, and print what was done and the commands
+    that follow it; a Slurm problem becomes an ExperimentsError."""
+    from experiments import slurm as slurm_mod
+
+    try:
+        folder = slurm_mod.write_job(study_dir, key, args, tasks, cpus_per_task, sbatch_args,
+                                     command=command)
+        if no_submit:
+            click.echo(f"wrote {folder}/task.sh and finalize.sh (not submitted): submit with "
+                       f"`sbatch {folder}/task.sh`, then `sbatch --dependency=afterok:<ARRAY> "
+                       f"{folder}/finalize.sh`")
+            return
+        sub = slurm_mod.submit(folder)
+    except slurm_mod.SlurmError as exc:
+        raise ExperimentsError(str(exc)) from None
+    click.echo(f"{key}: submitted job array {sub['array']} (tasks {sub['tasks']}) and finalize "
+               f"job {sub['finalize']} (afterok); job folder {folder}\n"
+               f"state: python -m experiments slurm status {folder}\n"
+               f"failed tasks: python -m experiments slurm resubmit {folder}")

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import click
 
-from experiments.cli_base import ExperimentsError, slurm_options
+from experiments.cli_base import ExperimentsError, slurm_options, submit_slurm
 from experiments.conditions import FEATURE_KINDS as KINDS
 
 MODELS = ("efficientnet_lite0", "alexnet", "vgg16", "resnet18", "resnet50", "resnet152",
@@ -123,7 +123,6 @@ def _submit_slurm(study_dir, kind, model, detector, upsample, batch_size, weight
     """Write (and submit) the Slurm job of one feature set; print what was done."""
     from pathlib import Path
 
-    from experiments import slurm as slurm_mod
     from experiments.features.compute import DEFAULT_CPU_BATCH
     from experiments.manifest import ManifestError, load_manifest
     from experiments.store import feature_key
@@ -150,20 +149,7 @@ def _submit_slurm(study_dir, kind, model, detector, upsample, batch_size, weight
         args += ["--weights", str(Path(weights).resolve())]
     args += ["--allow-tf32"] if allow_tf32 else []
     args += ["--autocast"] if autocast else []
-    try:
-        folder = slurm_mod.write_job(study_dir, key, args, tasks, cpus_per_task, sbatch_args)
-        if no_submit:
-            click.echo(f"wrote {folder}/task.sh and finalize.sh (not submitted): submit with "
-                       f"`sbatch {folder}/task.sh`, then `sbatch --dependency=afterok:<ARRAY> "
-                       f"{folder}/finalize.sh`")
-            return
-        sub = slurm_mod.submit(folder)
-    except slurm_mod.SlurmError as exc:
-        raise ExperimentsError(str(exc)) from None
-    click.echo(f"{key}: submitted job array {sub['array']} (tasks {sub['tasks']}) and finalize "
-               f"job {sub['finalize']} (afterok); job folder {folder}\n"
-               f"state: python -m experiments slurm status {folder}\n"
-               f"failed tasks: python -m experiments slurm resubmit {folder}")
+    submit_slurm(study_dir, key, args, tasks, cpus_per_task, sbatch_args, no_submit)
 
 
 @click.group("slurm")

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from experiments.cli_base import STUDY, clean_errors, slurm_options
+from experiments.cli_base import STUDY, clean_errors, slurm_options, submit_slurm
 
 
 # --------------------------------------------------------------------------- subsets
@@ -81,7 +81,6 @@ def run_evaluate(study_dir: Path, subset: str | None = None, out: Path | None = 
 def _evaluate_slurm(study_dir: Path, args: list[str], tasks: int, cpus_per_task: int,
                     sbatch_args: list[str], no_submit: bool, subset: str | None) -> None:
     """Write (and submit) the Slurm job of a sharded evaluate; print what was done."""
-    from experiments import slurm as slurm_mod
     from experiments.cli_base import ExperimentsError
     from experiments.manifest import ManifestError, load_manifest
     from experiments.subsets import subsets_dir
@@ -94,21 +93,7 @@ def _evaluate_slurm(study_dir: Path, args: list[str], tasks: int, cpus_per_task:
         subset = "TLL_d" if (subsets_dir(study_dir) / "TLL_d.json").is_file() else "all"
         args = ["--subset", subset] + args
     key = f"evaluate/{Path(subset).stem}"
-    try:
-        folder = slurm_mod.write_job(study_dir, key, args, tasks, cpus_per_task, sbatch_args,
-                                     command="evaluate")
-        if no_submit:
-            click.echo(f"wrote {folder}/task.sh and finalize.sh (not submitted): submit with "
-                       f"`sbatch {folder}/task.sh`, then `sbatch --dependency=afterok:<ARRAY> "
-                       f"{folder}/finalize.sh`")
-            return
-        sub = slurm_mod.submit(folder)
-    except slurm_mod.SlurmError as exc:
-        raise ExperimentsError(str(exc)) from None
-    click.echo(f"{key}: submitted job array {sub['array']} (tasks {sub['tasks']}) and finalize "
-               f"job {sub['finalize']} (afterok); job folder {folder}\n"
-               f"state: python -m experiments slurm status {folder}\n"
-               f"failed tasks: python -m experiments slurm resubmit {folder}")
+    submit_slurm(study_dir, key, args, tasks, cpus_per_task, sbatch_args, no_submit, command="evaluate")
 
 
 def _parse_shard(value: str | None) -> tuple[int, int] | None:

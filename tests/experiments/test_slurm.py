@@ -126,6 +126,13 @@ def _tasks_done(folder: Path):
     return rows if tasks and not any(r["state"] in slurm_mod.LIVE_STATES for r in tasks) else None
 
 
+def _all_ended(folder: Path):
+    # finalized.json is written inside the finalize job, which Slurm still shows as
+    # COMPLETING for a moment after: wait until no job of the folder is live
+    rows, _, _ = slurm_mod.status(folder)
+    return rows if rows and not any(r["state"] in slurm_mod.LIVE_STATES for r in rows) else None
+
+
 def test_features_through_slurm_equal_a_single_machine_run(slurm_cluster, tmp_path, demo_images):
     src = copy_demo_pairs(demo_images, tmp_path / "src", PAIRS)
     single, cluster = tmp_path / "single", tmp_path / "cluster"
@@ -164,7 +171,7 @@ def test_features_through_slurm_equal_a_single_machine_run(slurm_cluster, tmp_pa
     _wait(lambda: (folder / "finalized.json").is_file(), 240, "the finalize job")
     done = json.loads((folder / "finalized.json").read_text())
     assert all(done["checks"].values()) and done["pairs"] == len(PAIRS)
-    rows, _, _ = slurm_mod.status(folder)
+    rows = _wait(lambda: _all_ended(folder), 60, "every job of the folder to end")
     assert [r["state"] for r in rows if r["role"] == "finalize"] == ["CANCELLED", "COMPLETED"]
     # the same bytes as the single-machine run; meta.json differs only in `created`
     a, b = (store_mod.FeatureStore(w).folder(key) for w in (single, cluster))
@@ -192,7 +199,7 @@ def test_evaluate_through_slurm_equals_an_unsharded_run(slurm_cluster, tmp_path,
     task_sh = (folder / "task.sh").read_text()
     assert "-m experiments evaluate" in task_sh and '--shard "${SLURM_ARRAY_TASK_ID}/3"' in task_sh
     _wait(lambda: (folder / "finalized.json").is_file(), 240, "the finalize job")
-    rows, _, _ = slurm_mod.status(folder)
+    rows = _wait(lambda: _all_ended(folder), 60, "every job of the folder to end")
     assert {r["state"] for r in rows} == {"COMPLETED"} and len(rows) == 4
     assert sorted((cluster / "shards").iterdir()) == [
         cluster / "shards" / f"shard-{i}-of-3.npz" for i in (1, 2, 3)]
