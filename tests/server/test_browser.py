@@ -110,7 +110,8 @@ def test_lost_connection_is_retried(app, live_server, page, artifacts_dir):
     assert "connection to the server is lost" in page.inner_text("#status")
     page.screenshot(path=str(shots / "flaky-lost.png"))
     page.wait_for_selector('input[name="n"][value="2"]', state="attached", timeout=15000)
-    # The page goes on normally once the connection is back.
+    # The page goes on normally once the connection is back (keys work once its script ran).
+    page.wait_for_selector("#trial-form[data-ready]")
     page.keyboard.press("3")
     page.wait_for_selector('input[name="n"][value="3"]', state="attached")
     _, rows = _stored(app, "FLAKY")
