@@ -58,7 +58,7 @@ bench: system-bench venv-dev
 	$(PY) benchmarks/bench_evaluate_scale.py --pairs 100000
 	$(MAKE) bench-server
 
-# The server's answer paths against the floor (issue 15's table), through nginx too, and
+# The server's answer paths against the floor (bench_server.py's table), through nginx too, and
 # the think-time capacity; about 10 minutes on a quiet 2-CPU machine (a hard limit of 15).
 bench-server: system-bench venv-dev
 	timeout 900 $(PY) benchmarks/bench_server.py --nginx --capacity 250 500 1000 1500 2000

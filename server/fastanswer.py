@@ -4,8 +4,9 @@ request is an ordinary one that is stored (201) or repeated (200), and hands eve
 else to Flask untouched.
 
 Why: under load an answer spent most of its CPU in Flask and Werkzeug around the view
-(request context, URL matching, hooks, response object), not in recording it (see the
-closing notes of issue 15). This layer runs what the view runs (`participant_ref`, then
+(request context, URL matching, hooks, response object), not in recording it
+(measured with benchmarks/bench_answer_cpu.py --profile). This layer runs what the view
+runs (`participant_ref`, then
 `api.record`: the checks, `record_answer`, the reply), on a connection borrowed as the
 answer routes borrow theirs, and answers with the same bytes and headers.
 

@@ -1,6 +1,6 @@
 """Shared fixtures: the demo study, a throw-away PostgreSQL server, and a Chromium browser.
 
-Services are real (see DEVELOPERS.md): PostgreSQL is started from the Debian binaries on
+Services are real: PostgreSQL is started from the Debian binaries on
 a loopback port for the test session, Chromium is Debian's, driven by Playwright. When a
 binary is missing the fixture fails with what to install; it never skips.
 """

@@ -61,7 +61,7 @@ def test_concurrent_duplicates_store_one_row(any_app):
 def test_resume_at_first_unanswered_and_complete(any_app):
     c = any_app.test_client()
     tok = _start(c, "P3").json["participant"]
-    # No trial beyond the next unanswered one (issue 10): 2 before 1 is refused.
+    # No trial beyond the next unanswered one: 2 before 1 is refused.
     r = c.post(f"/api/v1/participants/{tok}/answers", json={"n": 2, "choice": 0})
     assert r.status_code == 409 and "answer trial 1 first" in r.json["error"]
     for n in (1, 2):

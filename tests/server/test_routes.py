@@ -271,7 +271,7 @@ def test_export_csv_and_json(app, client):
 
 
 def test_index_and_error_pages(app, client):
-    # `/` names no study (issue 14): participants come with their own link.
+    # `/` names no study: participants come with their own link.
     index = client.get("/").get_data(as_text=True)
     assert index and "small" not in index and "/lab/" not in index
     r = client.get("/no/such/page")

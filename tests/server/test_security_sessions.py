@@ -168,7 +168,7 @@ def test_migration_normalises_codes(tmp_path):
 
 
 # ------------------------------------------------------------------ Chromium
-N_PARTICIPANTS = 200  # the acceptance of issue 10
+N_PARTICIPANTS = 200  # a lab day on one shared computer
 @pytest.fixture
 def tiny_app(tmp_path):
     """An app with a one-trial experiment `tiny` (no practice): many short participants."""
